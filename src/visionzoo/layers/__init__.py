@@ -1,0 +1,1 @@
+"""Shared building blocks, each written once and composed by the families in `models/`."""

@@ -1,0 +1,2 @@
+"""The zoo: one module per family of the notes; importing them fills the registry."""
+from . import lenet, resnet  # noqa: F401
