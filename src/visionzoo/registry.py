@@ -26,8 +26,8 @@ class ModelEntry:
     year: int
     input_size: tuple[int, int, int]
     num_classes: int
-    paper_params: float | None
-    paper_macs: float | None
+    paper_params: float | str | None
+    paper_macs: float | str | None
     twins: dict[str, str] = field(default_factory=dict)
     converters: dict[str, Callable[[dict], dict]] = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
@@ -39,13 +39,14 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 def register_model(name: str | None = None, *, family: str, paper: str, year: int,
                    input_size=(3, 224, 224), num_classes: int = 1000,
-                   paper_params: float | None = None, paper_macs: float | None = None,
+                   paper_params: float | str | None = None, paper_macs: float | str | None = None,
                    twins: dict[str, str] | None = None,
                    converters: dict[str, Callable[[dict], dict]] | None = None,
                    mismatch_reason: str | None = None, **defaults):
     """Decorator registering a builder `fn(num_classes, in_chans, **kwargs) -> nn.Module`.
 
-    `twins` maps a source ("torchvision", "timm") to the twin's name there; `converters` maps a
+    Paper figures are numbers, or strings as printed ("1.7M", "3.8G") so that their rounding
+    is known to `verify_card`. `twins` maps a source ("torchvision", "timm") to the twin's name there; `converters` maps a
     source to a function turning the twin's state_dict into ours (identity when absent).
     Extra keyword arguments are bound as defaults of this registered configuration, so one
     builder can serve several names (``register_model("vgg16", cfg="D")(_vgg)``).
@@ -137,3 +138,39 @@ def model_card(name: str) -> dict:
     }
     _CARD_CACHE[name] = card
     return dict(card)
+
+
+PARAM_TOLERANCE, MAC_TOLERANCE = 0.01, 0.05
+_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}
+
+
+def parse_figure(figure) -> tuple[float, float] | None:
+    """A paper's figure and half a unit of its last printed digit: "1.7M" → (1.7e6, 0.05e6).
+
+    Papers round ("ResNet-110: 1.7M"); a measured count within that rounding agrees with it.
+    """
+    if figure is None:
+        return None
+    if not isinstance(figure, str):
+        return float(figure), 0.0
+    number, unit = figure[:-1] if figure[-1] in _UNITS else figure, figure[-1] if figure[-1] in _UNITS else ""
+    decimals = len(number.partition(".")[2])
+    return float(number) * _UNITS[unit], 0.5 * 10 ** -decimals * _UNITS[unit]
+
+
+def verify_card(card: dict) -> tuple[bool, str]:
+    """Measured vs paper: params within 1 %, MACs within 5 % (or the paper's rounding),
+    unless a reason for the difference is documented."""
+    problems = []
+    for key, tol in (("params", PARAM_TOLERANCE), ("macs", MAC_TOLERANCE)):
+        parsed = parse_figure(card[f"paper_{key}"])
+        if parsed is None:
+            continue
+        paper, rounding = parsed
+        if abs(card[key] - paper) > max(tol * paper, rounding):
+            problems.append(f"{key} {card[key] / paper - 1:+.1%}")
+    if not problems:
+        return True, "ok" if (card["paper_params"] or card["paper_macs"]) else "no paper figures"
+    if card["mismatch_reason"]:
+        return True, f"documented ({', '.join(problems)}): {card['mismatch_reason']}"
+    return False, "MISMATCH " + ", ".join(problems)

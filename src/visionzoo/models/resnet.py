@@ -86,11 +86,11 @@ def _register_imagenet(name, block, layers, paper_macs, **extra):
 
 _V15 = ("torchvision layout (v1.5): the stride-2 sits on the 3×3 conv, not the first 1×1, "
         "which costs ~0.3 G more MACs than the paper's Table 1")
-_register_imagenet("resnet18", BasicBlock, (2, 2, 2, 2), 1.8e9)
-_register_imagenet("resnet34", BasicBlock, (3, 4, 6, 3), 3.6e9)
-_register_imagenet("resnet50", Bottleneck, (3, 4, 6, 3), 3.8e9, mismatch_reason=_V15)
-_register_imagenet("resnet101", Bottleneck, (3, 4, 23, 3), 7.6e9)
-_register_imagenet("resnet152", Bottleneck, (3, 8, 36, 3), 11.3e9)
+_register_imagenet("resnet18", BasicBlock, (2, 2, 2, 2), "1.8G")
+_register_imagenet("resnet34", BasicBlock, (3, 4, 6, 3), "3.6G")
+_register_imagenet("resnet50", Bottleneck, (3, 4, 6, 3), "3.8G", mismatch_reason=_V15)
+_register_imagenet("resnet101", Bottleneck, (3, 4, 23, 3), "7.6G")
+_register_imagenet("resnet152", Bottleneck, (3, 8, 36, 3), "11.3G")
 
 
 def _register_cifar(depth, paper_params):
@@ -105,8 +105,8 @@ def _register_cifar(depth, paper_params):
                    num_classes=10, paper_params=paper_params)(builder)
 
 
-for _depth, _params in ((20, 0.27e6), (32, 0.46e6), (44, 0.66e6), (56, 0.85e6), (110, 1.7e6),
-                        (1202, 19.4e6)):
+for _depth, _params in ((20, "0.27M"), (32, "0.46M"), (44, "0.66M"), (56, "0.85M"), (110, "1.7M"),
+                        (1202, "19.4M")):
     _register_cifar(_depth, _params)
 
 
@@ -126,16 +126,11 @@ class Residual(nn.Module):
 
 
 class ResNet9(ImageClassifier):
-    """prep → [conv-pool, residual] → conv-pool → [conv-pool, residual] → global max-pool → fc.
+    """prep → [conv-pool, residual] → conv-pool → [conv-pool, residual] → global max-pool → fc."""
 
-    The logits are multiplied by `logit_scale` (0.125 in Page's recipe), which keeps early
-    softmax outputs soft at the high learning rates the recipe uses.
-    """
-
-    def __init__(self, num_classes=10, in_chans=3, widths=(64, 128, 256, 512), logit_scale=0.125):
+    def __init__(self, num_classes=10, in_chans=3, widths=(64, 128, 256, 512)):
         super().__init__()
         self.num_classes = num_classes
-        self.logit_scale = logit_scale
         w0, w1, w2, w3 = widths
         self.features = nn.Sequential(
             ConvBNReLU(in_chans, w0),
@@ -151,7 +146,7 @@ class ResNet9(ImageClassifier):
 
     def forward_head(self, x, pre_logits=False):
         x = x.amax((2, 3))
-        return x if pre_logits else self.fc(x) * self.logit_scale
+        return x if pre_logits else self.fc(x)
 
 
 @register_model(family="resnet", paper=_PAGE, year=2018, input_size=(3, 32, 32), num_classes=10)

@@ -1,0 +1,53 @@
+"""Loading weights: visionzoo safetensors checkpoints and torchvision/timm twin state_dicts.
+
+Nothing from outside is unpickled: safetensors is read as tensors, and a `.pth`/`.pt` file is
+read with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from .errors import UsageError
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.exists():
+        raise UsageError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file
+        raise UsageError(f"cannot read weights from {path}: {exc}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UsageError(f"{path} does not hold a state_dict")
+    return state
+
+
+def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
+    """Load our own checkpoint, or a twin's state_dict converted from whichever source fits."""
+    from .registry import convert_state_dict, get_entry
+    state = read_state_dict(path)
+    own = model.state_dict()
+    candidates = [("visionzoo", state)]
+    for source in get_entry(name).twins:
+        try:
+            candidates.append((source, convert_state_dict(name, state, source)))
+        except (KeyError, ValueError):
+            continue
+    for source, converted in candidates:
+        if set(converted) == set(own) and all(converted[k].shape == own[k].shape for k in own):
+            model.load_state_dict(converted)
+            return
+    missing = sorted(set(own) - set(state))[:3]
+    raise UsageError(f"{path} does not fit {name}: keys such as {missing} are missing "
+                     f"(twins: {', '.join(get_entry(name).twins) or 'none'})")

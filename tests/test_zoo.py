@@ -1,0 +1,93 @@
+"""Every registered network: card vs paper, build, forward/backward, the shared interface, seeded init."""
+import pytest
+import torch
+
+import visionzoo as vz
+from visionzoo.registry import verify_card
+
+from conftest import logits_of
+
+MODELS = vz.list_models()
+# Above this many forward MACs the paper-size pass runs without backward (CPU time).
+BACKWARD_MAC_LIMIT = 4e9
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_card_matches_paper(name):
+    card = vz.model_card(name)
+    for key in ("name", "family", "paper", "year", "input_size", "params", "macs",
+                "paper_params", "paper_macs"):
+        assert key in card
+    assert card["params"] > 0 and card["macs"] > 0
+    ok, why = verify_card(card)
+    assert ok, f"{name}: {why}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_paper_size_forward_backward(name):
+    card = vz.model_card(name)
+    torch.manual_seed(0)
+    model = vz.create_model(name)
+    x = torch.randn(2, *card["input_size"])
+    if card["macs"] <= BACKWARD_MAC_LIMIT:
+        model.train()
+        out = logits_of(model(x))
+        out.float().square().mean().backward()
+        grads = [p.grad for p in model.parameters() if p.requires_grad]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    else:
+        model.eval()
+        with torch.no_grad():
+            out = model(x)
+    assert out.shape == (2, card["num_classes"])
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_small_grey_input_and_interface(name):
+    torch.manual_seed(0)
+    model = vz.create_model(name, num_classes=10, in_chans=1, image_size=28)
+    x = torch.randn(3, 1, 28, 28)
+    model.train()
+    out = logits_of(model(x))
+    assert out.shape == (3, 10)
+    out.float().logsumexp(1).mean().backward()
+    assert all(p.grad is not None for p in model.get_classifier().parameters())
+    model.eval()
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert features.dim() >= 2 and features.shape[0] == 3
+        torch.testing.assert_close(model.forward_head(features), model(x))
+        pre = model.forward_head(features, pre_logits=True)
+        model.reset_classifier(5)
+        assert model(x).shape == (3, 5)
+        model.reset_classifier(0)
+        torch.testing.assert_close(model(x), pre)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_seeded_init_is_deterministic(name):
+    states = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        states.append(vz.create_model(name, num_classes=10, in_chans=1, image_size=28).state_dict())
+    trainable = [k for k, v in states[0].items() if v.is_floating_point() and v.numel() > 1]
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert any(not torch.equal(states[0][k], states[2][k]) for k in trainable)
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(ValueError, match="resnet18"):
+        vz.create_model("resnet19")
+
+
+def test_list_models_pattern():
+    assert vz.list_models("resnet*") == [n for n in MODELS if n.startswith("resnet")]
+
+
+def test_count_macs_against_torchvision():
+    """The notes' and torchvision's published MACs: resnet18 1.82 G, alexnet 0.71 G, vgg16 15.5 G."""
+    import torchvision
+    for name, macs in (("resnet18", 1.82e9), ("alexnet", 0.71e9), ("vgg16", 15.5e9)):
+        tv = getattr(torchvision.models, name)()
+        assert abs(vz.count_macs(tv, (3, 224, 224)) - macs) / macs < 0.01, name
