@@ -1,2 +1,3 @@
 """The zoo: one module per family of the notes; importing them fills the registry."""
 from . import lenet, resnet  # noqa: F401
+from . import densenet, highway  # noqa: F401
