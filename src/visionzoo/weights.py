@@ -51,3 +51,24 @@ def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
     missing = sorted(set(own) - set(state))[:3]
     raise UsageError(f"{path} does not fit {name}: keys such as {missing} are missing "
                      f"(twins: {', '.join(get_entry(name).twins) or 'none'})")
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild a trained model from `model.json` + `model.safetensors` alone (run dir or file)."""
+    import json
+    from .registry import create_model
+    path = Path(path)
+    weights = path / "model.safetensors" if path.is_dir() else path
+    meta_path = weights.with_name("model.json")
+    if not weights.exists():
+        raise UsageError(f"{weights} does not exist; give a run directory or its model.safetensors")
+    if not meta_path.exists():
+        raise UsageError(f"{meta_path} is missing: it says how to rebuild the model")
+    try:
+        meta = json.loads(meta_path.read_text())
+        model = create_model(meta["name"], **meta["kwargs"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UsageError(f"{meta_path}: not a visionzoo model description ({exc})") from None
+    model.load_state_dict(read_state_dict(weights))
+    model.eval()
+    return model, meta

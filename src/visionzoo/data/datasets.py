@@ -1,4 +1,290 @@
+"""The data sets of the contract (`--data`), loaded as uint8 tensors with train/val/test splits.
+
+A validation split is carved from the training set with the run's seed and used for model
+selection; the test split is only read for the final report. Sets that fit in memory become
+`TensorSplit`s (batched indexing, no per-sample loader); `folder:PATH` trees stream through
+`FolderSplit`, decoding each batch of files on the fly.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-def find_fashion_mnist():
-    p = Path("/usr/share/datasets/fashion-mnist")
-    return p if p.exists() else None
+
+import numpy as np
+import torch
+
+from ..errors import DataError, UsageError
+from . import formats
+from .download import SOURCES, download
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot"]
+KMNIST_CLASSES = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
+DIGIT_CLASSES = [str(i) for i in range(10)]
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+@dataclass
+class TensorSplit:
+    """An in-memory split: uint8 images (N, C, H, W) and int64 labels (N,)."""
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self):
+        return len(self.labels)
+
+    def take(self, index: torch.Tensor) -> "TensorSplit":
+        return TensorSplit(self.images[index], self.labels[index])
+
+    def fetch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+
+@dataclass
+class FolderSplit:
+    """Image files decoded and resized per batch (for trees too large to hold in memory)."""
+    files: list[Path]
+    labels: torch.Tensor
+    image_size: int
+    channels: int = 3
+
+    def __len__(self):
+        return len(self.labels)
+
+    def take(self, index: torch.Tensor) -> "FolderSplit":
+        return FolderSplit([self.files[i] for i in index.tolist()], self.labels[index],
+                           self.image_size, self.channels)
+
+    def fetch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from torchvision.io import ImageReadMode, decode_image
+        from torchvision.transforms.v2.functional import resize
+        mode = ImageReadMode.RGB if self.channels == 3 else ImageReadMode.GRAY
+        images = []
+        for i in index.tolist():
+            try:
+                image = decode_image(str(self.files[i]), mode=mode)
+            except Exception as exc:
+                raise DataError(f"{self.files[i]}: cannot decode image ({exc})") from None
+            images.append(resize(image, [self.image_size, self.image_size], antialias=True))
+        return torch.stack(images), self.labels[index]
+
+
+@dataclass
+class DataBundle:
+    name: str
+    train: TensorSplit | FolderSplit
+    val: TensorSplit | FolderSplit
+    test: TensorSplit | FolderSplit
+    classes: list[str]
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        sample, _ = self.train.fetch(torch.arange(1))
+        return tuple(sample.shape[1:])
+
+    def split(self, name: str):
+        if name not in ("train", "val", "test"):
+            raise UsageError(f"unknown split {name!r}; use train, val or test")
+        return getattr(self, name)
+
+
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    return Path(data_dir or os.environ.get("VISIONZOO_DATA") or Path.home() / ".cache" / "visionzoo")
+
+
+def find_fashion_mnist(data_dir=None) -> Path | None:
+    for folder in _candidates("fashion-mnist", data_dir):
+        if _find(folder, "train-images-idx3-ubyte"):
+            return folder
+    return None
+
+
+def _candidates(name: str, data_dir) -> list[Path]:
+    root = data_root(data_dir)
+    places = [root / name, root]
+    if name == "fashion-mnist":
+        places.append(DEBIAN_FASHION_MNIST)
+    return places
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / (stem + ".gz")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _missing(name: str, places: list[Path]) -> UsageError:
+    looked = ", ".join(str(p) for p in places)
+    how = (f"pass --download to fetch it into {places[0]}" if name in SOURCES else
+           "put the files there")
+    extra = " or `apt-get install dataset-fashion-mnist`" if name == "fashion-mnist" else ""
+    return UsageError(f"data set {name} not found (looked in {looked}); {how}{extra}, "
+                      f"or point --data-dir at it")
+
+
+def _locate(name: str, data_dir, download_missing: bool, probe: str) -> Path:
+    places = _candidates(name, data_dir)
+    for folder in places:
+        if (folder / probe).exists() or _find(folder, probe):
+            return folder
+    if download_missing and name in SOURCES:
+        download(name, places[0])
+        return places[0]
+    raise _missing(name, places)
+
+
+def _load_idx_set(name: str, data_dir, download_missing: bool):
+    folder = _locate(name, data_dir, download_missing, "train-images-idx3-ubyte")
+    splits = []
+    for prefix in ("train", "t10k"):
+        images_path = _find(folder, f"{prefix}-images-idx3-ubyte")
+        labels_path = _find(folder, f"{prefix}-labels-idx1-ubyte")
+        if images_path is None or labels_path is None:
+            raise DataError(f"{folder}: {prefix}-images/labels IDX file missing")
+        images = formats.read_idx(images_path, 3)
+        labels = formats.read_idx(labels_path, 1)
+        if len(images) != len(labels):
+            raise DataError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}")
+        splits.append((images[:, None].copy(), labels.astype(np.int64)))
+    classes = {"fashion-mnist": FASHION_CLASSES, "kmnist": KMNIST_CLASSES}.get(name, DIGIT_CLASSES)
+    return splits[0], splits[1], classes
+
+
+def _load_cifar(name: str, data_dir, download_missing: bool):
+    sub, files, label_key, meta, names_key = (
+        ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "labels", "batches.meta", "label_names")
+        if name == "cifar10" else
+        ("cifar-100-python", ["train"], "fine_labels", "meta", "fine_label_names"))
+    folder = _locate(name, data_dir, download_missing, sub) / sub
+    train = [formats.read_cifar_batch(folder / f, label_key) for f in files]
+    train = (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]))
+    test = formats.read_cifar_batch(folder / ("test_batch" if name == "cifar10" else "test"), label_key)
+    return train, test, formats.read_cifar_names(folder / meta, names_key)
+
+
+def _load_svhn(name: str, data_dir, download_missing: bool):
+    folder = _locate(name, data_dir, download_missing, "train_32x32.mat")
+    return (formats.read_svhn_mat(folder / "train_32x32.mat"),
+            formats.read_svhn_mat(folder / "test_32x32.mat"), DIGIT_CLASSES)
+
+
+def _load_digits(name: str, data_dir, download_missing: bool):
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    labels = digits.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(labels))  # fixed test split for every run
+    n_test = len(labels) // 5
+    test, train = order[:n_test], order[n_test:]
+    return (images[train], labels[train]), (images[test], labels[test]), DIGIT_CLASSES
+
+
+def _load_fake(name: str, data_dir, download_missing: bool, n_train=600, n_test=200, classes=10):
+    """Learnable random images: a fixed random pattern per class plus noise."""
+    rng = np.random.default_rng(1234)
+    patterns = rng.uniform(40, 215, size=(classes, 1, 28, 28))
+
+    def make(n):
+        labels = rng.integers(0, classes, n)
+        images = patterns[labels] + rng.normal(0, 40, size=(n, 1, 28, 28))
+        return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64)
+    return make(n_train), make(n_test), [f"class{i}" for i in range(classes)]
+
+
+_LOADERS = {"fashion-mnist": _load_idx_set, "mnist": _load_idx_set, "kmnist": _load_idx_set,
+            "cifar10": _load_cifar, "cifar100": _load_cifar, "svhn": _load_svhn,
+            "digits": _load_digits, "fake": _load_fake}
+DATA_SPECS = sorted(_LOADERS) + ["folder:PATH"]
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, what: str):
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"{what}: labels outside 0..{num_classes - 1}")
+
+
+def _val_count(n_train: int, val_size: float | int) -> int:
+    """A fraction (< 1) or a count; a count above a fifth of a small training set becomes 10 %."""
+    count = int(round(val_size * n_train)) if val_size < 1 else int(val_size)
+    if val_size >= 1 and count > n_train // 5:
+        count = max(1, n_train // 10)
+    if not 0 < count < n_train:
+        raise UsageError(f"--val-size {val_size} leaves no training or no validation images "
+                         f"(training set has {n_train})")
+    return count
+
+
+def _resized(images: np.ndarray, size: int | None) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(images))
+    if size is None or tuple(tensor.shape[-2:]) == (size, size):
+        return tensor
+    from torchvision.transforms.v2.functional import resize
+    return resize(tensor, [size, size], antialias=True)
+
+
+def _carve(split, count: int, seed: int):
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    return split.take(order[count:]), split.take(order[:count])
+
+
+def _channel_stats(split, limit: int = 10000) -> tuple[list[float], list[float]]:
+    n = min(len(split), limit)
+    images, _ = split.fetch(torch.arange(n))
+    x = images.double() / 255.0
+    return x.mean((0, 2, 3)).tolist(), x.std((0, 2, 3)).clamp_min(1e-6).tolist()
+
+
+def _folder_split(path: Path, image_size: int):
+    root = Path(path)
+    if not root.is_dir():
+        raise UsageError(f"folder:{root} is not a directory; give a folder with one sub-folder per class")
+    trees = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+    base = trees.get("train", root)
+    classes = sorted(p.name for p in base.iterdir() if p.is_dir())
+    if not classes:
+        raise UsageError(f"{base}: no class sub-folders (expected {base}/CLASS/IMAGE.png)")
+
+    def collect(tree: Path):
+        files, labels = [], []
+        for label, cls in enumerate(classes):
+            for f in sorted((tree / cls).glob("*")) if (tree / cls).is_dir() else []:
+                if f.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append(f)
+                    labels.append(label)
+        if not files:
+            raise UsageError(f"{tree}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders")
+        return FolderSplit(files, torch.tensor(labels, dtype=torch.int64), image_size)
+    return {name: collect(tree) for name, tree in trees.items()} or {"train": collect(root)}, classes
+
+
+def load_data(spec: str = "fashion-mnist", *, data_dir=None, download: bool = False,
+              val_size: float | int = 5000, seed: int = 0, image_size: int | None = None) -> DataBundle:
+    """Load a data set by its spec, carve the validation split, compute the input normalisation.
+
+    `image_size` resizes every image to a square of that side (once, at load, for in-memory sets;
+    per batch for folders, where it defaults to 64).
+    """
+    if spec.startswith("folder:"):
+        splits, classes = _folder_split(Path(spec[len("folder:"):]).expanduser(), image_size or 64)
+        train = splits["train"]
+        if "test" not in splits:
+            train, splits["test"] = _carve(train, max(1, len(train) // 5), 0)
+        if "val" not in splits:
+            train, splits["val"] = _carve(train, _val_count(len(train), val_size), seed)
+        bundle = DataBundle(spec, train, splits["val"], splits["test"], classes)
+    else:
+        if spec not in _LOADERS:
+            raise UsageError(f"unknown data set {spec!r}; choose one of {', '.join(DATA_SPECS)}")
+        (x_train, y_train), (x_test, y_test), classes = _LOADERS[spec](spec, data_dir, download)
+        _check_labels(y_train, len(classes), f"{spec} training labels")
+        _check_labels(y_test, len(classes), f"{spec} test labels")
+        train = TensorSplit(_resized(x_train, image_size), torch.from_numpy(y_train))
+        test = TensorSplit(_resized(x_test, image_size), torch.from_numpy(y_test))
+        train, val = _carve(train, _val_count(len(train), val_size), seed)
+        bundle = DataBundle(spec, train, val, test, classes)
+    bundle.mean, bundle.std = _channel_stats(bundle.train)
+    return bundle

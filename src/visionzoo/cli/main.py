@@ -1,0 +1,51 @@
+"""`visionzoo` / `python -m visionzoo`: models, info, train, eval.
+
+Exit status: 0 success; 2 bad usage or bad input (one line on stderr); 1 any other failure
+(`--debug` shows the traceback); 130 interrupted by Ctrl-C after saving a checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import UsageError
+from . import evaluate_cmd, models_cmd, train_cmd
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="visionzoo", description=__doc__.split("\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in (models_cmd, train_cmd, evaluate_cmd):
+        module.add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "run", None):
+            build_parser().print_help()
+            return 2
+        return args.run(args) or 0
+    except UsageError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # anything else is a failure, reported in one line
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

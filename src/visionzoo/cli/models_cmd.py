@@ -1,0 +1,77 @@
+"""`visionzoo models` (the zoo against its papers) and `visionzoo info` (per-layer table)."""
+from __future__ import annotations
+
+import json
+
+
+def _fmt(n, unit=""):
+    if n is None:
+        return "-"
+    if isinstance(n, str):
+        return n
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}{unit}"
+    return f"{n:.0f}{unit}"
+
+
+def run_models(args) -> int:
+    from ..registry import list_models, model_card, verify_card
+    names = list_models(args.pattern)
+    if not names:
+        from ..errors import UsageError
+        raise UsageError(f"no model matches {args.pattern!r}; see `visionzoo models`")
+    cards = [model_card(n) for n in names]
+    failures = 0
+    if args.json:
+        for card in cards:
+            card["match"], card["verdict"] = verify_card(card)
+        print(json.dumps(cards, indent=2))
+        return 1 if args.verify and not all(c["match"] for c in cards) else 0
+    header = f"{'name':<24} {'family':<12} {'year':>4} {'params':>9} {'paper':>7} {'MACs':>9} {'paper':>7}"
+    print(header + ("  verdict" if args.verify else ""))
+    for card in cards:
+        line = (f"{card['name']:<24} {card['family']:<12} {card['year']:>4} {_fmt(card['params']):>9} "
+                f"{_fmt(card['paper_params']):>7} {_fmt(card['macs']):>9} {_fmt(card['paper_macs']):>7}")
+        if args.verify:
+            ok, verdict = verify_card(card)
+            failures += not ok
+            line += f"  {verdict}"
+        print(line)
+    if args.verify:
+        print(f"{len(cards) - failures}/{len(cards)} match their papers")
+    return 1 if failures else 0
+
+
+def run_info(args) -> int:
+    from ..profile import count_macs, count_params, layer_table
+    from ..registry import create_model, get_entry
+    entry = get_entry(args.name)
+    size = tuple(args.input_size) if args.input_size else entry.input_size
+    kwargs = {"image_size": size[-1], "in_chans": size[0]}
+    if args.num_classes:
+        kwargs["num_classes"] = args.num_classes
+    model = create_model(args.name, **kwargs)
+    rows = layer_table(model, size, depth=args.depth)
+    print(f"{args.name}: {entry.paper} ({entry.year}); input {size}")
+    print(f"{'layer':<40} {'type':<20} {'output':<18} {'params':>12} {'MACs':>14}")
+    for row in rows:
+        indent = "  " * row["layer"].count(".")
+        print(f"{indent + row['layer']:<40} {row['type']:<20} {str(row['output'] or '-'):<18} "
+              f"{row['params']:>12,} {row['macs']:>14,}")
+    print(f"{'total':<80} {count_params(model):>12,} {count_macs(model, size):>14,}")
+    return 0
+
+
+def add_commands(commands) -> None:
+    p = commands.add_parser("models", help="list the zoo with measured vs paper params and MACs")
+    p.add_argument("pattern", nargs="?", default=None, help="fnmatch pattern, e.g. 'resnet*'")
+    p.add_argument("--verify", action="store_true", help="exit 1 if a network misses its paper's figures")
+    p.add_argument("--json", action="store_true", help="print the model cards as JSON")
+    p.set_defaults(run=run_models)
+    p = commands.add_parser("info", help="per-layer table of one network: output shape, params, MACs")
+    p.add_argument("name")
+    p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"))
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--depth", type=int, default=2, help="module nesting depth to show (default 2)")
+    p.set_defaults(run=run_info)

@@ -1,0 +1,62 @@
+"""Batches from a split: a seeded permutation per epoch, global batches sharded across ranks.
+
+Batch i of epoch e is the same set of images whatever the number of processes: rank r of W takes
+every W-th image of it, so a 2-process run sees what a 1-process run sees. Images leave here as
+normalised float tensors on the training device, augmented batch-wise when asked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .augment import random_crop, random_flip
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Training drops the last partial batch, so every step has a full, evenly shardable batch."""
+    return max(1, n // batch_size)
+
+
+@dataclass
+class Normalizer:
+    mean: list[float]
+    std: list[float]
+
+    def __call__(self, images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        x = (images.float() / 255.0 - mean) / std
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def train_batches(split, batch_size: int, *, seed: int, epoch: int, start_step: int = 0,
+                  rank: int = 0, world: int = 1, device="cpu"):
+    """Yield (uint8 images, labels) of this rank for steps start_step.. of the epoch."""
+    batch_size = min(batch_size, len(split))
+    order = epoch_order(len(split), seed, epoch)
+    for step in range(start_step, steps_per_epoch(len(split), batch_size)):
+        index = order[step * batch_size:(step + 1) * batch_size][rank::world]
+        images, labels = split.fetch(index)
+        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+def eval_batches(split, batch_size: int, *, rank: int = 0, world: int = 1, device="cpu"):
+    """Every image once, in order; rank r takes a contiguous share."""
+    n = len(split)
+    lo, hi = n * rank // world, n * (rank + 1) // world
+    for start in range(lo, hi, batch_size):
+        images, labels = split.fetch(torch.arange(start, min(start + batch_size, hi)))
+        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, *, crop: int = 0, flip: bool = False):
+    if crop:
+        images = random_crop(images, crop, generator)
+    if flip:
+        images = random_flip(images, generator)
+    return images
