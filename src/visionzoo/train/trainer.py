@@ -194,6 +194,7 @@ class Trainer:
         self.running = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
         self.history: list[dict] = []
         self.best = {"val_top1": -1.0, "epoch": 0}
+        self.best_state: dict | None = None
         self.train_seconds = 0.0
         self.stop_requested = False
         self.writer = None
@@ -357,6 +358,7 @@ class Trainer:
         rate = totals[2].item() / max(seconds, 1e-9)
         if record["val_top1"] > self.best["val_top1"]:
             self.best = {"val_top1": record["val_top1"], "epoch": record["epoch"]}
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             if self.is_main and self.out:
                 write_safetensors(self.out / "best.safetensors", self.model.state_dict())
         self.epoch += 1
@@ -370,9 +372,11 @@ class Trainer:
 
     def finish(self) -> dict:
         cfg = self.cfg
-        if self.out and (self.out / "best.safetensors").exists():
-            from safetensors.torch import load_file
-            self.model.load_state_dict(load_file(str(self.out / "best.safetensors")))
+        if self.best_state is None and self.out and (self.out / "best.safetensors").exists():
+            from safetensors.torch import load_file  # resumed after the best epoch
+            self.best_state = load_file(str(self.out / "best.safetensors"))
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
         test = evaluate(self.model, self.data.test, self.normalizer, batch_size=cfg.eval_batch_size,
                         device=self.device, channels_last=self.channels_last,
                         num_classes=len(self.data.classes), rank=self.rank, world=self.world)

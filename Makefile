@@ -1,0 +1,37 @@
+# make demo: fresh machine → .venv, dependencies, Fashion-MNIST, trains the default recipe, prints test accuracy
+# make test: fresh machine → .venv if missing, the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: demo test install data clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+data:
+	@if [ -e $(FMNIST_DIR)/train-images-idx3-ubyte.gz ] || [ -n "$$VISIONZOO_DATA" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's dataset-fashion-mnist"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else \
+	  echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist'," \
+	       "or set VISIONZOO_DATA / pass --data-dir to a folder with its IDX files (--download fetches them)"; \
+	  exit 2; \
+	fi
+
+demo: install data
+	$(PY) -m visionzoo train --model resnet9_slim --data fashion-mnist --out runs/demo
+
+test: install data
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf runs .pytest_cache
