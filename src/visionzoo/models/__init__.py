@@ -1,3 +1,4 @@
 """The zoo: one module per family of the notes; importing them fills the registry."""
 from . import lenet, resnet  # noqa: F401
 from . import densenet, highway  # noqa: F401
+from . import alexnet, nin, vgg  # noqa: F401
