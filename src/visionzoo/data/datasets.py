@@ -58,16 +58,16 @@ class FolderSplit:
                            self.image_size, self.channels)
 
     def fetch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from torchvision.io import ImageReadMode, decode_image
-        from torchvision.transforms.v2.functional import resize
-        mode = ImageReadMode.RGB if self.channels == 3 else ImageReadMode.GRAY
+        from PIL import Image
+        from torchvision.transforms.v2.functional import pil_to_tensor, resize
         images = []
         for i in index.tolist():
             try:
-                image = decode_image(str(self.files[i]), mode=mode)
+                with Image.open(self.files[i]) as image:
+                    pixels = pil_to_tensor(image.convert("RGB" if self.channels == 3 else "L"))
             except Exception as exc:
                 raise DataError(f"{self.files[i]}: cannot decode image ({exc})") from None
-            images.append(resize(image, [self.image_size, self.image_size], antialias=True))
+            images.append(resize(pixels, [self.image_size, self.image_size], antialias=True))
         return torch.stack(images), self.labels[index]
 
 

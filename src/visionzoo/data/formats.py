@@ -54,7 +54,8 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Admits NumPy's array reconstruction and nothing else."""
     _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                 ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar")}
+                ("numpy._core.multiarray", "scalar"),
+                ("_codecs", "encode")}  # how protocol-2 pickles written by Python 3 spell bytes
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:

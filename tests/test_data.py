@@ -1,0 +1,231 @@
+"""Data sets: every on-disk format read correctly, every bad file rejected in one line naming it."""
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from visionzoo.cli.main import main
+from visionzoo.data.augment import random_crop, random_flip
+from visionzoo.data.datasets import load_data
+from visionzoo.data.download import download
+from visionzoo.errors import DataError, UsageError
+
+
+def write_idx(path, array, magic_type=0x08, gz=True):
+    header = bytes([0, 0, magic_type, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+def make_idx_set(folder, n_train=40, n_test=20, gz=True, side=28):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if gz else ""
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n, side, side)), gz=gz)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", np.arange(n) % 10, gz=gz)
+    return folder
+
+
+def make_cifar(folder, n=20):
+    sub = folder / "cifar10" / "cifar-10-batches-py"
+    sub.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8), b"labels": list(np.arange(n) % 10)}
+        pickle.dump(batch, open(sub / name, "wb"), protocol=2)
+    pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, open(sub / "batches.meta", "wb"))
+    return sub
+
+
+def make_svhn(folder, n=30):
+    from scipy.io import savemat
+    sub = folder / "svhn"
+    sub.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("train_32x32.mat", "test_32x32.mat"):
+        savemat(sub / name, {"X": rng.integers(0, 256, (32, 32, 3, n)).astype(np.uint8),
+                             "y": (np.arange(n) % 10 + 1).reshape(-1, 1).astype(np.uint8)})
+    return sub
+
+
+def make_folder(root, per_class=6, classes=("cat", "dog")):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3)).astype(np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_sets_read_gz_and_raw(tmp_path, gz):
+    for name in ("mnist", "kmnist", "fashion-mnist"):
+        make_idx_set(tmp_path / name, gz=gz)
+        bundle = load_data(name, data_dir=tmp_path, val_size=0.25)
+        assert bundle.train.images.dtype == torch.uint8 and bundle.input_size == (1, 28, 28)
+        assert len(bundle.train) + len(bundle.val) == 40 and len(bundle.test) == 20
+        assert len(bundle.classes) == 10
+    assert load_data("kmnist", data_dir=tmp_path, val_size=0.25).classes[0] == "o"
+
+
+def test_validation_split_is_seeded_and_disjoint(tmp_path):
+    make_idx_set(tmp_path / "mnist", n_train=100)
+    a = load_data("mnist", data_dir=tmp_path, val_size=20, seed=1)
+    b = load_data("mnist", data_dir=tmp_path, val_size=20, seed=1)
+    c = load_data("mnist", data_dir=tmp_path, val_size=20, seed=2)
+    assert torch.equal(a.val.images, b.val.images) and not torch.equal(a.val.images, c.val.images)
+    train_rows = {bytes(x.numpy()) for x in a.train.images}
+    assert not any(bytes(x.numpy()) in train_rows for x in a.val.images)
+    assert len(a.val) == 20
+
+
+def test_normalisation_comes_from_the_training_split(tmp_path):
+    make_idx_set(tmp_path / "mnist", n_train=100)
+    bundle = load_data("mnist", data_dir=tmp_path, val_size=20)
+    x = bundle.train.images.double() / 255
+    assert bundle.mean[0] == pytest.approx(x.mean().item())
+    assert bundle.std[0] == pytest.approx(x.std().item())
+
+
+def test_cifar_and_svhn_and_folder_and_digits(tmp_path):
+    make_cifar(tmp_path)
+    bundle = load_data("cifar10", data_dir=tmp_path, val_size=10)
+    assert bundle.input_size == (3, 32, 32) and len(bundle.train) == 90 and bundle.classes[1] == "c1"
+    make_svhn(tmp_path)
+    bundle = load_data("svhn", data_dir=tmp_path, val_size=5)
+    assert bundle.input_size == (3, 32, 32) and set(bundle.test.labels.tolist()) == set(range(10))
+    make_folder(tmp_path / "pics")
+    bundle = load_data(f"folder:{tmp_path / 'pics'}", image_size=16, val_size=0.2)
+    images, labels = bundle.train.fetch(torch.arange(len(bundle.train)))
+    assert images.shape[1:] == (3, 16, 16) and bundle.classes == ["cat", "dog"]
+    assert len(bundle.train) + len(bundle.val) + len(bundle.test) == 12
+    digits = load_data("digits")
+    assert digits.input_size == (1, 8, 8) and digits.train.images.max() <= 255
+    assert load_data("digits", image_size=28).input_size == (1, 28, 28)
+
+
+def test_folder_with_train_test_subtrees(tmp_path):
+    make_folder(tmp_path / "d" / "train")
+    make_folder(tmp_path / "d" / "test", per_class=2)
+    bundle = load_data(f"folder:{tmp_path / 'd'}", image_size=8, val_size=0.25)
+    assert len(bundle.test) == 4 and len(bundle.train) + len(bundle.val) == 12
+
+
+def _run_cli(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+BAD_IDX = {
+    "bad magic": lambda p: p.write_bytes(b"\x01\x02\x03\x04" + b"\0" * 20),
+    "truncated": lambda p: p.write_bytes(open(p, "rb").read()[:-7]),
+    "wrong rank": lambda p: write_idx(p, np.zeros((4, 28)), gz=False),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(BAD_IDX))
+def test_bad_idx_file_exits_2_naming_it(tmp_path, capsys, damage):
+    folder = make_idx_set(tmp_path / "mnist", gz=False)
+    target = folder / "train-images-idx3-ubyte"
+    BAD_IDX[damage](target)
+    code, err = _run_cli(["train", "--data", "mnist", "--data-dir", str(tmp_path), "--model", "lenet",
+                          "--epochs", "1", "--quiet"], capsys)
+    assert code == 2 and str(target) in err and len(err.splitlines()) == 1
+
+
+def test_corrupt_gzip_and_count_mismatch(tmp_path, capsys):
+    folder = make_idx_set(tmp_path / "mnist")
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    code, err = _run_cli(["eval", "nowhere"], capsys)
+    assert code == 2
+    with pytest.raises(DataError, match="t10k-images"):
+        load_data("mnist", data_dir=tmp_path)
+    make_idx_set(folder)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(39) % 10)
+    with pytest.raises(DataError, match="train-labels.*39 labels for 40 images"):
+        load_data("mnist", data_dir=tmp_path)
+
+
+def test_cifar_pickle_with_foreign_objects_is_refused(tmp_path, capsys):
+    sub = make_cifar(tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+    pickle.dump({b"data": Evil(), b"labels": [0]}, open(sub / "data_batch_3", "wb"))
+    code, err = _run_cli(["train", "--data", "cifar10", "--data-dir", str(tmp_path), "--quiet"], capsys)
+    assert code == 2 and "data_batch_3" in err and "refusing" in err
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_cifar_shape_and_label_problems(tmp_path):
+    sub = make_cifar(tmp_path)
+    pickle.dump({b"data": np.zeros((5, 100), np.uint8), b"labels": [0] * 5}, open(sub / "test_batch", "wb"))
+    with pytest.raises(DataError, match="test_batch.*3072"):
+        load_data("cifar10", data_dir=tmp_path)
+    pickle.dump({b"data": np.zeros((5, 3072), np.uint8), b"labels": [0] * 4}, open(sub / "test_batch", "wb"))
+    with pytest.raises(DataError, match="5 images but 4 labels"):
+        load_data("cifar10", data_dir=tmp_path)
+
+
+def test_svhn_problems(tmp_path):
+    from scipy.io import savemat
+    sub = make_svhn(tmp_path)
+    (sub / "test_32x32.mat").write_bytes(b"not a mat file at all")
+    with pytest.raises(DataError, match="test_32x32.mat"):
+        load_data("svhn", data_dir=tmp_path)
+    savemat(sub / "test_32x32.mat", {"X": np.zeros((32, 32, 3, 4), np.uint8), "y": np.ones((3, 1))})
+    with pytest.raises(DataError, match="4 images but 3 labels"):
+        load_data("svhn", data_dir=tmp_path)
+
+
+def test_folder_problems(tmp_path):
+    with pytest.raises(UsageError, match="not a directory"):
+        load_data(f"folder:{tmp_path / 'absent'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no class sub-folders"):
+        load_data(f"folder:{tmp_path / 'empty'}")
+    root = make_folder(tmp_path / "pics")
+    (root / "cat" / "broken.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match="broken.png"):
+        bundle = load_data(f"folder:{root}", image_size=8, val_size=0.2)
+        for split in (bundle.train, bundle.val, bundle.test):
+            split.fetch(torch.arange(len(split)))
+
+
+def test_missing_data_set_says_where_it_looked(tmp_path, capsys):
+    code, err = _run_cli(["train", "--data", "cifar100", "--data-dir", str(tmp_path), "--quiet"], capsys)
+    assert code == 2 and str(tmp_path) in err and "--download" in err
+    code, err = _run_cli(["train", "--data", "imagenet", "--quiet"], capsys)
+    assert code == 2 and "unknown data set" in err
+
+
+def test_download_from_a_mirror_is_atomic_and_checked(tmp_path, monkeypatch):
+    mirror = make_idx_set(tmp_path / "mirror")
+    download("kmnist", tmp_path / "root" / "kmnist", base_url=mirror.as_uri() + "/")
+    assert len(load_data("kmnist", data_dir=tmp_path / "root", val_size=0.25).test) == 20
+    with pytest.raises(DataError, match="checksum"):
+        download("mnist", tmp_path / "root2", base_url=mirror.as_uri() + "/")
+    assert not list((tmp_path / "root2").glob("*.gz"))  # nothing half-written is left
+    with pytest.raises(UsageError, match="cannot download"):
+        download("kmnist", tmp_path / "root3", base_url=(tmp_path / "nothing").as_uri() + "/")
+
+
+def test_random_crop_and_flip_are_batched_and_seeded():
+    x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).view(2, 1, 5, 5)
+    crops = [random_crop(x, 2, torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert torch.equal(crops[0], crops[1]) and crops[0].shape == x.shape
+    # Every crop is a window of the zero-padded image.
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        windows = padded[i, 0].unfold(0, 5, 1).unfold(1, 5, 1).reshape(-1, 5, 5)
+        assert any(torch.equal(w, crops[0][i, 0]) for w in windows)
+    flipped = random_flip(x, torch.Generator().manual_seed(0), p=1.0)
+    assert torch.equal(flipped, x.flip(3))
+    assert torch.equal(random_flip(x, torch.Generator().manual_seed(0), p=0.0), x)
