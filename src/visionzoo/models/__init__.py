@@ -2,3 +2,4 @@
 from . import lenet, resnet  # noqa: F401
 from . import densenet, highway  # noqa: F401
 from . import alexnet, nin, vgg  # noqa: F401
+from . import inception  # noqa: F401
