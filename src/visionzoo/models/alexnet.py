@@ -40,7 +40,8 @@ from ..layers.lrn import LocalResponseNorm
 from ..registry import register_model
 from .base import ImageClassifier
 
-_KRIZHEVSKY = "Krizhevsky, Sutskever, Hinton. ImageNet Classification with Deep Convolutional Neural Networks. NeurIPS 2012"
+_KRIZHEVSKY = ("Krizhevsky, Sutskever, Hinton. ImageNet Classification with Deep Convolutional Neural "
+               "Networks. NeurIPS 2012")
 _ONE_WEIRD_TRICK = (_KRIZHEVSKY + " (single-tower layout of Krizhevsky, One weird trick for parallelizing "
                     "convolutional neural networks, arXiv 2014)")
 _ZEILER = "Zeiler, Fergus. Visualizing and Understanding Convolutional Networks. ECCV 2014"
@@ -92,7 +93,8 @@ def make_features(plan, in_chans: int, pool, batch_norm: bool = False, image_siz
     return layers, channels, side
 
 
-def fc_classifier(in_features: int, num_classes: int, dropout_first: bool = False, p: float = 0.5) -> list[nn.Module]:
+def fc_classifier(in_features: int, num_classes: int, dropout_first: bool = False,
+                  p: float = 0.5) -> list[nn.Module]:
     """FC 4096 → ReLU → FC 4096 → ReLU → FC classes, dropout on the hidden layers' outputs
     (`dropout_first`: on their inputs, torchvision's AlexNet order); the last Linear is index 6."""
     hidden = [nn.Linear(in_features, 4096), nn.ReLU(inplace=True), nn.Dropout(p),

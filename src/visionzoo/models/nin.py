@@ -36,7 +36,8 @@ from .resnet import msra_init
 _PAPER = "Lin, Chen, Yan. Network In Network. ICLR 2014"
 
 
-def mlpconv(cin: int, widths: tuple[int, ...], kernel: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
+def mlpconv(cin: int, widths: tuple[int, ...], kernel: int, stride: int = 1,
+            padding: int = 0) -> nn.Sequential:
     """kernel×kernel conv to widths[0], then a 1×1 conv to each further width; ReLU after each."""
     layers = [nn.Conv2d(cin, widths[0], kernel, stride, padding), nn.ReLU(inplace=True)]
     for cin, cout in zip(widths, widths[1:]):
@@ -77,8 +78,8 @@ class NiN(ImageClassifier):
 
     def reset_classifier(self, num_classes: int) -> None:
         weight = self.features[0][0].weight
-        self.classifier = (nn.Conv2d(self.num_features, num_classes, 1, device=weight.device, dtype=weight.dtype)
-                           if num_classes > 0 else nn.Identity())
+        self.classifier = (nn.Conv2d(self.num_features, num_classes, 1, device=weight.device,
+                                     dtype=weight.dtype) if num_classes > 0 else nn.Identity())
         self.num_classes = num_classes
 
 
