@@ -143,6 +143,7 @@ class Trainer:
             saved = json.loads((Path(resume) / "config.json").read_text()) if (Path(resume) / "config.json").exists() else None
             if saved is None:
                 raise UsageError(f"--resume {resume}: no config.json there; give a run directory written by `visionzoo train --out`")
+            saved = {k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__}
             cfg = TrainConfig(**{**saved, "out": str(resume), "quiet": cfg.quiet})
         cfg.validate()
         self.cfg = cfg
