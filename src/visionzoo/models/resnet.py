@@ -1,25 +1,56 @@
-"""ResNet: He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
+"""The residual families, built by one `ResNet` class from the blocks of layers/residual.py.
 
-ImageNet ResNet-18/34/50/101/152 of Table 1 (the notes' table, FLOPs 1.8/3.6/3.8/7.6/11.3 G),
-the CIFAR-10 ResNets of Sec. 4.2 (6n+2 layers, 16/32/64 filters, option-A shortcuts),
-and ResNet-9 (Page, "How to train your ResNet", 2018), the fast small-image network used by
-`make demo`. `residual=False` builds the plain twin; `shortcut="A"|"B"|"C"` picks the option.
+- ResNet: He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
+  ImageNet ResNet-18/34/50/101/152 of Table 1 (the notes' table, FLOPs 1.8/3.6/3.8/7.6/11.3 G),
+  the CIFAR-10 ResNets of Sec. 4.2 (6n+2 layers, 16/32/64 filters, option-A shortcuts), and
+  their plain twins (Fig. 3 middle, ``residual=False``). ``shortcut="A"|"B"|"C"`` picks the
+  option of Sec. 4.1 in every builder.
+- Pre-activation ResNet: He, Zhang, Ren, Sun, "Identity Mappings in Deep Residual Networks",
+  ECCV 2016. BN → ReLU → conv units (Fig. 1(b)), a final BN-ReLU before pooling; the CIFAR
+  bottleneck ResNet-164 (1.7M) and ResNet-1001 (10.2M) of the notes' tables, and an 18-layer
+  ImageNet-stem variant (timm's resnetv2_18; on small inputs the CIFAR PreAct ResNet-18 of the
+  notes' random-erasing table).
+- Wide ResNet: Zagoruyko, Komodakis, "Wide Residual Networks", BMVC 2016. WRN-n-k of Table 1
+  (pre-activation, 16·k/32·k/64·k filters, N = (n − 4) / 6 blocks per group), the block types
+  B(3,3) … B(3,1,1) of Sec. 2.1 (``block_type="3,1,3"``), dropout between the convolutions
+  (``dropout=0.3`` for the paper's dropout rows; 0 by default), the parameter counts of the
+  notes' tables (WRN-40-10, the authors' best CIFAR network, has no count there); and the
+  ImageNet WRN-50-2-bottleneck (68.9M, the authors' pretrained model) and WRN-101-2 of torchvision.
+- ResNeXt: Xie, Girshick, Dollár, Tu, He, "Aggregated Residual Transformations for Deep Neural
+  Networks", CVPR 2017. Grouped 3×3 bottlenecks; ResNeXt-50 (32×4d) of Table 1 (25.0M,
+  4.2 GFLOPs), ResNeXt-101, and the CIFAR ResNeXt-29 (8×64d: 34.4M, 16×64d: 68.1M).
+- ResNet-9: Page, "How to train your ResNet", 2018, the fast small-image network of `make demo`.
+
+Every residual family takes ``drop_path_rate``: stochastic depth (Huang et al. ECCV 2016) with
+drop probability l/L · drop_path_rate for block l of L (layers/drop.py).
 
 Small-input adaptation: with ``image_size < 64`` the ImageNet stem (7×7/2 conv + 3×3/2 max-pool,
 a 4× reduction) becomes a 3×3 stride-1 convolution without max-pool, so 28×28 inputs reach the
 last stage at 4×4 instead of 1×1. It is chosen automatically by the trainer from the data, or
-explicitly with ``small_input=True``.
+explicitly with ``small_input=True``. The CIFAR networks already use that stem.
 """
 from __future__ import annotations
 
+import re
+
 from torch import nn
 
-from ..layers.residual import BasicBlock, Bottleneck, conv3x3
+from ..layers.drop import linear_drop_path_rates
+from ..layers.residual import BasicBlock, BNReLU, Bottleneck, PreActBlock, conv3x3
 from ..registry import register_model
 from .base import ImageClassifier
 
-_PAPER = "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016"
+_HE = dict(family="resnet", year=2015,
+           paper="He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016")
+_PREACT = dict(family="preact_resnet", year=2016,
+               paper="He, Zhang, Ren, Sun. Identity Mappings in Deep Residual Networks. ECCV 2016")
+_WRN = dict(family="wide_resnet", year=2016,
+            paper="Zagoruyko, Komodakis. Wide Residual Networks. BMVC 2016")
+_RESNEXT = dict(family="resnext", year=2017,
+                paper="Xie, Girshick, Dollár, Tu, He. Aggregated Residual Transformations for Deep "
+                      "Neural Networks. CVPR 2017")
 _PAGE = "Page. How to train your ResNet (DAWNBench CIFAR-10 ResNet-9). Myrtle.ai 2018"
+_CIFAR = dict(input_size=(3, 32, 32), num_classes=10)
 
 
 def msra_init(model: nn.Module) -> None:
@@ -33,32 +64,41 @@ def msra_init(model: nn.Module) -> None:
 
 
 class ResNet(ImageClassifier):
-    """Stem → stages of residual blocks → global average pool → fc."""
+    """Stem → stages of residual blocks → (BN-ReLU if pre-activation) → global average pool → fc.
+
+    Stage i has `layers[i]` blocks of `widths[i]` planes, its first block strided by 2 (stage 1:
+    stride 1). Block l of L has the stochastic-depth drop probability l/L · `drop_path_rate`.
+    A pre-activation block normalises its own input, so its network has no BN-ReLU in the stem
+    and one after the last stage instead. `block_args` go to every block.
+    """
 
     def __init__(self, block, layers, widths=(64, 128, 256, 512), num_classes=1000, in_chans=3,
-                 stem="imagenet", shortcut="B", residual=True, groups=1, width_per_group=64):
+                 stem="imagenet", stem_width=None, drop_path_rate=0.0, **block_args):
         super().__init__()
         self.num_classes = num_classes
-        self.inplanes = widths[0]
+        self.inplanes = stem_width or widths[0]
         if stem == "imagenet":
-            self.conv1 = nn.Conv2d(in_chans, widths[0], 7, 2, 3, bias=False)
+            self.conv1 = nn.Conv2d(in_chans, self.inplanes, 7, 2, 3, bias=False)
             self.maxpool = nn.MaxPool2d(3, 2, 1)
         elif stem == "small":
-            self.conv1 = conv3x3(in_chans, widths[0])
+            self.conv1 = conv3x3(in_chans, self.inplanes)
             self.maxpool = nn.Identity()
         else:
             raise ValueError(f"stem must be 'imagenet' or 'small', not {stem!r}")
-        self.bn1 = nn.BatchNorm2d(widths[0])
-        self.relu = nn.ReLU(inplace=True)
-        block_args = dict(shortcut=shortcut, residual=residual, groups=groups, base_width=width_per_group)
+        post = not block.preact
+        self.bn1 = nn.BatchNorm2d(self.inplanes) if post else nn.Identity()
+        self.relu = nn.ReLU(inplace=True) if post else nn.Identity()
+        rates = iter(linear_drop_path_rates(sum(layers), drop_path_rate))
         for i, (width, depth) in enumerate(zip(widths, layers)):
-            stride = 1 if i == 0 else 2
             blocks = []
             for j in range(depth):
-                blocks.append(block(self.inplanes, width, stride if j == 0 else 1, **block_args))
-                self.inplanes = width * block.expansion
+                stride = 2 if i > 0 and j == 0 else 1
+                blocks.append(block(self.inplanes, width, stride, drop_path=next(rates),
+                                    **block_args))
+                self.inplanes = blocks[-1].out_channels
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         self.num_stages = len(layers)
+        self.norm = nn.Identity() if post else BNReLU(self.inplanes)
         self.num_features = self.inplanes
         self.fc = nn.Linear(self.num_features, num_classes)
         msra_init(self)
@@ -67,47 +107,107 @@ class ResNet(ImageClassifier):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for i in range(self.num_stages):
             x = getattr(self, f"layer{i + 1}")(x)
-        return x
+        return self.norm(x)
 
 
-def _imagenet_resnet(block, layers, num_classes, in_chans, image_size=None, small_input=None, **kwargs):
+def imagenet_resnet(num_classes=1000, in_chans=3, image_size=None, small_input=None, **kwargs):
+    """A ResNet with the ImageNet stem, or the 3×3 stride-1 one for inputs below 64 px."""
     small = small_input if small_input is not None else (image_size is not None and image_size < 64)
-    return ResNet(block, layers, num_classes=num_classes, in_chans=in_chans,
-                  stem="small" if small else "imagenet", **kwargs)
+    return ResNet(num_classes=num_classes, in_chans=in_chans, stem="small" if small else "imagenet",
+                  **kwargs)
 
 
-def _register_imagenet(name, block, layers, paper_macs, **extra):
-    def builder(num_classes=1000, in_chans=3, image_size=None, small_input=None, **kwargs):
-        return _imagenet_resnet(block, layers, num_classes, in_chans, image_size, small_input, **kwargs)
-    builder.__name__ = name
-    register_model(name, family="resnet", paper=_PAPER, year=2015, paper_macs=paper_macs,
-                   twins={"torchvision": name, "timm": name}, **extra)(builder)
+def cifar_resnet(num_classes=10, in_chans=3, **kwargs):
+    """A ResNet with the CIFAR stem: one 3×3 stride-1 convolution."""
+    return ResNet(num_classes=num_classes, in_chans=in_chans, stem="small", **kwargs)
 
 
+def wrn_n_k(num_classes=10, in_chans=3, depth=28, widen_factor=10, block_type="3,3", dropout=0.0,
+            **kwargs):
+    """WRN-n-k: widening factor k, N = (n − 4) / 6 blocks of type B(`block_type`) per group.
+
+    The paper's block-type table and code keep N = (n − 4) / 6 whatever the block type, so n
+    counts the layers exactly only for B(3,3); B(3,1,3) at depth 22 has 3 blocks per group
+    (1.1M parameters at k = 2).
+    """
+    kernels = tuple(int(k) for k in block_type.split(","))
+    blocks, rest = divmod(depth - 4, 6)
+    if rest or blocks < 1:
+        raise ValueError(f"WRN depth must be 6N + 4 with N ≥ 1, not {depth}")
+    k = widen_factor
+    return cifar_resnet(num_classes, in_chans, block=PreActBlock, layers=(blocks,) * 3,
+                        widths=(16 * k, 32 * k, 64 * k), stem_width=16, kernels=kernels,
+                        dropout=dropout, **kwargs)
+
+
+def _twins(name):
+    return {"torchvision": name, "timm": name}
+
+
+def timm_resnetv2_to_preact(state_dict: dict) -> dict:
+    """timm ResNetV2 (pre-activation) names → ours: stem.conv → conv1, stages.i.blocks.j →
+    layer{i+1}.j, norm{k} → bn{k}, downsample.conv → downsample.0, head.fc (a 1×1 conv) → fc."""
+    out = {}
+    for key, value in state_dict.items():
+        key = re.sub(r"^stages\.(\d+)\.blocks\.", lambda m: f"layer{int(m.group(1)) + 1}.", key)
+        key = re.sub(r"\.norm(\d)\.", r".bn\1.", key).replace("downsample.conv.", "downsample.0.")
+        key = key.replace("stem.conv.", "conv1.").replace("head.fc.", "fc.")
+        out[key] = value.flatten(1) if key == "fc.weight" else value
+    return out
+
+
+_R18 = dict(block=BasicBlock, layers=(2, 2, 2, 2))
+_R34 = dict(block=BasicBlock, layers=(3, 4, 6, 3))
+_R50 = dict(block=Bottleneck, layers=(3, 4, 6, 3))
+_R101 = dict(block=Bottleneck, layers=(3, 4, 23, 3))
 _V15 = ("torchvision layout (v1.5): the stride-2 sits on the 3×3 conv, not the first 1×1, "
         "which costs ~0.3 G more MACs than the paper's Table 1")
-_register_imagenet("resnet18", BasicBlock, (2, 2, 2, 2), "1.8G")
-_register_imagenet("resnet34", BasicBlock, (3, 4, 6, 3), "3.6G")
-_register_imagenet("resnet50", Bottleneck, (3, 4, 6, 3), "3.8G", mismatch_reason=_V15)
-_register_imagenet("resnet101", Bottleneck, (3, 4, 23, 3), "7.6G")
-_register_imagenet("resnet152", Bottleneck, (3, 8, 36, 3), "11.3G")
-
-
-def _register_cifar(depth, paper_params):
-    n = (depth - 2) // 6
-
-    def builder(num_classes=10, in_chans=3, shortcut="A", residual=True, **kwargs):
-        return ResNet(BasicBlock, (n, n, n), (16, 32, 64), num_classes, in_chans, stem="small",
-                      shortcut=shortcut, residual=residual, **kwargs)
-    name = f"resnet{depth}_cifar"
-    builder.__name__ = name
-    register_model(name, family="resnet", paper=_PAPER, year=2015, input_size=(3, 32, 32),
-                   num_classes=10, paper_params=paper_params)(builder)
-
+for _name, _macs, _cfg, _why in (
+        ("resnet18", "1.8G", _R18, None), ("resnet34", "3.6G", _R34, None),
+        ("resnet50", "3.8G", _R50, _V15), ("resnet101", "7.6G", _R101, None),
+        ("resnet152", "11.3G", dict(block=Bottleneck, layers=(3, 8, 36, 3)), None)):
+    register_model(_name, **_HE, paper_macs=_macs, twins=_twins(_name), mismatch_reason=_why,
+                   **_cfg)(imagenet_resnet)
+register_model("plain18", **_HE, paper_macs="1.8G", residual=False, **_R18)(imagenet_resnet)
+register_model("plain34", **_HE, paper_macs="3.6G", residual=False, **_R34)(imagenet_resnet)
 
 for _depth, _params in ((20, "0.27M"), (32, "0.46M"), (44, "0.66M"), (56, "0.85M"), (110, "1.7M"),
                         (1202, "19.4M")):
-    _register_cifar(_depth, _params)
+    _cfg = dict(**_HE, **_CIFAR, paper_params=_params, block=BasicBlock,
+                layers=((_depth - 2) // 6,) * 3, widths=(16, 32, 64), shortcut="A")
+    register_model(f"resnet{_depth}_cifar", **_cfg)(cifar_resnet)
+    if _depth <= 110:
+        register_model(f"plain{_depth}_cifar", residual=False, **_cfg)(cifar_resnet)
+
+register_model("preact_resnet18", **_PREACT, twins={"timm": "resnetv2_18"},
+               converters={"timm": timm_resnetv2_to_preact}, block=PreActBlock,
+               layers=(2, 2, 2, 2))(imagenet_resnet)
+_CONV_ONLY = "the paper's 10.2M counts convolution and fc weights (10.18M here); BN's γ, β add 0.15M"
+for _depth, _params, _why in ((164, "1.7M", None), (1001, "10.2M", _CONV_ONLY)):
+    register_model(f"preact_resnet{_depth}", **_PREACT, **_CIFAR, paper_params=_params,
+                   mismatch_reason=_why, block=PreActBlock, layers=((_depth - 2) // 9,) * 3,
+                   widths=(16, 32, 64), kernels=(1, 3, 1), expansion=4)(cifar_resnet)
+
+# WRN-n-k of the notes' tables (depth × width, the state-of-the-art comparison, DenseNet's).
+for _depth, _k, _params in ((40, 1, "0.6M"), (40, 2, "2.2M"), (40, 4, "8.9M"), (40, 8, "35.7M"),
+                            (28, 10, "36.5M"), (28, 12, "52.5M"), (22, 8, "17.2M"),
+                            (22, 10, "26.8M"), (16, 4, "2.7M"), (16, 8, "11.0M"),
+                            (16, 10, "17.1M"), (40, 10, None)):
+    register_model(f"wrn{_depth}_{_k}", **_WRN, **_CIFAR, paper_params=_params, depth=_depth,
+                   widen_factor=_k)(wrn_n_k)
+register_model("wide_resnet50_2", **_WRN, paper_params="68.9M", twins=_twins("wide_resnet50_2"),
+               base_width=128, **_R50)(imagenet_resnet)
+register_model("wide_resnet101_2", **_WRN, twins=_twins("wide_resnet101_2"), base_width=128,
+               **_R101)(imagenet_resnet)
+
+register_model("resnext50_32x4d", **_RESNEXT, paper_params="25.0M", paper_macs="4.2G",
+               twins=_twins("resnext50_32x4d"), groups=32, base_width=4, **_R50)(imagenet_resnet)
+register_model("resnext101_32x8d", **_RESNEXT, twins=_twins("resnext101_32x8d"), groups=32,
+               base_width=8, **_R101)(imagenet_resnet)
+for _groups, _params in ((8, "34.4M"), (16, "68.1M")):
+    register_model(f"resnext29_{_groups}x64d", **_RESNEXT, **_CIFAR, paper_params=_params,
+                   block=Bottleneck, layers=(3, 3, 3), widths=(64, 128, 256), groups=_groups,
+                   base_width=64)(cifar_resnet)
 
 
 class ConvBNReLU(nn.Sequential):
