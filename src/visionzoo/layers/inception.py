@@ -8,7 +8,7 @@
 * Inception-v3 — Szegedy et al., "Rethinking the Inception Architecture for Computer Vision",
   CVPR 2016: module A (Fig. 5, 5×5 → two 3×3), C (Fig. 6, n×n → 1×n and n×1, n = 7), E (Fig. 7,
   expanded 1×3 / 3×1 filter banks on the 8×8 grid), grid reductions B and D (Fig. 10: stride-2
-  convolutions in parallel with a stride-2 pool), auxiliary head with BN (Sec. 7).
+  convolutions in parallel with a stride-2 pool), auxiliary head with BN (Secs. 4, 10).
 * Inception-v4 / Inception-ResNet — Szegedy, Ioffe, Vanhoucke, Alemi, AAAI 2017: v4 stem (Fig. 3),
   Inception-A/B/C (Figs. 4–6), Reduction-A with k, l, m, n of Table 1 (Fig. 7), Reduction-B
   (Fig. 8); residual Inception blocks (Figs. 10–13, 16–19) whose branch output is scaled by
@@ -54,8 +54,8 @@ class SeparableConv2d(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, kernel_size: int, stride: int, depth_multiplier: int):
         width = cin * depth_multiplier
-        super().__init__(nn.Conv2d(cin, width, kernel_size, stride, kernel_size // 2, groups=cin, bias=False),
-                         nn.Conv2d(width, cout, 1), nn.ReLU(inplace=True))
+        depthwise = nn.Conv2d(cin, width, kernel_size, stride, kernel_size // 2, groups=cin, bias=False)
+        super().__init__(depthwise, nn.Conv2d(width, cout, 1), nn.ReLU(inplace=True))
 
 
 def make_branch(cin: int, spec, norm: bool = True) -> tuple[nn.Module, int]:

@@ -9,8 +9,9 @@
   is: BN after every convolution (bias-free), a dense 7×7 first layer, no LRN, a 3×3 where the
   paper has the 5×5 (torchvision's long-standing choice, kept for its weights) and a 2×2/2
   last max-pool. Both have the two auxiliary classifiers of Sec. 5 after 4a and 4d.
-* ``bn_inception`` — Ioffe & Szegedy, "Batch Normalization", ICML 2015, Fig. 5 (the widths make
-  4c–4e 608/608/1056 channels wide, as in the released Caffe model, where the figure prints 576).
+* ``bn_inception`` — Ioffe & Szegedy, "Batch Normalization", ICML 2015, Fig. 5, without LRN and
+  dropout (Sec. 4.2.1); its filter columns make 4c–4e 608/608/1056 channels wide, as in the
+  released Caffe model, where the figure's output column prints 576/576/1024.
 * ``inception_v3`` — Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016, Table 1
   (299×299, factorised modules, grid reductions, BN auxiliary head); torchvision's names.
 * ``inception_v4``, ``inception_resnet_v1``, ``inception_resnet_v2`` — Szegedy, Ioffe, Vanhoucke,
@@ -26,10 +27,11 @@ no auxiliary heads. Label smoothing (v3 Sec. 7) belongs to the trainer's loss, n
 
 Small-input adaptation (``image_size`` < 64 for GoogLeNet/BN-Inception, < 75 — torchvision's
 minimum — for the 299-px networks, or ``small_input=True``): the stem keeps the grid — a 3×3
-stride-1 first convolution (GoogLeNet) or stride-1, "same"-padded stem convolutions, and no stem
-max-pools (the v4 stem's stride-2 pool|conv pairs become stride 1). A 28×28 image then meets the
-Inception modules at 28×28 (GoogLeNet: 28/14/7 as in Table 1; v3/v4/ResNet: 28/13/6), and the
-auxiliary heads pool adaptively when their grid is smaller than the paper's.
+stride-1 first convolution (GoogLeNet, BN-Inception) or stride-1, "same"-padded stem
+convolutions, and no stem max-pools (the v4 stem's stride-2 pool|conv pairs become stride 1).
+A 28×28 image then meets the Inception modules at 28×28 (GoogLeNet: 28/14/7 as in Table 1; the
+299-px networks: 28/13/6), and the auxiliary heads pool adaptively when their grid is smaller
+than the paper's.
 
 Initialisation (none of the papers gives one): He et al. normal, fan-in, for convolutions — it keeps
 the BN-free ``googlenet_paper`` trainable — N(0, 0.01) for linear layers, zero biases, BN γ=1, β=0.
@@ -123,7 +125,9 @@ class Inception(ImageClassifier):
 
 
 def _small(image_size, small_input, threshold):
-    return small_input if small_input is not None else (image_size is not None and image_size < threshold)
+    if small_input is not None:
+        return small_input
+    return image_size is not None and image_size < threshold
 
 
 def _stem(in_chans, rows, small):
@@ -150,7 +154,8 @@ _TABLE1 = (("inception3a", (64, 96, 128, 16, 32, 32)), ("inception3b", (128, 128
            ("inception4c", (128, 128, 256, 24, 64, 64)), ("inception4d", (112, 144, 288, 32, 64, 64)),
            ("inception4e", (256, 160, 320, 32, 128, 128)),
            ("maxpool4", None),
-           ("inception5a", (256, 160, 320, 32, 128, 128)), ("inception5b", (384, 192, 384, 48, 128, 128)))
+           ("inception5a", (256, 160, 320, 32, 128, 128)),
+           ("inception5b", (384, 192, 384, 48, 128, 128)))
 
 # Fig. 5: #1×1, #3×3 reduce, #3×3, double #3×3 reduce, double #3×3, pool, proj, stride.
 _FIG5 = (("inception3a", (64, 64, 64, 64, 96, "avg", 32, 1)),
@@ -179,7 +184,8 @@ def _v1_stem(in_chans, small, paper_exact):
         return nn.Identity() if small else nn.MaxPool2d(3, 2, ceil_mode=True)
     stages = [("conv1", conv1), ("maxpool1", pool())]
     stages += [("lrn1", LocalResponseNorm())] if paper_exact else []
-    stages += [("conv2", L.BasicConv2d(64, 64, 1, norm=norm)), ("conv3", L.BasicConv2d(64, 192, 3, norm=norm))]
+    stages += [("conv2", L.BasicConv2d(64, 64, 1, norm=norm)),
+               ("conv3", L.BasicConv2d(64, 192, 3, norm=norm))]
     stages += [("lrn2", LocalResponseNorm())] if paper_exact else []
     return stages + [("maxpool2", pool())]
 
@@ -202,13 +208,15 @@ def _googlenet(num_classes=1000, in_chans=3, image_size=None, small_input=None, 
                      transform_input=transform_input)
 
 
-_AUX_EXCLUDED = "the paper's figure leaves out the training-only auxiliary classifiers, which the card counts"
+_AUX_EXCLUDED = ("the paper's figure leaves out the training-only auxiliary classifiers, "
+                 "which the card counts")
 register_model("googlenet", family="inception", paper=_GOOGLENET, year=2014, paper_params="6.8M",
                paper_macs="1.5G", twins={"torchvision": "googlenet"},
                mismatch_reason=_AUX_EXCLUDED + " (2 × 3.19M; without them 6.62M, −2.6 %: torchvision's "
                "BN layout has a dense 7×7 first layer and 3×3 instead of 5×5 branches)")(_googlenet)
 register_model("googlenet_paper", family="inception", paper=_GOOGLENET, year=2014, paper_params="6.8M",
-               paper_macs="1.5G", paper_exact=True, mismatch_reason=_AUX_EXCLUDED + " (2 × 3.19M); Table 1's "
+               paper_macs="1.5G", paper_exact=True,
+               mismatch_reason=_AUX_EXCLUDED + " (2 × 3.19M); Table 1's "
                "6.8M is its rows' sum in K = 1024 and without biases, i.e. 6.96M weights — ours, "
                "biases included, is 6.99M")(_googlenet)
 
@@ -254,10 +262,11 @@ def inception_v3(num_classes=1000, in_chans=3, image_size=None, small_input=None
                 paper_macs="13G", twins={"timm": "inception_v4"},
                 mismatch_reason="the notes' 48M / 13B come from EfficientNet's Table 2; the paper gives "
                 "no count, and its Figs. 3–9 (as released in TF-slim, and timm) have 42.68M params "
-                "and 12.3G MACs at 299×299")
+                "and 12.25G MACs at 299×299")
 def inception_v4(num_classes=1000, in_chans=3, image_size=None, small_input=None):
     small = _small(image_size, small_input, 75)
-    stem, _ = _stem(in_chans, (("0", 32, 3, 2, True), ("1", 32, 3, 1, True), ("2", 64, 3, 1, False)), small)
+    rows = (("0", 32, 3, 2, True), ("1", 32, 3, 1, True), ("2", 64, 3, 1, False))
+    stem, _ = _stem(in_chans, rows, small)
     features = [m for _, m in stem] + [L.Mixed3a(small), L.Mixed4a(small), L.Mixed5a(small)]
     features += [L.inception_v4_a() for _ in range(4)] + [L.reduction_a(384, 192, 224, 256, 384)]
     features += [L.inception_v4_b() for _ in range(7)] + [L.reduction_v4_b()]
@@ -299,7 +308,8 @@ def inception_resnet_v1(num_classes=1000, in_chans=3, image_size=None, small_inp
                 paper_macs="13G", twins={"timm": "inception_resnet_v2"})
 def inception_resnet_v2(num_classes=1000, in_chans=3, image_size=None, small_input=None):
     rows = (("conv2d_1a", 32, 3, 2, True), ("conv2d_2a", 32, 3, 1, True), ("conv2d_2b", 64, 3, 1, False),
-            ("maxpool_3a",), ("conv2d_3b", 80, 1, 1, True), ("conv2d_4a", 192, 3, 1, True), ("maxpool_5a",))
+            ("maxpool_3a",), ("conv2d_3b", 80, 1, 1, True), ("conv2d_4a", 192, 3, 1, True),
+            ("maxpool_5a",))
     stages, _ = _stem(in_chans, rows, _small(image_size, small_input, 75))
     mixed_5b = L.Mixed(192, L.numbered([(96, 1)], [(48, 1), (64, 5)], [(64, 1), (96, 3), (96, 3)],
                                        [nn.AvgPool2d(3, 1, 1, count_include_pad=False), (64, 1)]))

@@ -1,0 +1,178 @@
+"""Inception family: GoogLeNet's Table 1 layer by layer, BN-Inception's Fig. 5 widths, Reduction-A's
+k, l, m, n, twin logits (torchvision, timm), the auxiliary-loss contract and residual scaling."""
+import pytest
+import torch
+from torch import nn
+
+import visionzoo as vz
+from visionzoo.layers import inception as L
+from visionzoo.profile import layer_table
+
+# Table 1 of Szegedy et al. 2015 (002_*.txt of the notes): layer → (output C, H, params in K, ops in M).
+# "convolution 3×3/1" is our conv2 (3×3 reduce, 1×1) + conv3. The table counts weights only, with
+# K = 1024 (3a: 163,328 weights = 159.5K; 1000K for the 1024 × 1000 linear layer).
+TABLE1 = {
+    "conv1": (64, 112, 2.7, 34), "maxpool1": (64, 56, None, None), "conv2+conv3": (192, 56, 112, 360),
+    "maxpool2": (192, 28, None, None), "inception3a": (256, 28, 159, 128),
+    "inception3b": (480, 28, 380, 304), "maxpool3": (480, 14, None, None),
+    "inception4a": (512, 14, 364, 73), "inception4b": (512, 14, 437, 88),
+    "inception4c": (512, 14, 463, 100), "inception4d": (528, 14, 580, 119),
+    "inception4e": (832, 14, 840, 170), "maxpool4": (832, 7, None, None),
+    "inception5a": (832, 7, 1072, 54), "inception5b": (1024, 7, 1388, 71), "fc": (1000, None, 1000, 1),
+}
+# Slips in the printed table, not in the network: 4c's 463K contradicts its own 100M ops
+# (463K × 14² = 93M; its filter columns give 498K, and 498K × 14² = 100M), and 5a's 1072K / 54M
+# contradict its filter columns (1018K, 51M — the widths torchvision and the Caffe model use).
+PARAM_ERRATA, OPS_ERRATA = {"inception4c", "inception5a"}, {"inception5a"}
+
+
+@pytest.fixture(scope="module")
+def googlenet_rows():
+    with torch.device("meta"):
+        model = vz.create_model("googlenet_paper", aux_logits=False)
+    rows = {r["layer"]: r for r in layer_table(model, (3, 224, 224), depth=1)}
+    conv2, conv3 = rows["conv2"], rows["conv3"]
+    rows["conv2+conv3"] = {"output": conv3["output"], "params": conv2["params"] + conv3["params"],
+                           "macs": conv2["macs"] + conv3["macs"]}
+    return rows
+
+
+@pytest.mark.parametrize("layer", TABLE1)
+def test_googlenet_paper_matches_table1(googlenet_rows, layer):
+    """Output size, params (±2 %, the table's figures are rounded) and ops (MACs) of every row."""
+    channels, side, params_k, ops_m = TABLE1[layer]
+    row = googlenet_rows[layer]
+    assert row["output"] == ([channels] if side is None else [channels, side, side])
+    if params_k is not None and layer not in PARAM_ERRATA:
+        assert row["params"] / 1024 == pytest.approx(params_k, rel=0.02)
+    if ops_m is not None and layer not in OPS_ERRATA:
+        assert row["macs"] / 1e6 == pytest.approx(ops_m, rel=0.02, abs=0.5)
+
+
+def test_googlenet_paper_totals_and_layout():
+    """Table 1 sums to 6.8M (K = 1024, weights only) and 1.5G ops; the paper network has no BN."""
+    with torch.device("meta"):
+        paper = vz.create_model("googlenet_paper", aux_logits=False)
+        ours = vz.create_model("googlenet", aux_logits=False)
+    weights = sum(p.numel() for n, p in paper.named_parameters() if n.endswith("weight"))
+    assert weights / 1024 / 1000 == pytest.approx(6.8, abs=0.05)
+    assert vz.count_macs(paper, (3, 224, 224)) == pytest.approx(1.5e9, rel=0.01)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in paper.modules())
+    assert paper.inception3a.branch3[1].conv.kernel_size == (5, 5)
+    assert ours.inception3a.branch3[1].conv.kernel_size == (3, 3)  # torchvision's layout
+
+
+def test_bn_inception_fig5_widths():
+    """Fig. 5: 3c and 4e halve the grid; 4c–4e are 608/608/1056 wide (the figure prints 576)."""
+    with torch.device("meta"):
+        model = vz.create_model("bn_inception")
+    rows = {r["layer"]: r["output"] for r in layer_table(model, (3, 224, 224), depth=1)}
+    expected = {"inception3a": (256, 28), "inception3b": (320, 28), "inception3c": (576, 14),
+                "inception4a": (576, 14), "inception4b": (576, 14), "inception4c": (608, 14),
+                "inception4d": (608, 14), "inception4e": (1056, 7), "inception5a": (1024, 7),
+                "inception5b": (1024, 7)}
+    for name, (channels, side) in expected.items():
+        assert rows[name] == [channels, side, side], name
+
+
+@pytest.mark.parametrize("cin, klmn, cout", [(384, (192, 224, 256, 384), 1024),   # Inception-v4
+                                             (256, (192, 192, 256, 384), 896),    # Inception-ResNet-v1
+                                             (320, (256, 256, 384, 384), 1088)])  # Inception-ResNet-v2
+def test_reduction_a_table1(cin, klmn, cout):
+    with torch.device("meta"):
+        out = L.reduction_a(cin, *klmn)(torch.empty(1, cin, 35, 35))
+    assert out.shape == (1, cout, 17, 17)
+
+
+def test_residual_branch_is_scaled():
+    """y = ReLU(x + s · W·concat(branches)): with s = 0 the block is ReLU(x); s scales the branch."""
+    torch.manual_seed(0)
+    block = L.InceptionResNetBlock(16, [(8, 1)], [(8, 1), (8, 3)], scale=0.0).eval()
+    x = torch.randn(2, 16, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), x.relu())
+        branch = block.conv2d(L.Mixed.forward(block, x))
+        block.scale, block.relu = 0.2, nn.Identity()
+        torch.testing.assert_close(block(x), x + 0.2 * branch)
+
+
+def _calibrated(model, x):
+    """BN statistics from one batch (so eval-mode BN is neither trivial nor blowing logits up);
+    only the BN layers are in training mode, so no auxiliary head runs."""
+    model.eval()
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in norms:
+        m.momentum = None
+        m.reset_running_stats()
+        m.weight.data.uniform_(0.5, 1.5)
+        m.bias.data.normal_(0, 0.1)
+        m.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()
+
+
+def _twin(source, name, **kwargs):
+    if source == "torchvision":
+        import torchvision
+        return getattr(torchvision.models, name)(init_weights=True, **kwargs)
+    timm = pytest.importorskip("timm")
+    return timm.create_model(name, **kwargs)
+
+
+@pytest.mark.parametrize("name, source, side, kwargs", [
+    ("googlenet", "torchvision", 64, {}),
+    ("googlenet", "torchvision", 64, {"transform_input": True}),
+    ("inception_v3", "torchvision", 75, {}),
+    ("inception_v3", "timm", 75, {"aux_logits": False}),
+    ("inception_v4", "timm", 75, {}),
+    ("inception_resnet_v2", "timm", 75, {}),
+])
+def test_twin_logits(name, source, side, kwargs):
+    """Smallest inputs the 299-px networks take (75 px, torchvision's minimum)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, side, side)
+    twin_kwargs = {} if source == "timm" else kwargs
+    twin = _calibrated(_twin(source, name, **twin_kwargs), x)
+    model = vz.create_model(name, **kwargs).eval()
+    model.load_state_dict(vz.convert_state_dict(name, twin.state_dict(), source))
+    with torch.no_grad():
+        expected, got = twin(x), model(x)
+    assert expected.abs().max() > 1e-2
+    assert (got - expected).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("name, heads, weight, side", [("googlenet", 2, 0.3, 64),
+                                                       ("googlenet_paper", 2, 0.3, 64),
+                                                       ("inception_v3", 1, 0.4, 75)])
+def test_aux_loss_contract(name, heads, weight, side):
+    """Training: (logits, [aux…]) and loss = CE + aux_weight · Σ CE(aux); eval: logits only.
+    Small inputs, so the heads pool adaptively (the 28×28 case is in test_zoo)."""
+    torch.manual_seed(0)
+    model = vz.create_model(name, num_classes=10)
+    assert model.aux_weight == weight
+    x, y = torch.randn(2, 3, side, side), torch.tensor([1, 2])
+    logits, aux = model.train()(x)
+    assert logits.shape == (2, 10) and len(aux) == heads and all(a.shape == (2, 10) for a in aux)
+    ce = nn.functional.cross_entropy
+    loss = ce(logits, y) + weight * sum(ce(a, y) for a in aux)
+    loss.backward()
+    aux_params = [p for n, p in model.named_parameters() if n.startswith(("aux", "AuxLogits"))]
+    assert aux_params and all(p.grad is not None for p in aux_params)
+    with torch.no_grad():
+        assert isinstance(model.eval()(x), torch.Tensor)
+    model.reset_classifier(5)
+    assert all(a.shape == (2, 5) for a in model.train()(x)[1])
+    no_aux = vz.create_model(name, num_classes=10, aux_logits=False)
+    assert isinstance(no_aux.train()(x), torch.Tensor)
+    assert not any(n.startswith(("aux", "AuxLogits")) for n, _ in no_aux.named_parameters())
+
+
+@pytest.mark.parametrize("name, grid", [("googlenet", 7), ("bn_inception", 7), ("inception_v3", 6),
+                                        ("inception_v4", 6), ("inception_resnet_v1", 6),
+                                        ("inception_resnet_v2", 6)])
+def test_small_input_stem_keeps_the_grid(name, grid):
+    """28×28 meets the modules at 28×28: GoogLeNet ends at Table 1's 7×7, the 299-px nets at 6×6."""
+    with torch.device("meta"):
+        model = vz.create_model(name, in_chans=1, image_size=28).eval()
+        assert model.forward_features(torch.empty(1, 1, 28, 28)).shape[-2:] == (grid, grid)
