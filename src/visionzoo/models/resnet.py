@@ -254,7 +254,7 @@ def resnet9(num_classes=10, in_chans=3, **kwargs):
     return ResNet9(num_classes, in_chans, **kwargs)
 
 
-@register_model(family="resnet", paper=_PAGE + " (half width, for 28×28 grey images)", year=2018,
+@register_model(family="resnet", paper=_PAGE + " (quarter width, for 28×28 grey images)", year=2018,
                 input_size=(1, 28, 28), num_classes=10)
-def resnet9_slim(num_classes=10, in_chans=1, **kwargs):
-    return ResNet9(num_classes, in_chans, widths=(32, 64, 128, 256), **kwargs)
+def resnet9_slim(num_classes=10, in_chans=1, widths=(16, 32, 64, 128), **kwargs):
+    return ResNet9(num_classes, in_chans, widths=widths, **kwargs)

@@ -46,7 +46,7 @@ class TrainConfig:
     download: bool = False
     image_size: int | None = None
     val_size: float = 5000
-    epochs: int = 8
+    epochs: int = 7
     batch_size: int = 256
     lr: float = 0.2
     optimizer: str = "nesterov"
