@@ -8,7 +8,7 @@ from visionzoo.registry import verify_card
 from conftest import logits_of
 
 MODELS = vz.list_models()
-# Above this many forward MACs the paper-size pass is one image, forward only (CPU time).
+# Above this many forward MACs the paper-size pass is forward only (CPU time).
 BACKWARD_MAC_LIMIT = 1e9
 
 
@@ -28,18 +28,16 @@ def test_paper_size_forward_backward(name):
     card = vz.model_card(name)
     torch.manual_seed(0)
     model = vz.create_model(name)
-    small = card["macs"] <= BACKWARD_MAC_LIMIT
-    x = torch.randn(2 if small else 1, *card["input_size"])
-    if small:
-        model.train()
+    x = torch.randn(2, *card["input_size"])
+    model.train()  # batch statistics: untrained running statistics overflow in 1000-layer nets
+    if card["macs"] <= BACKWARD_MAC_LIMIT:
         out = logits_of(model(x))
         out.float().square().mean().backward()
         grads = [p.grad for p in model.parameters() if p.requires_grad]
         assert any(g is not None and g.abs().sum() > 0 for g in grads)
     else:
-        model.eval()
         with torch.no_grad():
-            out = model(x)
+            out = logits_of(model(x))
     assert out.shape == (len(x), card["num_classes"])
     assert torch.isfinite(out).all()
 

@@ -46,6 +46,7 @@ class TrainConfig:
     download: bool = False
     image_size: int | None = None
     val_size: float = 5000
+    train_limit: int | None = None
     epochs: int = 7
     batch_size: int = 256
     lr: float = 0.2
@@ -166,6 +167,9 @@ class Trainer:
         np.random.seed(cfg.seed)
         self.data = load_data(cfg.data, data_dir=cfg.data_dir, download=cfg.download,
                               val_size=cfg.val_size, seed=cfg.seed, image_size=cfg.image_size)
+        if cfg.train_limit and cfg.train_limit < len(self.data.train):
+            subset = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(cfg.seed))
+            self.data.train = self.data.train.take(subset[:cfg.train_limit])
         self.normalizer = Normalizer(self.data.mean, self.data.std)
         self.input_size = self.data.input_size
         self.model_kwargs = {"num_classes": len(self.data.classes), "in_chans": self.input_size[0],

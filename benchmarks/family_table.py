@@ -1,0 +1,42 @@
+"""Fashion-MNIST accuracy of one network per family of the zoo under one fixed budget.
+
+Budget: 1 epoch over 10 000 training images (a seeded subset of the training split),
+batch 128, the default recipe otherwise (Nesterov SGD, one-cycle at 0.1, label smoothing 0.1,
+crop + flip, bf16 autocast), each network in its documented small-input form at 28×28×1.
+Prints a Markdown table; this is a benchmark, not a test.
+
+    .venv/bin/python benchmarks/family_table.py [--epochs 1] [--limit 10000] [MODEL ...]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+from visionzoo.registry import get_entry
+from visionzoo.train.trainer import train
+
+REPRESENTATIVES = ["lenet5", "lenet", "zfnet", "vgg11_bn", "nin_cifar10", "googlenet",
+                   "resnet20_cifar", "wrn16_4", "densenet_bc_100_12", "highway_conv", "highway_fc"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("models", nargs="*", default=REPRESENTATIVES)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=10000)
+    args = parser.parse_args()
+    print(f"| network | family | params | MACs (28×28) | test top-1 | training s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in args.models:
+        with tempfile.TemporaryDirectory() as out:
+            started = time.perf_counter()
+            summary = train(model=name, data="fashion-mnist", epochs=args.epochs, batch_size=128, lr=0.1,
+                            train_limit=args.limit, quiet=True, out=out)
+        print(f"| {name} | {get_entry(name).family} | {summary['params'] / 1e6:.2f} M | "
+              f"{summary['macs'] / 1e6:.1f} M | {summary['test_top1']:.4f} | "
+              f"{summary['train_seconds']:.0f} (wall {time.perf_counter() - started:.0f}) |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""`visionzoo models` and `visionzoo info`: the zoo table, verification, per-layer costs."""
+import json
+
+from visionzoo.cli.main import main
+from visionzoo.profile import count_macs, count_params, layer_table
+from visionzoo.registry import create_model, parse_figure, verify_card
+
+
+def test_models_verify_passes_and_lists_every_network(capsys):
+    assert main(["models", "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet18" in out and "match their papers" in out
+
+
+def test_models_json_and_pattern(capsys):
+    assert main(["models", "lenet*", "--json"]) == 0
+    cards = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in cards] == ["lenet", "lenet5"]
+    assert cards[1]["params"] == 60_000 and cards[1]["paper_params"] == 60_000
+    assert main(["models", "nothing*"]) == 2
+
+
+def test_verify_flags_undocumented_mismatch():
+    card = {"params": 1_200_000, "macs": 10, "paper_params": "1.0M", "paper_macs": None,
+            "mismatch_reason": None}
+    assert verify_card(card)[0] is False
+    assert verify_card({**card, "mismatch_reason": "explained"})[0] is True
+    assert verify_card({**card, "params": 1_040_000})[0] is True   # within the printed rounding
+    assert parse_figure("1.7M") == (1.7e6, 0.05e6) and parse_figure(60_000) == (60_000.0, 0.0)
+
+
+def test_info_layer_table_sums_to_the_totals(capsys):
+    assert main(["info", "lenet5"]) == 0
+    out = capsys.readouterr().out
+    assert "features" in out and "60,000" in out
+    model = create_model("resnet18")
+    rows = layer_table(model, (3, 224, 224), depth=1)
+    assert sum(r["params"] for r in rows) == count_params(model)
+    assert sum(r["macs"] for r in rows) == count_macs(model, (3, 224, 224))
+    assert next(r for r in rows if r["layer"] == "layer4")["output"] == [512, 7, 7]
+
+
+def test_lenet5_follows_the_paper():
+    model = create_model("lenet5")
+    c3 = model.features[4]
+    # Table I: 6 maps × 3 inputs, 9 maps × 4 inputs, 1 map × 6 inputs; 1,516 parameters.
+    assert sum(p.numel() for p in c3.parameters()) == 1516
+    assert count_macs(model, (1, 32, 32)) < 1516 * 100 + 120_000 + 48_000 + 20_000 + 2_000
+    assert model(__import__("torch").zeros(2, 1, 28, 28)).shape == (2, 10)
