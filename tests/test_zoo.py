@@ -86,3 +86,13 @@ def test_count_macs_against_torchvision():
     for name, macs in (("resnet18", 1.82e9), ("alexnet", 0.71e9), ("vgg16", 15.5e9)):
         tv = getattr(torchvision.models, name)()
         assert abs(vz.count_macs(tv, (3, 224, 224)) - macs) / macs < 0.01, name
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_trains_through_the_trainer_on_small_grey_images(name, tmp_path):
+    """`visionzoo train --model NAME` works for every network (two steps on 28×28×1 fake data)."""
+    from visionzoo.train.trainer import train
+    summary = train(model=name, data="fake", epochs=1, batch_size=8, train_limit=16, val_size=16,
+                    quiet=True, out=str(tmp_path), eval_batch_size=100)
+    assert summary["test_n"] == 200 and 0 <= summary["test_top1"] <= 1
+    assert (tmp_path / "model.safetensors").exists()

@@ -119,7 +119,13 @@ def build_optimizer(model, cfg: TrainConfig):
 
 
 def classification_loss(output, labels, model, label_smoothing: float):
-    """Cross-entropy, plus `aux_weight`·CE of auxiliary heads when the network returns them."""
+    """Cross-entropy, plus `aux_weight`·CE of auxiliary heads when the network returns them.
+
+    A network with its own objective (e.g. CapsNet's margin + reconstruction loss) defines
+    ``training_loss(output, labels, label_smoothing) -> (loss, logits)``, which is used instead.
+    """
+    if hasattr(model, "training_loss"):
+        return model.training_loss(output, labels, label_smoothing)
     if isinstance(output, tuple):
         logits, aux = output
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
@@ -203,6 +209,9 @@ class Trainer:
         self.train_seconds = 0.0
         self.stop_requested = False
         self.writer = None
+        # Extensions (diagnostics, …): objects with any of after_backward(trainer),
+        # on_epoch_end(trainer, record), on_finish(trainer, summary).
+        self.hooks: list = []
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _checkpoint_state(self) -> dict:
@@ -286,6 +295,11 @@ class Trainer:
             self.writer.flush()
 
     # ---- the loop ----------------------------------------------------------------------------
+    def _call_hooks(self, event: str, *args) -> None:
+        for hook in self.hooks:
+            if hasattr(hook, event):
+                getattr(hook, event)(self, *args)
+
     def _log(self, text: str) -> None:
         if self.is_main and not self.cfg.quiet:
             print(text, flush=True)
@@ -317,6 +331,7 @@ class Trainer:
             loss, logits = classification_loss(output, labels, self.model, cfg.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            self._call_hooks("after_backward")
             if cfg.clip_grad:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
@@ -360,6 +375,7 @@ class Trainer:
         if not math.isfinite(record["train_loss"]):
             raise NonFiniteLoss(f"loss became {record['train_loss']} in epoch {self.epoch + 1}")
         self.history.append(record)
+        self._call_hooks("on_epoch_end", record)
         rate = totals[2].item() / max(seconds, 1e-9)
         if record["val_top1"] > self.best["val_top1"]:
             self.best = {"val_top1": record["val_top1"], "epoch": record["epoch"]}
@@ -401,6 +417,7 @@ class Trainer:
             from .plots import plot_confusion
             plot_confusion(test["confusion"], self.data.classes, self.out / "confusion.png",
                            f"{cfg.model} on {cfg.data} test: top-1 {test['top1']:.4f}")
+        self._call_hooks("on_finish", summary)
         self._log(f"test top1 {test['top1']:.4f}  top5 {test['top5']:.4f}  loss {test['loss']:.4f}  "
                   f"({test['n']} images, {self.train_seconds:.0f}s training)")
         return summary
