@@ -63,7 +63,7 @@ def add_commands(commands) -> None:
     g.add_argument("--clip-grad", type=float, help="clip the global gradient norm")
     g = p.add_argument_group("augmentation")
     g.add_argument("--crop", type=int, help=f"random crop with this zero padding (default {d.crop}; 0 = off)")
-    g.add_argument("--flip", action=__import__("argparse").BooleanOptionalAction, help="horizontal flips (default on)")
+    g.add_argument("--flip", action=__import__("argparse").BooleanOptionalAction, help="horizontal flips (default: on, off for digit data sets)")
     g = p.add_argument_group("speed and device")
     g.add_argument("--amp", choices=("auto", "on", "off"), help="bf16 autocast on CPU when supported, AMP on CUDA (default auto)")
     g.add_argument("--channels-last", choices=("auto", "on", "off"), help="default auto (on)")

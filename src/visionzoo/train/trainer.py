@@ -35,6 +35,8 @@ from .io import read_torch, write_json, write_safetensors, write_text
 from .schedules import SCHEDULES, lr_factor
 
 OPTIMIZERS = ("sgd", "nesterov", "adamw")
+# Mirrored digits and characters are other symbols: no flips there unless asked for.
+NO_FLIP_DATA = {"mnist", "kmnist", "svhn", "digits"}
 
 
 @dataclass
@@ -60,7 +62,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     clip_grad: float | None = None
     crop: int = 2
-    flip: bool = True
+    flip: bool | None = None
     amp: str = "auto"
     channels_last: str = "auto"
     device: str = "auto"
@@ -165,6 +167,7 @@ class Trainer:
             raise UsageError(f"--batch-size {cfg.batch_size} must be divisible by the {self.world} processes")
         self.amp = cfg.amp == "on" or (cfg.amp == "auto" and (self.device.type == "cuda" or bf16_supported(self.device)))
         self.channels_last = cfg.channels_last != "off"
+        self.flip = cfg.flip if cfg.flip is not None else cfg.data not in NO_FLIP_DATA
         self.is_main = self.rank == 0
         self.resume_from = Path(resume) if resume else None
 
@@ -270,6 +273,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         config = dataclasses.asdict(self.cfg)
         config.update(resolved={"device": str(self.device), "amp": self.amp, "channels_last": self.channels_last,
+                                "flip": self.flip,
                                 "world_size": self.world, "steps_per_epoch": self.steps_per_epoch,
                                 "input_size": list(self.input_size), "num_classes": len(self.data.classes),
                                 "train_images": len(self.data.train), "val_images": len(self.data.val),
@@ -323,7 +327,7 @@ class Trainer:
                                             start_step=self.step_in_epoch, device=self.device):
             generator = torch.Generator(self.device).manual_seed(
                 (cfg.seed * 1_000_003 + self.epoch) * 1_000_003 + self.step_in_epoch)
-            images = augment(images, generator, crop=cfg.crop, flip=cfg.flip)
+            images = augment(images, generator, crop=cfg.crop, flip=self.flip)
             images, labels = images[self.rank::self.world], labels[self.rank::self.world]
             x = self.normalizer(images, self.channels_last)
             with _autocast(self.device, self.amp):
