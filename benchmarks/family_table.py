@@ -16,8 +16,9 @@ import time
 from visionzoo.registry import get_entry
 from visionzoo.train.trainer import train
 
-REPRESENTATIVES = ["lenet5", "lenet", "zfnet", "vgg11_bn", "nin_cifar10", "googlenet",
-                   "resnet20_cifar", "wrn16_4", "densenet_bc_100_12", "highway_conv", "highway_fc"]
+# Cheapest first; GoogLeNet keeps its full 28×28 grid through every module (1.1 G MACs).
+REPRESENTATIVES = ["lenet5", "lenet", "highway_fc", "resnet20_cifar", "nin_cifar10", "vgg11_bn",
+                   "densenet_bc_100_12", "highway_conv", "zfnet", "wrn16_4", "alexnet", "googlenet"]
 
 
 def main() -> None:
