@@ -6,7 +6,9 @@ stacks two 3×3 convolutions, the bottleneck block 1×1 → 3×3 → 1×1 with e
 its 3×3 may be grouped (ResNeXt, Xie et al. CVPR 2017, Fig. 3(c)). Shortcut options of Sec. 4.1:
 A — identity, zero-padding the extra channels when the shape changes (parameter-free);
 B — projection (1×1 conv + BN) only when the shape changes;
-C — projection on every block.
+C — projection on every block;
+D — average-pool then 1×1 projection + BN, only when the shape changes (ResNet-D of He et al.,
+"Bag of Tricks for Image Classification", CVPR 2019; timm's ``avg_down``, used by ResNeSt).
 `residual=False` gives the "plain" twin of the same depth (no shortcut at all).
 
 Pre-activation (ECCV 2016, Fig. 1(b), Eq. 3): x_{l+1} = x_l + F(x_l), with F a stack of
@@ -16,6 +18,9 @@ B(1,3), B(3,1), B(3,1,1) of Wide ResNets (Zagoruyko & Komodakis, BMVC 2016, Sec.
 their dropout between the convolutions.
 
 Every block takes `drop_path`, its stochastic-depth drop probability (layers/drop.py).
+Post-activation blocks take `attention`, a factory ``channels -> module`` placed on the residual
+branch just before the addition (SE-ResNet, Hu et al. CVPR 2018, Fig. 3; CBAM, Woo et al. ECCV 2018,
+Fig. 3); extra keyword arguments go to `make_branch` (a subclass's branch options, e.g. ResNeSt's radix).
 Parameter names follow torchvision so its weights load unchanged.
 """
 from __future__ import annotations
@@ -57,23 +62,30 @@ def make_shortcut(cin: int, cout: int, stride: int, option: str, norm: bool = Tr
         return ZeroPadShortcut(cin, cout, stride) if changes else None
     if option == "C" or (option == "B" and changes):
         return nn.Sequential(conv1x1(cin, cout, stride), *([nn.BatchNorm2d(cout)] if norm else []))
-    if option not in ("B", "C"):
-        raise ValueError(f"shortcut option must be 'A', 'B' or 'C', not {option!r}")
+    if option == "D" and changes:
+        # Pooling before a stride-1 projection keeps the 3/4 of the input a strided 1×1 drops.
+        pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
+        return nn.Sequential(pool, conv1x1(cin, cout), nn.BatchNorm2d(cout))
+    if option not in ("B", "C", "D"):
+        raise ValueError(f"shortcut option must be 'A', 'B', 'C' or 'D', not {option!r}")
     return None
 
 
 class BasicBlock(nn.Module):
-    """Post-activation block: relu(drop_path(F(x)) + shortcut(x)), F = conv-BN-ReLU-conv-BN."""
+    """Post-activation block: relu(drop_path(A(F(x))) + shortcut(x)), F = conv-BN-ReLU-conv-BN,
+    A the optional attention module (identity by default)."""
     expansion = 1
     preact = False
 
     def __init__(self, cin: int, planes: int, stride: int = 1, shortcut: str = "B",
-                 residual: bool = True, groups: int = 1, base_width: int = 64, drop_path: float = 0.0):
+                 residual: bool = True, groups: int = 1, base_width: int = 64, drop_path: float = 0.0,
+                 attention=None, **branch_args):
         super().__init__()
         if drop_path and not residual:
             raise ValueError("stochastic depth drops residual branches; a plain network has none")
         self.out_channels = planes * self.expansion
-        self.make_branch(cin, planes, stride, groups, base_width)
+        self.make_branch(cin, planes, stride, groups, base_width, **branch_args)
+        self.attention = attention(self.out_channels) if attention else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
         self.residual = residual
         self.downsample = make_shortcut(cin, self.out_channels, stride, shortcut) if residual else None
@@ -89,7 +101,7 @@ class BasicBlock(nn.Module):
         return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
     def forward(self, x):
-        out = self.drop_path(self.residual_branch(x))
+        out = self.drop_path(self.attention(self.residual_branch(x)))
         if self.residual:
             out = out + (x if self.downsample is None else self.downsample(x))
         return self.relu(out)

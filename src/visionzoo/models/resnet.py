@@ -80,11 +80,17 @@ class ResNet(ImageClassifier):
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_chans, self.inplanes, 7, 2, 3, bias=False)
             self.maxpool = nn.MaxPool2d(3, 2, 1)
+        elif stem == "deep":  # ResNet-C (He et al. CVPR 2019): three 3×3 convs replace the 7×7
+            half = self.inplanes // 2
+            self.conv1 = nn.Sequential(conv3x3(in_chans, half, 2), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+                                       conv3x3(half, half), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+                                       conv3x3(half, self.inplanes))
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
         elif stem == "small":
             self.conv1 = conv3x3(in_chans, self.inplanes)
             self.maxpool = nn.Identity()
         else:
-            raise ValueError(f"stem must be 'imagenet' or 'small', not {stem!r}")
+            raise ValueError(f"stem must be 'imagenet', 'deep' or 'small', not {stem!r}")
         post = not block.preact
         self.bn1 = nn.BatchNorm2d(self.inplanes) if post else nn.Identity()
         self.relu = nn.ReLU(inplace=True) if post else nn.Identity()
@@ -110,10 +116,11 @@ class ResNet(ImageClassifier):
         return self.norm(x)
 
 
-def imagenet_resnet(num_classes=1000, in_chans=3, image_size=None, small_input=None, **kwargs):
-    """A ResNet with the ImageNet stem, or the 3×3 stride-1 one for inputs below 64 px."""
+def imagenet_resnet(num_classes=1000, in_chans=3, image_size=None, small_input=None, stem="imagenet",
+                    **kwargs):
+    """A ResNet with the ImageNet (or deep) stem, or the 3×3 stride-1 one for inputs below 64 px."""
     small = small_input if small_input is not None else (image_size is not None and image_size < 64)
-    return ResNet(num_classes=num_classes, in_chans=in_chans, stem="small" if small else "imagenet",
+    return ResNet(num_classes=num_classes, in_chans=in_chans, stem="small" if small else stem,
                   **kwargs)
 
 
