@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from ..attacks.training import ADVERSARIAL_TRAINING
 from ..errors import UsageError
 from ..train.trainer import OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -75,5 +76,13 @@ def add_commands(commands) -> None:
     g.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps (default: epochs only)")
     g.add_argument("--seed", type=int, help=f"default {d.seed}")
     g.add_argument("--tensorboard", action="store_true", default=None, help="write TensorBoard events")
+    g.add_argument("--diagnostics", action="store_true", default=None,
+                   help="record per-layer gradient norms, activation percentiles, dead ReLUs")
     g.add_argument("--quiet", action="store_true", default=None, help="no progress bar or epoch lines")
+    g = p.add_argument_group("adversarial training", "ε and α in pixels of [0, 1] (visionzoo.attacks)")
+    g.add_argument("--adv", choices=ADVERSARIAL_TRAINING, help="FGSM objective J̃ (Goodfellow) or PGD min-max (Madry)")
+    g.add_argument("--adv-eps", type=float, help=f"perturbation radius ε (default {d.adv_eps})")
+    g.add_argument("--adv-alpha", type=float, help=f"PGD step size α (default {d.adv_alpha})")
+    g.add_argument("--adv-steps", type=int, help=f"PGD steps K (default {d.adv_steps})")
+    g.add_argument("--adv-weight", type=float, help=f"FGSM: weight α of the clean loss (default {d.adv_weight})")
     p.set_defaults(run=run_train)

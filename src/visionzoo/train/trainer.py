@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import registry
+from ..attacks.training import adversarial_batch, goodfellow_objective, validate_adversarial
 from ..data.datasets import load_data
 from ..data.loader import Normalizer, augment, steps_per_epoch, train_batches
 from ..errors import UsageError
@@ -71,6 +72,13 @@ class TrainConfig:
     checkpoint_every: int = 0
     eval_batch_size: int = 500
     tensorboard: bool = False
+    # Adversarial training (visionzoo.attacks.training): ε, α in pixels of [0, 1].
+    adv: str | None = None
+    adv_eps: float = 0.1
+    adv_alpha: float = 0.01
+    adv_steps: int = 40
+    adv_weight: float = 0.5
+    diagnostics: bool = False
     quiet: bool = False
 
     def validate(self) -> None:
@@ -87,6 +95,7 @@ class TrainConfig:
         if not 0 <= self.label_smoothing < 1:
             raise UsageError("--label-smoothing must lie in [0, 1)")
         registry.get_entry(self.model)
+        validate_adversarial(self)
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -215,6 +224,9 @@ class Trainer:
         # Extensions (diagnostics, …): objects with any of after_backward(trainer),
         # on_epoch_end(trainer, record), on_finish(trainer, summary).
         self.hooks: list = []
+        if cfg.diagnostics:
+            from ..explain.diagnostics import TrainingDiagnostics
+            self.hooks.append(TrainingDiagnostics(self))
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _checkpoint_state(self) -> dict:
@@ -330,9 +342,15 @@ class Trainer:
             images = augment(images, generator, crop=cfg.crop, flip=self.flip)
             images, labels = images[self.rank::self.world], labels[self.rank::self.world]
             x = self.normalizer(images, self.channels_last)
+            if cfg.adv:  # FGSM trains on [x; x̃], PGD on x̃ alone
+                x, labels = adversarial_batch(self, x, labels, generator)
             with _autocast(self.device, self.amp):
                 output = self.net(x)
-            loss, logits = classification_loss(output, labels, self.model, cfg.label_smoothing)
+            if cfg.adv == "fgsm":  # Goodfellow's J̃ = α J(x) + (1 − α) J(x̃)
+                loss, logits = goodfellow_objective(classification_loss, output, labels, self.model,
+                                                    cfg.label_smoothing, cfg.adv_weight)
+            else:
+                loss, logits = classification_loss(output, labels, self.model, cfg.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self._call_hooks("after_backward")
