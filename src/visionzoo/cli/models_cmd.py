@@ -52,6 +52,11 @@ def run_info(args) -> int:
     if args.num_classes:
         kwargs["num_classes"] = args.num_classes
     model = create_model(args.name, **kwargs)
+    if args.receptive_field:
+        from ..explain.receptive import receptive_field_table, trace_receptive_fields
+        print(f"{args.name}: receptive field r, jump j and first centre of every layer; input {size}")
+        print(receptive_field_table(trace_receptive_fields(model, size)))
+        return 0
     rows = layer_table(model, size, depth=args.depth)
     print(f"{args.name}: {entry.paper} ({entry.year}); input {size}")
     print(f"{'layer':<40} {'type':<20} {'output':<18} {'params':>12} {'MACs':>14}")
@@ -74,4 +79,6 @@ def add_commands(commands) -> None:
     p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"))
     p.add_argument("--num-classes", type=int)
     p.add_argument("--depth", type=int, default=2, help="module nesting depth to show (default 2)")
+    p.add_argument("--receptive-field", action="store_true",
+                   help="per-layer receptive field size, jump and start instead")
     p.set_defaults(run=run_info)
