@@ -1,0 +1,115 @@
+"""What every attack shares: pixel-space models, eval mode, the ε-ball, the choice of targets.
+
+The threat model of the notes (Szegedy et al. 2014, Sec. 4.1: x + r ∈ [0, 1]^m; Goodfellow et al.
+2015, Sec. 3: ‖η‖∞ ≤ ε; Madry et al. 2018, Eq. 2.1: δ ∈ S) lives in pixel space. The trainer
+feeds standardised inputs, so `Normalized` puts the checkpoint's (mean, std) in front of the
+network: ε is always measured in pixels of [0, 1], whatever the data set's statistics.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMS = ("linf", "l2")
+TARGET_CHOICES = ("random", "least_likely")
+
+
+class Normalized(nn.Module):
+    """`model` seen from pixel space: forward(p) = model((p − mean) / std), logits only."""
+
+    def __init__(self, model: nn.Module, mean, std):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        output = self.model((pixels - self.mean.to(pixels)) / self.std.to(pixels))
+        # Networks with auxiliary heads return (logits, aux) in training mode.
+        return output[0] if isinstance(output, tuple) else output
+
+
+@contextmanager
+def evaluating(model: nn.Module):
+    """Eval mode for the attack; afterwards every submodule gets back its own previous mode."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def choose_targets(target, logits: torch.Tensor, labels: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """Per-sample target classes: None (untargeted), "random" (uniform over the wrong classes),
+    "least_likely" (the clean image's lowest logit), a class index, or a tensor of indices."""
+    if target is None or isinstance(target, torch.Tensor):
+        return target
+    num_classes = logits.shape[1]
+    if target == "random":
+        shift = torch.randint(1, num_classes, labels.shape, generator=generator, device=labels.device)
+        return (labels + shift) % num_classes
+    if target == "least_likely":
+        return logits.argmin(1)
+    if isinstance(target, int) and 0 <= target < num_classes:
+        return torch.full_like(labels, target)
+    raise ValueError(f"target {target!r}: give None, {' or '.join(TARGET_CHOICES)}, "
+                     f"or a class index in 0..{num_classes - 1}")
+
+
+def per_sample_norm(t: torch.Tensor, norm: str) -> torch.Tensor:
+    flat = t.flatten(1)
+    return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
+
+
+class Attack:
+    """`attack(x, y) -> x_adv` for pixel images x ∈ [0, 1] (N, C, H, W) and labels y.
+
+    The model runs in eval mode during the attack and gets its modes back afterwards; the result
+    is projected onto the ε-ball around x in the attack's norm (when ε is given) and clamped to
+    [0, 1]. `queries` counts the images sent through the model.
+    """
+    norm = "linf"
+
+    def __init__(self, model: nn.Module, eps: float | None):
+        if eps is not None and not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps}")
+        self.model, self.eps, self.queries = model, eps, 0
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = x.detach()
+        with evaluating(self.model):
+            x_adv = self.perturb(x, y)
+        return self.project(x, x_adv.detach())
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.queries += len(x)
+        return self.model(x)
+
+    def project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        delta = x_adv - x
+        if self.eps is not None:
+            if self.norm == "linf":
+                delta = delta.clamp(-self.eps, self.eps)
+            else:
+                scale = (self.eps / per_sample_norm(delta, "l2").clamp_min(1e-12)).clamp(max=1.0)
+                delta = delta * scale.view(-1, *[1] * (x.ndim - 1))
+        # Clamping after the projection only shortens each coordinate: x itself lies in [0, 1].
+        return (x + delta).clamp(0.0, 1.0)
+
+    def loss_gradient(self, x: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+        """∇ₓ of the cross-entropy to `labels`, negated for a targeted attack (descent to the
+        target); the parameters' .grad is left alone."""
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = F.cross_entropy(self.logits(x).float(), labels, reduction="sum")
+            gradient, = torch.autograd.grad(loss, x)
+        return -gradient if targeted else gradient
