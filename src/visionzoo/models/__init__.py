@@ -3,3 +3,5 @@ from . import lenet, resnet  # noqa: F401
 from . import densenet, highway  # noqa: F401
 from . import alexnet, nin, vgg  # noqa: F401
 from . import inception  # noqa: F401
+from . import mobilenet, squeezenet  # noqa: F401
+from . import adaptive, capsnet, mcdnn, odenet, stn, xnor  # noqa: F401
