@@ -5,9 +5,8 @@ Networks", CVPR 2018, Sec. 4, with the block of the notes' "self-attention in CN
 ``nonlocal_resnet50``: the paper's single-block variant — one non-local block right before the
 last residual block of res4 (our ``layer3``), with the embedded channels halved (Sec. 3.3).
 ``nonlocal_stages`` names the stages (1–4, our ``layer{i}``) that get one. A new block is the
-identity (zero-initialised output projection), so the network starts as its ResNet and
-torchvision's ResNet weights fit every other layer. No paper figures: the paper reports video
-networks' costs only.
+identity (zero-initialised output projection), so the network starts as the ResNet it extends.
+No paper figures: the paper gives costs for its video networks only.
 
 Small inputs: the ResNet stem adaptation of models/resnet.py (< 64 px).
 """
