@@ -1,13 +1,12 @@
 """The explanation toolkit: each method checked by its defining property, then end to end via the CLI."""
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visionzoo.cli.main import main
 from visionzoo.explain.attribution import (class_activation_map, grad_cam, guided_backprop,
                                            guided_grad_cam, saliency)
 from visionzoo.explain.faithfulness import area_under, causal_curve
@@ -19,8 +18,13 @@ from visionzoo.models.base import ImageClassifier
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "visionzoo", *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
+    """The command line in this process (the imports are paid once): (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main([str(a) for a in args])
+    return status, out.getvalue(), err.getvalue()
 
 
 def fields(model, size=(1, 32, 32)):
@@ -99,9 +103,9 @@ def test_branches_merge_by_the_largest_field():
 
 
 def test_vgg16_info_table_confirms_the_notes():
-    result = cli("info", "vgg16", "--receptive-field", "--input-size", 3, 64, 64)
-    assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
+    status, stdout, stderr = cli("info", "vgg16", "--receptive-field", "--input-size", 3, 64, 64)
+    assert status == 0, stderr
+    rows = {line.split()[0]: line.split() for line in stdout.splitlines()[2:]}
     r = {name: float(cols[-3]) for name, cols in rows.items()}
     assert (r["features.0"], r["features.2"]) == (3, 5)          # two 3×3 see 5×5
     assert (r["features.14"] - r["features.10"]) / 4 + 3 == 7     # three 3×3 at jump 4 see 7×7 of their input
@@ -256,9 +260,9 @@ def test_deletion_auc_of_a_perfect_map_is_lower_than_random():
 @pytest.fixture(scope="module")
 def lenet_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("explain") / "run"
-    result = cli("train", "--model", "lenet", "--data", "digits", "--image-size", 28, "--epochs", 1,
-                 "--batch-size", 64, "--train-limit", 512, "--diagnostics", "--quiet", "--out", run)
-    assert result.returncode == 0, result.stderr
+    status, _, stderr = cli("train", "--model", "lenet", "--data", "digits", "--image-size", 28, "--epochs", 1,
+                            "--batch-size", 64, "--train-limit", 512, "--diagnostics", "--quiet", "--out", run)
+    assert status == 0, stderr
     return run
 
 
@@ -278,10 +282,10 @@ def test_diagnostics_json_has_per_layer_entries(lenet_run):
 def test_explain_cli_writes_pictures_and_index(lenet_run, tmp_path):
     out = tmp_path / "explain"
     methods = "filters,receptive-field,patches,occlusion,gradcam,guided,saliency,neighbours"
-    result = cli("explain", lenet_run, "--method", methods, "--index", 3, "--metric", "--limit", 200,
-                 "--json", "--out", out)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    status, stdout, stderr = cli("explain", lenet_run, "--method", methods, "--index", 3, "--metric",
+                                 "--limit", 200, "--json", "--out", out)
+    assert status == 0, stderr
+    report = json.loads(stdout)
     index = (out / "index.html").read_text()
     for name in report["files"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" or name == "index.html"
@@ -294,7 +298,8 @@ def test_explain_cli_writes_pictures_and_index(lenet_run, tmp_path):
     from PIL import Image
     image = tmp_path / "digit.png"
     Image.new("L", (40, 40), 0).save(image)
-    result = cli("explain", lenet_run, "--method", "saliency", "--image", image, "--out", out)
-    assert result.returncode == 0, result.stderr
-    result = cli("explain", lenet_run, "--method", "cam", "--out", out)  # LeNet has no GAP head
-    assert result.returncode == 2 and "gradcam" in result.stderr and "Traceback" not in result.stderr
+    status, stdout, stderr = cli("explain", lenet_run, "--method", "saliency", "--image", image, "--class", 2,
+                                 "--out", out)
+    assert status == 0 and "digit.png" in stdout, stderr
+    status, _, stderr = cli("explain", lenet_run, "--method", "cam", "--out", out)  # LeNet has no GAP head
+    assert status == 2 and "gradcam" in stderr and stderr.count("\n") == 1
