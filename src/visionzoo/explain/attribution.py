@@ -71,13 +71,16 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: str | None =
     """(h, w) Grad-CAM of `layer` (a module name; default the last Conv2d)."""
     _, module = find_layer(model, layer)
     with evaluating(model), capture(module) as record:
-        x = x.detach().clone().requires_grad_(True)  # so every layer's output carries a gradient
-        logits(model, x)[0, target].backward()
-    if record.activation is None or record.gradient is None or record.activation.dim() != 4:
+        x = x.detach().clone().requires_grad_(True)  # a gradient path even when weights are frozen
+        score = logits(model, x)[0, target]
+    activation = record.activation
+    if activation is None or activation.dim() != 4 or not activation.requires_grad:
         raise UsageError(f"layer {layer!r} gives no convolutional feature map with a gradient to "
                          "the class score; choose a Conv2d or a block output")
-    weights = record.gradient[0].mean((1, 2))
-    return F.relu(torch.einsum("k,khw->hw", weights, record.activation[0]))
+    # Only the part of the backward pass between the score and the layer runs: no weight gradients.
+    (gradient,) = torch.autograd.grad(score, activation)
+    weights = gradient[0].mean((1, 2))
+    return F.relu(torch.einsum("k,khw->hw", weights, activation.detach()[0]))
 
 
 def upsample(heatmap: torch.Tensor, size) -> torch.Tensor:

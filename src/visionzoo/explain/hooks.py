@@ -1,8 +1,8 @@
 """Context managers that every explanation method runs under; each one leaves the model as it was.
 
 `evaluating` puts the model in eval mode and restores each module's own flag; `capture` records a
-layer's activation and the gradient reaching it (Selvaraju et al., Grad-CAM, ICCV 2017, Eq. 1
-needs both); `guided_relus` swaps the backward of every ReLU for the guided rule of Springenberg
+layer's activation, from which the gradient reaching it is taken (Selvaraju et al., Grad-CAM,
+ICCV 2017, Eq. 1 needs both); `guided_relus` swaps the backward of every ReLU for the guided rule of Springenberg
 et al., Striving for Simplicity: The All Convolutional Net, ICLR 2015 workshop (Sec. 3.4, Fig. 1):
 a gradient passes a ReLU only where both the input and the incoming gradient are positive.
 """
@@ -44,24 +44,24 @@ def find_layer(model: nn.Module, name: str | None) -> tuple[str, nn.Module]:
 
 
 class Capture:
-    """Activation (cloned, so a following inplace ReLU cannot change it) and its gradient."""
+    """A layer's output, still in the autograd graph (differentiate a score with respect to it)."""
 
     def __init__(self):
         self.activation: torch.Tensor | None = None
-        self.gradient: torch.Tensor | None = None
 
     def _on_forward(self, module, args, output):
-        output = output[0] if isinstance(output, (tuple, list)) else output
-        self.activation = output.detach().clone()
-        if output.requires_grad:
-            output.register_hook(self._on_gradient)
-
-    def _on_gradient(self, grad):
-        self.gradient = grad.detach().clone()
+        if isinstance(output, torch.Tensor):
+            self.activation = output
+            # The network goes on with a copy, so that a following inplace op (ReLU) can change
+            # neither the captured map nor the graph node its gradient is taken at.
+            return output.clone()
+        self.activation = output[0] if isinstance(output, (tuple, list)) else None
+        return None
 
 
 @contextmanager
 def capture(layer: nn.Module):
+    """Record `layer`'s output while the context is open; the hook is removed on exit."""
     record = Capture()
     handle = layer.register_forward_hook(record._on_forward)
     try:
