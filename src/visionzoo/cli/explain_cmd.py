@@ -172,10 +172,12 @@ def _receptive_field(session) -> list[dict]:
         raise UsageError("no convolution or pooling layer was traced")
     boxes = []
     for row in chosen:
-        centre = (row.output[-2] // 2, row.output[-1] // 2)
+        unit = tuple(session.args.unit) if session.args.unit else (row.output[-2] // 2, row.output[-1] // 2)
+        if not (0 <= unit[0] < row.output[-2] and 0 <= unit[1] < row.output[-1]):
+            raise UsageError(f"--unit {unit[0]} {unit[1]}: {row.name} has a {row.output[-2]}×{row.output[-1]} map")
         size = "×".join(f"{v:g}" for v in dict.fromkeys(row.field.size))
-        boxes.append((f"{row.name} unit {centre}: r={size}, j={row.field.jump[0]:g}", row.field.box(*centre)))
-    title = f"receptive fields of the centre unit, {session.sample[2]}"
+        boxes.append((f"{row.name} unit {unit}: r={size}, j={row.field.jump[0]:g}", row.field.box(*unit)))
+    title = f"receptive fields of {'unit ' + str(tuple(session.args.unit)) if session.args.unit else 'the centre unit'}, {session.sample[2]}"
     save_boxes(session.out / "receptive-field.png", session.sample[0], boxes, title)
     return [_entry("receptive-field.png", "receptive-field", title + ": " + "; ".join(b[0] for b in boxes))]
 
@@ -347,7 +349,8 @@ def add_commands(commands) -> None:
     p = commands.add_parser("explain", help="explain a trained checkpoint: filters, receptive fields, "
                                             "patches, occlusion, CAM, Grad-CAM, guided, saliency, neighbours")
     p.add_argument("checkpoint", help="run directory or its model.safetensors")
-    p.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}, or a comma-separated list")
+    p.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}, or a comma-separated list "
+                                                   "(e.g. occlusion,cam,gradcam,guided,saliency --metric)")
     p.add_argument("--image", help="explain this image file (resized to the network's input)")
     p.add_argument("--index", type=int, default=0, action=_IndexAction,
                    help="explain this image of --split (default 0)")
@@ -355,6 +358,8 @@ def add_commands(commands) -> None:
                    help="split of --index and of the top-activating patches (default test)")
     p.add_argument("--class", dest="target_class", type=int, help="class to explain (default: the predicted one)")
     p.add_argument("--layer", help="module name (default: the last Conv2d; the first for filters)")
+    p.add_argument("--unit", type=int, nargs=2, metavar=("ROW", "COL"),
+                   help="receptive-field: the unit of --layer to draw (default: the centre of each map)")
     p.add_argument("--channel", type=int, action="append", help="channel for patches, repeatable (default 0..7)")
     p.add_argument("--occluder", type=int, help="side of the grey occluding square (default a quarter of the image)")
     p.add_argument("--metric", action="store_true", help="deletion / insertion AUC of every saliency map")
