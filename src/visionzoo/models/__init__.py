@@ -3,7 +3,7 @@ from . import lenet, resnet  # noqa: F401
 from . import densenet, highway  # noqa: F401
 from . import alexnet, nin, vgg  # noqa: F401
 from . import inception  # noqa: F401
-from . import mobilenet, squeezenet  # noqa: F401
+from . import efficientnet, mobilenet, shufflenet, squeezenet  # noqa: F401
 from . import cbam, nonlocal_resnet, residual_attention, resnest, senet  # noqa: F401
 from . import convnext, mixer, nfnet, vit  # noqa: F401
 from . import adaptive, capsnet, mcdnn, odenet, stn, xnor  # noqa: F401
