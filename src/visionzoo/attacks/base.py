@@ -52,7 +52,8 @@ def choose_targets(target, logits: torch.Tensor, labels: torch.Tensor,
         return target
     num_classes = logits.shape[1]
     if target == "random":
-        shift = torch.randint(1, num_classes, labels.shape, generator=generator, device=labels.device)
+        shift = torch.randint(1, num_classes, labels.shape, generator=generator,
+                              device=generator.device if generator else labels.device).to(labels.device)
         return (labels + shift) % num_classes
     if target == "least_likely":
         return logits.argmin(1)

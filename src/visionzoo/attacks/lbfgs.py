@@ -30,6 +30,7 @@ class LBFGS(Attack):
     def _minimise(self, x: torch.Tensor, labels: torch.Tensor, c: torch.Tensor,
                   lower: np.ndarray, upper: np.ndarray) -> torch.Tensor:
         from scipy.optimize import Bounds, minimize
+        from threadpoolctl import threadpool_limits
         shape, weight = x.shape, c.view(-1, *[1] * (x.ndim - 1))
 
         def objective(flat: np.ndarray):
@@ -41,8 +42,10 @@ class LBFGS(Attack):
             return loss.item(), gradient.double().cpu().numpy().ravel()
 
         start = x.double().cpu().numpy().ravel()
-        result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=Bounds(lower, upper),
-                          options={"maxiter": self.max_iter})
+        # L-BFGS-B's vector updates are tiny: BLAS threads only add synchronisation cost.
+        with threadpool_limits(1, user_api="blas"):
+            result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=Bounds(lower, upper),
+                              options={"maxiter": self.max_iter})
         return torch.from_numpy(result.x).view(shape).to(x)
 
     def perturb(self, x, y):

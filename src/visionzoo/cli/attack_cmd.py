@@ -1,0 +1,151 @@
+"""`visionzoo attack CHECKPOINT --method ...`: robustness of a trained checkpoint (visionzoo.attacks).
+
+Reports clean accuracy, robust accuracy, attack success rate, mean ℓ∞/ℓ2 size of the
+perturbations, model queries and seconds; `--out DIR` writes attack.json and attack.png (the
+panda figure: clean / perturbation ×10 / adversarial with predicted labels and confidences).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import UsageError
+
+METHODS = ("fgsm", "pgd", "lbfgs", "onepixel", "substitute", "noise")
+NEEDS_EPS = ("fgsm", "pgd", "substitute", "noise")
+TARGETED = ("fgsm", "pgd", "lbfgs", "onepixel")
+
+
+def _target(text: str | None):
+    if text is None or text in ("random", "least_likely"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--target {text!r}: give random, least_likely or a class index") from None
+
+
+def _check(args, num_classes: int) -> None:
+    if args.eps is None and args.method in NEEDS_EPS:
+        raise UsageError(f"--method {args.method} needs --eps (pixels of [0, 1], e.g. 0.1)")
+    if args.eps is not None and not 0 < args.eps <= (1 if args.norm == "linf" else float("inf")):
+        raise UsageError(f"--eps {args.eps}: ε is in pixels of [0, 1]; give 0 < ε ≤ 1 for ℓ∞")
+    if args.target is not None and args.method not in TARGETED:
+        raise UsageError(f"--target: {args.method} is untargeted here; targeted methods: {', '.join(TARGETED)}")
+    if isinstance(args.target, int) and not 0 <= args.target < num_classes:
+        raise UsageError(f"--target {args.target}: the model has classes 0..{num_classes - 1}")
+    if args.norm == "l2" and args.method != "pgd":
+        raise UsageError("--norm l2 applies to --method pgd only")
+    for name in ("n", "steps", "restarts", "batch_size", "popsize", "pixels", "rounds", "seed_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+
+
+def _factory(args, model, data, device):
+    """make_attack(batch_targets) for `run_attack`; black-box attacks are built once."""
+    import torch
+
+    from .. import attacks
+    steps = args.steps or 40
+    if args.method == "substitute":
+        seeds = data.val.fetch(torch.arange(min(args.seed_size, len(data.val))))[0].to(device).float() / 255
+        attack = attacks.SubstituteAttack(model, args.eps, seeds, len(data.classes), rounds=args.rounds,
+                                          seed=args.seed).fit()
+        return lambda targets: attack
+    if args.method == "noise":
+        attack = attacks.RandomNoise(model, args.eps, seed=args.seed)
+        return lambda targets: attack
+    if args.method == "fgsm":
+        return lambda targets: attacks.FGSM(model, args.eps, targeted=targets is not None)
+    if args.method == "pgd":
+        # Madry et al.'s MNIST ratio: α = 0.01 for ε = 0.3 over 40 steps, i.e. 2.5·ε/K rounded.
+        alpha = args.alpha or 2.5 * args.eps / steps
+        return lambda targets: attacks.PGD(model, args.eps, alpha, steps, restarts=args.restarts,
+                                           norm=args.norm, target=targets, seed=args.seed)
+    if args.method == "lbfgs":
+        return lambda targets: attacks.LBFGS(model, args.eps, target=targets, max_iter=args.steps or 50,
+                                             seed=args.seed)
+    return lambda targets: attacks.OnePixel(model, pixels=args.pixels, popsize=args.popsize,
+                                            max_iter=args.steps or 100, target=targets, eps=args.eps,
+                                            seed=args.seed)
+
+
+def run_attack_command(args) -> int:
+    import torch
+
+    from ..attacks import Normalized, choose_targets
+    from ..attacks.report import plot_adversarial_grid, run_attack
+    from ..data.datasets import load_data
+    from ..train.io import write_json
+    from ..train.trainer import resolve_device
+    from ..weights import load_checkpoint
+    args.target = _target(args.target)
+    model, meta = load_checkpoint(args.checkpoint)
+    _check(args, len(meta["classes"]))
+    device = resolve_device(args.device)
+    data = load_data(args.data or meta["data"], data_dir=args.data_dir, **meta.get("data_args", {}))
+    split = data.split(args.split)
+    n = min(args.n, len(split))
+    images, labels = split.fetch(torch.arange(n))
+    images, labels = images.to(device).float() / 255, labels.to(device)
+    pixel_model = Normalized(model, meta["mean"], meta["std"]).to(device).eval()
+    targets = None
+    if args.target is not None:
+        with torch.no_grad():
+            logits = torch.cat([pixel_model(images[i:i + args.batch_size]) for i in range(0, n, args.batch_size)])
+        targets = choose_targets(args.target, logits, labels, torch.Generator().manual_seed(args.seed))
+    try:
+        metrics, tensors = run_attack(_factory(args, pixel_model, data, device), pixel_model, images, labels,
+                                      batch_size=args.batch_size, targets=targets)
+    except ValueError as exc:  # an attack's own check of its settings
+        raise UsageError(f"--method {args.method}: {exc}") from None
+    report = {"method": args.method, "eps": args.eps, **metrics, "norm": args.norm, "target": args.target,
+              "split": args.split, "model": meta["name"], "data": args.data or meta["data"],
+              "checkpoint": str(args.checkpoint)}
+    if args.method == "pgd":
+        report.update(steps=args.steps or 40, restarts=args.restarts)
+    if args.out:
+        out = Path(args.out)
+        write_json(out / "attack.json", report)
+        eps = "" if args.eps is None else f", ε = {args.eps:g}"
+        plot_adversarial_grid(tensors, meta["classes"], out / "attack.png",
+                              f"{args.method}{eps} on {meta['name']}: robust accuracy "
+                              f"{report['robust_acc']:.3f} (clean {report['clean_acc']:.3f})")
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{args.method} on {meta['name']} ({report['data']} {args.split}, {n} images"
+              f"{'' if args.eps is None else f', ε = {args.eps:g} ' + args.norm}): clean {report['clean_acc']:.4f}  "
+              f"robust {report['robust_acc']:.4f}  success {report['success_rate']:.4f}  "
+              f"mean ℓ∞ {report['mean_linf']:.4f}  mean ℓ2 {report['mean_l2']:.4f}  "
+              f"queries {report['queries']}  {report['seconds']:.1f}s")
+    return 0
+
+
+def add_commands(commands) -> None:
+    p = commands.add_parser("attack", help="adversarial robustness of a trained checkpoint")
+    p.add_argument("checkpoint", help="run directory or its model.safetensors")
+    p.add_argument("--method", required=True, choices=METHODS,
+                   help="fgsm, pgd, lbfgs (Szegedy), onepixel (DE), substitute (black box), noise (control)")
+    p.add_argument("--eps", type=float, help="ε in pixels of [0, 1] (optional for lbfgs and onepixel)")
+    g = p.add_argument_group("attack settings")
+    g.add_argument("--alpha", type=float, help="PGD step size (default 2.5·ε/steps)")
+    g.add_argument("--steps", type=int, help="PGD steps (40), L-BFGS iterations (50), DE generations (100)")
+    g.add_argument("--restarts", type=int, default=1, help="PGD random restarts (default 1)")
+    g.add_argument("--norm", choices=("linf", "l2"), default="linf", help="PGD ball (default linf)")
+    g.add_argument("--target", help="random, least_likely or a class index (default: untargeted)")
+    g.add_argument("--popsize", type=int, default=400, help="one-pixel population (default 400)")
+    g.add_argument("--pixels", type=int, default=1, help="one-pixel: pixels changed (default 1)")
+    g.add_argument("--rounds", type=int, default=6, help="substitute: augmentation rounds ρ (default 6)")
+    g.add_argument("--seed-size", type=int, default=150, help="substitute: seed images from the val split (150)")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("data and output")
+    g.add_argument("--n", type=int, default=1000, help="images attacked: the first N of the split (default 1000)")
+    g.add_argument("--split", default="test", choices=("train", "val", "test"))
+    g.add_argument("--data", help="data set spec (default: the one it was trained on)")
+    g.add_argument("--data-dir")
+    g.add_argument("--batch-size", type=int, default=250)
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    g.add_argument("--out", help="write attack.json and attack.png here")
+    g.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(run=run_attack_command)

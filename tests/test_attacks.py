@@ -1,0 +1,281 @@
+"""visionzoo.attacks: each attack by its defining property, adversarial training, `visionzoo attack`."""
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from visionzoo.attacks import FGSM, LBFGS, PGD, Normalized, OnePixel, RandomNoise, SubstituteAttack
+from visionzoo.attacks.base import per_sample_norm
+from visionzoo.attacks.training import adversarial_batch, goodfellow_objective
+from visionzoo.data.datasets import load_data
+from visionzoo.data.loader import Normalizer
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "visionzoo", *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """A small MLP trained for 150 full-batch Adam steps on the 8×8 digits (≈ 95 % test accuracy),
+    seen from pixel space through `Normalized`, and 64 test images it classifies."""
+    data = load_data("digits", val_size=0.1)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    model = Normalized(net, data.mean, data.std)
+    images, labels = data.train.images.float() / 255, data.train.labels
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(150):
+        optimizer.zero_grad()
+        F.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    x, y = data.test.images[:64].float() / 255, data.test.labels[:64]
+    with torch.no_grad():
+        assert (model(x).argmax(1) == y).float().mean() > 0.85
+    return model, x, y, data
+
+
+def all_attacks(model, data):
+    seeds = data.val.images[:30].float() / 255
+    return {
+        "fgsm": FGSM(model, 0.1), "noise": RandomNoise(model, 0.1),
+        "pgd": PGD(model, 0.1, 0.02, 10, restarts=2), "pgd_l2": PGD(model, 0.5, 0.1, 10, norm="l2"),
+        "pgd_targeted": PGD(model, 0.1, 0.02, 10, target="least_likely"),
+        "lbfgs": LBFGS(model, 0.1, search_steps=2, max_iter=10),
+        "onepixel": OnePixel(model, pixels=2, popsize=20, max_iter=3, eps=0.1),
+        "substitute": SubstituteAttack(model, 0.1, seeds, 10, rounds=2, epochs=2),
+    }
+
+
+ATTACKS = ["fgsm", "noise", "pgd", "pgd_l2", "pgd_targeted", "lbfgs", "onepixel", "substitute"]
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_result_in_eps_ball_and_valid_pixel_range(digits, name):
+    model, x, y, data = digits
+    attack = all_attacks(model, data)[name]
+    x_adv = attack(x, y)
+    assert x_adv.shape == x.shape and x_adv.min() >= 0 and x_adv.max() <= 1
+    norm = "l2" if name == "pgd_l2" else "linf"
+    assert per_sample_norm(x_adv - x, norm).max() <= attack.eps + 1e-5
+    assert (x_adv != x).any()
+
+
+class ModeRecorder(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.frozen, self.seen = model, nn.BatchNorm1d(1), []
+
+    def forward(self, x):
+        self.seen.append(self.training)
+        return self.model(x)
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+@pytest.mark.parametrize("training", [True, False])
+def test_eval_mode_during_attack_and_every_module_mode_restored(digits, name, training):
+    model, x, y, data = digits
+    recorder = ModeRecorder(copy.deepcopy(model))
+    recorder.train(training)
+    recorder.frozen.eval()  # a submodule whose own mode differs from its parent's must keep it
+    all_attacks(recorder, data)[name](x[:8], y[:8])
+    assert (recorder.seen or name == "noise") and not any(recorder.seen)  # the noise asks nothing
+    assert recorder.training == training and recorder.model.training == training
+    assert not recorder.frozen.training
+
+
+def test_normalized_standardises_pixels_before_the_network():
+    net = nn.Conv2d(3, 2, 1)
+    mean, std = [0.1, 0.2, 0.3], [0.5, 0.25, 2.0]
+    p = torch.rand(2, 3, 4, 4)
+    expected = net((p - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1))
+    assert torch.allclose(Normalized(net, mean, std)(p), expected)
+
+
+def test_fgsm_on_a_linear_model_is_the_closed_form():
+    """Two classes, logits Wx: ∇ₓCE = p_wrong·(w_wrong − w_true), so x̃ = x + ε·sign(w_wrong − w_true)."""
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    x = torch.full((4, 3, 2, 2), 0.5)
+    y = torch.tensor([0, 1, 0, 1])
+    w = linear[1].weight.detach()
+    direction = torch.stack([w[1 - label] - w[label] for label in y]).sign().view_as(x)
+    assert torch.equal(FGSM(linear, 0.1)(x, y), x + 0.1 * direction)
+    # Targeted: the step goes toward the target, the opposite direction.
+    assert torch.equal(FGSM(linear, 0.1, targeted=True)(x, 1 - y), x + 0.1 * direction)
+
+
+def test_fgsm_hurts_far_more_than_the_random_noise_control_of_the_same_size(digits):
+    model, x, y, _ = digits
+    with torch.no_grad():
+        fgsm_acc = (model(FGSM(model, 0.15)(x, y)).argmax(1) == y).float().mean()
+        noise_acc = (model(RandomNoise(model, 0.15)(x, y)).argmax(1) == y).float().mean()
+    assert fgsm_acc < noise_acc - 0.3
+
+
+def test_targeted_pgd_reaches_the_target_far_more_often_than_chance(digits):
+    model, x, y, _ = digits
+    generator = torch.Generator().manual_seed(5)
+    attack = PGD(model, 0.2, 0.02, 30, target="random", generator=generator)
+    x_adv = attack(x, y)
+    targets = (y + torch.randint(1, 10, y.shape, generator=torch.Generator().manual_seed(5))) % 10
+    with torch.no_grad():
+        reached = (model(x_adv).argmax(1) == targets).float().mean()
+    assert reached > 0.5  # chance: 1/9 of the wrong classes, 1/10 overall
+
+
+def _outcome(model, x_adv, y):
+    with torch.no_grad():
+        logits = model(x_adv)
+    return logits.argmax(1) != y, F.cross_entropy(logits, y, reduction="none")
+
+
+def test_restarts_never_do_worse_than_one_start_for_any_sample(digits):
+    model, x, y, _ = digits
+    single = PGD(model, 0.05, 0.01, 5, restarts=1, seed=3)(x, y)
+    multi = PGD(model, 0.05, 0.01, 5, restarts=4, seed=3)(x, y)
+    fooled_1, loss_1 = _outcome(model, single, y)
+    fooled_4, loss_4 = _outcome(model, multi, y)
+    assert not (fooled_1 & ~fooled_4).any()
+    same = fooled_1 == fooled_4
+    assert (loss_4[same] >= loss_1[same] - 1e-5).all()
+    assert (fooled_4 & ~fooled_1).any() or (loss_4 > loss_1 + 1e-4).any()  # restarts did find more
+
+
+def test_lbfgs_reaches_the_label_inside_the_box(digits):
+    model, x, y, _ = digits
+    x, y = x[:16], y[:16]
+    attack = LBFGS(model, target="least_likely", search_steps=4, max_iter=30)
+    x_adv = attack(x, y)
+    with torch.no_grad():
+        logits = model(x)
+        reached = model(x_adv).argmax(1) == logits.argmin(1)
+    assert reached.float().mean() >= 0.75 and x_adv.min() >= 0 and x_adv.max() <= 1
+
+
+def test_lbfgs_search_over_c_shrinks_the_perturbation(digits):
+    """More bisection steps over c can only keep a smaller successful r for each sample."""
+    model, x, y, _ = digits
+    x, y = x[:16], y[:16]
+    short = LBFGS(model, search_steps=1, max_iter=30)(x, y)
+    long = LBFGS(model, search_steps=5, max_iter=30)(x, y)
+    with torch.no_grad():
+        both = (model(short).argmax(1) != y) & (model(long).argmax(1) != y)
+    assert both.sum() >= 8
+    size = lambda a: (a - x).flatten(1).norm(dim=1)[both]
+    assert (size(long) <= size(short) + 1e-6).all() and size(long).mean() < size(short).mean()
+
+
+@pytest.mark.parametrize("target", [None, "random"])
+def test_differential_evolution_best_fitness_never_worsens_and_stops_at_the_threshold(digits, target):
+    model, x, y, _ = digits
+    attack = OnePixel(model, pixels=3, popsize=30, max_iter=15, target=target)
+    x_adv = attack(x[:16], y[:16])
+    history = attack.history
+    assert history.shape[1] == 16 and len(history) >= 2
+    assert (history[1:] <= history[:-1] + 1e-7).all()
+    assert (history[-1] < history[0]).any()
+    stop = 0.1 if target else 0.05  # 1 − 90 % target probability; 5 % true-class probability
+    stopped = len(history) - 1 < 15
+    assert not stopped or (history[-1] < stop).all()
+    assert ((x_adv - x[:16]).abs().amax(1) > 0).flatten(1).sum(1).max() <= 3  # at most d pixels
+
+
+def test_substitute_attack_asks_the_oracle_for_labels_only_and_counts_queries(digits):
+    model, x, y, data = digits
+    seeds = data.val.images[:20].float() / 255
+    attack = SubstituteAttack(model, 0.2, seeds, 10, rounds=3, epochs=5)
+    x_adv = attack(x, y)
+    assert attack.queries == 20 * 2 ** (3 - 1) == attack.training_set_size
+    assert all(p.grad is None for p in model.parameters())  # no gradient ever reached the oracle
+    queries = attack.queries
+    attack(x, y)  # fitted once: attacking more images asks the oracle nothing
+    assert attack.queries == queries
+    with torch.no_grad():
+        transfer = (model(x_adv).argmax(1) != y).float().mean()
+        noise = (model(RandomNoise(model, 0.2)(x, y)).argmax(1) != y).float().mean()
+    assert transfer > noise
+
+
+@pytest.mark.parametrize("method", ["fgsm", "pgd"])
+def test_adversarial_training_batch_measures_eps_in_pixels(digits, method):
+    """Standardised with std 0.3, an ε of 0.1 pixels is 0.1/0.3 standardised units."""
+    model, x, y, data = digits
+    normalizer = Normalizer([0.4], [0.3])
+    cfg = type("Cfg", (), dict(adv=method, adv_eps=0.1, adv_alpha=0.03, adv_steps=5, adv_weight=0.5))
+    # The trainer's network takes standardised input; the MLP of the fixture does.
+    trainer = type("T", (), dict(cfg=cfg, normalizer=normalizer, model=model.model, channels_last=False))
+    standardised = normalizer((x * 255).round().to(torch.uint8))
+    batch, labels = adversarial_batch(trainer, standardised, y, torch.Generator().manual_seed(0))
+    pixels = batch * 0.3 + 0.4
+    if method == "fgsm":
+        assert torch.equal(batch[:len(x)], standardised) and torch.equal(labels, torch.cat([y, y]))
+        pixels = pixels[len(x):]
+    clean = standardised * 0.3 + 0.4
+    change = (pixels - clean).abs()
+    assert change.max() <= 0.1 + 1e-5 and change.max() > 0.1 - 1e-5
+    assert pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6
+
+
+def test_goodfellow_objective_weighs_clean_and_adversarial_halves():
+    logits = torch.randn(8, 5)
+    labels = torch.randint(0, 5, (8,))
+
+    def ce(output, target, model, label_smoothing):
+        return F.cross_entropy(output, target), output
+    loss, both = goodfellow_objective(ce, logits, labels, None, 0.0, 0.3)
+    expected = 0.3 * F.cross_entropy(logits[:4], labels[:4]) + 0.7 * F.cross_entropy(logits[4:], labels[4:])
+    assert torch.allclose(loss, expected) and torch.equal(both, logits)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("attack") / "run"
+    result = cli("train", "--model", "lenet", "--data", "digits", "--image-size", "28", "--epochs", "1",
+                 "--quiet", "--out", run)
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def test_attack_command_writes_report_and_panda_figure(digits_run, tmp_path):
+    out = tmp_path / "attack"
+    result = cli("attack", digits_run, "--method", "pgd", "--eps", "0.1", "--steps", "5", "--n", "40",
+                 "--out", out, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in ("method", "eps", "n", "clean_acc", "robust_acc", "success_rate", "mean_linf", "mean_l2",
+                "seconds", "queries"):
+        assert key in report
+    assert report["method"] == "pgd" and report["n"] == 40 and report["mean_linf"] <= 0.1 + 1e-6
+    assert report["robust_acc"] < report["clean_acc"]
+    assert json.loads((out / "attack.json").read_text()) == report
+    assert (out / "attack.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_attack_command_bad_usage_exits_2_with_one_line(digits_run, capsys):
+    from visionzoo.cli.main import main
+    for args in (["--method", "pgd"], ["--method", "fgsm", "--eps", "2"],
+                 ["--method", "noise", "--eps", "0.1", "--target", "3"], ["--method", "fgsm", "--eps", "0.1",
+                 "--norm", "l2"], ["--method", "pgd", "--eps", "0.1", "--target", "10"]):
+        assert main(["attack", str(digits_run), *args]) == 2, args
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1, args
+
+
+@pytest.mark.parametrize("method", ["fgsm", "pgd"])
+def test_adversarial_training_runs_and_is_recorded(tmp_path, method):
+    run = tmp_path / method
+    result = cli("train", "--model", "lenet", "--data", "fake", "--train-limit", "64", "--batch-size", "16",
+                 "--epochs", "1", "--quiet", "--adv", method, "--adv-eps", "0.2", "--adv-alpha", "0.05",
+                 "--adv-steps", "2", "--adv-weight", "0.7", "--out", run)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert (config["adv"], config["adv_eps"], config["adv_alpha"], config["adv_steps"], config["adv_weight"]) == \
+           (method, 0.2, 0.05, 2, 0.7)
