@@ -164,10 +164,8 @@ def _receptive_field(session) -> list[dict]:
         field_of_layer(rows, session.args.layer)  # a clear error when the layer has no map
     else:
         resampling = [r for r in rows if r.geometry is not None]
-        step = max(1, len(resampling) // 12)
-        chosen = resampling[::step][:12]
-        if resampling and chosen[-1] is not resampling[-1]:
-            chosen.append(resampling[-1])
+        most = min(12, len(resampling))  # spread over the depth, the deepest layer included
+        chosen = [resampling[round(i * (len(resampling) - 1) / max(1, most - 1))] for i in range(most)]
     if not chosen:
         raise UsageError("no convolution or pooling layer was traced")
     boxes = []
@@ -321,9 +319,10 @@ def run_explain(args) -> int:
     if session.scores:
         _score_random(session)
         save_curves(session.out / "faithfulness.png", session.curves, session.title("deletion / insertion"))
-        entries.append(_entry("faithfulness.png", "faithfulness",
-                              "deletion (lower is better) and insertion (higher is better) curves; "
-                              f"random: {session.scores['random']}", session.scores["random"]))
+        entries.append(_entry("faithfulness.png", "random",
+                              "deletion (lower is better) and insertion (higher is better) curves of every "
+                              "map; the table's row of this picture is a random map, the reference",
+                              session.scores["random"]))
     add_to_index(session.out, entries, f"{session.meta['name']} on {session.meta['data']}: explanations")
     report = {"out": str(session.out), "files": [e["file"] for e in entries] + ["index.html"],
               "metrics": session.scores}
