@@ -102,6 +102,21 @@ def test_branches_merge_by_the_largest_field():
     assert got["after"].size == (7, 7)  # 5 (the larger branch) + 2
 
 
+class FunctionalPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = conv(), conv()
+
+    def forward(self, x):
+        return self.second(F.avg_pool2d(self.first(x), 2))
+
+
+def test_pooling_the_hooks_cannot_see_is_flagged_as_a_lower_bound():
+    rows = {row.name: row for row in trace_receptive_fields(FunctionalPool(), (1, 16, 16))}
+    assert rows["first"].exact and rows["first"].field.size == (3, 3)
+    assert not rows["second"].exact and rows["second"].field.size[0] < 8  # the true field: 3 → 4 → 8
+
+
 def test_vgg16_info_table_confirms_the_notes():
     status, stdout, stderr = cli("info", "vgg16", "--receptive-field", "--input-size", 3, 64, 64)
     assert status == 0, stderr

@@ -51,7 +51,8 @@ class _Session:
         split = self.data.split(self.args.split)
         index = self.args.index
         if not 0 <= index < len(split):
-            raise UsageError(f"--index {index}: the {self.args.split} split has {len(split)} images (0..{len(split) - 1})")
+            raise UsageError(f"--index {index}: the {self.args.split} split has {len(split)} images "
+                             f"(0..{len(split) - 1})")
         images, labels = split.fetch(torch.tensor([index]))
         return images[0], int(labels[0]), f"{self.args.split} image {index}"
 
@@ -175,7 +176,8 @@ def _receptive_field(session) -> list[dict]:
             raise UsageError(f"--unit {unit[0]} {unit[1]}: {row.name} has a {row.output[-2]}×{row.output[-1]} map")
         size = "×".join(f"{v:g}" for v in dict.fromkeys(row.field.size))
         boxes.append((f"{row.name} unit {unit}: r={size}, j={row.field.jump[0]:g}", row.field.box(*unit)))
-    title = f"receptive fields of {'unit ' + str(tuple(session.args.unit)) if session.args.unit else 'the centre unit'}, {session.sample[2]}"
+    which = f"unit {tuple(session.args.unit)}" if session.args.unit else "the centre unit"
+    title = f"receptive fields of {which}, {session.sample[2]}"
     save_boxes(session.out / "receptive-field.png", session.sample[0], boxes, title)
     return [_entry("receptive-field.png", "receptive-field", title + ": " + "; ".join(b[0] for b in boxes))]
 
@@ -207,7 +209,8 @@ def _patches(session) -> list[dict]:
             row_captions.append(f"{session.classes[int(label[0])]} {score:.2g}")
         tiles.append(row_tiles)
         captions.append(row_captions)
-    title = (f"{name}: top-{len(tiles[0])} {session.args.split} images per channel (of {min(len(split), session.args.limit)}),"
+    searched = min(len(split), session.args.limit)
+    title = (f"{name}: top-{len(tiles[0])} {session.args.split} images per channel (of {searched}),"
              f" cropped to the {field.size[0]:g}-pixel receptive field")
     save_tiles(session.out / "patches.png", tiles, [f"channel {c}" for c in channels], title, captions)
     return [_entry("patches.png", "patches", title)]
@@ -362,7 +365,8 @@ def add_commands(commands) -> None:
     p.add_argument("--channel", type=int, action="append", help="channel for patches, repeatable (default 0..7)")
     p.add_argument("--occluder", type=int, help="side of the grey occluding square (default a quarter of the image)")
     p.add_argument("--metric", action="store_true", help="deletion / insertion AUC of every saliency map")
-    p.add_argument("--limit", type=int, default=10000, help="images searched for patches and neighbours (default 10000)")
+    p.add_argument("--limit", type=int, default=10000,
+                   help="images searched for patches and neighbours (default 10000)")
     p.add_argument("--data-dir")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")

@@ -14,7 +14,9 @@ The network is traced in forward order with hooks on Conv2d / MaxPool2d / AvgPoo
 pools, read as the fixed pool they amount to); every other leaf module passes its input's field on.
 A tensor made outside modules (a residual sum, an inception concatenation) gets the union of the
 fields already traced at its resolution: branches and residual paths merge by taking the maximum.
-Pooling written with torch.nn.functional inside a custom module is not seen by the hooks.
+Pooling written with torch.nn.functional inside a custom module is not seen by the hooks: a map
+whose resolution no traced tensor has gets the deepest field so far, and it and every later row
+are marked inexact (lower bounds).
 """
 from __future__ import annotations
 
@@ -96,6 +98,7 @@ class LayerField:
     geometry: tuple | None
     output: tuple[int, ...]
     field: Field
+    exact: bool = True
 
 
 def trace_receptive_fields(model: nn.Module, input_size) -> list[LayerField]:
@@ -110,6 +113,7 @@ def trace_receptive_fields(model: nn.Module, input_size) -> list[LayerField]:
     keep_alive: list[torch.Tensor] = []  # ids index `fields`, so the tensors must outlive the trace
     shapes: dict[int, tuple] = {}
     rows: list[LayerField] = []
+    exact = [True]  # False once a resampling happened out of the hooks' sight
 
     def field_of(tensor: torch.Tensor) -> Field:
         if id(tensor) in fields:
@@ -118,7 +122,10 @@ def trace_receptive_fields(model: nn.Module, input_size) -> list[LayerField]:
         for other_id, other in fields.items():
             if tuple(tensor.shape[-2:]) == shapes[other_id]:
                 merged = other if merged is None else merged.union(other)
-        return merged if merged is not None else INPUT_FIELD
+        if merged is None:
+            exact[0] = False
+            return max(fields.values(), key=lambda f: f.size)
+        return merged
 
     def record(tensor, field):
         fields[id(tensor)] = field
@@ -131,18 +138,19 @@ def trace_receptive_fields(model: nn.Module, input_size) -> list[LayerField]:
         if args[0].dim() != 4 or output.dim() != 4:
             return
         if not leaf:  # a block: its output's field, already traced through its children
-            rows.append(LayerField(name, type(module).__name__, None, tuple(output.shape[1:]), field_of(output)))
+            rows.append(LayerField(name, type(module).__name__, None, tuple(output.shape[1:]),
+                                   field_of(output), exact[0]))
             return
         incoming = field_of(args[0])
         geometry = _geometry(module, args[0].shape[-2:], output.shape[-2:])
         if geometry is None:
             if tuple(output.shape[-2:]) == tuple(args[0].shape[-2:]):
                 record(output, incoming)
-                rows.append(LayerField(name, type(module).__name__, None, tuple(output.shape[1:]), incoming))
+                rows.append(LayerField(name, type(module).__name__, None, tuple(output.shape[1:]), incoming, exact[0]))
             return
         outgoing = incoming.through(*geometry)
         record(output, outgoing)
-        rows.append(LayerField(name, type(module).__name__, geometry, tuple(output.shape[1:]), outgoing))
+        rows.append(LayerField(name, type(module).__name__, geometry, tuple(output.shape[1:]), outgoing, exact[0]))
 
     handles = []
     for name, module in model.named_modules():
@@ -182,5 +190,8 @@ def receptive_field_table(rows: list[LayerField]) -> str:
         kernel, stride, padding, dilation = row.geometry
         lines.append(f"{row.name:<36} {row.type:<18} {_fmt(kernel):>5} {_fmt(stride):>5} {_fmt(padding):>5} "
                      f"{_fmt(dilation):>3} {str(list(row.output)):<16} {_fmt(row.field.size):>7} "
-                     f"{_fmt(row.field.jump):>6} {_fmt(row.field.start):>7}")
+                     f"{_fmt(row.field.jump):>6} {_fmt(row.field.start):>7}{'' if row.exact else ' *'}")
+    if not all(row.exact for row in rows):
+        lines.append("* after a resampling outside Conv2d/MaxPool2d/AvgPool2d modules (functional pooling): "
+                     "lower bounds")
     return "\n".join(lines)

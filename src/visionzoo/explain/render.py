@@ -123,7 +123,8 @@ def save_curves(path: Path, curves: dict[str, dict[str, list[float]]], title: st
             values = by_mode[mode]
             ax.plot(np.linspace(0, 1, len(values)), values, label=method)
         ax.set(xlabel=f"fraction of pixels {'deleted' if mode == 'deletion' else 'inserted'}",
-               ylabel="class probability", title=f"{mode} ({'lower' if mode == 'deletion' else 'higher'} area is better)")
+               ylabel="class probability",
+               title=f"{mode} ({'lower' if mode == 'deletion' else 'higher'} area is better)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
@@ -149,7 +150,8 @@ def add_to_index(out: Path, entries: list[dict], heading: str) -> None:
                      "<th>deletion AUC ↓</th><th>insertion AUC ↑</th></tr>")
         for e in scored:
             parts.append(f"<tr><td>{html.escape(e['file'])}</td><td>{html.escape(e['method'])}</td>"
-                         f"<td>{e['metrics']['deletion_auc']:.4f}</td><td>{e['metrics']['insertion_auc']:.4f}</td></tr>")
+                         f"<td>{e['metrics']['deletion_auc']:.4f}</td>"
+                         f"<td>{e['metrics']['insertion_auc']:.4f}</td></tr>")
         parts.append("</table>")
     for e in manifest["entries"]:
         parts.append(f"<figure><img src='{html.escape(e['file'])}' alt='{html.escape(e['method'])}'>"
