@@ -58,7 +58,8 @@ def _factory(args, model, data, device):
     if args.method == "fgsm":
         return lambda targets: attacks.FGSM(model, args.eps, targeted=targets is not None)
     if args.method == "pgd":
-        # Madry et al.'s MNIST ratio: α = 0.01 for ε = 0.3 over 40 steps, i.e. 2.5·ε/K rounded.
+        # 2.5·ε/K lets K steps cross the ball 2.5 times, so the walk can reach its surface from any
+        # random start (Madry et al.'s MNIST run used α = 0.01, K = 40 at ε = 0.3: give --alpha).
         alpha = args.alpha or 2.5 * args.eps / steps
         return lambda targets: attacks.PGD(model, args.eps, alpha, steps, restarts=args.restarts,
                                            norm=args.norm, target=targets, seed=args.seed)
