@@ -250,7 +250,7 @@ def test_every_method_releases_its_hooks_and_restores_the_model():
     with pytest.raises(RuntimeError), guided_relus(model):
         raise RuntimeError("an error inside the context still restores everything")
     assert hook_count(model) == 0
-    assert all(m.training for m in model.modules())
+    assert all(m.training for m in model.modules()) and all(p.grad is None for p in model.parameters())
     assert model.features[1].inplace and F.relu is relu_functional
 
 

@@ -33,9 +33,10 @@ def predicted_class(model: nn.Module, x: torch.Tensor) -> int:
 
 
 def _input_gradient(model, x, target):
+    # autograd.grad, not backward(): the weights' .grad are neither computed nor touched.
     x = x.detach().clone().requires_grad_(True)
-    logits(model, x)[0, target].backward()
-    return x.grad.detach()[0]
+    (gradient,) = torch.autograd.grad(logits(model, x)[0, target], x)
+    return gradient[0]
 
 
 def saliency(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:

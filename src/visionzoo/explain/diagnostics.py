@@ -8,6 +8,7 @@
 - Gradient norm ‖∂L/∂W‖₂ of every layer's own parameters (the vanishing/exploding-gradient
   picture of Glorot & Bengio 2010, Fig. 7).
 
+A module called several times in one forward pass (a ReLU shared by a block) records each call.
 Recorded every `every` steps (about 20 points per epoch) from a forward hook that only measures
 on those steps, and written to diagnostics.json + diagnostics.png in the run directory at the end
 of every epoch. A resumed run keeps the records made before its checkpoint.
