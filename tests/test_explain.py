@@ -271,6 +271,30 @@ def test_deletion_auc_of_a_perfect_map_is_lower_than_random():
     assert perfect < min(random) - 0.1
 
 
+def test_diagnostics_measure_dead_units_percentiles_and_gradient_norms():
+    from types import SimpleNamespace
+
+    from visionzoo.explain.diagnostics import TrainingDiagnostics
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    with torch.no_grad():
+        model[0].bias[:3], model[0].bias[3:] = -100.0, 100.0  # three of eight units never fire
+    trainer = SimpleNamespace(model=model, steps_per_epoch=1, out=None, resume_from=None, global_step=0,
+                              scaler=torch.amp.GradScaler("cuda", enabled=False))
+    diagnostics = TrainingDiagnostics(trainer)
+    x = torch.randn(64, 4)
+    model.train()(x).sum().backward()
+    diagnostics.after_backward(trainer)
+    model.eval()(x)  # evaluation passes are not recorded
+    layers = diagnostics.layers
+    assert layers["1"]["dead_fraction"] == {"step": [0], "value": [3 / 8]}
+    expected = torch.quantile(model[0](x).detach().flatten(), torch.tensor([0.15, 0.5, 0.85]))
+    got = [layers["0"]["percentiles"][f"p{p}"][0] for p in (15, 50, 85)]
+    assert torch.allclose(torch.tensor(got), expected, atol=1e-5)
+    norm = torch.cat([model[0].weight.grad.flatten(), model[0].bias.grad.flatten()]).norm()
+    assert layers["0"]["grad_norm"]["value"] == [pytest.approx(float(norm), rel=1e-5)]
+
+
 # ---- end to end ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lenet_run(tmp_path_factory):
