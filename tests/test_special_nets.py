@@ -77,8 +77,8 @@ def test_capsnet_parameters_outputs_and_reconstruction_mask():
 
 def test_capsnet_short_training_lowers_the_loss():
     torch.manual_seed(0)
-    model = vz.create_model("capsnet", image_size=18)  # one position: 32 primary capsules
-    x, labels = torch.rand(8, 1, 18, 18), torch.arange(8) % 10
+    model = vz.create_model("capsnet", image_size=20)  # 2×2 positions: 128 primary capsules
+    x, labels = torch.rand(8, 1, 20, 20), torch.arange(8) % 10
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     losses = []

@@ -52,44 +52,54 @@ def binary_weight(weight: torch.Tensor) -> torch.Tensor:
     return weight + (approximation - weight).detach()
 
 
-class BinaryConv2d(nn.Conv2d):
+class BinaryLayer:
+    """The shared forward of binary layers: `apply_weight(x, w, bias)` is the layer's own product,
+    `input_scale(x)` its K (the box-filtered mean |I| of a convolution, the mean |I| of a linear)."""
+
+    def init_binary(self, mode: str, norm: type[nn.Module], features: int) -> None:
+        self.mode = checked_mode(mode)
+        self.input_norm = norm(features) if mode == "xnor" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = binary_weight(self.weight)
+        if self.mode == "bwn":
+            return self.apply_weight(x, weight, self.bias)
+        x = self.input_norm(x)
+        out = self.apply_weight(sign_ste(x), weight, None) * self.input_scale(x)
+        if self.bias is None:
+            return out
+        return out + self.bias.view(1, -1, *[1] * (out.dim() - 2))
+
+
+class BinaryConv2d(BinaryLayer, nn.Conv2d):
     """A Conv2d computing with αB (``mode="bwn"``) or with sign(I), αB and K (``mode="xnor"``)."""
 
     def __init__(self, *args, mode: str = "bwn", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.mode = checked_mode(mode)
-        self.input_norm = nn.BatchNorm2d(self.in_channels) if mode == "xnor" else None
+        nn.Conv2d.__init__(self, *args, **kwargs)
+        self.init_binary(mode, nn.BatchNorm2d, self.in_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = binary_weight(self.weight)
-        if self.mode == "bwn":
-            return self._conv_forward(x, weight, self.bias)
-        x = self.input_norm(x)
-        scale_map = F.conv2d(x.abs().mean(1, keepdim=True), self._box_filter(x), None, self.stride,
-                             self.padding, self.dilation)
-        out = self._conv_forward(sign_ste(x), weight, None) * scale_map
-        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+    def apply_weight(self, x, weight, bias):
+        return self._conv_forward(x, weight, bias)
 
-    def _box_filter(self, like: torch.Tensor) -> torch.Tensor:
+    def input_scale(self, x: torch.Tensor) -> torch.Tensor:
         height, width = self.kernel_size
-        return like.new_full((1, 1, height, width), 1.0 / (height * width))
+        box = x.new_full((1, 1, height, width), 1.0 / (height * width))
+        return F.conv2d(x.abs().mean(1, keepdim=True), box, None, self.stride, self.padding,
+                        self.dilation)
 
 
-class BinaryLinear(nn.Linear):
+class BinaryLinear(BinaryLayer, nn.Linear):
     """A Linear computing with αB (``mode="bwn"``) or with sign(I), αB and the mean |I| (``"xnor"``)."""
 
     def __init__(self, *args, mode: str = "bwn", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.mode = checked_mode(mode)
-        self.input_norm = nn.BatchNorm1d(self.in_features) if mode == "xnor" else None
+        nn.Linear.__init__(self, *args, **kwargs)
+        self.init_binary(mode, nn.BatchNorm1d, self.in_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = binary_weight(self.weight)
-        if self.mode == "bwn":
-            return F.linear(x, weight, self.bias)
-        x = self.input_norm(x)
-        out = F.linear(sign_ste(x), weight) * x.abs().mean(1, keepdim=True)
-        return out if self.bias is None else out + self.bias
+    def apply_weight(self, x, weight, bias):
+        return F.linear(x, weight, bias)
+
+    def input_scale(self, x: torch.Tensor) -> torch.Tensor:
+        return x.abs().mean(1, keepdim=True)
 
 
 def _binary_twin(layer: nn.Module, mode: str) -> nn.Module:
@@ -106,7 +116,7 @@ def _binary_twin(layer: nn.Module, mode: str) -> nn.Module:
         twin.weight.copy_(layer.weight)
         if layer.bias is not None:
             twin.bias.copy_(layer.bias)
-    return twin
+    return twin.to(device)  # the XNOR input norm too
 
 
 def binarize(model: nn.Module, mode: str = "bwn") -> nn.Module:
@@ -124,7 +134,7 @@ def weight_memory_bits(model: nn.Module) -> int:
     """Bits to store the conv/linear weights: 1 per binary weight + 32 per α, 32 per real weight."""
     bits = 0
     for m in model.modules():
-        if isinstance(m, (BinaryConv2d, BinaryLinear)):
+        if isinstance(m, BinaryLayer):
             bits += m.weight.numel() + 32 * m.weight.shape[0]
         elif isinstance(m, (nn.Conv2d, nn.Linear)):
             bits += 32 * m.weight.numel()

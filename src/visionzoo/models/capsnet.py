@@ -5,8 +5,8 @@ Conv1 256@9×9 + ReLU → PrimaryCaps (32 types of 8-D capsules, 9×9 stride 2, 
 1152 capsules) → DigitCaps (10 × 16-D, dynamic routing with r = 3 iterations, the notes'
 Procedure 1) and a reconstruction decoder FC 512 → 1024 → 784 (ReLU, ReLU, sigmoid) reading the
 digit capsules with all but one masked: the true class in training, the longest at test time.
-6.8M parameters without the decoder, 8.2M with it (the paper's Sec. 5 figures; the notes' MNIST
-table lists only error rates).
+6.8M parameters without the decoder, 8.2M with it: the paper's figures, which the counts here
+round to (6,804,224 and 8,215,568); the notes' MNIST table lists only error rates.
 
 Loss (`training_loss`, used by the trainer): the margin loss of Eq. 4 (m⁺ = 0.9, m⁻ = 0.1,
 λ = 0.5) plus 0.0005 × the sum of squared reconstruction errors. The decoder's sigmoid produces
