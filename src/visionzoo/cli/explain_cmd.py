@@ -147,7 +147,8 @@ def _filters(session) -> list[dict]:
         tiles = first_layer_tiles(conv)
         rows = [tiles[i:i + 12] for i in range(0, len(tiles), 12)]
         grey = conv.in_channels != 3
-        save_tiles(session.out / "filters.png", rows, [f"{i * 12}–" for i in range(len(rows))], title,
+        labels = [f"kernels {i * 12}–{i * 12 + len(row) - 1}" for i, row in enumerate(rows)]
+        save_tiles(session.out / "filters.png", rows, labels, title,
                    cmap="coolwarm" if grey else "gray", symmetric=grey)
     else:
         rows = per_channel_tiles(conv)
