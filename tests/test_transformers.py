@@ -85,7 +85,6 @@ def test_head_reads_only_the_class_token_after_the_final_layernorm():
     """y = LN(z_L⁰) (Eq. 4): changing any other token of z_L leaves the logits unchanged."""
     torch.manual_seed(0)
     model = vz.create_model("vit_tiny_patch4_28").eval()
-    nn.init.normal_(model.head.weight)
     with torch.no_grad():
         features = model.forward_features(torch.randn(2, 1, 28, 28))
         changed = features.clone()

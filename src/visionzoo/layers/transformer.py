@@ -90,10 +90,11 @@ class EncoderBlock(nn.Module):
         return self.drop_path(self.mlp(self.norm2(z))) + z      # z_ℓ, Eq. 3
 
 
-def init_transformer_weights(model: nn.Module, head: nn.Linear) -> None:
+def init_transformer_weights(model: nn.Module) -> None:
     """The reference (JAX) initialisation of ViT and MLP-Mixer: Xavier-uniform linear layers
-    with zero biases, a LeCun-normal patch embedding (variance 1 / fan-in), unit LayerNorms,
-    and a zero-initialised classifier head (Sec. 3.2), so every class starts equally likely."""
+    with zero biases, a LeCun-normal patch embedding (variance 1 / fan-in) and unit LayerNorms.
+    The head is Xavier-uniform too: the paper zero-initialises the head it attaches for
+    fine-tuning (Sec. 3.2), which from scratch would give every other weight a zero gradient."""
     for m in model.modules():
         if isinstance(m, nn.Linear):
             nn.init.xavier_uniform_(m.weight)
@@ -105,5 +106,3 @@ def init_transformer_weights(model: nn.Module, head: nn.Linear) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)

@@ -67,7 +67,7 @@ class MlpMixer(ImageClassifier):
             for rate in linear_drop_path_rates(depth, drop_path_rate)))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, num_classes)
-        init_transformer_weights(self, self.head)
+        init_transformer_weights(self)
 
     def forward_features(self, x):
         x = self.stem(x)

@@ -66,7 +66,7 @@ class VisionTransformer(ImageClassifier):
             for rate in linear_drop_path_rates(depth, drop_path_rate)))
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Linear(embed_dim, num_classes)
-        init_transformer_weights(self, self.head)
+        init_transformer_weights(self)
         nn.init.normal_(self.pos_embed, std=0.02)
 
     def forward_features(self, x):
