@@ -148,13 +148,13 @@ def _filters(session) -> list[dict]:
         rows = [tiles[i:i + 12] for i in range(0, len(tiles), 12)]
         grey = conv.in_channels != 3
         labels = [f"kernels {i * 12}–{i * 12 + len(row) - 1}" for i, row in enumerate(rows)]
-        save_tiles(session.out / "filters.png", rows, labels, title,
+        save_tiles(session.out / f"filters-{name}.png", rows, labels, title,
                    cmap="coolwarm" if grey else "gray", symmetric=grey)
     else:
         rows = per_channel_tiles(conv)
-        save_tiles(session.out / "filters.png", rows, [f"out {i}" for i in range(len(rows))],
+        save_tiles(session.out / f"filters-{name}.png", rows, [f"out {i}" for i in range(len(rows))],
                    title + " (columns: input channels)", cmap="coolwarm", symmetric=True)
-    return [_entry("filters.png", "filters", title)]
+    return [_entry(f"filters-{name}.png", "filters", title)]
 
 
 def _receptive_field(session) -> list[dict]:
@@ -213,8 +213,8 @@ def _patches(session) -> list[dict]:
     searched = min(len(split), session.args.limit)
     title = (f"{name}: top-{len(tiles[0])} {session.args.split} images per channel (of {searched}),"
              f" cropped to the {field.size[0]:g}-pixel receptive field")
-    save_tiles(session.out / "patches.png", tiles, [f"channel {c}" for c in channels], title, captions)
-    return [_entry("patches.png", "patches", title)]
+    save_tiles(session.out / f"patches-{name}.png", tiles, [f"channel {c}" for c in channels], title, captions)
+    return [_entry(f"patches-{name}.png", "patches", title)]
 
 
 def _occlusion(session) -> list[dict]:
