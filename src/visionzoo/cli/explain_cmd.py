@@ -354,22 +354,22 @@ def add_commands(commands) -> None:
     p.add_argument("checkpoint", help="run directory or its model.safetensors")
     p.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}, or a comma-separated list "
                                                    "(e.g. occlusion,cam,gradcam,guided,saliency --metric)")
-    p.add_argument("--image", help="explain this image file (resized to the network's input)")
-    p.add_argument("--index", type=int, default=0, action=_IndexAction,
+    p.add_argument("--image", metavar="PATH", help="explain this image file (resized to the network's input)")
+    p.add_argument("--index", type=int, default=0, action=_IndexAction, metavar="I",
                    help="explain this image of --split (default 0)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"),
                    help="split of --index and of the top-activating patches (default test)")
-    p.add_argument("--class", dest="target_class", type=int, help="class to explain (default: the predicted one)")
-    p.add_argument("--layer", help="module name (default: the last Conv2d; the first for filters)")
+    p.add_argument("--class", dest="target_class", type=int, metavar="K", help="class to explain (default: the predicted one)")
+    p.add_argument("--layer", metavar="NAME", help="module name (default: the last Conv2d; the first for filters)")
     p.add_argument("--unit", type=int, nargs=2, metavar=("ROW", "COL"),
                    help="receptive-field: the unit of --layer to draw (default: the centre of each map)")
-    p.add_argument("--channel", type=int, action="append", help="channel for patches, repeatable (default 0..7)")
-    p.add_argument("--occluder", type=int, help="side of the grey occluding square (default a quarter of the image)")
+    p.add_argument("--channel", type=int, action="append", metavar="C", help="channel for patches, repeatable (default 0..7)")
+    p.add_argument("--occluder", type=int, metavar="SIDE", help="side of the grey occluding square (default a quarter of the image)")
     p.add_argument("--metric", action="store_true", help="deletion / insertion AUC of every saliency map")
-    p.add_argument("--limit", type=int, default=10000,
+    p.add_argument("--limit", type=int, default=10000, metavar="N",
                    help="images searched for patches and neighbours (default 10000)")
     p.add_argument("--data-dir")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    p.add_argument("--out", required=True, help="directory for the PNGs and index.html")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs and index.html")
     p.set_defaults(run=run_explain, index_given=False)
