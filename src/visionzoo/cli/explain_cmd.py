@@ -315,6 +315,9 @@ def run_explain(args) -> int:
     methods = _methods(args.method)
     if args.image and args.index_given:
         raise UsageError("give --image PATH or --index I, not both")
+    for option, value in (("--limit", args.limit), ("--occluder", args.occluder)):
+        if value is not None and value < 1:
+            raise UsageError(f"{option} must be a positive number, got {value}")
     session = _Session(args)
     session.out.mkdir(parents=True, exist_ok=True)
     entries = []
