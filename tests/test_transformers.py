@@ -51,7 +51,8 @@ def test_z0_is_class_token_then_patch_embeddings_plus_positions():
         patches = model.patch_embed(x)
     z0 = seen["z0"]
     assert z0.shape == (3, 50, 192)
-    torch.testing.assert_close(z0[:, 0], (model.cls_token + model.pos_embed[:, 0]).expand(3, 1, -1)[:, 0])
+    x_class_row = (model.cls_token + model.pos_embed[:, :1])[:, 0]
+    torch.testing.assert_close(z0[:, 0], x_class_row.expand(3, -1))
     torch.testing.assert_close(z0[:, 1:], patches + model.pos_embed[:, 1:])
 
 
