@@ -13,20 +13,7 @@ from visionzoo.layers.residual import make_shortcut
 from visionzoo.layers.se import SqueezeExcite
 from visionzoo.registry import get_entry, parse_figure
 
-
-def randomize_norms(model):
-    """Non-trivial BN statistics and affine parameters, so that a wrong mapping shows."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
-
-
-def meta_model(name, **kwargs):
-    with torch.device("meta"):
-        return vz.create_model(name, **kwargs)
+from test_resnet_family import meta_model, randomize_norms
 
 
 @pytest.mark.parametrize("name", ["seresnet50", "seresnext50_32x4d", "resnest50d"])
@@ -233,7 +220,8 @@ def test_nonlocal_resnet_places_blocks_and_starts_as_its_resnet():
     torch.manual_seed(0)
     model = vz.create_model("nonlocal_resnet50", nonlocal_stages=(2, 3), image_size=32).eval()
     for stage in (model.layer2, model.layer3):
-        assert isinstance(stage[-2], NonLocalBlock) and stage[-2].f.out_channels == stage[-1].out_channels // 2
+        assert isinstance(stage[-2], NonLocalBlock)
+        assert stage[-2].f.out_channels == stage[-1].out_channels // 2  # Sec. 3.3: half the channels
     assert sum(isinstance(m, NonLocalBlock) for m in model.modules()) == 2
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

@@ -35,7 +35,7 @@ from .residual import BNReLU, Bottleneck, PreActBlock, conv1x1
 
 
 class ChannelAttention(nn.Module):
-    """M_c(F) = σ(W₁δ(W₀ AvgPool(F)) + W₁δ(W₀ MaxPool(F))); W₀ (`fc1`) reduces by r, W₁ (`fc2`)."""
+    """M_c(F) = σ(W₁δ(W₀ AvgPool(F)) + W₁δ(W₀ MaxPool(F))); W₀ = `fc1` reduces by r, W₁ = `fc2`."""
 
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()

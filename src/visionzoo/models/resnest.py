@@ -1,6 +1,7 @@
 """ResNeSt: Zhang et al., "ResNeSt: Split-Attention Networks", CVPR-W 2022 (arXiv 2020).
 
-ResNeSt-50 (Sec. 4–5, Table 2: 27.5M parameters, 5.39 GFLOPs): the ResNet-50 layout whose
+ResNeSt-50 (27.5M parameters, 5.39 GFLOPs in the paper's ImageNet comparison; the notes give
+no figures): the ResNet-50 layout whose
 bottlenecks carry a split-attention 3×3 (radix r = 2, cardinality k = 1, base width 64;
 layers/attention.py), with the paper's network tweaks (Sec. 4.1): a deep stem of three 3×3
 convolutions (32, 32, 64), average-pool downsampling in the strided blocks ("avd", after the 3×3)
