@@ -90,10 +90,10 @@ class EfficientNet(DropoutLinearHead):
                                      drop_path=next(rates), bn_eps=bn_eps))
                 channels = out
             layers.append(nn.Sequential(*blocks))
-        self.num_features = scale_width(B0_HEAD, width)
-        layers.append(ConvBNAct(channels, self.num_features, 1, act=nn.SiLU, bn_eps=bn_eps))
+        head = scale_width(B0_HEAD, width)
+        layers.append(ConvBNAct(channels, head, 1, act=nn.SiLU, bn_eps=bn_eps))
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.num_features, num_classes))
+        self.build_head(head, num_classes, dropout)
         mobile_init(self, linear_std=0.0)
         # The reference code's dense initialisation: U(±1/√outputs).
         bound = 1.0 / math.sqrt(num_classes)

@@ -62,6 +62,10 @@ class DropoutLinearHead(ImageClassifier):
     """Average pool → ``classifier = Sequential(Dropout, Linear)`` (torchvision's layout)."""
     classifier_name = "classifier.1"
 
+    def build_head(self, num_features, num_classes, dropout):
+        self.num_features = num_features
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(num_features, num_classes))
+
     def forward_features(self, x):
         return self.features(x)
 
@@ -81,8 +85,9 @@ class MobileNetV1(ImageClassifier):
         channels = int(32 * width_mult)
         layers = [ConvBNAct(in_chans, channels, 3, 1 if small_input else 2, act=nn.ReLU6)]
         for width, stride in V1_BODY:
-            layers.append(DepthwiseSeparable(channels, int(width * width_mult), stride, act=nn.ReLU6))
-            channels = int(width * width_mult)
+            out = int(width * width_mult)
+            layers.append(DepthwiseSeparable(channels, out, stride, act=nn.ReLU6))
+            channels = out
         self.features = nn.Sequential(*layers)
         self.num_features = channels
         self.fc = nn.Linear(channels, num_classes)
@@ -93,7 +98,7 @@ class MobileNetV1(ImageClassifier):
 
 
 class MobileNetV2(DropoutLinearHead):
-    """Stem → inverted residual bottlenecks of Table 2 → 1×1 conv to 1280 → pool → dropout → linear."""
+    """Stem → inverted residual bottlenecks of Table 2 → 1×1 conv to 1280 → pool → dropout → fc."""
 
     def __init__(self, num_classes=1000, in_chans=3, width_mult=1.0, dropout=0.2,
                  small_input=False):
@@ -106,10 +111,10 @@ class MobileNetV2(DropoutLinearHead):
             for i in range(n):
                 layers.append(InvertedResidual(channels, out, s if i == 0 else 1, t))
                 channels = out
-        self.num_features = make_divisible(1280 * max(1.0, width_mult))
-        layers.append(ConvBNAct(channels, self.num_features, 1, act=nn.ReLU6))
+        head = make_divisible(1280 * max(1.0, width_mult))
+        layers.append(ConvBNAct(channels, head, 1, act=nn.ReLU6))
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.num_features, num_classes))
+        self.build_head(head, num_classes, dropout)
         mobile_init(self)
 
 
@@ -126,13 +131,15 @@ def mobilenet_v2(num_classes=1000, in_chans=3, image_size=None, **kwargs):
 
 
 # Table 6 (width multiplier) and Table 7 (resolution multiplier) of MobileNet v1.
-for _suffix, _alpha, _params, _macs in (("", 1.0, "4.2M", "569M"), ("_0_75", 0.75, "2.6M", "325M"),
-                                        ("_0_5", 0.5, "1.3M", "149M"), ("_0_25", 0.25, "0.5M", "41M")):
+for _suffix, _alpha, _params, _macs in (("", 1.0, "4.2M", "569M"),
+                                        ("_0_75", 0.75, "2.6M", "325M"),
+                                        ("_0_5", 0.5, "1.3M", "149M"),
+                                        ("_0_25", 0.25, "0.5M", "41M")):
     register_model(f"mobilenet_v1{_suffix}", **_V1, paper_params=_params, paper_macs=_macs,
                    width_mult=_alpha)(mobilenet_v1)
 for _side, _macs in ((192, "418M"), (160, "290M"), (128, "186M")):
-    register_model(f"mobilenet_v1_{_side}", **_V1, input_size=(3, _side, _side), paper_params="4.2M",
-                   paper_macs=_macs, resolution_mult=_side / 224)(mobilenet_v1)
+    register_model(f"mobilenet_v1_{_side}", **_V1, input_size=(3, _side, _side),
+                   paper_params="4.2M", paper_macs=_macs, resolution_mult=_side / 224)(mobilenet_v1)
 
 _V2_COUNT = ("without BN's γ and β (34K) the network has 3.47M parameters, the paper's 3.4M "
              "truncates that figure; with them, 3.50M")

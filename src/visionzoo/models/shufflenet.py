@@ -89,7 +89,8 @@ def shufflenet_v2(num_classes=1000, in_chans=3, width="1_0", image_size=None):
 
 
 for _groups, _macs in ((1, "143M"), (2, "140M"), (3, "137M"), (4, "133M"), (8, "137M")):
-    register_model(f"shufflenet_v1_g{_groups}", **_V1, paper_macs=_macs, groups=_groups)(shufflenet_v1)
+    register_model(f"shufflenet_v1_g{_groups}", **_V1, paper_macs=_macs,
+                   groups=_groups)(shufflenet_v1)
 for _width, _params, _macs in (("0_5", "1.4M", "41M"), ("1_0", "2.3M", "146M"),
                                ("1_5", "3.5M", "299M"), ("2_0", "7.4M", "591M")):
     _name = f"shufflenet_v2_x{_width}"

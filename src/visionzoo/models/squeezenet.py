@@ -60,7 +60,8 @@ class SqueezeNet(ImageClassifier):
         self.num_classes = num_classes
         (stem_width, stem_kernel), body = CONFIGS[version]
         if small_input:
-            layers = [nn.Conv2d(in_chans, stem_width, 3, 1, 1), nn.ReLU(inplace=True), nn.Identity()]
+            layers = [nn.Conv2d(in_chans, stem_width, 3, 1, 1), nn.ReLU(inplace=True),
+                      nn.Identity()]
         else:
             layers = [nn.Conv2d(in_chans, stem_width, stem_kernel, 2), nn.ReLU(inplace=True),
                       nn.MaxPool2d(3, 2, ceil_mode=True)]
