@@ -24,9 +24,10 @@ converter folds their ratio to ours into the learnable gains, so the outputs agr
 Every gain starts at 1, so the branch is live at initialisation and the variance follows the
 analytic β (timm zero-initialises the last gain of each branch instead).
 
-Small images: with ``image_size < 64`` the stem keeps the resolution (NF-ResNet: one 3×3
-stride-1 scaled-WS convolution and no max-pool; NFNet: its four convolutions all at stride 1),
-so 28×28 inputs reach the last stage at 4×4 instead of 1×1.
+Small images: with ``image_size < 64`` the stem reduces 2× instead of 4× or not at all.
+NF-ResNet: one 3×3 stride-1 scaled-WS convolution and no max-pool (the ResNets' small stem),
+28×28 → 28, 14, 7, 4 through the stages. NFNet: only its last stem convolution keeps stride 2,
+28×28 → 14, 7, 4, 2, since its wide stages (1536 channels) would cost 4× more at 28×28.
 """
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ class NormFreeNet(ImageClassifier):
                 layers = OrderedDict(conv=ScaledStdConv2d(in_chans, 64, 7, 2, gamma=gamma),
                                      pool=nn.MaxPool2d(3, 2, 1))
             return nn.Sequential(layers), 64
-        strides = (1, 1, 1, 1) if stem.endswith("_small") else (2, 1, 1, 2)
+        strides = (1, 1, 1, 2) if stem.endswith("_small") else (2, 1, 1, 2)
         layers, cin = OrderedDict(), in_chans
         for i, (cout, stride) in enumerate(zip((16, 32, 64, 128), strides)):
             if i:
