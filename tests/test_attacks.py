@@ -113,6 +113,16 @@ def test_fgsm_on_a_linear_model_is_the_closed_form():
     assert torch.equal(FGSM(linear, 0.1, targeted=True)(x, 1 - y), x + 0.1 * direction)
 
 
+def test_fgsm_is_one_pgd_step_of_size_eps_from_x(digits):
+    """Madry et al.: FGSM is the one-step approximation of the inner maximisation (the CLI's
+    targeted FGSM relies on it)."""
+    model, x, y, _ = digits
+    assert torch.equal(FGSM(model, 0.1)(x, y), PGD(model, 0.1, 0.1, 1, random_start=False)(x, y))
+    targets = (y + 3) % 10
+    assert torch.equal(FGSM(model, 0.1, targeted=True)(x, targets),
+                       PGD(model, 0.1, 0.1, 1, random_start=False, target=targets)(x, y))
+
+
 def test_fgsm_hurts_far_more_than_the_random_noise_control_of_the_same_size(digits):
     model, x, y, _ = digits
     with torch.no_grad():

@@ -5,8 +5,8 @@ The closest image x + r classified as l is approximated by
 
     minimise  c·|r| + loss_f(x + r, l)   subject to  x + r ∈ [0, 1]^m
 
-solved with scipy's L-BFGS-B, whose bounds are exactly the box (intersected with the ℓ∞ ball
-x ± ε when ε is given). |r| is taken as ‖r‖₂², which is smooth at r = 0 where the search starts.
+solved image by image with scipy's L-BFGS-B, whose bounds are exactly the box (intersected with
+the ℓ∞ ball x ± ε when ε is given). |r| is taken as ‖r‖₂², smooth at r = 0 where the search starts.
 A search over c follows the paper: a larger c buys a smaller r, so c grows (×10, then bisection)
 while the minimiser still reaches l and shrinks when it does not; each sample keeps its smallest
 successful r. Without a target, l is the clean image's runner-up class, the nearest wrong label.
@@ -29,24 +29,28 @@ class LBFGS(Attack):
 
     def _minimise(self, x: torch.Tensor, labels: torch.Tensor, c: torch.Tensor,
                   lower: np.ndarray, upper: np.ndarray) -> torch.Tensor:
+        """Each image on its own: summed into one problem, the stiff (large-c) images would set
+        the shared line search and curvature estimate, and the others would hardly move."""
         from scipy.optimize import Bounds, minimize
         from threadpoolctl import threadpool_limits
-        shape, weight = x.shape, c.view(-1, *[1] * (x.ndim - 1))
+        solutions = []
+        for i in range(len(x)):
+            image, label, weight = x[i:i + 1], labels[i:i + 1], c[i].item()
 
-        def objective(flat: np.ndarray):
-            candidate = torch.from_numpy(flat).view(shape).to(x).requires_grad_(True)
-            with torch.enable_grad():
-                loss = (weight * (candidate - x) ** 2).sum() + \
-                    F.cross_entropy(self.logits(candidate).float(), labels, reduction="sum")
-                gradient, = torch.autograd.grad(loss, candidate)
-            return loss.item(), gradient.double().cpu().numpy().ravel()
+            def objective(flat: np.ndarray):
+                candidate = torch.from_numpy(flat).view_as(image).to(image).requires_grad_(True)
+                with torch.enable_grad():
+                    loss = weight * ((candidate - image) ** 2).sum() + \
+                        F.cross_entropy(self.logits(candidate).float(), label, reduction="sum")
+                    gradient, = torch.autograd.grad(loss, candidate)
+                return loss.item(), gradient.double().cpu().numpy().ravel()
 
-        start = x.double().cpu().numpy().ravel()
-        # L-BFGS-B's vector updates are tiny: BLAS threads only add synchronisation cost.
-        with threadpool_limits(1, user_api="blas"):
-            result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=Bounds(lower, upper),
-                              options={"maxiter": self.max_iter})
-        return torch.from_numpy(result.x).view(shape).to(x)
+            # L-BFGS-B's vector updates are tiny: BLAS threads only add synchronisation cost.
+            with threadpool_limits(1, user_api="blas"):
+                result = minimize(objective, image.double().cpu().numpy().ravel(), jac=True, method="L-BFGS-B",
+                                  bounds=Bounds(lower[i], upper[i]), options={"maxiter": self.max_iter})
+            solutions.append(torch.from_numpy(result.x).view_as(image).to(image))
+        return torch.cat(solutions)
 
     def perturb(self, x, y):
         with torch.no_grad():
@@ -56,7 +60,7 @@ class LBFGS(Attack):
             targets = logits.topk(2, 1).indices[:, 1]
             targets = torch.where(targets == y, logits.argmax(1), targets)
         targets = targets.to(y.device)
-        flat = x.double().cpu().numpy().ravel()
+        flat = x.double().cpu().numpy().reshape(len(x), -1)
         eps = np.inf if self.eps is None else self.eps
         lower, upper = np.maximum(flat - eps, 0.0), np.minimum(flat + eps, 1.0)
         c = torch.full((len(x),), self.c, device=x.device)

@@ -54,7 +54,8 @@ def plot_adversarial_grid(tensors: dict, classes: list[str], path: Path, title: 
     """One row per example (fooled ones first): clean | perturbation ×10 | adversarial."""
     from ..train.plots import _save, plt
     order = torch.argsort((~tensors["fooled"]).int(), stable=True)[:rows].tolist()
-    fig, axes = plt.subplots(len(order), 3, figsize=(6.6, 2.3 * len(order)), squeeze=False)
+    fig, axes = plt.subplots(len(order), 3, figsize=(6.6, 2.3 * len(order)), squeeze=False,
+                             layout="constrained")
     for row, i in enumerate(order):
         clean, adv = tensors["images"][i].cpu(), tensors["adversarial"][i].cpu()
         panels = [(clean, tensors["clean_probs"][i], "x"), ((0.5 + 10 * (adv - clean)).clamp(0, 1), None,

@@ -50,13 +50,15 @@ def _factory(args, model, data, device):
     if args.method == "substitute":
         seeds = data.val.fetch(torch.arange(min(args.seed_size, len(data.val))))[0].to(device).float() / 255
         attack = attacks.SubstituteAttack(model, args.eps, seeds, len(data.classes), rounds=args.rounds,
-                                          seed=args.seed).fit()
+                                          seed=args.seed)
         return lambda targets: attack
     if args.method == "noise":
         attack = attacks.RandomNoise(model, args.eps, seed=args.seed)
         return lambda targets: attack
     if args.method == "fgsm":
-        return lambda targets: attacks.FGSM(model, args.eps, targeted=targets is not None)
+        # Targeted FGSM is one PGD step of size ε from x, toward each sample's own target.
+        return lambda targets: attacks.FGSM(model, args.eps) if targets is None else \
+            attacks.PGD(model, args.eps, args.eps, 1, random_start=False, target=targets)
     if args.method == "pgd":
         # 2.5·ε/K lets K steps cross the ball 2.5 times, so the walk can reach its surface from any
         # random start (Madry et al.'s MNIST run used α = 0.01, K = 40 at ε = 0.3: give --alpha).
