@@ -13,6 +13,7 @@ from visionzoo.layers.residual import make_shortcut
 from visionzoo.layers.se import SqueezeExcite
 from visionzoo.registry import get_entry, parse_figure
 
+from conftest import assert_twin_logits
 from test_resnet_family import meta_model, randomize_norms
 
 
@@ -22,13 +23,7 @@ def test_twin_logits(name):
     torch.manual_seed(0)
     twin = timm.create_model(get_entry(name).twins["timm"]).eval()
     randomize_norms(twin)
-    model = vz.create_model(name).eval()
-    model.load_state_dict(vz.convert_state_dict(name, twin.state_dict(), "timm"))
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        expected = twin(x)
-        torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=0)
-    assert expected.std() > 1e-3  # logits that say something
+    assert_twin_logits(name, twin, "timm", torch.randn(1, 3, 64, 64))
 
 
 def test_cbam_is_channel_then_spatial_attention_by_hand():

@@ -16,6 +16,7 @@ from visionzoo.models import efficientnet as E
 from visionzoo.profile import layer_table
 from visionzoo.registry import get_entry
 
+from conftest import assert_twin_logits
 from test_resnet_family import randomize_norms
 
 
@@ -33,13 +34,7 @@ def test_twin_logits(name):
     torch.manual_seed(0)
     twin = getattr(torchvision.models, get_entry(name).twins["torchvision"])().eval()
     randomize(twin)
-    model = vz.create_model(name).eval()
-    model.load_state_dict(vz.convert_state_dict(name, twin.state_dict(), "torchvision"))
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        expected = twin(x)
-        assert expected.std() > 1e-3  # not a degenerate comparison
-        torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=0)
+    assert_twin_logits(name, twin, "torchvision", torch.randn(1, 3, 64, 64))
 
 
 @pytest.mark.parametrize("name", [f"efficientnet_b{i}" for i in range(8)])
