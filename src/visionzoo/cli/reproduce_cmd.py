@@ -1,0 +1,41 @@
+"""`visionzoo reproduce NAME [--budget smoke|quick|full] [--out DIR] [--seed S]` and `--list`.
+
+Runs one experiment of visionzoo.experiments (a claim of the lecture notes) and writes
+results.json, its PNG figures, report.md and report.html into --out.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UsageError
+
+
+def add_commands(commands) -> None:
+    from ..experiments.base import BUDGETS
+    parser = commands.add_parser("reproduce", help="run one of the notes' claims as an experiment",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", nargs="?", metavar="NAME", help="experiment (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the experiments and the notes' sections")
+    parser.add_argument("--budget", default="quick", choices=BUDGETS,
+                        help="smoke: seconds, checks the machinery; quick: ≤ 3 min on a 2-core CPU; full")
+    parser.add_argument("--out", metavar="DIR", help="output directory (default: reproduce/NAME)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..experiments import all_experiments, get_experiment, reproduce
+    if args.list:
+        experiments = all_experiments()
+        width = max(len(e.name) for e in experiments)
+        for exp in experiments:
+            print(f"{exp.name:<{width}}  {exp.section}\n{'':<{width}}  {exp.claim}")
+        return 0
+    if not args.name:
+        raise UsageError("reproduce: give an experiment NAME or --list")
+    exp = get_experiment(args.name)
+    out = args.out or f"reproduce/{exp.name}"
+    results = reproduce(exp, args.budget, out, args.seed)
+    print(f"{exp.name} ({args.budget}, {results['seconds']:.1f} s): {results['verdict']} — {results['result']}")
+    print(f"report: {out}/report.md")
+    return 0

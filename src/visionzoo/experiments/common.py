@@ -1,0 +1,85 @@
+"""What several experiments share: the data of a budget, a small training loop, figures.
+
+Experiments that train a registered network go through the Trainer (train/trainer.py). Those that
+train a network built for the experiment (an activation swapped, a head replaced), or need
+measurements the Trainer does not make, use `fit` here: SGD with momentum on in-memory batches,
+the Trainer's batching and normalisation, one record per epoch.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from ..data.datasets import load_data  # noqa: E402
+from ..data.loader import Normalizer, train_batches  # noqa: E402
+from ..train.evaluate import evaluate  # noqa: E402
+from ..train.plots import _save  # noqa: E402
+from .base import Context  # noqa: E402
+
+
+def data_spec(ctx: Context) -> str:
+    """Scikit-learn's 8×8 digits for smoke runs (loads in milliseconds), Fashion-MNIST otherwise."""
+    return ctx.pick("digits", "fashion-mnist", "fashion-mnist")
+
+
+@lru_cache(maxsize=4)
+def _bundle(spec: str, seed: int, image_size: int | None):
+    return load_data(spec, seed=seed, val_size=0.1 if spec == "digits" else 5000, image_size=image_size)
+
+
+def budget_data(ctx: Context, train_limit: int | None = None, image_size: int | None = None):
+    """The budget's data set (a seeded subset of `train_limit` training images) and its Normalizer."""
+    bundle = _bundle(data_spec(ctx), ctx.seed, image_size)
+    train = bundle.train
+    if train_limit and train_limit < len(train):
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(ctx.seed))
+        train = train.take(order[:train_limit])
+    return bundle, train, Normalizer(bundle.mean, bundle.std)
+
+
+def fit(model, train, normalizer, *, epochs: int, lr: float, seed: int, batch_size: int = 128,
+        momentum: float = 0.9, weight_decay: float = 0.0, label_smoothing: float = 0.0,
+        val=None, device="cpu") -> list[dict]:
+    """Train `model` in place; per epoch: training loss and error (as trained, in train mode)."""
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        loss_sum, wrong, seen = 0.0, 0, 0
+        for images, labels in train_batches(train, batch_size, seed=seed, epoch=epoch, device=device):
+            logits = model(normalizer(images))
+            loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if not torch.isfinite(loss):
+                break  # diverged: the record says so with an infinite loss
+            loss_sum += loss.item() * len(labels)
+            wrong += int((logits.argmax(1) != labels).sum())
+            seen += len(labels)
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / seen if seen else float("inf"),
+                  "train_error": wrong / seen if seen else 1.0}
+        if val is not None:
+            record["val_top1"] = evaluate(model, val, normalizer, device=device)["top1"]
+        history.append(record)
+        if not seen:
+            break
+    return history
+
+
+def save_figure(fig, ctx: Context, name: str) -> str:
+    """Write the figure atomically into the run directory; returns its file name for the report."""
+    _save(fig, ctx.out / name)
+    return name
+
+
+def figure(*shape, width: float = 5.0, height: float = 3.8):
+    rows, cols = shape or (1, 1)
+    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
