@@ -5,6 +5,7 @@ import json
 
 from ..attacks.training import ADVERSARIAL_TRAINING
 from ..errors import UsageError
+from ..train.recipes import apply_recipe, describe_recipes
 from ..train.trainer import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
@@ -23,6 +24,11 @@ def run_train(args) -> int:
     d = TrainConfig()
     fields = {k: v for k, v in vars(args).items() if k in d.__dataclass_fields__ and v is not None}
     fields["model_args"] = dict(_model_arg(a) for a in args.model_arg or [])
+    if args.recipe == "list":
+        print(describe_recipes())
+        return 0
+    if args.recipe:
+        fields = apply_recipe(args.recipe, fields)
     try:
         train(TrainConfig(**fields), resume=args.resume)
     except Interrupted:
@@ -40,6 +46,8 @@ def add_commands(commands) -> None:
     d = TrainConfig()
     p = commands.add_parser("train", help="train a network; writes the run directory given by --out")
     g = p.add_argument_group("model and data")
+    g.add_argument("--recipe", metavar="NAME", help="a named set of settings (fmnist93, fmnist94, fmnist95; "
+                                                   "`--recipe list` describes them); explicit options win")
     g.add_argument("--model", help=f"registered name (default {d.model}; see `visionzoo models`)")
     g.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="builder keyword, repeatable")
     g.add_argument("--data", help=f"data set spec (default {d.data}): fashion-mnist, mnist, kmnist, cifar10, "

@@ -44,6 +44,7 @@ NO_FLIP_DATA = {"mnist", "kmnist", "svhn", "digits"}
 class TrainConfig:
     model: str = "resnet9_slim"
     model_args: dict = field(default_factory=dict)
+    recipe: str | None = None        # the named recipe (train/recipes.py) whose values were applied
     data: str = "fashion-mnist"
     data_dir: str | None = None
     download: bool = False

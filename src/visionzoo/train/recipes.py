@@ -1,0 +1,69 @@
+"""Named training recipes: `visionzoo train --recipe NAME`.
+
+A recipe is a documented set of `TrainConfig` values aimed at a Fashion-MNIST test top-1 within a
+wall-time budget on a 2-core CPU (issue 6: fmnist93 ≥ 93 % in ≤ 2 min, fmnist94 ≥ 94 % in ≤ 5 min,
+fmnist95 ≥ 95 % in ≤ 30 min). They follow the CIFAR-10 speed records of D. Page, "How to train
+your ResNet" (2018): the ResNet-9 of his post 4 (prep conv, three stages with two residual
+blocks, max-pooling, a scaled linear head), one-cycle learning rate with Nesterov SGD, label
+smoothing (Szegedy et al. 2016, eq. of §7), random crop and flip applied batch-wise. The
+recipes differ in the network's width and the number of epochs; widths are chosen so that one
+epoch's cost (≈ MACs × 55 000 × 3) fits the budget at the trainer's measured rate.
+
+The values are applied first; options given explicitly on the command line win. A recipe's
+`model_args` (the widths) belong to its model and are dropped when `--model` names another one.
+BENCHMARKS.md records what each recipe reached, with the command and the wall time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    target: str
+    summary: str
+    values: dict = field(default_factory=dict)
+
+
+_PAGE_SCHEDULE = {"optimizer": "nesterov", "momentum": 0.9, "weight_decay": 5e-4, "schedule": "onecycle",
+                  "label_smoothing": 0.1, "crop": 2, "flip": True, "batch_size": 256, "lr": 0.2,
+                  "data": "fashion-mnist"}
+
+RECIPES = {r.name: r for r in (
+    Recipe("fmnist93", "≥ 93 % test top-1 in ≤ 2 min",
+           "resnet9_slim (16-32-64-128 channels, 17 M MACs/image), 8 epochs",
+           {**_PAGE_SCHEDULE, "model": "resnet9_slim", "model_args": {}, "epochs": 8}),
+    Recipe("fmnist94", "≥ 94 % test top-1 in ≤ 5 min",
+           "resnet9 at 3/8 width (24-48-96-192 channels, 2.25× the MACs of resnet9_slim), 6 epochs",
+           {**_PAGE_SCHEDULE, "model": "resnet9", "model_args": {"widths": [24, 48, 96, 192]}, "epochs": 6}),
+    Recipe("fmnist95", "≥ 95 % test top-1 in ≤ 30 min",
+           "resnet9 at half width (32-64-128-256 channels, 4× the MACs of resnet9_slim), 15 epochs",
+           {**_PAGE_SCHEDULE, "model": "resnet9", "model_args": {"widths": [32, 64, 128, 256]}, "epochs": 15}),
+)}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise UsageError(f"--recipe {name!r}: choose one of {', '.join(RECIPES)} (or `--recipe list`)")
+    return RECIPES[name]
+
+
+def apply_recipe(name: str, explicit: dict) -> dict:
+    """TrainConfig fields: the recipe's values, overridden by the `explicit` ones, plus recipe=name."""
+    values = get_recipe(name).values
+    merged = {**values, **explicit, "recipe": name}
+    same_model = merged["model"] == values["model"]
+    merged["model_args"] = {**(values["model_args"] if same_model else {}), **explicit.get("model_args", {})}
+    return merged
+
+
+def describe_recipes() -> str:
+    """What `visionzoo train --recipe list` prints."""
+    lines = []
+    for recipe in RECIPES.values():
+        settings = " ".join(f"{key}={value}" for key, value in recipe.values.items() if value != {})
+        lines.append(f"{recipe.name}: {recipe.target}\n    {recipe.summary}\n    {settings}")
+    return "\n".join(lines)
