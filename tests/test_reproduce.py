@@ -2,12 +2,22 @@
 import json
 
 import pytest
+import torch
 
 from visionzoo.cli.main import main
 from visionzoo.experiments import all_experiments
 from visionzoo.experiments.base import HELD, INCONCLUSIVE, NOT_HELD
 
 NAMES = [e.name for e in all_experiments()]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Smoke runs are many tiny steps: on a shared CPU a second thread only adds contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,2 +1,2 @@
 """Importing this module registers every experiment (one module per experiment or group)."""
-from . import arithmetic, efficiency, overfitting  # noqa: F401
+from . import activations, arithmetic, calibration, depth, dropout_ensemble, efficiency, nin_gap, overfitting  # noqa: F401

@@ -7,6 +7,7 @@ the Trainer's batching and normalisation, one record per epoch.
 """
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 import matplotlib
@@ -45,8 +46,11 @@ def budget_data(ctx: Context, train_limit: int | None = None, image_size: int | 
 
 def fit(model, train, normalizer, *, epochs: int, lr: float, seed: int, batch_size: int = 128,
         momentum: float = 0.9, weight_decay: float = 0.0, label_smoothing: float = 0.0,
-        val=None, device="cpu") -> list[dict]:
-    """Train `model` in place; per epoch: training loss and error (as trained, in train mode)."""
+        val=None, device="cpu", steps: list | None = None) -> list[dict]:
+    """Train `model` in place; per epoch: training loss and error (as trained, in train mode).
+
+    With a `steps` list, (loss, error) of every step is appended to it.
+    """
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     history = []
@@ -61,9 +65,12 @@ def fit(model, train, normalizer, *, epochs: int, lr: float, seed: int, batch_si
             optimizer.step()
             if not torch.isfinite(loss):
                 break  # diverged: the record says so with an infinite loss
+            step_wrong = int((logits.argmax(1) != labels).sum())
             loss_sum += loss.item() * len(labels)
-            wrong += int((logits.argmax(1) != labels).sum())
+            wrong += step_wrong
             seen += len(labels)
+            if steps is not None:
+                steps.append((loss.item(), step_wrong / len(labels)))
         record = {"epoch": epoch + 1, "train_loss": loss_sum / seen if seen else float("inf"),
                   "train_error": wrong / seen if seen else 1.0}
         if val is not None:
@@ -72,6 +79,23 @@ def fit(model, train, normalizer, *, epochs: int, lr: float, seed: int, batch_si
         if not seen:
             break
     return history
+
+
+def train_registered(ctx: Context, model: str, run_name: str, **settings):
+    """Train a registered network with the Trainer; returns the summary and the Trainer (its
+    `history` holds the per-epoch records, `model` the best weights, `normalizer` the input scaling).
+
+    Settings override TrainConfig; the defaults here drop augmentation and label smoothing so the
+    runs measure the network. Quick and full runs keep their run directory in out/runs/RUN_NAME
+    (checkpoints, curves); smoke runs write nothing, the Trainer's plots would dominate their time.
+    """
+    from ..train.trainer import TrainConfig, Trainer
+    spec = data_spec(ctx)
+    cfg = TrainConfig(model=model, data=spec, quiet=True, seed=ctx.seed, crop=0, flip=False, label_smoothing=0.0,
+                      amp="off", val_size=0.1 if spec == "digits" else 5000,
+                      out=None if ctx.budget == "smoke" else str(ctx.out / "runs" / run_name))
+    trainer = Trainer(dataclasses.replace(cfg, **settings))
+    return trainer.run(), trainer
 
 
 def save_figure(fig, ctx: Context, name: str) -> str:
