@@ -67,6 +67,9 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     try:
         meta = json.loads(meta_path.read_text())
         model = create_model(meta["name"], **meta["kwargs"])
+        if meta.get("options"):  # the trained variant's modules (--act, --norm, …)
+            from .train.model_options import rebuild_model
+            rebuild_model(model, meta["options"], meta["input_size"])
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise UsageError(f"{meta_path}: not a visionzoo model description ({exc})") from None
     model.load_state_dict(read_state_dict(weights))

@@ -1,0 +1,127 @@
+"""Weight initialisation schemes (`--init`), applied to every Conv and Linear layer.
+
+- zero: every weight 0 — the notes' (001) counter-example: all units of a layer compute the same
+  function and receive the same gradient, so they never become different.
+- normal / uniform: N(0, σ²) and U(−√3σ, √3σ), both of standard deviation σ = `std`.
+- xavier_normal / xavier_uniform: Glorot & Bengio, AISTATS 2010, Eq. 12/16: Var(W) = 2/(n_in + n_out).
+- he_fan_in / he_fan_out: He et al., ICCV 2015, Eq. 10 (forward, n = k²c) and Eq. 14 (backward,
+  n = k²d): Var(W) = 2/((1 + a²) n), a the negative slope of the network's rectifiers (0 for ReLU;
+  0.25 for PReLU's initial slope, Eq. 15).
+- orthogonal: Saxe et al., ICLR 2014: the (C_out × C_in·k·k) matrix has orthonormal rows or
+  columns (WᵀW = I when it is tall), from the QR decomposition of a Gaussian matrix.
+- lsuv: Mishkin & Matas, "All you need is a good init", ICLR 2016, Algorithm 1: orthogonal
+  pre-initialisation, then, layer by layer in forward order, W ← W / √Var(B_L) on one data batch
+  until |Var(B_L) − 1| < Tol_var = 0.1 or T_max = 10 iterations (B_L: the layer's output).
+- dirac: the identity — a convolution passes its input channels through (the first min(C_in,
+  C_out)), a linear layer is an identity matrix (Zagoruyko & Komodakis' DiracNets).
+- paper: the network's own initialisation, untouched.
+
+Every scheme but `paper` sets biases to 0. Normalisation layers, embeddings and other parameters
+keep the network's own values.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import UsageError
+
+INIT_SCHEMES = ("paper", "zero", "normal", "uniform", "xavier_normal", "xavier_uniform", "he_fan_in",
+                "he_fan_out", "orthogonal", "lsuv", "dirac")
+LSUV_TOLERANCE = 0.1
+LSUV_MAX_ITERATIONS = 10
+WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def weighted_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, WEIGHTED) and isinstance(m.weight, nn.Parameter)]
+
+
+def rectifier_slope(model: nn.Module) -> float:
+    """a of He et al.'s Eq. 15: the negative slope shared by all leaky/parametric ReLUs, else 0."""
+    slopes = {float(m.negative_slope) if isinstance(m, nn.LeakyReLU) else float(m.weight.detach().mean())
+              for m in model.modules() if isinstance(m, (nn.LeakyReLU, nn.PReLU))}
+    return slopes.pop() if len(slopes) == 1 else 0.0
+
+
+def _dirac_(weight: torch.Tensor, groups: int) -> None:
+    if weight.dim() == 2:
+        nn.init.eye_(weight)
+    elif groups > 1 and weight.shape[0] % groups == 0:
+        nn.init.dirac_(weight, groups)
+    else:
+        nn.init.dirac_(weight)
+
+
+def initialise(model: nn.Module, scheme: str, std: float = 0.01, batch: torch.Tensor | None = None) -> None:
+    """Re-initialise `model` in place; `lsuv` needs `batch`, a normalised input batch."""
+    if scheme not in INIT_SCHEMES:
+        raise UsageError(f"--init {scheme!r}: choose one of {', '.join(INIT_SCHEMES)}")
+    if scheme == "paper":
+        return
+    if scheme in ("normal", "uniform") and not std > 0:
+        raise UsageError(f"--init-std must be positive, got {std}")
+    slope = rectifier_slope(model)
+    draw = {
+        "zero": nn.init.zeros_,
+        "normal": lambda w: nn.init.normal_(w, 0.0, std),
+        "uniform": lambda w: nn.init.uniform_(w, -math.sqrt(3) * std, math.sqrt(3) * std),
+        "xavier_normal": nn.init.xavier_normal_,
+        "xavier_uniform": nn.init.xavier_uniform_,
+        "he_fan_in": lambda w: nn.init.kaiming_normal_(w, slope, "fan_in", "leaky_relu"),
+        "he_fan_out": lambda w: nn.init.kaiming_normal_(w, slope, "fan_out", "leaky_relu"),
+        "orthogonal": nn.init.orthogonal_,
+        "lsuv": nn.init.orthogonal_,
+    }
+    with torch.no_grad():
+        for layer in weighted_layers(model):
+            if scheme == "dirac":
+                _dirac_(layer.weight, getattr(layer, "groups", 1))
+            else:
+                draw[scheme](layer.weight)
+            if layer.bias is not None:
+                layer.bias.zero_()
+    if scheme == "lsuv":
+        if batch is None:
+            raise UsageError("--init lsuv needs a data batch")
+        lsuv(model, batch)
+
+
+def lsuv(model: nn.Module, batch: torch.Tensor, tolerance: float = LSUV_TOLERANCE,
+         max_iterations: int = LSUV_MAX_ITERATIONS) -> dict[str, float]:
+    """Algorithm 1's scaling loop (the orthogonal pre-init is `initialise`'s); returns each layer's
+    final output variance, by module name. Layers the batch never reaches, or whose output is
+    constant, are left as they are."""
+    names = {m: name for name, m in model.named_modules()}
+    variances: dict[str, float] = {}
+    was_training = model.training
+    model.eval()  # BN statistics stay as they were; dropout is off
+    try:
+        for layer in weighted_layers(model):
+            for _ in range(max_iterations):
+                variance = _output_variance(model, layer, batch)
+                if variance is None or not variance > 0 or abs(variance - 1.0) < tolerance:
+                    break
+                with torch.no_grad():
+                    layer.weight.div_(math.sqrt(variance))
+            else:
+                variance = _output_variance(model, layer, batch)
+            if variance is not None:
+                variances[names[layer]] = variance
+    finally:
+        model.train(was_training)
+    return variances
+
+
+def _output_variance(model: nn.Module, layer: nn.Module, batch: torch.Tensor) -> float | None:
+    """Var(B_L) of `layer`'s output (its first call) in a forward pass of `batch`."""
+    seen = []
+    handle = layer.register_forward_hook(lambda m, args, out: seen.append(out.detach().float().var().item()))
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        handle.remove()
+    return seen[0] if seen else None
