@@ -42,8 +42,8 @@ def smoothed(errors: list[float], window: int) -> list[float]:
             claim="a four-layer CNN with ReLUs reaches a given training error several times faster "
                   "(six on CIFAR-10) than the same network with tanh units (AlexNet Fig. 1)")
 def relu_vs_tanh(ctx: Context) -> Outcome:
-    bundle, train, normalizer = budget_data(ctx, ctx.pick(256, 12000, None))
-    epochs, window = ctx.pick(1, 2, 10), ctx.pick(2, 25, 50)
+    bundle, train, normalizer = budget_data(ctx, ctx.pick(256, 6000, None))
+    epochs, window, width = ctx.pick(1, 2, 10), ctx.pick(2, 20, 50), ctx.pick(8, 16, 32)
     target = ctx.pick(0.75, 0.2, 0.12)  # the training error both are asked to reach
     channels, side = bundle.input_size[0], bundle.input_size[-1]
     curves, table = {}, []
@@ -51,7 +51,7 @@ def relu_vs_tanh(ctx: Context) -> Outcome:
         best = None
         for lr in ctx.pick((0.05,), (0.01, 0.05), (0.005, 0.01, 0.05)):
             torch.manual_seed(ctx.seed)
-            net = four_layer_cnn(act, channels, side, len(bundle.classes))
+            net = four_layer_cnn(act, channels, side, len(bundle.classes), width)
             steps: list = []
             fit(net, train, normalizer, epochs=epochs, lr=lr, seed=ctx.seed, batch_size=64, steps=steps,
                 device=ctx.device)
@@ -82,7 +82,7 @@ def relu_vs_tanh(ctx: Context) -> Outcome:
         + (f" (tanh never reached it in {len(curves['tanh'][2])} steps)" if tanh_steps is None else "")
         + (f": ReLU {speedup:.1f}× faster (held means > 1.5×)." if speedup else "."),
         f"{bundle.name}, {len(train)} training images, batch 64, {epochs} epoch(s), SGD momentum 0.9, no weight decay, "
-        f"no augmentation; conv(32,5×5)-pool-conv(64,5×5)-pool-fc(128)-fc; each activation at its faster learning "
+        f"no augmentation; conv({width},5×5)-pool-conv({2 * width},5×5)-pool-fc({4 * width})-fc; each activation at its faster learning "
         f"rate of {sorted({r['lr'] for r in table})}; error averaged over {window} steps.",
         {"target": target, "window": window, "runs": table,
          "curves": {name: {"lr": c[0], "steps_to_target": c[1], "errors": c[2]} for name, c in curves.items()}},

@@ -1,2 +1,3 @@
 """Importing this module registers every experiment (one module per experiment or group)."""
-from . import activations, arithmetic, calibration, depth, dropout_ensemble, efficiency, nin_gap, overfitting  # noqa: F401
+from . import (activations, adversarial, arithmetic, batchnorm, calibration, depth, dropout_ensemble,  # noqa: F401
+               efficiency, nin_gap, overfitting)
