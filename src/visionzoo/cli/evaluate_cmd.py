@@ -1,40 +1,67 @@
-"""`visionzoo eval CHECKPOINT`: the model rebuilt from model.json + safetensors, on a split."""
+"""`visionzoo eval CHECKPOINT [CHECKPOINT ...]`: models rebuilt from model.json + safetensors,
+evaluated on a split, with test-time augmentation; several checkpoints form an ensemble that
+averages their softmax outputs. Reports top-1/top-5 accuracy and error, loss, per-class accuracy."""
 from __future__ import annotations
 
 import json
 
+from ..errors import UsageError
+
 
 def run_eval(args) -> int:
+    import torch
     from ..data.datasets import load_data
     from ..data.loader import Normalizer
     from ..train.evaluate import evaluate
     from ..train.trainer import resolve_device
     from ..weights import load_checkpoint
-    model, meta = load_checkpoint(args.checkpoint)
     device = resolve_device(args.device)
-    data_args = dict(meta.get("data_args", {}))
-    data = load_data(args.data or meta["data"], data_dir=args.data_dir, **data_args)
-    channels_last = meta.get("eval", {}).get("channels_last", False)
-    import torch
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    result = evaluate(model, data.split(args.split), Normalizer(meta["mean"], meta["std"]),
+    loaded = [load_checkpoint(path) for path in args.checkpoint]
+    meta = loaded[0][1]
+    for path, (_, other) in zip(args.checkpoint[1:], loaded[1:]):
+        if other.get("classes") != meta.get("classes") or other.get("input_size") != meta.get("input_size"):
+            raise UsageError(f"{path}: its classes or input size differ from {args.checkpoint[0]}'s; "
+                             "an ensemble needs networks of the same task")
+    channels_last = all(m.get("eval", {}).get("channels_last", False) for _, m in loaded)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    models = [model.to(device, memory_format=fmt) for model, _ in loaded]
+    normalizers = [Normalizer(m["mean"], m["std"]) for _, m in loaded]
+    data = load_data(args.data or meta["data"], data_dir=args.data_dir, **dict(meta.get("data_args", {})))
+    classes = meta.get("classes") or data.classes
+    result = evaluate(models, data.split(args.split), normalizers, tta=args.tta,
                       batch_size=args.batch_size or meta.get("eval", {}).get("batch_size", 500),
-                      device=device, channels_last=channels_last)
-    result = {"split": args.split, **result, "model": meta["name"], "data": args.data or meta["data"]}
+                      device=device, channels_last=channels_last, num_classes=len(classes))
+    per_class = dict(zip(classes, result.pop("per_class_top1")))
+    result.pop("confusion")
+    names = [m["name"] for _, m in loaded]
+    result = {"split": args.split, **result, "top1_error": 1 - result["top1"], "top5_error": 1 - result["top5"],
+              "per_class_top1": per_class, "tta": args.tta, "models": names, "model": names[0],
+              "data": args.data or meta["data"]}
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"{meta['name']} on {result['data']} {args.split} ({result['n']} images): "
-              f"top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  loss {result['loss']:.4f}")
+        return 0
+    what = names[0] if len(names) == 1 else f"ensemble of {len(names)} ({', '.join(names)})"
+    print(f"{what} on {result['data']} {args.split} ({result['n']} images, tta {args.tta}): "
+          f"top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  loss {result['loss']:.4f}  "
+          f"(error top1 {result['top1_error']:.4f}, top5 {result['top5_error']:.4f})")
+    width = max(len(str(c)) for c in classes)
+    for name, accuracy in per_class.items():
+        print(f"  {name:<{width}}  {accuracy:.4f}")
     return 0
 
 
 def add_commands(commands) -> None:
-    p = commands.add_parser("eval", help="evaluate a trained checkpoint (run directory or .safetensors)")
-    p.add_argument("checkpoint")
+    from ..train.evaluate import TTA_ALIASES, TTA_MODES
+    p = commands.add_parser("eval", help="evaluate trained checkpoints (run directories or .safetensors); "
+                                         "several form an ensemble")
+    p.add_argument("checkpoint", nargs="+", help="run directory or model.safetensors; several = ensemble "
+                                                 "(softmax outputs averaged)")
     p.add_argument("--data", help="data set spec (default: the one it was trained on)")
     p.add_argument("--data-dir")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--tta", default="none", choices=TTA_MODES + tuple(TTA_ALIASES),
+                   help="test-time augmentation: flip (+mirror), tencrop = multicrop (corners, centre, mirrors), "
+                        "multiscale (rescaled inputs, dense evaluation where the network has it)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")

@@ -19,6 +19,13 @@ def _model_arg(text: str):
         return key, value
 
 
+def _epochs(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--milestones {text!r}: give epochs separated by commas, e.g. 30,60,80") from None
+
+
 def run_train(args) -> int:
     from ..train.trainer import Interrupted, NonFiniteLoss, train
     d = TrainConfig()
@@ -67,12 +74,40 @@ def add_commands(commands) -> None:
     g.add_argument("--schedule", choices=SCHEDULES, help=f"default {d.schedule}")
     g.add_argument("--warmup-epochs", type=float, help="linear warmup length (default 0)")
     g.add_argument("--step-size", type=int, help=f"epochs between step decays (default {d.step_size})")
-    g.add_argument("--gamma", type=float, help=f"step decay factor (default {d.gamma})")
+    g.add_argument("--gamma", type=float, help=f"decay factor of step, multistep and plateau (default {d.gamma})")
     g.add_argument("--label-smoothing", type=float, help=f"ε (default {d.label_smoothing})")
     g.add_argument("--clip-grad", type=float, help="clip the global gradient norm")
+    g.add_argument("--milestones", type=_epochs, metavar="E1,E2,...", help="multistep: epochs where the rate is multiplied by γ")
+    g.add_argument("--plateau-patience", type=int, metavar="N",
+                   help=f"plateau: epochs without a lower val loss before the rate is multiplied by γ (default {d.plateau_patience})")
+    g.add_argument("--wd-mode", choices=("l2", "decoupled"),
+                   help="weight decay as L2 in the loss or decoupled (default: decoupled for adamw, else l2)")
+    g.add_argument("--agc", type=float, metavar="λ", help="adaptive gradient clipping, unit-wise (NFNet; classifier excluded)")
+    g.add_argument("--ema", type=float, metavar="DECAY", help="evaluate and save an exponential moving average of the weights")
+    g.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better val top-1; the best weights are kept")
     g = p.add_argument_group("augmentation")
     g.add_argument("--crop", type=int, help=f"random crop with this zero padding (default {d.crop}; 0 = off)")
     g.add_argument("--flip", action=__import__("argparse").BooleanOptionalAction, help="horizontal flips (default: on, off for digit data sets)")
+    g.add_argument("--scale-jitter", metavar="SMIN,SMAX", help="rescale each batch by S ∈ [SMIN, SMAX] ≥ 1, crop back (VGG)")
+    g.add_argument("--fancy-pca", type=float, metavar="STD", help="AlexNet lighting noise along the RGB principal components (0.1)")
+    g.add_argument("--random-erasing", type=float, metavar="P", help="erase a random rectangle with probability P (Zhong et al.)")
+    g.add_argument("--cutout", type=int, metavar="SIZE", help="mask a SIZE×SIZE square (at the data mean)")
+    g.add_argument("--mixup", type=float, metavar="α", help="mixup with λ ~ Beta(α, α), soft targets")
+    g.add_argument("--cutmix", type=float, metavar="α", help="CutMix with λ ~ Beta(α, α), area-corrected")
+    g = p.add_argument_group("knowledge distillation", "loss α·T²·KL(teacher‖student at T) + (1 − α)·CE")
+    g.add_argument("--teacher", metavar="RUN", help="trained run directory or .safetensors (eval mode, no gradient)")
+    g.add_argument("--kd-temperature", type=float, metavar="T", help=f"softmax temperature (default {d.kd_temperature})")
+    g.add_argument("--kd-alpha", type=float, metavar="A", help=f"weight of the soft targets (default {d.kd_alpha})")
+    g = p.add_argument_group("transfer learning")
+    g.add_argument("--finetune", metavar="WEIGHTS", help="start from a visionzoo run/.safetensors or a torchvision/timm "
+                                                         "state_dict of the same network; a head of another size is replaced")
+    g.add_argument("--freeze-backbone", action="store_true", default=None, help="feature extraction: only the head trains")
+    g.add_argument("--backbone-lr-mult", type=float, metavar="M", help="backbone learning rate = M × --lr (default 1)")
+    g = p.add_argument_group("large batches", "under torchrun, --batch-size is the global batch of all workers")
+    g.add_argument("--lr-scale-batch", type=int, metavar="B0", help="linear scaling rule: learning rate = --lr × batch/B0 (Goyal: 256)")
+    g.add_argument("--sync-bn", action="store_true", default=None,
+                   help="BN statistics over the global batch (default: per worker, as in Goyal et al.)")
     g = p.add_argument_group("speed and device")
     g.add_argument("--amp", choices=("auto", "on", "off"), help="bf16 autocast on CPU when supported, AMP on CUDA (default auto)")
     g.add_argument("--channels-last", choices=("auto", "on", "off"), help="default auto (on)")
@@ -93,4 +128,47 @@ def add_commands(commands) -> None:
     g.add_argument("--adv-alpha", type=float, help=f"PGD step size α (default {d.adv_alpha})")
     g.add_argument("--adv-steps", type=int, help=f"PGD steps K (default {d.adv_steps})")
     g.add_argument("--adv-weight", type=float, help=f"FGSM: weight α of the clean loss (default {d.adv_weight})")
+    _add_model_options(p, d)
     p.set_defaults(run=run_train)
+
+
+def _add_model_options(p, d: TrainConfig) -> None:
+    """The options that change the network itself (visionzoo.train.model_options)."""
+    from ..layers.activation import ACTIVATIONS
+    from ..layers.norm import NORMS
+    from ..train.init import INIT_SCHEMES
+    from ..train.model_options import POOLING, PRETRAINING
+    g = p.add_argument_group("initialisation", "of every Conv/Linear weight; biases 0 (visionzoo.train.init)")
+    g.add_argument("--init", choices=INIT_SCHEMES,
+                   help="paper (default: the network's own), zero, normal/uniform (std --init-std), "
+                        "xavier_* (Var 2/(n_in+n_out)), he_fan_in/he_fan_out (Var 2/n), orthogonal, "
+                        "lsuv (orthogonal, then unit output variance layer by layer on a data batch), "
+                        "dirac (identity)")
+    g.add_argument("--init-std", type=float, help=f"σ of normal/uniform (default {d.init_std})")
+    g.add_argument("--pretrain", choices=PRETRAINING,
+                   help="autoencoder: greedy layer-wise auto-encoder pre-training on the unlabelled "
+                        "training images, then supervised training (chain networks: lenet, vgg*, …)")
+    g.add_argument("--pretrain-epochs", type=int, help=f"epochs per layer (default {d.pretrain_epochs})")
+    g.add_argument("--pretrain-noise", type=float, metavar="NU",
+                   help="denoising auto-encoders: mask this fraction of each layer's input (default 0)")
+    g = p.add_argument_group("normalisation and activations")
+    g.add_argument("--norm", choices=NORMS,
+                   help="replace the network's feature-map normalisation: batch, layer (GroupNorm G=1), "
+                        "instance (G=C), group (G=32), none; weight/spectral reparametrise every "
+                        "Conv/Linear weight instead (any network)")
+    g.add_argument("--act", choices=ACTIVATIONS,
+                   help="replace every activation module (prelu: per channel, prelu_shared: one slope; "
+                        "maxout widens the layer before it k-fold and keeps the max)")
+    g.add_argument("--maxout-k", type=int, metavar="K", help=f"maxout pieces (default {d.maxout_k})")
+    g.add_argument("--pool", choices=POOLING, help="stochastic pooling in place of every max-pooling layer")
+    g = p.add_argument_group("regularisation")
+    g.add_argument("--dropout", type=float, metavar="P",
+                   help="rate of every dropout layer (inverted dropout); networks without one get it "
+                        "on the classifier's input")
+    g.add_argument("--drop-connect", type=float, metavar="P", help="DropConnect on every Linear layer's weights")
+    g.add_argument("--drop-block", metavar="SIZE,P",
+                   help="DropBlock after the residual blocks of the last two stages, e.g. 3,0.1")
+    g.add_argument("--drop-path", type=float, metavar="P",
+                   help="stochastic depth: drop rate of the last residual block, linear in depth")
+    g.add_argument("--max-norm", type=float, metavar="C",
+                   help="after every step, clamp each unit's incoming weight norm to ≤ C")

@@ -2,15 +2,13 @@
 
 Batch i of epoch e is the same set of images whatever the number of processes: rank r of W takes
 every W-th image of it, so a 2-process run sees what a 1-process run sees. Images leave here as
-normalised float tensors on the training device, augmented batch-wise when asked.
+uint8 tensors on the training device; `augment.Augmentation` and `Normalizer` take them from there.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-
-from .augment import random_crop, random_flip
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -52,11 +50,3 @@ def eval_batches(split, batch_size: int, *, rank: int = 0, world: int = 1, devic
     for start in range(lo, hi, batch_size):
         images, labels = split.fetch(torch.arange(start, min(start + batch_size, hi)))
         yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-
-
-def augment(images: torch.Tensor, generator: torch.Generator, *, crop: int = 0, flip: bool = False):
-    if crop:
-        images = random_crop(images, crop, generator)
-    if flip:
-        images = random_flip(images, generator)
-    return images

@@ -18,10 +18,11 @@ from ..errors import UsageError
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
                       temperature: float = 4.0, alpha: float = 0.9,
-                      label_smoothing: float = 0.0) -> torch.Tensor:
+                      label_smoothing: float = 0.0, hard_loss: torch.Tensor | None = None) -> torch.Tensor:
     """α·T²·KL(q_teacher,T ‖ q_student,T) + (1 − α)·CE(student, targets), both batch means.
 
     `targets` are class indices or per-class probabilities (mixup/CutMix soft targets).
+    `hard_loss`, when given, replaces the CE term (e.g. CE plus auxiliary heads' losses).
     The teacher's logits are treated as constants.
     """
     student_logits = student_logits.float()
@@ -30,7 +31,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     soft = F.kl_div(log_soft_student, soft_teacher, reduction="batchmean") * temperature ** 2
     if alpha == 1.0:
         return soft
-    hard = F.cross_entropy(student_logits, targets, label_smoothing=label_smoothing)
+    hard = F.cross_entropy(student_logits, targets, label_smoothing=label_smoothing) if hard_loss is None else hard_loss
     return alpha * soft + (1.0 - alpha) * hard
 
 

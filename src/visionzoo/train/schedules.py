@@ -1,23 +1,29 @@
 """Learning-rate schedules as one multiplier of the base rate per optimisation step.
 
 Linear warmup (Goyal et al.: start small, reach η after the warmup epochs) followed by
-step decay (×γ every `step_size` epochs), cosine annealing, one-cycle (Smith: linear rise to the
-peak over `pct_start` of training, then cosine down), or a constant rate.
+step decay (×γ every `step_size` epochs), multi-step decay (×γ at each milestone epoch, as in
+ResNet's ÷10 at 32k and 48k iterations), cosine annealing, one-cycle (Smith: linear rise to the
+peak over `pct_start` of training, then cosine down), a constant rate, or reduce-on-plateau
+(×γ when the validation loss has not improved for `patience` epochs, as in AlexNet's "divide the
+learning rate by 10 when the validation error stopped improving", Sec. 5).
 """
 from __future__ import annotations
 
 import math
 
-SCHEDULES = ("step", "cosine", "onecycle", "constant")
+SCHEDULES = ("step", "multistep", "plateau", "cosine", "onecycle", "constant")
+PLATEAU_THRESHOLD = 1e-4   # relative improvement that counts, as torch's ReduceLROnPlateau
 
 
 def lr_factor(step: int, *, total_steps: int, steps_per_epoch: int, schedule: str,
               warmup_steps: int = 0, step_size: int = 30, gamma: float = 0.1,
-              pct_start: float = 0.25, final_factor: float = 0.0) -> float:
+              pct_start: float = 0.25, final_factor: float = 0.0, milestones=()) -> float:
     if warmup_steps and step < warmup_steps:
         return (step + 1) / warmup_steps
-    if schedule == "constant":
+    if schedule in ("constant", "plateau"):   # plateau reductions are applied by LRSchedule
         return 1.0
+    if schedule == "multistep":
+        return gamma ** sum(step // steps_per_epoch >= m for m in milestones)
     if schedule == "step":
         return gamma ** ((step // steps_per_epoch) // step_size)
     if schedule == "cosine":
@@ -30,3 +36,35 @@ def lr_factor(step: int, *, total_steps: int, steps_per_epoch: int, schedule: st
         t = (step - peak) / max(1, total_steps - peak)
         return final_factor + (1 - final_factor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
     raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+class LRSchedule:
+    """The multiplier given to LambdaLR: lr_factor(step) × the plateau reductions so far.
+
+    A callable object rather than a function, so LambdaLR's state_dict carries its attributes
+    (best loss, epochs without improvement, reduction) into the checkpoint and back on resume.
+    """
+
+    def __init__(self, *, patience: int = 2, **schedule):
+        self.schedule = schedule
+        self.patience = patience
+        self.reduction = 1.0
+        self.best_loss = math.inf
+        self.bad_epochs = 0
+
+    def __call__(self, step: int) -> float:
+        return lr_factor(step, **self.schedule) * self.reduction
+
+    def epoch_end(self, val_loss: float, scheduler) -> None:
+        """Plateau: count an epoch without improvement; past `patience` of them, multiply the rate by γ now."""
+        if self.schedule["schedule"] != "plateau":
+            return
+        if val_loss < self.best_loss * (1 - PLATEAU_THRESHOLD):
+            self.best_loss, self.bad_epochs = val_loss, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.reduction *= self.schedule.get("gamma", 0.1)
+            self.bad_epochs = 0
+            for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+                group["lr"] = base * self(scheduler.last_epoch)

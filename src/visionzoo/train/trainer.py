@@ -27,15 +27,21 @@ import torch.nn.functional as F
 from .. import registry
 from ..attacks.training import adversarial_batch, goodfellow_objective, validate_adversarial
 from ..data.datasets import load_data
-from ..data.loader import Normalizer, augment, steps_per_epoch, train_batches
+from ..data.loader import Normalizer, steps_per_epoch, train_batches
 from ..errors import UsageError
 from ..profile import count_macs, count_params
 from . import distributed
+from .agc import adaptive_clip_, clipped_parameters
+from .distill import Teacher, distillation_loss
+from .ema import ModelEMA
 from .evaluate import evaluate
+from .finetune import freeze_backbone, load_for_finetuning
 from .io import read_torch, write_json, write_safetensors, write_text
-from .schedules import SCHEDULES, lr_factor
-
-OPTIMIZERS = ("sgd", "nesterov", "adamw")
+from .model_options import (after_optimizer, apply_model_options, builder_kwargs, structure_options,
+                            validate_model_options)
+from .optim import OPTIMIZERS, build_optimizer, resolved_wd_mode, scaled_lr
+from .schedules import SCHEDULES, LRSchedule
+from .techniques import build_augmentation, check_model_fits, validate_techniques
 # Mirrored digits and characters are other symbols: no flips there unless asked for.
 NO_FLIP_DATA = {"mnist", "kmnist", "svhn", "digits"}
 
@@ -63,8 +69,44 @@ class TrainConfig:
     gamma: float = 0.1
     label_smoothing: float = 0.1
     clip_grad: float | None = None
+    milestones: list = field(default_factory=list)   # multistep: epochs where the rate is multiplied by γ
+    plateau_patience: int = 2        # plateau: epochs without a lower val loss before the rate is cut
+    lr_scale_batch: int | None = None   # linear scaling rule: η = lr·batch_size/lr_scale_batch
+    wd_mode: str | None = None       # l2 | decoupled (default: decoupled for adamw, l2 otherwise)
+    agc: float | None = None         # adaptive gradient clipping λ
+    ema: float | None = None         # decay of the weight average used for evaluation
+    early_stop: int | None = None    # epochs without a better val top-1 before stopping
     crop: int = 2
     flip: bool | None = None
+    scale_jitter: str | None = None  # "SMIN,SMAX"
+    fancy_pca: float = 0.0
+    random_erasing: float = 0.0
+    cutout: int = 0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    # Knowledge distillation and transfer learning.
+    teacher: str | None = None
+    kd_temperature: float = 4.0
+    kd_alpha: float = 0.9
+    finetune: str | None = None
+    freeze_backbone: bool = False
+    backbone_lr_mult: float = 1.0
+    sync_bn: bool = False
+    # The network itself (model_options.py): initialisation, normalisation, activations, regularisers.
+    init: str = "paper"
+    init_std: float = 0.01
+    pretrain: str = "none"
+    pretrain_epochs: int = 1
+    pretrain_noise: float = 0.0
+    norm: str | None = None
+    act: str | None = None
+    maxout_k: int = 2
+    pool: str | None = None
+    dropout: float | None = None
+    drop_connect: float | None = None
+    drop_block: list | None = None   # [SIZE, P]
+    drop_path: float | None = None
+    max_norm: float | None = None
     amp: str = "auto"
     channels_last: str = "auto"
     device: str = "auto"
@@ -97,6 +139,8 @@ class TrainConfig:
             raise UsageError("--label-smoothing must lie in [0, 1)")
         registry.get_entry(self.model)
         validate_adversarial(self)
+        validate_techniques(self)
+        validate_model_options(self)
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -116,18 +160,6 @@ def bf16_supported(device: torch.device) -> bool:
 def _autocast(device: torch.device, enabled: bool):
     dtype = torch.bfloat16 if bf16_supported(device) else torch.float16
     return torch.autocast(device.type, dtype=dtype, enabled=enabled)
-
-
-def build_optimizer(model, cfg: TrainConfig):
-    # Weight decay on weights only: biases and normalisation parameters are left free.
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                           nesterov=cfg.optimizer == "nesterov", foreach=True)
 
 
 def classification_loss(output, labels, model, label_smoothing: float):
@@ -192,11 +224,19 @@ class Trainer:
         self.normalizer = Normalizer(self.data.mean, self.data.std)
         self.input_size = self.data.input_size
         self.model_kwargs = {"num_classes": len(self.data.classes), "in_chans": self.input_size[0],
-                             "image_size": self.input_size[-1], **cfg.model_args}
+                             "image_size": self.input_size[-1], **builder_kwargs(cfg), **cfg.model_args}
         try:
             model = registry.create_model(cfg.model, **self.model_kwargs)
         except TypeError as exc:
             raise UsageError(f"--model-arg for {cfg.model}: {exc}") from None
+        model = apply_model_options(model, cfg, data=self.data, normalizer=self.normalizer, device=self.device,
+                                    resume=bool(resume), log=self._log)
+        self.source_classes = load_for_finetuning(model, cfg.model, cfg.finetune) if cfg.finetune else None
+        if cfg.freeze_backbone:
+            freeze_backbone(model)
+        check_model_fits(cfg, model)
+        if cfg.sync_bn and self.world > 1:  # otherwise BN statistics stay per worker (Goyal et al.)
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -204,18 +244,26 @@ class Trainer:
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.optimizer = build_optimizer(self.model, cfg)
+        self.lr = scaled_lr(cfg.lr, cfg.batch_size, cfg.lr_scale_batch)  # global batch of all workers
+        self.optimizer = build_optimizer(self.model, cfg, self.lr)
+        after_optimizer(self.optimizer, self.model, cfg)
         self.steps_per_epoch = steps_per_epoch(len(self.data.train), cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         schedule = dict(total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
                         schedule=cfg.schedule, warmup_steps=int(cfg.warmup_epochs * self.steps_per_epoch),
-                        step_size=cfg.step_size, gamma=cfg.gamma)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, **schedule))
+                        step_size=cfg.step_size, gamma=cfg.gamma, milestones=list(cfg.milestones))
+        self.lr_schedule = LRSchedule(patience=cfg.plateau_patience, **schedule)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_schedule)
+        self.augmentation = build_augmentation(cfg, self.data, self.flip)
+        self.agc_parameters = clipped_parameters(self.model)
+        self.ema = ModelEMA(self.model, cfg.ema) if cfg.ema else None
+        self.teacher = Teacher(cfg.teacher, self.device, len(self.data.classes), self.input_size) if cfg.teacher else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.device.type == "cuda"
                                            and not bf16_supported(self.device))
         # Position and running state of the run; all of it goes into the checkpoint.
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
-        self.running = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+        # loss sum, correct, count; kept on the device so that a step never waits for the host
+        self.running = torch.zeros(3, dtype=torch.float64, device=self.device)
         self.history: list[dict] = []
         self.best = {"val_top1": -1.0, "epoch": 0}
         self.best_state: dict | None = None
@@ -229,13 +277,24 @@ class Trainer:
             from ..explain.diagnostics import TrainingDiagnostics
             self.hooks.append(TrainingDiagnostics(self))
 
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What is evaluated and saved: the weight average with --ema, else the trained weights."""
+        return self.ema.module if self.ema else self.model
+
+    @property
+    def stopped_early(self) -> bool:
+        """--early-stop: `early_stop` epochs in a row without a better validation top-1."""
+        return bool(self.cfg.early_stop) and self.epoch - self.best["epoch"] >= self.cfg.early_stop
+
     # ---- checkpoints -------------------------------------------------------------------------
     def _checkpoint_state(self) -> dict:
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else {},
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-            "running": self.running.clone(), "history": self.history, "best": self.best,
+            "running": self.running.cpu().clone(), "history": self.history, "best": self.best,
             "train_seconds": self.train_seconds, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "numpy_rng": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
@@ -255,12 +314,14 @@ class Trainer:
         except Exception as exc:
             raise UsageError(f"--resume: cannot read {path} ({exc})") from None
         self.model.load_state_dict(state["model"])
+        if self.ema:
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step = state["global_step"]
-        self.running = state["running"].clone()
+        self.running = state["running"].clone().to(self.device)
         self.history, self.best = state["history"], state["best"]
         self.train_seconds = state["train_seconds"]
         torch.set_rng_state(state["torch_rng"])
@@ -278,7 +339,8 @@ class Trainer:
                 "mean": self.data.mean, "std": self.data.std, "input_size": list(self.input_size),
                 "data": self.cfg.data, "data_args": {"val_size": self.cfg.val_size, "seed": self.cfg.seed,
                                                       "image_size": self.cfg.image_size},
-                "eval": {"batch_size": self.cfg.eval_batch_size, "channels_last": self.channels_last}}
+                "eval": {"batch_size": self.cfg.eval_batch_size, "channels_last": self.channels_last},
+                "options": structure_options(self.cfg)}
 
     def _write_start(self) -> None:
         if not (self.is_main and self.out):
@@ -286,7 +348,12 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         config = dataclasses.asdict(self.cfg)
         config.update(resolved={"device": str(self.device), "amp": self.amp, "channels_last": self.channels_last,
-                                "flip": self.flip,
+                                "flip": self.flip, "lr": self.lr,
+                                "wd_mode": resolved_wd_mode(self.cfg.optimizer, self.cfg.wd_mode),
+                                "fancy_pca": self.augmentation.pca and {
+                                    "eigenvalues": self.augmentation.pca[0].tolist(),
+                                    "eigenvectors": self.augmentation.pca[1].tolist()},
+                                "finetune_source_classes": self.source_classes,
                                 "world_size": self.world, "steps_per_epoch": self.steps_per_epoch,
                                 "input_size": list(self.input_size), "num_classes": len(self.data.classes),
                                 "train_images": len(self.data.train), "val_images": len(self.data.val),
@@ -340,8 +407,9 @@ class Trainer:
                                             start_step=self.step_in_epoch, device=self.device):
             generator = torch.Generator(self.device).manual_seed(
                 (cfg.seed * 1_000_003 + self.epoch) * 1_000_003 + self.step_in_epoch)
-            images = augment(images, generator, crop=cfg.crop, flip=self.flip)
-            images, labels = images[self.rank::self.world], labels[self.rank::self.world]
+            images, targets = self.augmentation(images, labels, len(self.data.classes), generator)
+            shard = slice(self.rank, None, self.world)
+            images, labels, targets = images[shard], labels[shard], targets[shard]
             x = self.normalizer(images, self.channels_last)
             if cfg.adv:  # FGSM trains on [x; x̃], PGD on x̃ alone
                 x, labels = adversarial_batch(self, x, labels, generator)
@@ -351,19 +419,27 @@ class Trainer:
                 loss, logits = goodfellow_objective(classification_loss, output, labels, self.model,
                                                     cfg.label_smoothing, cfg.adv_weight)
             else:
-                loss, logits = classification_loss(output, labels, self.model, cfg.label_smoothing)
+                loss, logits = classification_loss(output, targets, self.model, cfg.label_smoothing)
+            if self.teacher:  # soft targets at T; the hard objective (CE + aux heads) weighted 1 − α
+                loss = distillation_loss(logits, self.teacher(images), targets, cfg.kd_temperature,
+                                         cfg.kd_alpha, hard_loss=loss)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self._call_hooks("after_backward")
-            if cfg.clip_grad:
+            if cfg.clip_grad or cfg.agc:
                 self.scaler.unscale_(self.optimizer)
+            if cfg.agc:
+                adaptive_clip_(self.agc_parameters, cfg.agc)
+            if cfg.clip_grad:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
-            self.running += torch.stack([loss.detach().double().cpu() * len(labels),
-                                         (logits.detach().argmax(1) == labels).sum().double().cpu(),
-                                         torch.tensor(float(len(labels)), dtype=torch.float64)])
+            if self.ema:
+                self.ema.update(self.model)
+            self.running[:2] += torch.stack([loss.detach().double() * len(labels),
+                                             (logits.detach().argmax(1) == labels).sum().double()])
+            self.running[2] += len(labels)
             self.step_in_epoch += 1
             self.global_step += 1
             images_seen += len(labels) * self.world
@@ -389,7 +465,7 @@ class Trainer:
 
     def end_epoch(self, seconds: float) -> None:
         totals = distributed.all_reduce_sum(self.running.to(self.device)).cpu()
-        val = evaluate(self.model, self.data.val, self.normalizer, batch_size=self.cfg.eval_batch_size,
+        val = evaluate(self.eval_model, self.data.val, self.normalizer, batch_size=self.cfg.eval_batch_size,
                        device=self.device, channels_last=self.channels_last, rank=self.rank, world=self.world)
         record = {"epoch": self.epoch + 1, "train_loss": totals[0].item() / totals[2].item(),
                   "train_top1": totals[1].item() / totals[2].item(), "val_loss": val["loss"],
@@ -402,9 +478,10 @@ class Trainer:
         rate = totals[2].item() / max(seconds, 1e-9)
         if record["val_top1"] > self.best["val_top1"]:
             self.best = {"val_top1": record["val_top1"], "epoch": record["epoch"]}
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best_state = {k: v.detach().clone() for k, v in self.eval_model.state_dict().items()}
             if self.is_main and self.out:
-                write_safetensors(self.out / "best.safetensors", self.model.state_dict())
+                write_safetensors(self.out / "best.safetensors", self.eval_model.state_dict())
+        self.lr_schedule.epoch_end(record["val_loss"], self.scheduler)
         self.epoch += 1
         self.step_in_epoch = 0
         self.running.zero_()
@@ -420,8 +497,8 @@ class Trainer:
             from safetensors.torch import load_file  # resumed after the best epoch
             self.best_state = load_file(str(self.out / "best.safetensors"))
         if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
-        test = evaluate(self.model, self.data.test, self.normalizer, batch_size=cfg.eval_batch_size,
+            self.eval_model.load_state_dict(self.best_state)
+        test = evaluate(self.eval_model, self.data.test, self.normalizer, batch_size=cfg.eval_batch_size,
                         device=self.device, channels_last=self.channels_last,
                         num_classes=len(self.data.classes), rank=self.rank, world=self.world)
         summary = {"model": cfg.model, "data": cfg.data, "epochs": cfg.epochs,
@@ -431,11 +508,12 @@ class Trainer:
                    "test_n": test["n"], "train_seconds": round(self.train_seconds, 3),
                    "train_img_s": round(cfg.epochs * self.steps_per_epoch * cfg.batch_size / max(self.train_seconds, 1e-9), 1),
                    "best_epoch": self.best["epoch"], "best_val_top1": self.best["val_top1"],
+                   "epochs_run": self.epoch, "stopped_early": self.stopped_early,
                    "final_val_top1": self.history[-1]["val_top1"] if self.history else None,
                    "device": str(self.device), "amp": self.amp, "channels_last": self.channels_last,
                    "world_size": self.world, "seed": cfg.seed}
         if self.is_main and self.out:
-            write_safetensors(self.out / "model.safetensors", self.model.state_dict())
+            write_safetensors(self.out / "model.safetensors", self.eval_model.state_dict())
             write_json(self.out / "summary.json", summary)
             from .plots import plot_confusion
             plot_confusion(test["confusion"], self.data.classes, self.out / "confusion.png",
@@ -456,7 +534,7 @@ class Trainer:
                   f"channels_last={self.channels_last}, {self.world} process(es)")
         previous = signal.signal(signal.SIGINT, self._on_sigint) if self._main_thread() else None
         try:
-            while self.epoch < self.cfg.epochs:
+            while self.epoch < self.cfg.epochs and not self.stopped_early:
                 started = self.train_seconds
                 self.train_epoch()
                 self.end_epoch(self.train_seconds - started)

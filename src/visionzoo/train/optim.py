@@ -1,0 +1,77 @@
+"""Optimisers, weight decay, and the learning rate of a global batch.
+
+- SGD with heavy-ball or Nesterov momentum, RMSprop, Adam and AdamW (torch.optim).
+- Weight decay on weights only (biases and normalisation parameters are left free), either as
+  L2 in the loss (`l2`: λw added to the gradient, so it passes through momentum/Adam's scaling)
+  or decoupled (`decoupled`, Loshchilov & Hutter, Decoupled Weight Decay Regularization, 2019,
+  Alg. 1–2: w ← w − η·λ·w applied next to the update; for Adam this is AdamW).
+- The linear scaling rule (Goyal et al., Accurate, Large Minibatch SGD, 2017, Sec. 2.1):
+  η = η₀·B/256 for a global batch B of all workers together.
+- Fine-tuning: the backbone may learn at `backbone_lr_mult`·η while the new head learns at η.
+"""
+from __future__ import annotations
+
+import torch
+
+OPTIMIZERS = ("sgd", "nesterov", "rmsprop", "adam", "adamw")
+WD_MODES = ("l2", "decoupled")
+
+
+def scaled_lr(lr: float, global_batch: int, reference_batch: int | None) -> float:
+    """η₀·B/B_ref (linear scaling rule); η₀ unchanged without a reference batch."""
+    return lr * global_batch / reference_batch if reference_batch else lr
+
+
+def resolved_wd_mode(optimizer: str, wd_mode: str | None) -> str:
+    """AdamW is Adam with decoupled decay; every other optimiser takes L2 unless told otherwise."""
+    return wd_mode or ("decoupled" if optimizer == "adamw" else "l2")
+
+
+def head_parameters(model) -> set[int]:
+    """ids of the classifier's parameters (the layer `reset_classifier` replaces), empty if none."""
+    get_classifier = getattr(model, "get_classifier", None)
+    return {id(p) for p in get_classifier().parameters()} if get_classifier else set()
+
+
+def _decoupled_decay(optimizer, args, kwargs) -> None:
+    # Step pre-hook: w ← w·(1 − η·λ) before the optimiser's own update, as in AdamW.
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            decay = group.get("decoupled_weight_decay", 0.0)
+            if decay:
+                torch._foreach_mul_(group["params"], 1.0 - group["lr"] * decay)
+
+
+def build_optimizer(model, cfg, lr: float | None = None) -> torch.optim.Optimizer:
+    """The optimiser of `cfg` over trainable parameters, grouped by (decayed?, head?)."""
+    lr = cfg.lr if lr is None else lr
+    mode = resolved_wd_mode(cfg.optimizer, getattr(cfg, "wd_mode", None))
+    adam = cfg.optimizer in ("adam", "adamw")
+    native_decoupled = adam and mode == "decoupled"      # torch's AdamW
+    head = head_parameters(model)
+    backbone_mult = getattr(cfg, "backbone_lr_mult", 1.0)
+    groups = []
+    for decayed in (True, False):
+        for in_head in (False, True):
+            params = [p for p in model.parameters() if p.requires_grad and (p.ndim > 1) == decayed
+                      and (id(p) in head) == in_head]
+            if not params:
+                continue
+            decay = cfg.weight_decay if decayed else 0.0
+            group = {"params": params, "lr": lr * (1.0 if in_head else backbone_mult),
+                     "weight_decay": decay if mode == "l2" or native_decoupled else 0.0}
+            if mode == "decoupled" and not native_decoupled:
+                group["decoupled_weight_decay"] = decay
+            groups.append(group)
+    if adam:
+        optimizer_class = torch.optim.AdamW if native_decoupled else torch.optim.Adam
+        return optimizer_class(groups, lr=lr, foreach=True)
+    if cfg.optimizer == "rmsprop":
+        # Szegedy et al. (Inception-v3, Sec. 8) train with RMSProp, decay 0.9, ε = 1.0.
+        optimizer = torch.optim.RMSprop(groups, lr=lr, alpha=0.9, eps=1.0, momentum=cfg.momentum, foreach=True)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.optimizer == "nesterov",
+                                    foreach=True)
+    if mode == "decoupled":
+        optimizer.register_step_pre_hook(_decoupled_decay)
+    return optimizer
