@@ -144,11 +144,11 @@ def _add_model_options(p, d: TrainConfig) -> None:
                         "xavier_* (Var 2/(n_in+n_out)), he_fan_in/he_fan_out (Var 2/n), orthogonal, "
                         "lsuv (orthogonal, then unit output variance layer by layer on a data batch), "
                         "dirac (identity)")
-    g.add_argument("--init-std", type=float, help=f"σ of normal/uniform (default {d.init_std})")
+    g.add_argument("--init-std", type=float, metavar="STD", help=f"σ of normal/uniform (default {d.init_std})")
     g.add_argument("--pretrain", choices=PRETRAINING,
                    help="autoencoder: greedy layer-wise auto-encoder pre-training on the unlabelled "
                         "training images, then supervised training (chain networks: lenet, vgg*, …)")
-    g.add_argument("--pretrain-epochs", type=int, help=f"epochs per layer (default {d.pretrain_epochs})")
+    g.add_argument("--pretrain-epochs", type=int, metavar="N", help=f"epochs per layer (default {d.pretrain_epochs})")
     g.add_argument("--pretrain-noise", type=float, metavar="NU",
                    help="denoising auto-encoders: mask this fraction of each layer's input (default 0)")
     g = p.add_argument_group("normalisation and activations")

@@ -32,34 +32,30 @@ class StochasticPool2d(nn.Module):
         self.padding = _pair(padding)
         self.ceil_mode = ceil_mode
 
-    def _regions(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """(N, C, k·k, L) non-negative region values and the output (H', W')."""
-        n, c, h, w = x.shape
-        out, extra = [], []
-        for size, k, s, p in zip((h, w), self.kernel_size, self.stride, self.padding):
+    def _regions(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H', W', k·k): each region's values, negatives set to 0."""
+        extra = []
+        for size, k, s, p in zip(x.shape[2:], self.kernel_size, self.stride, self.padding):
             span = size + 2 * p - k
             steps = (math.ceil(span / s) if self.ceil_mode else span // s) + 1
             if self.ceil_mode and (steps - 1) * s >= size + p:  # PyTorch: the last window starts inside
                 steps -= 1
-            out.append(steps)
             extra.append(max(0, (steps - 1) * s + k - (size + 2 * p)))
         ph, pw = self.padding
         x = F.pad(x.clamp(min=0), (pw, pw + extra[1], ph, ph + extra[0]))
-        regions = F.unfold(x, self.kernel_size, stride=self.stride)
-        return regions.view(n, c, self.kernel_size[0] * self.kernel_size[1], -1), (out[0], out[1])
+        regions = x.unfold(2, self.kernel_size[0], self.stride[0]).unfold(3, self.kernel_size[1], self.stride[1])
+        return regions.flatten(4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        regions, (h, w) = self._regions(x)
-        total = regions.sum(2, keepdim=True)
+        regions = self._regions(x)
         if self.training:
             # Inverse-CDF draw: the first i with a_1 + … + a_i > u·Σa has probability a_i / Σa.
-            cumulative = regions.cumsum(2)
-            threshold = torch.rand_like(total) * cumulative[:, :, -1:]
-            index = (cumulative <= threshold).sum(2, keepdim=True).clamp(max=regions.shape[2] - 1)
-            pooled = regions.gather(2, index)
-        else:
-            pooled = (regions * regions).sum(2, keepdim=True) / total.clamp(min=torch.finfo(x.dtype).tiny)
-        return pooled.view(x.shape[0], x.shape[1], h, w)
+            cumulative = regions.cumsum(4)
+            threshold = torch.rand_like(cumulative[..., :1]) * cumulative[..., -1:]
+            index = (cumulative <= threshold).sum(4, keepdim=True).clamp(max=regions.shape[4] - 1)
+            return regions.gather(4, index).squeeze(4)
+        total = regions.sum(4)
+        return (regions * regions).sum(4) / total.clamp(min=torch.finfo(x.dtype).tiny)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "

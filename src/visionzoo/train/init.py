@@ -115,13 +115,24 @@ def lsuv(model: nn.Module, batch: torch.Tensor, tolerance: float = LSUV_TOLERANC
     return variances
 
 
+class StopForward(Exception):
+    """Raised by a hook once it has what it needs: the layers above need not run."""
+
+
 def _output_variance(model: nn.Module, layer: nn.Module, batch: torch.Tensor) -> float | None:
     """Var(B_L) of `layer`'s output (its first call) in a forward pass of `batch`."""
     seen = []
-    handle = layer.register_forward_hook(lambda m, args, out: seen.append(out.detach().float().var().item()))
+
+    def record(module, args, out):
+        seen.append(out.detach().float().var().item())
+        raise StopForward
+
+    handle = layer.register_forward_hook(record)
     try:
         with torch.no_grad():
             model(batch)
+    except StopForward:
+        pass
     finally:
         handle.remove()
     return seen[0] if seen else None

@@ -28,13 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
-from .init import WEIGHTED
+from .init import WEIGHTED, StopForward
 
 ADAM_LR = 1e-3
-
-
-class _StopForward(Exception):
-    pass
 
 
 def _leaves(model: nn.Module) -> list[nn.Module]:
@@ -98,8 +94,10 @@ def _decoder(code_shape: torch.Size, input_shape: torch.Size) -> nn.Module:
 def _encode(model: nn.Module, first: nn.Module, last: nn.Module, images: torch.Tensor, noise: float):
     """(clean input of `first`, code = output of `last`), with the input detached and corrupted."""
     captured = {}
+    learning = torch.is_grad_enabled()
 
     def corrupt(module, args):
+        torch.set_grad_enabled(learning)  # the layers below run without autograd
         clean = args[0].detach()
         captured["input"] = clean
         if noise > 0:
@@ -108,12 +106,13 @@ def _encode(model: nn.Module, first: nn.Module, last: nn.Module, images: torch.T
 
     def stop(module, args, out):
         captured["code"] = out
-        raise _StopForward
+        raise StopForward
 
     handles = [first.register_forward_pre_hook(corrupt), last.register_forward_hook(stop)]
     try:
-        model(images)
-    except _StopForward:
+        with torch.no_grad():
+            model(images)
+    except StopForward:
         pass
     finally:
         for handle in handles:
