@@ -36,7 +36,7 @@ def _accuracy(model, images, labels) -> float:
                   "and adversarial examples transfer to another network far better than noise of the same size")
 def adversarial(ctx: Context) -> Outcome:
     # LeNet needs at least 28×28: the smoke budget's 8×8 digits are resized.
-    settings = dict(train_limit=ctx.pick(128, 10000, None), epochs=ctx.pick(1, 2, 10), batch_size=64, lr=0.05,
+    settings = dict(train_limit=ctx.pick(64, 10000, None), epochs=ctx.pick(1, 2, 10), batch_size=64, lr=0.05,
                     optimizer="sgd", schedule="cosine", image_size=ctx.pick(28, None, None))
     trained = {}
     for run, model, extra in (("standard", "lenet", {}), ("fgsm-trained", "lenet", {"adv": "fgsm", "adv_eps": 0.1}),

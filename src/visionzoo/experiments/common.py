@@ -46,10 +46,11 @@ def budget_data(ctx: Context, train_limit: int | None = None, image_size: int | 
 
 def fit(model, train, normalizer, *, epochs: int, lr: float, seed: int, batch_size: int = 128,
         momentum: float = 0.9, weight_decay: float = 0.0, label_smoothing: float = 0.0,
-        val=None, device="cpu", steps: list | None = None) -> list[dict]:
+        val=None, device="cpu", steps: list | None = None, augment=None) -> list[dict]:
     """Train `model` in place; per epoch: training loss and error (as trained, in train mode).
 
-    With a `steps` list, (loss, error) of every step is appended to it.
+    With a `steps` list, (loss, error) of every step is appended to it; `augment(images, generator)`
+    transforms each batch of pixel images (0–255) before normalisation.
     """
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -57,7 +58,10 @@ def fit(model, train, normalizer, *, epochs: int, lr: float, seed: int, batch_si
     for epoch in range(epochs):
         model.train()
         loss_sum, wrong, seen = 0.0, 0, 0
+        generator = torch.Generator(device).manual_seed(seed * 1_000_003 + epoch)
         for images, labels in train_batches(train, batch_size, seed=seed, epoch=epoch, device=device):
+            if augment is not None:
+                images = augment(images.float(), generator)
             logits = model(normalizer(images))
             loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -92,7 +96,7 @@ def train_registered(ctx: Context, model: str, run_name: str, **settings):
     from ..train.trainer import TrainConfig, Trainer
     spec = data_spec(ctx)
     cfg = TrainConfig(model=model, data=spec, quiet=True, seed=ctx.seed, crop=0, flip=False, label_smoothing=0.0,
-                      amp="off", val_size=0.1 if spec == "digits" else 5000,
+                      amp="off", val_size=ctx.pick(64, 5000, 5000),
                       out=None if ctx.budget == "smoke" else str(ctx.out / "runs" / run_name))
     trainer = Trainer(dataclasses.replace(cfg, **settings))
     return trainer.run(), trainer

@@ -83,7 +83,8 @@ def efficiency(ctx: Context) -> Outcome:
     for kind in KINDS:
         torch.manual_seed(ctx.seed)
         net = _network(kind, bundle.input_size[0], width, len(bundle.classes))
-        history = fit(net, train, normalizer, epochs=epochs, lr=0.05, seed=ctx.seed, val=bundle.val, device=ctx.device)
+        history = fit(net, train, normalizer, epochs=epochs, lr=0.05, seed=ctx.seed, batch_size=32, val=bundle.val,
+                      device=ctx.device)
         accuracy.append({"block": kind, "params": count_params(net), "macs": count_macs(net, bundle.input_size),
                          "val_top1": history[-1]["val_top1"]})
     acc = {r["block"]: r for r in accuracy}
@@ -109,5 +110,5 @@ def efficiency(ctx: Context) -> Outcome:
         + f"; separable − standard = {-drop:+.3f}.",
         f"Single bias-free blocks with D_K={k}, D_F={side}, grouped g={GROUPS}, bottleneck width N/4, counted by "
         f"visionzoo.profile. Accuracy: stem + two blocks of each kind (width {width}, BN-ReLU) + GAP + linear, SGD "
-        f"lr 0.05, {epochs} epoch(s) on {len(train)} {bundle.name} images, validation split.",
+        f"lr 0.05, batch 32, {epochs} epoch(s) on {len(train)} {bundle.name} images, validation split.",
         {"blocks": table, "networks": accuracy}, [save_figure(fig, ctx, "efficiency.png")], table)
