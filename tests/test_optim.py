@@ -1,0 +1,168 @@
+"""Optimisation techniques by their defining property: AGC, EMA, linear scaling, weight-decay
+modes, multistep/plateau schedules (with resume), early stopping with the best weights restored."""
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+import visionzoo as vz
+from visionzoo.train import trainer as trainer_module
+from visionzoo.train.agc import AGC_EPS, adaptive_clip_, clipped_parameters, unitwise_norm
+from visionzoo.train.ema import ModelEMA
+from visionzoo.train.optim import build_optimizer, scaled_lr
+from visionzoo.train.schedules import LRSchedule, lr_factor
+from visionzoo.train.trainer import Trainer, TrainConfig
+
+
+def opt_cfg(**kw):
+    base = dict(lr=0.1, optimizer="sgd", momentum=0.9, weight_decay=0.01, wd_mode=None, backbone_lr_mult=1.0)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_agc_clips_exactly_the_units_above_lambda_and_spares_the_classifier():
+    torch.manual_seed(0)
+    model = vz.create_model("highway_fc", num_classes=10)
+    clipping = 0.05
+    for p in model.parameters():  # unit ratios ‖G_i‖/‖W_i‖ spread uniformly over [0, 2λ]
+        direction = torch.randn_like(p)
+        direction /= unitwise_norm(direction)
+        scale = torch.rand(p.shape[0] if p.ndim > 1 else 1, *[1] * (p.ndim - 1)) * 2 * clipping
+        p.grad = direction * unitwise_norm(p.detach()).clamp_min(AGC_EPS) * scale
+    before = {n: p.grad.clone() for n, p in model.named_parameters()}
+    adaptive_clip_(clipped_parameters(model), clipping)
+    head = {n for n, p in model.named_parameters() if any(p is q for q in model.get_classifier().parameters())}
+    assert head
+    clipped = kept = 0
+    for name, p in model.named_parameters():
+        if name in head:
+            assert torch.equal(p.grad, before[name])
+            continue
+        ratio = unitwise_norm(before[name]) / unitwise_norm(p.detach()).clamp_min(AGC_EPS)
+        over = (ratio > clipping).expand_as(p)
+        clipped += int(over.any())
+        kept += int((~over).any())
+        torch.testing.assert_close(p.grad[~over], before[name][~over], rtol=0, atol=0)
+        # a clipped unit keeps its direction and has ‖G_i‖ = λ·max(‖W_i‖, ε)
+        new_ratio = unitwise_norm(p.grad) / unitwise_norm(p.detach()).clamp_min(AGC_EPS)
+        assert torch.allclose(new_ratio[ratio > clipping], torch.tensor(clipping), rtol=1e-4)
+    assert clipped > 2 and kept > 2   # both cases occurred
+
+
+def test_ema_equals_the_recursive_formula():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = ModelEMA(model, 0.9)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(5):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model(torch.randn(8, 3))          # moves BN's running statistics and step count
+        ema.update(model)
+        for k, v in model.state_dict().items():
+            expected[k] = 0.9 * expected[k] + 0.1 * v if v.is_floating_point() else v.clone()
+    for k, v in ema.state_dict().items():
+        torch.testing.assert_close(v, expected[k])
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_linear_scaling_rule_multiplies_the_rate_by_b_over_256():
+    assert scaled_lr(0.1, 1024, 256) == pytest.approx(0.4) and scaled_lr(0.1, 64, 256) == pytest.approx(0.025)
+    assert scaled_lr(0.1, 1024, None) == 0.1   # the trainer's resolved rate: tests/test_technique_flags.py
+
+
+@pytest.mark.parametrize("name, cls", [("sgd", torch.optim.SGD), ("nesterov", torch.optim.SGD),
+                                       ("rmsprop", torch.optim.RMSprop), ("adam", torch.optim.Adam),
+                                       ("adamw", torch.optim.AdamW)])
+def test_optimizer_choices(name, cls):
+    optimizer = build_optimizer(vz.create_model("lenet"), opt_cfg(optimizer=name))
+    assert type(optimizer) is cls
+    assert all(g.get("nesterov", False) == (name == "nesterov") for g in optimizer.param_groups)
+
+
+def test_l2_decay_goes_through_momentum_and_decoupled_decay_does_not():
+    w0 = torch.tensor([[1.0, -2.0]])
+    grads = torch.tensor([[0.5, 0.25]])
+    results = {}
+    for mode in ("l2", "decoupled"):
+        layer = nn.Linear(2, 1, bias=False)
+        with torch.no_grad():
+            layer.weight.copy_(w0)
+        optimizer = build_optimizer(layer, opt_cfg(wd_mode=mode))
+        layer.weight.grad = grads.clone()
+        optimizer.step()
+        results[mode] = (layer.weight.detach().clone(), optimizer.state[layer.weight]["momentum_buffer"])
+    w_l2, buffer_l2 = results["l2"]
+    w_dec, buffer_dec = results["decoupled"]
+    torch.testing.assert_close(buffer_l2, grads + 0.01 * w0)               # λw inside the gradient
+    torch.testing.assert_close(buffer_dec, grads)                          # gradient alone
+    torch.testing.assert_close(w_dec, w0 * (1 - 0.1 * 0.01) - 0.1 * grads)   # w(1 − ηλ) − η·g
+    torch.testing.assert_close(w_l2, w0 - 0.1 * (grads + 0.01 * w0))
+
+
+def test_adam_with_decoupled_decay_is_adamw():
+    assert type(build_optimizer(nn.Linear(2, 2), opt_cfg(optimizer="adam", wd_mode="decoupled"))) is torch.optim.AdamW
+    assert type(build_optimizer(nn.Linear(2, 2), opt_cfg(optimizer="adam", wd_mode="l2"))) is torch.optim.Adam
+
+
+def test_backbone_learns_at_a_multiple_of_the_head_rate():
+    model = vz.create_model("lenet")
+    optimizer = build_optimizer(model, opt_cfg(backbone_lr_mult=0.1))
+    head = {id(p) for p in model.get_classifier().parameters()}
+    for group in optimizer.param_groups:
+        in_head = {id(p) in head for p in group["params"]}
+        assert len(in_head) == 1
+        assert group["lr"] == pytest.approx(0.1 if in_head.pop() else 0.01)
+
+
+def test_multistep_multiplies_by_gamma_at_each_milestone():
+    f = [lr_factor(s, total_steps=100, steps_per_epoch=10, schedule="multistep", milestones=[3, 7], gamma=0.5)
+         for s in range(100)]
+    assert set(f[:30]) == {1.0} and set(f[30:70]) == {0.5} and set(f[70:]) == {0.25}
+
+
+def test_plateau_reduces_after_patience_and_survives_a_checkpoint():
+    def scheduler_for(schedule):
+        optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+    schedule = LRSchedule(patience=2, total_steps=100, steps_per_epoch=10, schedule="plateau", gamma=0.1)
+    scheduler = scheduler_for(schedule)
+    rates = []
+    for loss in [1.0, 0.9, 0.95, 0.91, 0.92, 0.8, 0.85, 0.85, 0.85]:
+        scheduler.optimizer.step()
+        scheduler.step()
+        schedule.epoch_end(loss, scheduler)
+        rates.append(scheduler.optimizer.param_groups[0]["lr"])
+    # 0.9 is the best at epoch 2; epochs 3, 4 do not improve (patience 2), epoch 5 is the third → ×0.1
+    assert rates == pytest.approx([1, 1, 1, 1, 0.1, 0.1, 0.1, 0.1, 0.01])
+    restored = LRSchedule(patience=2, total_steps=100, steps_per_epoch=10, schedule="plateau", gamma=0.1)
+    resumed = scheduler_for(restored)
+    resumed.load_state_dict(copy.deepcopy(scheduler.state_dict()))
+    assert (restored.reduction, restored.best_loss, restored.bad_epochs) == \
+           (schedule.reduction, schedule.best_loss, schedule.bad_epochs)
+    assert restored(resumed.last_epoch) == pytest.approx(0.01)
+
+
+def test_early_stop_stops_after_patience_and_keeps_the_best_weights(monkeypatch):
+    scripted = iter([0.5, 0.6, 0.55, 0.6, 0.9])       # best at epoch 2; epochs 3, 4 do not beat it
+    real_evaluate = trainer_module.evaluate
+
+    def evaluate(model, split, *args, **kwargs):
+        result = real_evaluate(model, split, *args, **kwargs)
+        return {**result, "top1": next(scripted)} if split is trainer.data.val else result
+
+    monkeypatch.setattr(trainer_module, "evaluate", evaluate)
+    trainer = Trainer(TrainConfig(model="highway_fc", data="digits", epochs=5, batch_size=64, train_limit=128,
+                                  early_stop=2, amp="off", quiet=True))
+    snapshots = []
+    trainer.hooks.append(SimpleNamespace(on_epoch_end=lambda t, record: snapshots.append(
+        {k: v.clone() for k, v in t.model.state_dict().items()})))
+    summary = trainer.run()
+    assert summary["epochs_run"] == 4 and summary["stopped_early"] and summary["best_epoch"] == 2
+    final = trainer.model.state_dict()
+    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
+    assert not all(torch.equal(snapshots[3][k], snapshots[1][k]) for k in final)
+    assert len(trainer.history) == 4

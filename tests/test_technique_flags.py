@@ -1,0 +1,100 @@
+"""Every training-technique flag of `visionzoo train` runs and is recorded in config.json; bad
+values exit 2 with one line; a run with EMA, plateau and batch augmentations resumes exactly.
+
+The flags run in groups of compatible options (one short run each) to keep the suite fast.
+"""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from visionzoo.cli.main import main
+from visionzoo.train.trainer import Trainer, TrainConfig
+
+QUICK = ["--model", "highway_fc", "--data", "digits", "--epochs", "1", "--train-limit", "256",
+         "--batch-size", "128", "--amp", "off", "--quiet"]
+
+
+def train(out, *flags):
+    code = main(["train", *QUICK, "--out", str(out), *map(str, flags)])
+    return code, (json.loads((out / "config.json").read_text()) if code == 0 else None)
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("source") / "run"
+    assert train(out)[0] == 0
+    return out
+
+
+GROUPS = {
+    "augmentation": (["--scale-jitter", "1.0,1.25", "--fancy-pca", "0.1", "--random-erasing", "0.5",
+                      "--cutout", "3", "--mixup", "0.2", "--cutmix", "1.0"],
+                     dict(scale_jitter="1.0,1.25", fancy_pca=0.1, random_erasing=0.5, cutout=3, mixup=0.2,
+                          cutmix=1.0)),
+    "optimisation": (["--optimizer", "rmsprop", "--schedule", "multistep", "--milestones", "1,3",
+                      "--wd-mode", "decoupled", "--agc", "0.01", "--ema", "0.99", "--lr-scale-batch", "256"],
+                     dict(optimizer="rmsprop", schedule="multistep", milestones=[1, 3], wd_mode="decoupled",
+                          agc=0.01, ema=0.99, lr_scale_batch=256)),
+    "plateau": (["--optimizer", "adam", "--lr", "0.001", "--schedule", "plateau", "--plateau-patience", "0",
+                 "--early-stop", "3"],
+                dict(optimizer="adam", schedule="plateau", plateau_patience=0, early_stop=3)),
+    "distillation": (["--teacher", "SOURCE", "--kd-temperature", "3", "--kd-alpha", "0.7"],
+                     dict(teacher="SOURCE", kd_temperature=3.0, kd_alpha=0.7)),
+    "feature extraction": (["--finetune", "SOURCE", "--freeze-backbone"], dict(finetune="SOURCE", freeze_backbone=True)),
+    "fine-tuning": (["--finetune", "SOURCE", "--backbone-lr-mult", "0.1", "--sync-bn"],
+                    dict(finetune="SOURCE", backbone_lr_mult=0.1, sync_bn=True)),
+}
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_flags_run_and_are_recorded(tmp_path, source_run, group):
+    flags, recorded = GROUPS[group]
+    code, config = train(tmp_path / "run", *[str(source_run) if f == "SOURCE" else f for f in flags])
+    assert code == 0
+    for key, value in recorded.items():
+        assert config[key] == (str(source_run) if value == "SOURCE" else value), key
+    resolved = config["resolved"]
+    if group == "optimisation":   # linear scaling rule: 0.2 · 128/256
+        assert resolved["lr"] == pytest.approx(0.1) and resolved["wd_mode"] == "decoupled"
+    if group == "augmentation":   # the eigen-decomposition is saved with the run
+        assert len(resolved["fancy_pca"]["eigenvalues"]) == 1 and resolved["fancy_pca"]["eigenvalues"][0] > 0
+    if group == "feature extraction":
+        source, tuned = load_file(str(source_run / "model.safetensors")), load_file(str(tmp_path / "run/model.safetensors"))
+        frozen = [k for k in source if not k.startswith("classifier")]   # highway_fc's head
+        assert frozen and all(torch.equal(source[k], tuned[k]) for k in frozen)
+        assert resolved["finetune_source_classes"] == 10
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--scale-jitter", "0.5,1.2"], "--scale-jitter"), (["--scale-jitter", "big"], "--scale-jitter"),
+    (["--random-erasing", "1.5"], "--random-erasing"), (["--mixup", "-1"], "--mixup"),
+    (["--ema", "1.0"], "--ema"), (["--agc", "0"], "--agc"), (["--wd-mode", "l1"], "--wd-mode"),
+    (["--optimizer", "adamw", "--wd-mode", "l2"], "adamw"), (["--schedule", "multistep"], "--milestones"),
+    (["--milestones", "5,2", "--schedule", "multistep"], "--milestones"), (["--milestones", "a"], "--milestones"),
+    (["--freeze-backbone"], "--finetune"), (["--kd-alpha", "2"], "--kd-alpha"), (["--early-stop", "0"], "--early-stop"),
+    (["--teacher", "/nonexistent"], "does not exist"), (["--finetune", "/nonexistent"], "does not exist"),
+])
+def test_bad_values_exit_2_with_one_line(tmp_path, capsys, flags, message):
+    assert main(["train", *QUICK, "--out", str(tmp_path / "bad"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_resume_with_ema_plateau_and_augmentations_is_exact(tmp_path):
+    options = dict(model="highway_fc", data="digits", epochs=2, batch_size=64, train_limit=128, amp="off", quiet=True,
+                   ema=0.9, schedule="plateau", plateau_patience=0, mixup=0.4, random_erasing=0.5, cutmix=1.0,
+                   fancy_pca=0.1, scale_jitter="1.0,1.3", agc=0.05)
+    Trainer(TrainConfig(**options, out=str(tmp_path / "whole"))).run()
+    first = Trainer(TrainConfig(**options, out=str(tmp_path / "halves")))
+    first._write_start()
+    first.train_epoch()
+    first.end_epoch(0.0)                 # writes the checkpoint of epoch 1, then the process "dies"
+    Trainer(TrainConfig(quiet=True), resume=str(tmp_path / "halves")).run()
+    for name in ("model.safetensors", "best.safetensors"):
+        whole, halves = load_file(str(tmp_path / "whole" / name)), load_file(str(tmp_path / "halves" / name))
+        assert all(torch.equal(whole[k], halves[k]) for k in whole), name
+    lrs = [[json.loads(line)["lr"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+           for run in ("whole", "halves")]
+    assert lrs[0] == lrs[1]
