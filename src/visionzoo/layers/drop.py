@@ -47,8 +47,9 @@ def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor
     if drop_prob == 0.0 or not training:
         return x
     survival = 1.0 - drop_prob
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(survival)
-    return x * mask / survival
+    # Scaling the (N, 1, …, 1) mask, not x: one full-size product instead of two.
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(survival).div_(survival)
+    return x * mask
 
 
 def linear_drop_path_rates(num_blocks: int, drop_path_rate: float) -> list[float]:
