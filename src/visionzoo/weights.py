@@ -53,11 +53,25 @@ def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
                      f"(twins: {', '.join(get_entry(name).twins) or 'none'})")
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild a trained model from `model.json` + `model.safetensors` alone (run dir or file)."""
-    import json
+def model_from_meta(meta: dict) -> nn.Module:
+    """The untrained network that `model.json`'s description names, with the trained variant's modules."""
     from .registry import create_model
+    model = create_model(meta["name"], **meta["kwargs"])
+    if meta.get("options"):  # the trained variant's modules (--act, --norm, …)
+        from .train.model_options import rebuild_model
+        rebuild_model(model, meta["options"], meta["input_size"])
+    return model
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild a trained model from `model.json` + `model.safetensors` alone (run dir or file),
+    or from a compressed `model.vzc` written by `visionzoo compress` (file or its directory)."""
+    import json
     path = Path(path)
+    if path.suffix == ".vzc" or (path.is_dir() and (path / "model.vzc").exists()
+                                 and not (path / "model.safetensors").exists()):
+        from .compress.fileformat import load_compressed
+        return load_compressed(path)
     weights = path / "model.safetensors" if path.is_dir() else path
     meta_path = weights.with_name("model.json")
     if not weights.exists():
@@ -66,10 +80,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
         raise UsageError(f"{meta_path} is missing: it says how to rebuild the model")
     try:
         meta = json.loads(meta_path.read_text())
-        model = create_model(meta["name"], **meta["kwargs"])
-        if meta.get("options"):  # the trained variant's modules (--act, --norm, …)
-            from .train.model_options import rebuild_model
-            rebuild_model(model, meta["options"], meta["input_size"])
+        model = model_from_meta(meta)
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise UsageError(f"{meta_path}: not a visionzoo model description ({exc})") from None
     model.load_state_dict(read_state_dict(weights))

@@ -9,7 +9,8 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from . import attack_cmd, bench_cmd, evaluate_cmd, explain_cmd, models_cmd, reproduce_cmd, train_cmd
+from . import (attack_cmd, bench_cmd, compress_cmd, evaluate_cmd, explain_cmd, models_cmd, reproduce_cmd,
+               train_cmd)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (models_cmd, train_cmd, evaluate_cmd, bench_cmd, attack_cmd, explain_cmd, reproduce_cmd):
+    for module in (models_cmd, train_cmd, evaluate_cmd, bench_cmd, attack_cmd, compress_cmd, explain_cmd,
+                   reproduce_cmd):
         module.add_commands(commands)
     return parser
 

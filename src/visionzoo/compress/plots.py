@@ -1,0 +1,55 @@
+"""Pictures of a compression report: per-layer sizes, the sensitivity scan, retraining curves.
+
+`layers.png` follows Deep Compression's per-layer tables (Han, Mao, Dally, ICLR 2016, Tables
+2–3): parameters against non-zeros, float32 bytes against stored bytes. `sensitivity.png` is
+its Fig. 5 for our network: accuracy with one layer at a time pruned to each sparsity.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..train.plots import _save, plot_curves, plt
+
+
+def _plot_layers(layers: list[dict], path: Path, title: str) -> None:
+    names = [row["layer"] for row in layers]
+    positions = range(len(names))
+    fig, (ax_count, ax_bytes) = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(names) + 4), 4))
+    width = 0.4
+    for ax, pairs, label in ((ax_count, (("params", "parameters"), ("nonzero", "non-zeros")), "count"),
+                             (ax_bytes, (("bytes_float32", "float32"), ("bytes_stored", "stored")), "bytes")):
+        for shift, (key, legend) in zip((-width / 2, width / 2), pairs):
+            ax.bar([p + shift for p in positions], [row[key] for row in layers], width, label=legend)
+        ax.set_yscale("log")
+        ax.set_xticks(list(positions), names, rotation=45, ha="right", fontsize=8)
+        ax.set(ylabel=label)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend()
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def _plot_sensitivity(scan: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for layer, accuracies in scan["top1"].items():
+        ax.plot(scan["sparsities"], accuracies, "-o", markersize=3, label=layer)
+    ax.set(xlabel="sparsity of the layer alone", ylabel="validation top-1",
+           title="sensitivity to pruning, one layer at a time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_report(report: dict, out: Path) -> list[str]:
+    """Write the report's pictures into `out`; returns their file names."""
+    written = ["layers.png"]
+    _plot_layers(report["layers"], out / "layers.png",
+                 f"{report['model']} {report['method']}: {report['compression_ratio']:.1f}× smaller on disk, "
+                 f"top-1 {report['top1_before']:.4f} → {report['top1_after']:.4f}")
+    if "sensitivity" in report["details"]:
+        _plot_sensitivity(report["details"]["sensitivity"], out / "sensitivity.png")
+        written.append("sensitivity.png")
+    if report["retraining"]:
+        plot_curves(report["retraining"], out / "curves.png")
+        written.append("curves.png")
+    return written

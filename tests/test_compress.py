@@ -1,0 +1,284 @@
+"""Compression toolkit: each method by its defining property, the file format, the CLI end to end."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import visionzoo as vz
+from visionzoo.compress import channels, huffman, prune, quantize, sparse
+from visionzoo.compress.binarize import binary_layer_names, materialize
+from visionzoo.compress.fileformat import LayerCoding, load_compressed, save_compressed
+from visionzoo.compress.pipeline import compression_rate
+from visionzoo.compress.retrain import RetrainSettings, retrain
+from visionzoo.errors import UsageError
+from visionzoo.layers.binary import binarize
+from visionzoo.weights import load_checkpoint
+
+META = {"name": "lenet", "kwargs": {"num_classes": 10, "in_chans": 1}, "input_size": [1, 28, 28]}
+
+
+def lenet(seed=0):
+    torch.manual_seed(seed)
+    return vz.create_model("lenet", num_classes=10, in_chans=1).eval()
+
+
+def images(n=4, seed=1):
+    return torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """LeNet trained for one epoch on scikit-learn's digits, upsampled to 16×16."""
+    from visionzoo.train.trainer import train
+    out = tmp_path_factory.mktemp("compress") / "run"
+    train(model="lenet", data="digits", image_size=16, epochs=1, batch_size=64, lr=0.05, train_limit=640,
+          out=str(out), quiet=True)
+    return out
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.37, 0.9, 0.999])
+def test_magnitude_pruning_removes_exactly_the_smallest_weights(sparsity):
+    model = lenet()
+    before = {n: m.weight.detach().clone() for n, m in prune.weight_layers(model).items()}
+    masks = prune.prune(model, prune.resolve_targets(model, sparsity))
+    for name, layer in prune.weight_layers(model).items():
+        n = layer.weight.numel()
+        assert int((layer.weight == 0).sum()) == round(sparsity * n)
+        kept, removed = before[name][masks[name]].abs(), before[name][~masks[name]].abs()
+        if len(removed) and len(kept):
+            assert removed.max() <= kept.min()
+
+
+def test_iterative_schedule_and_dropout_ratio_adjustment():
+    steps = prune.schedule({"a": 0.91}, 2)
+    assert steps[0]["a"] == pytest.approx(0.7) and steps[1]["a"] == pytest.approx(0.91)
+    model = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Dropout(0.5), nn.Linear(30, 10))
+    original, connections = prune.dropout_ratios(model), {"0": 600, "3": 300}
+    prune.prune(model, {"3": 0.75})
+    adjusted = prune.adjust_dropout(model, original, connections)
+    assert adjusted == {"2": pytest.approx(0.5 * math.sqrt(75 / 300))}
+    assert model[2].p == adjusted["2"]
+
+
+def test_masks_survive_retraining_with_the_trainer(run_dir):
+    model, meta = load_checkpoint(run_dir)
+    before = {n: m.weight.detach().clone() for n, m in prune.weight_layers(model).items()}
+    masks = prune.prune(model, prune.resolve_targets(model, 0.8))
+    history = retrain(model, meta, RetrainSettings(epochs=1, train_limit=256, batch_size=64, lr=0.05, device="cpu"),
+                      [prune.MaskHook(model, masks)])
+    assert len(history) == 1
+    for name, layer in prune.weight_layers(model).items():
+        assert torch.count_nonzero(layer.weight[~masks[name]]) == 0
+        assert not torch.equal(layer.weight[masks[name]], before[name][masks[name]])  # the rest trained
+
+
+@pytest.mark.parametrize("init", quantize.INITS)
+def test_kmeans_shares_at_most_k_values_each_at_its_nearest_centroid(init):
+    values = torch.randn(5000, generator=torch.Generator().manual_seed(0))
+    centroids, labels = quantize.kmeans_1d(values, 16, init)
+    assert len(centroids) == 16 and labels.unique().numel() <= 16
+    assert torch.equal(labels, quantize.nearest(values.double(), centroids))
+    used = labels.unique()  # a converged Lloyd step: each used centroid is its cluster's mean
+    means = torch.stack([values.double()[labels == c].mean() for c in used])
+    torch.testing.assert_close(centroids[used], means)
+
+
+def test_weight_sharing_gives_exactly_k_values_per_layer_and_keeps_pruned_zeros():
+    model = lenet()
+    masks = prune.prune(model, {"fc1.0": 0.9, "fc2": 0.5})
+    shared = quantize.share_weights(model, conv_bits=4, fc_bits=3, init="density", masks=masks)
+    for name, layer in prune.weight_layers(model).items():
+        bits = 4 if isinstance(layer, nn.Conv2d) else 3
+        assert layer.weight.unique().numel() == 2 ** bits == len(shared[name].codebook)
+        if name in masks:
+            assert torch.count_nonzero(layer.weight[~masks[name]]) == 0 and shared[name].reserved_zero
+
+
+def test_centroid_gradient_is_the_sum_over_its_cluster():
+    model = lenet()
+    masks = prune.prune(model, {"fc2": 0.5})
+    shared = quantize.share_weights(model, 3, 3, masks=masks)
+    hook = quantize.CentroidHook(model, shared)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    weight, codes = model.fc2.weight, shared["fc2"].codes
+    model(images()).square().mean().backward()
+    raw = weight.grad.clone()
+    hook.after_backward(None)
+    optimizer.step()
+    expected = shared["fc2"].codebook - 0.1 * torch.zeros(8).index_add_(0, codes.flatten(), raw.flatten())
+    expected[0] = 0  # the pruned value stays 0
+    torch.testing.assert_close(weight.detach(), expected[codes])
+    assert weight.unique().numel() <= 8
+
+
+def test_huffman_round_trips_and_is_a_complete_prefix_code():
+    rng = np.random.default_rng(0)
+    for symbols in (rng.geometric(0.2, 20000).clip(max=255) - 1, np.full(37, 5), rng.integers(0, 32, 999)):
+        lengths = huffman.code_lengths(np.bincount(symbols, minlength=256))
+        assert np.array_equal(huffman.huffman_decode(huffman.huffman_encode(symbols, lengths), lengths,
+                                                     len(symbols)), symbols)
+        if (lengths > 0).sum() > 1:
+            assert sum(2.0 ** -lengths[lengths > 0]) == 1.0  # Kraft equality: nothing wasted
+    fibonacci = [1, 1]
+    while len(fibonacci) < 30:
+        fibonacci.append(fibonacci[-1] + fibonacci[-2])
+    lengths = huffman.code_lengths(fibonacci)
+    assert lengths.max() <= huffman.MAX_CODE_BITS
+    symbols = rng.integers(0, 30, 500)
+    assert np.array_equal(huffman.huffman_decode(huffman.huffman_encode(symbols, lengths), lengths, 500), symbols)
+    values = rng.integers(0, 32, 101)
+    assert np.array_equal(huffman.unpack_fixed(huffman.pack_fixed(values, 5), 5, 101), values)
+
+
+def test_relative_indices_put_filler_zeros_where_the_notes_do():
+    row = np.zeros((1, 16), dtype=np.float32)
+    row[0, [1, 4, 15]] = [3.4, 0.9, 1.7]
+    encoded = sparse.relative_csr(row, index_bits=3)  # span 8 = 2^3
+    positions = np.cumsum(encoded.gaps) - 1
+    assert positions.tolist() == [1, 4, 12, 15] and encoded.values[2] == 0 and encoded.fillers == 1
+    assert np.array_equal(sparse.from_relative_csr(encoded), row)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 5, 8])
+def test_csr_with_relative_indices_round_trips_including_long_gaps(bits):
+    rng = np.random.default_rng(bits)
+    matrix = rng.normal(size=(23, 700)).astype(np.float32) * (rng.random((23, 700)) < 0.03)
+    matrix[5] = 0
+    matrix[7, -1] = 1.5  # a gap of ~700 from the row start
+    encoded = sparse.relative_csr(matrix, bits)
+    assert encoded.gaps.min() >= 1 and encoded.gaps.max() <= 2 ** bits
+    assert np.array_equal(sparse.from_relative_csr(encoded), matrix)
+    values, columns, pointers = sparse.csr(matrix)
+    nonzeros = np.count_nonzero(matrix)
+    assert len(values) + len(columns) + len(pointers) == 2 * nonzeros + matrix.shape[0] + 1
+    assert np.array_equal(sparse.from_csr(values, columns, pointers, matrix.shape), matrix)
+    values, rows, pointers = sparse.csc(matrix)
+    assert np.array_equal(sparse.from_csr(values, rows, pointers, matrix.T.shape).T, matrix)
+
+
+@pytest.mark.parametrize("bits", [2, 4, 5])
+def test_compression_rate_formula_equals_the_bytes_written(tmp_path, bits):
+    model = nn.Sequential(nn.Linear(64, 32, bias=False))
+    quantize.share_weights(model, fc_bits=bits, init="density")
+    descriptors = save_compressed(tmp_path / "m.vzc", model, META,
+                                  {"0": LayerCoding("shared", bits=bits, huffman=False)})
+    n, k = 64 * 32, 2 ** bits
+    stored = descriptors[0]["bytes"]
+    assert stored == n * bits // 8 + 4 * k
+    assert compression_rate(n, k) == pytest.approx(4 * n / stored, rel=1e-12)
+
+
+def _assert_reloads_identically(tmp_path, model, codings, transforms=()):
+    x = images()
+    with torch.no_grad():
+        expected = model.eval()(x)
+    save_compressed(tmp_path / "model.vzc", model, META, codings, list(transforms))
+    loaded, meta = load_compressed(tmp_path)
+    assert meta == META
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], tensor), key
+    with torch.no_grad():
+        assert torch.equal(loaded(x), expected)
+
+
+@pytest.mark.parametrize("use_huffman", [True, False])
+def test_deep_compressed_file_loads_back_to_identical_logits(tmp_path, use_huffman):
+    model = lenet()
+    masks = prune.prune(model, {"features.0": 0.3, "features.3": 0.8, "fc1.0": 0.97, "fc2": 0.8})
+    quantize.share_weights(model, 8, 5, masks=masks)
+    codings = {n: LayerCoding("shared", sparse=True, bits=8 if n.startswith("features") else 5,
+                              index_bits=8 if n.startswith("features") else 5, huffman=use_huffman)
+               for n in masks}
+    _assert_reloads_identically(tmp_path, model, codings)
+
+
+def test_pruned_file_loads_back_to_identical_logits(tmp_path):
+    model = lenet()
+    prune.prune(model, prune.resolve_targets(model, 0.95))
+    _assert_reloads_identically(tmp_path, model, {n: LayerCoding("sparse", sparse=True, index_bits=4)
+                                                  for n in prune.weight_layers(model)})
+
+
+@pytest.mark.parametrize("mode", ["bwn", "xnor"])
+def test_binarised_weights_are_plus_minus_alpha_per_output_channel(tmp_path, mode):
+    model = lenet()
+    binarize(model, mode)
+    names = binary_layer_names(model)
+    assert names == ["features.3", "fc1.0"]  # all but the first and the last weight layer
+    latent = {n: model.get_submodule(n).weight.detach().clone() for n in names}
+    materialize(model)
+    for name in names:
+        weight = model.get_submodule(name).weight.detach().flatten(1)
+        alpha = latent[name].flatten(1).abs().mean(1, keepdim=True)
+        torch.testing.assert_close(weight.abs(), alpha.expand_as(weight))
+        assert torch.equal(weight > 0, latent[name].flatten(1) >= 0)
+        assert all(row.unique().numel() <= 2 for row in weight)
+    _assert_reloads_identically(tmp_path, model, {n: LayerCoding("binary") for n in names}, [["binarize", mode]])
+
+
+def test_channel_removal_gives_smaller_tensors_and_the_same_outputs_when_the_removed_were_zero(tmp_path):
+    model = lenet()
+    with torch.no_grad():  # half of each conv's filters are zero: those are the smallest ℓ1 norms
+        for conv, removed in ((model.features[0], slice(None, None, 2)), (model.features[3], slice(0, 25))):
+            conv.weight[removed] = 0
+            conv.bias[removed] = 0
+    x = images()
+    with torch.no_grad():
+        expected = model(x)
+    macs_before, params_before = vz.count_macs(model, (1, 28, 28)), vz.count_params(model)
+    plan = channels.prune_channels(model, 0.5, (1, 28, 28))
+    assert [p[:3] for p in plan] == [["features.0", [], "features.3"], ["features.3", [], "fc1.0"]]
+    assert model.features[0].weight.shape == (10, 1, 5, 5) and model.features[3].weight.shape == (25, 10, 5, 5)
+    assert model.fc1[0].weight.shape == (500, 25 * 16)
+    assert vz.count_macs(model, (1, 28, 28)) < macs_before / 2 and vz.count_params(model) < params_before / 2
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-6)
+    _assert_reloads_identically(tmp_path, model, {}, [["channels", plan]])
+
+
+def test_channel_removal_refuses_networks_without_a_removable_convolution():
+    with pytest.raises(UsageError, match="no convolution"):
+        channels.prune_channels(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), 0.5, (1, 2, 2))
+
+
+def test_compress_cli_end_to_end_and_eval_reads_the_compressed_model(run_dir, tmp_path, capsys):
+    from visionzoo.cli.main import main
+    out = tmp_path / "deep"
+    code = main(["compress", str(run_dir), "--method", "deep", "--sparsity", "0.8", "--epochs", "1",
+                 "--train-limit", "256", "--finetune-epochs", "0", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    for key in ("method", "params", "nonzero", "sparsity", "top1_before", "top1_after", "bytes_before", "bytes_after"):
+        assert key in report
+    assert report["sparsity"] == pytest.approx(0.8 * 430500 / 431080, abs=1e-3)  # weights pruned, biases kept
+    assert report["bytes_after"] == (out / "model.vzc").stat().st_size < report["bytes_before"] / 10
+    assert {"compress.json", "layers.png", "curves.png", "model.vzc"} <= {p.name for p in out.iterdir()}
+    layers = json.loads((out / "compress.json").read_text())["layers"]
+    assert [row["layer"] for row in layers] == ["features.0", "features.3", "fc1.0", "fc2"]
+    assert all(row["distinct_values"] <= 2 ** (8 if row["type"] == "Conv2d" else 5) for row in layers)
+    assert main(["eval", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == report["top1_after"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "prune", "--sparsity", "1.5"], "sparsity"),
+    (["--method", "prune", "--layer-sparsity", "fc9=0.5"], "fc9"),
+    (["--method", "prune", "--layer-sparsity", "fc1.0"], "LAYER=FRACTION"),
+    (["--method", "distill"], "--student"),
+    (["--method", "squash"], "invalid choice"),
+])
+def test_bad_input_exits_2_with_one_line(run_dir, tmp_path, capsys, args, message):
+    from visionzoo.cli.main import main
+    assert main(["compress", str(run_dir), *args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_missing_checkpoint_exits_2(tmp_path, capsys):
+    from visionzoo.cli.main import main
+    assert main(["compress", str(tmp_path / "nothing"), "--method", "prune", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
