@@ -60,6 +60,10 @@ def test_flags_run_and_are_recorded(tmp_path, source_run, group):
         assert resolved["lr"] == pytest.approx(0.1) and resolved["wd_mode"] == "decoupled"
     if group == "augmentation":   # the eigen-decomposition is saved with the run
         assert len(resolved["fancy_pca"]["eigenvalues"]) == 1 and resolved["fancy_pca"]["eigenvalues"][0] > 0
+    if group == "plateau":
+        summary = json.loads((tmp_path / "run/summary.json").read_text())
+        per_class = summary["test_per_class_top1"]
+        assert len(per_class) == 10 and min(per_class.values()) <= summary["test_top1"] <= max(per_class.values())
     if group == "feature extraction":
         source, tuned = load_file(str(source_run / "model.safetensors")), load_file(str(tmp_path / "run/model.safetensors"))
         frozen = [k for k in source if not k.startswith("classifier")]   # highway_fc's head

@@ -2,6 +2,8 @@
 
 Every draw comes from an explicit generator, so a resumed run draws exactly the same
 augmentations. Images stay in pixel units (0–255, uint8 or float) until the normaliser.
+torchvision's RandomErasing, MixUp and CutMix draw from the global RNG (and erase one image per
+call), so these are our own batched versions.
 
 - random crop with zero padding and horizontal flip (the CIFAR/ResNet recipe);
 - scale jittering (Simonyan & Zisserman, VGG, Sec. 3.1: rescale to a random S ∈ [S_min, S_max],
@@ -117,7 +119,7 @@ def random_erasing(x: torch.Tensor, p: float, generator: torch.Generator, *, are
         if not pending.any():
             break
         target_area = (area[0] + (area[1] - area[0]) * _uniform(n, generator, x.device)) * h * w
-        ratio = torch.exp(math.log(aspect) + (-2 * math.log(aspect)) * _uniform(n, generator, x.device))
+        ratio = aspect + (1 / aspect - aspect) * _uniform(n, generator, x.device)   # r_e ← Rand(r_1, r_2)
         box_h, box_w = (target_area * ratio).sqrt().round().long(), (target_area / ratio).sqrt().round().long()
         y, x0 = _integers(h, (n,), generator, x.device), _integers(w, (n,), generator, x.device)
         fraction, shape = box_h * box_w / (h * w), box_h / box_w.clamp_min(1)
