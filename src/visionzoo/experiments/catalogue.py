@@ -1,3 +1,3 @@
 """Importing this module registers every experiment (one module per experiment or group)."""
-from . import (activations, adversarial, arithmetic, batchnorm, calibration, depth, dropout_ensemble,  # noqa: F401
-               efficiency, initialisation, nin_gap, overfitting, sweeps, transformations)
+from . import (activations, adversarial, arithmetic, batchnorm, calibration, compression, depth,  # noqa: F401
+               dropout_ensemble, efficiency, initialisation, nin_gap, overfitting, sweeps, transformations)
