@@ -49,13 +49,13 @@ def reliability(confidence: torch.Tensor, correct: torch.Tensor, bins: int = BIN
             claim="label smoothing keeps the network from becoming over-confident: lower mean confidence "
                   "and a lower expected calibration error than training on one-hot targets")
 def label_smoothing(ctx: Context) -> Outcome:
-    bundle, train, normalizer = budget_data(ctx, ctx.pick(256, 5000, None))
-    epochs = ctx.pick(1, 8, 30)
+    bundle, train, normalizer = budget_data(ctx, ctx.pick(256, 3000, None))
+    epochs, width = ctx.pick(1, 6, 30), ctx.pick(8, 16, 32)
     test = bundle.test
     results, diagrams = [], {}
     for eps in (0.0, 0.1):
         torch.manual_seed(ctx.seed)
-        net = four_layer_cnn(nn.ReLU, bundle.input_size[0], bundle.input_size[-1], len(bundle.classes))
+        net = four_layer_cnn(nn.ReLU, bundle.input_size[0], bundle.input_size[-1], len(bundle.classes), width)
         fit(net, train, normalizer, epochs=epochs, lr=0.02, seed=ctx.seed, batch_size=64, label_smoothing=eps,
             device=ctx.device)
         confidence, correct = predictions(net, test, normalizer, ctx.device)
@@ -80,7 +80,7 @@ def label_smoothing(ctx: Context) -> Outcome:
         f"Without smoothing: top-1 {plain['test_top1']:.4f}, mean confidence {plain['mean_confidence']:.3f}, ECE "
         f"{plain['ece']:.4f}; with ε = 0.1: top-1 {smooth['test_top1']:.4f}, mean confidence "
         f"{smooth['mean_confidence']:.3f}, ECE {smooth['ece']:.4f}.",
-        f"{bundle.name}, {len(train)} training images, {epochs} epoch(s), the relu-vs-tanh four-layer CNN (ReLU), SGD "
+        f"{bundle.name}, {len(train)} training images, {epochs} epoch(s), the relu-vs-tanh four-layer CNN (ReLU, width {width}), SGD "
         f"momentum 0.9 lr 0.02, batch 64, cross-entropy with ε = 0 and 0.1; {len(test)} test images, {BINS} bins.",
         {"runs": results, "bins": {str(eps): rows for eps, rows in diagrams.items()}},
         [save_figure(fig, ctx, "reliability.png")], results)
