@@ -1,0 +1,75 @@
+"""A Fashion-MNIST leaderboard: one network per family of the zoo, trained at equal budget.
+
+Notes 001, "Network Depth of ImageNet Challenge Winner", and notes 004, "Challenge winner's
+accuracy" (the ImageNet error falling year by year as the architectures changed), read as a claim
+about architectures: at the same training budget, the later families beat the
+earlier ones. Here each network is trained by the Trainer with the same data, epochs, batch,
+optimiser and schedule (the families' own small-input stems), and the verdict is the Spearman
+rank correlation between a family's year and its test accuracy. No published Fashion-MNIST
+figures are quoted: the benchmark numbers we could cite are not at this budget.
+"""
+from __future__ import annotations
+
+from .. import registry
+from .base import Context, Outcome, experiment, verdict
+from .common import figure, save_figure, train_registered
+
+FAMILIES = ("lenet", "nin_cifar10", "vgg11", "resnet20_cifar", "squeezenet1_1", "densenet_bc_100_12",
+            "mobilenet_v2", "shufflenet_v2_x0_5", "efficientnet_b0")
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Rank correlation (average ranks for ties)."""
+    def ranks(values):
+        order = sorted(range(len(values)), key=values.__getitem__)
+        result = [0.0] * len(values)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                result[order[k]] = (i + j) / 2
+            i = j + 1
+        return result
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    norm = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+    return cov / norm if norm else 0.0
+
+
+@experiment("family-table", notes="001", heading="Network Depth of ImageNet Challenge Winner",
+            claim="at equal training budget, later network families reach a higher accuracy than earlier ones "
+                  "(the ImageNet challenge winners' error falling year by year)")
+def family_table(ctx: Context) -> Outcome:
+    names = ctx.pick(("lenet", "resnet20_cifar", "shufflenet_v2_x0_5"),
+                     ("lenet", "resnet20_cifar", "mobilenet_v2", "shufflenet_v2_x0_5"), FAMILIES)
+    settings = dict(train_limit=ctx.pick(64, 3000, None), epochs=ctx.pick(1, 2, 15), batch_size=64, lr=0.05,
+                    optimizer="nesterov", schedule="onecycle", image_size=ctx.pick(28, None, None))
+    table = []
+    for name in names:
+        summary, _ = train_registered(ctx, name, name, **settings)
+        card = registry.model_card(name)
+        table.append({"network": name, "family": card["family"], "year": card["year"], "params": summary["params"],
+                      "macs": summary["macs"], "test_top1": summary["test_top1"],
+                      "train_seconds": summary["train_seconds"]})
+    table.sort(key=lambda r: -r["test_top1"])
+    rho = spearman([r["year"] for r in table], [r["test_top1"] for r in table])
+
+    fig, axes = figure(1, 2)
+    for row in table:
+        axes[0, 0].plot(row["year"], row["test_top1"], "o")
+        axes[0, 0].annotate(row["network"], (row["year"], row["test_top1"]), fontsize=7)
+        axes[0, 1].plot(row["macs"], row["test_top1"], "o")
+        axes[0, 1].annotate(row["network"], (row["macs"], row["test_top1"]), fontsize=7)
+    axes[0, 0].set(xlabel="year", ylabel="test top-1", title=f"Spearman ρ(year, accuracy) = {rho:.2f}")
+    axes[0, 1].set(xscale="log", xlabel="MACs per image", ylabel="test top-1")
+    return Outcome(
+        verdict(rho > 0.5, conclusive=abs(rho) > 0.5),
+        "Test top-1: " + ", ".join(f"{r['network']} ({r['year']}) {r['test_top1']:.4f}" for r in table)
+        + f"; Spearman ρ(year, accuracy) = {rho:.2f} (held above 0.5, did not hold below −0.5, else inconclusive).",
+        f"Trainer, equal budget for every network: {settings['train_limit'] or 'all'} training images, "
+        f"{settings['epochs']} epoch(s), batch 64, Nesterov SGD lr 0.05 one-cycle, weight decay 5e-4, no augmentation, "
+        f"no label smoothing; each family's small-input stem at 28×28.",
+        {"settings": settings, "networks": table, "spearman": rho}, [save_figure(fig, ctx, "family-table.png")], table)
