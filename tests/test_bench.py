@@ -6,7 +6,7 @@ import pytest
 from visionzoo.bench import BenchConfig, benchmark, spread
 from visionzoo.cli.main import main
 
-TINY = dict(warmup=1, repeats=2)
+TINY = dict(warmup=1, repeats=2, threads=1)
 
 
 def test_bench_alone_reports_positive_rates_and_the_flop_arithmetic():
@@ -22,13 +22,13 @@ def test_bench_alone_reports_positive_rates_and_the_flop_arithmetic():
 
 def test_compare_reports_both_networks_and_the_ratio_ours_over_twin(capsys):
     code = main(["bench", "squeezenet1_1", "--input-size", "3", "64", "64", "--batch-size", "2", "--compare",
-                 "torchvision", "--channels-last", "--warmup", "1", "--repeats", "2", "--json"])
+                 "torchvision", "--channels-last", "--warmup", "1", "--repeats", "2", "--threads", "1", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("model", "input_size", "batch_size", "dtype", "train_img_s", "infer_img_s",
                 "twin", "twin_train_img_s", "twin_infer_img_s"):
         assert key in result
-    assert result["twin"] == "squeezenet1_1" and result["input_size"] == [3, 64, 64] and result["dtype"] == "fp32"
+    assert result["threads"] == 1 and result["twin"] == "squeezenet1_1" and result["input_size"] == [3, 64, 64] and result["dtype"] == "fp32"
     assert result["same_work"] and result["macs"] == result["twin_macs"]
     for kind in ("train", "infer"):
         assert result[f"twin_{kind}_img_s"] > 0

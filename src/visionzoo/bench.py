@@ -54,6 +54,7 @@ class BenchConfig:
     device: str = "auto"
     num_classes: int | None = None
     peak_seconds: float = 1.0  # how long one timed run of the peak convolution should last
+    threads: int | None = None  # CPU threads for this benchmark (default: torch's, one per core)
 
     def validate(self) -> None:
         registry.get_entry(self.model)
@@ -61,6 +62,8 @@ class BenchConfig:
             raise UsageError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         if self.compare is not None and self.compare not in TWIN_SOURCES:
             raise UsageError(f"--compare {self.compare!r}: choose one of {', '.join(TWIN_SOURCES)}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {self.threads}")
         for key in ("batch_size", "repeats"):
             if getattr(self, key) < 1:
                 raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(self, key)}")
@@ -284,8 +287,18 @@ def _first_steps(runner: Runner, input_size, warmup: int) -> None:
 
 def benchmark(cfg: BenchConfig) -> dict:
     """Run the benchmark described by `cfg`; returns the flat dict that `bench --json` prints."""
-    from .train.trainer import resolve_device
     cfg.validate()
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _benchmark(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _benchmark(cfg: BenchConfig) -> dict:
+    from .train.trainer import resolve_device
     entry = registry.get_entry(cfg.model)
     input_size = tuple(cfg.input_size or entry.input_size)
     num_classes = cfg.num_classes or entry.num_classes

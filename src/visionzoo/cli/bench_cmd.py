@@ -9,7 +9,8 @@ def run_bench(args) -> int:
     cfg = BenchConfig(model=args.model, input_size=tuple(args.input_size) if args.input_size else None,
                       batch_size=args.batch_size, dtype=args.dtype, channels_last=args.channels_last,
                       compile=args.compile, compare=args.compare, peak=args.peak, warmup=args.warmup,
-                      repeats=args.repeats, device=args.device, num_classes=args.num_classes)
+                      repeats=args.repeats, device=args.device, num_classes=args.num_classes,
+                      threads=args.threads)
     result = benchmark(cfg)
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0
@@ -34,5 +35,6 @@ def add_commands(commands) -> None:
     p.add_argument("--warmup", type=int, default=d.warmup, help=f"untimed steps of each kind (default {d.warmup})")
     p.add_argument("--repeats", type=int, default=d.repeats, help=f"timed steps of each kind (default {d.repeats})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="default auto: CUDA when present")
+    p.add_argument("--threads", type=int, help="CPU threads (default: one per core; 1 is steadier on a shared machine)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run_bench)
