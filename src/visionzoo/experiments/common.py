@@ -110,4 +110,4 @@ def save_figure(fig, ctx: Context, name: str) -> str:
 
 def figure(*shape, width: float = 5.0, height: float = 3.8):
     rows, cols = shape or (1, 1)
-    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")

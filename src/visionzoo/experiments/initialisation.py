@@ -82,7 +82,8 @@ def initialisation(ctx: Context) -> Outcome:
         for scheme in SCHEMES:
             activations, gradients = profiles[act_name, scheme]
             for r, series in enumerate((activations, gradients)):
-                axes[r, col].plot(range(1, len(series) + 1), [max(v, 1e-12) for v in series], "-o", ms=3, label=scheme)
+                axes[r, col].plot(range(1, len(series) + 1), [max(v, 1e-12) for v in series], "-o", ms=3,
+                                  label=scheme + (" (exactly 0, drawn at 1e-12)" if scheme == "zero" else ""))
         axes[0, col].set(yscale="log", title=f"{act_name}: activation std per layer", xlabel="hidden layer")
         axes[1, col].set(yscale="log", title=f"{act_name}: weight-gradient std per layer", xlabel="hidden layer")
         axes[0, col].legend(fontsize=7)
