@@ -50,3 +50,40 @@ def test_unknown_name_exits_2_with_close_matches(capsys):
 def test_no_name_is_usage_error(capsys):
     assert main(["reproduce"]) == 2
     assert "--list" in capsys.readouterr().err
+
+
+def test_expected_calibration_error_by_its_definition():
+    from visionzoo.experiments.calibration import reliability
+    confidence = torch.full((1000,), 0.75)
+    calibrated = (torch.arange(1000) % 4 != 0).float()  # 75 % right at confidence 0.75
+    assert reliability(confidence, calibrated)[0] == pytest.approx(0.0, abs=1e-6)
+    assert reliability(confidence, torch.zeros(1000))[0] == pytest.approx(0.75)
+
+
+def test_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+
+    from visionzoo.experiments.family_table import spearman
+    g = torch.Generator().manual_seed(0)
+    xs, ys = torch.randint(0, 5, (30,), generator=g).tolist(), torch.rand(30, generator=g).tolist()
+    assert spearman(xs, ys) == pytest.approx(spearmanr(xs, ys).statistic)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_distortion_moves_the_image_by_the_asked_shift():
+    from visionzoo.experiments.transformations import distort
+    image = torch.zeros(1, 1, 15, 15)
+    image[0, 0, 7, 7] = 1.0
+    assert torch.allclose(distort(image, torch.Generator().manual_seed(0)), image, atol=1e-6)
+    moved = distort(image, torch.Generator().manual_seed(0), shift=3.0)
+    row, col = divmod(int(moved.flatten().argmax()), 15)
+    assert max(abs(row - 7), abs(col - 7)) <= 3 and moved.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_strided_convolution_formula_is_torchs():
+    from visionzoo.experiments.arithmetic import output_size, strided_convolution
+    g = torch.Generator().manual_seed(1)
+    p, w = torch.randn(9, 9, generator=g, dtype=torch.float64), torch.randn(3, 3, generator=g, dtype=torch.float64)
+    expected = torch.nn.functional.conv2d(p[None, None], w[None, None], stride=2)[0, 0]
+    assert expected.shape[-1] == output_size(9, 3, 2, 0)
+    torch.testing.assert_close(strided_convolution(p, w, 2), expected)
