@@ -74,12 +74,24 @@ class Options:
             raise UsageError(f"--iterations must be at least 1, got {self.iterations}")
         if self.mode not in ("bwn", "xnor"):
             raise UsageError(f"--mode {self.mode!r}: choose bwn or xnor")
-        if method == "distill" and not self.student:
-            raise UsageError("--method distill needs --student NAME, the smaller zoo network to train")
+        if method == "distill":
+            self._validate_student()
         if not 0 < self.temperature:
             raise UsageError(f"--temperature must be positive, got {self.temperature}")
         if not 0 <= self.alpha <= 1:
             raise UsageError(f"--alpha must lie in [0, 1], got {self.alpha}")
+
+
+    def _validate_student(self) -> None:
+        from ..registry import get_entry
+        if not self.student:
+            raise UsageError("--method distill needs --student NAME, the smaller zoo network to train")
+        try:
+            get_entry(self.student)
+        except ValueError as exc:
+            raise UsageError(f"--student: {exc}") from None
+        if self.retrain.epochs < 1:
+            raise UsageError("--method distill trains the student: give --epochs 1 or more")
 
 
 @dataclass
@@ -175,15 +187,11 @@ def _channels(model, meta, options, accuracy) -> Compressed:
     plan = prune_channels(model, options.channel_ratio, meta["input_size"])
     history = retrain(model, meta, options.retrain)
     details = {"channel_ratio": options.channel_ratio,
-               "removed": {producer: kept for producer, _, _, kept in plan}}
+               "kept_filters": {producer: kept for producer, _, _, kept in plan}}
     return Compressed(model, meta, transforms=[["channels", plan]], details=details, history=history)
 
 
 def _distill(model, meta, options, checkpoint) -> Compressed:
-    from ..registry import get_entry
-    get_entry(options.student)
-    if options.retrain.epochs < 1:
-        raise UsageError("--method distill trains the student: give --epochs 1 or more")
     trainer = run_trainer(meta, options.retrain, model=options.student, model_args={},
                           teacher=str(checkpoint), kd_temperature=options.temperature, kd_alpha=options.alpha)
     details = {"student": options.student, "teacher": meta["name"], "temperature": options.temperature,

@@ -80,10 +80,6 @@ class SharedWeights:
     codes: torch.Tensor
     reserved_zero: bool
 
-    @property
-    def bits(self) -> int:
-        return (len(self.codebook) - 1).bit_length()
-
 
 def layer_bits(layer: nn.Module, conv_bits: int, fc_bits: int) -> int:
     return conv_bits if is_conv(layer) else fc_bits

@@ -1,0 +1,138 @@
+"""Compression reference points on Fashion-MNIST, next to Han et al.'s LeNet results.
+
+Deep Compression (Han, Mao, Dally, ICLR 2016), Tables 2–3 on MNIST: LeNet-300-100 pruned to 8 %
+of its weights (12×) and compressed 40× with 6-bit shared weights, LeNet-5 (the Caffe LeNet,
+20-50-500, our `lenet`) to 8 % (12×) and 39× with 8-bit conv / 5-bit fc weights; 5-bit relative
+indices; < 0.1 pp accuracy lost. XNOR-Net (Rastegari et al., ECCV 2016): BWN/XNOR ≈32× smaller
+weights. Per network this script trains a float baseline, then runs
+  prune   Han's per-layer sparsities, 2 prune → retrain rounds of 2 epochs (CSR, float32 values),
+  deep    the pruned model → k-means weight sharing → centroid fine-tuning → Huffman + CSR,
+  bwn / xnor   binarised inner layers, fine-tuned,
+with `visionzoo.compress.pipeline.compress` (what `visionzoo compress` runs) and writes a
+markdown table. LeNet-300-100 (784-300-100-10, ReLU; LeCun et al. 1998 / Han et al. 2015) is not a
+zoo network; it is registered here, for this process, through the public `register_model`.
+
+    python benchmarks/compression.py --out runs/compression [--train-limit 12000] [--epochs 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import visionzoo as vz
+from visionzoo.compress.pipeline import Options, compress
+from visionzoo.compress.retrain import RetrainSettings
+from visionzoo.models.base import ImageClassifier
+from visionzoo.train.trainer import train
+
+# Deep Compression Tables 2–3: the fraction of weights kept per layer → sparsity = 1 − kept.
+HAN = {
+    "lenet300_100": {"sparsity": {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}, "conv_bits": 6, "fc_bits": 6,
+                     "paper": {"pruned": "12×", "deep": "40×", "top1_float": 0.9836, "top1_deep": 0.9842}},
+    "lenet": {"sparsity": {"features.0": 0.34, "features.3": 0.88, "fc1.0": 0.92, "fc2": 0.81},
+              "conv_bits": 8, "fc_bits": 5,
+              "paper": {"pruned": "12×", "deep": "39×", "top1_float": 0.9920, "top1_deep": 0.9926}},
+}
+
+
+class LeNet300100(ImageClassifier):
+    classifier_name = "fc3"
+
+    def __init__(self, num_classes=10, in_chans=1, image_size=28):
+        super().__init__()
+        self.num_classes = num_classes
+        self.fc1 = nn.Linear(in_chans * image_size * image_size, 300)
+        self.fc2 = nn.Linear(300, 100)
+        self.fc3 = nn.Linear(100, num_classes)
+
+    def forward_features(self, x):
+        return torch.relu(self.fc2(torch.relu(self.fc1(torch.flatten(x, 1)))))
+
+    def forward_head(self, x, pre_logits=False):
+        return x if pre_logits else self.fc3(x)
+
+
+def register_lenet300_100():
+    if "lenet300_100" not in vz.list_models():
+        vz.register_model(family="lenet", paper="Han, Pool, Tran, Dally. Learning both Weights and "
+                          "Connections for Efficient Neural Networks. NeurIPS 2015", year=1998,
+                          input_size=(1, 28, 28), num_classes=10)(lenet300_100)
+
+
+def lenet300_100(num_classes=10, in_chans=1, image_size=None, **kwargs):
+    return LeNet300100(num_classes, in_chans, image_size or 28)
+
+
+def run_network(name: str, out: Path, args) -> list[dict]:
+    base = out / name / "float"
+    if not (base / "summary.json").exists():
+        train(model=name, data="fashion-mnist", epochs=args.epochs, batch_size=128, lr=args.lr,
+              train_limit=args.train_limit, amp="off", out=str(base), quiet=True)
+    summary = json.loads((base / "summary.json").read_text())
+    float_bytes = (base / "model.safetensors").stat().st_size
+    han = HAN[name]
+    settings = RetrainSettings(epochs=2, lr=0.01, batch_size=128, train_limit=args.train_limit, device="cpu")
+    common = dict(layer_sparsity=han["sparsity"], conv_bits=han["conv_bits"], fc_bits=han["fc_bits"],
+                  conv_index_bits=5, fc_index_bits=5, retrain=settings)
+    runs = [("prune", base, Options(iterations=2, sensitivity=True, **common)),
+            # the pruned model is pruned again at the same sparsities (its zeros are the smallest
+            # weights, so the masks are the same), then shared and fine-tuned
+            ("deep", out / name / "prune", Options(finetune_epochs=1, **{**common, "retrain": replace(settings, epochs=0)})),
+            ("bwn", base, Options(mode="bwn", retrain=settings)),
+            ("xnor", base, Options(mode="xnor", retrain=settings))]
+    rows = [{"network": name, "method": "float32", "top1": summary["test_top1"], "bytes": float_bytes,
+             "ratio": 1.0, "param_reduction": 1.0, "seconds": summary["train_seconds"]}]
+    for label, source, options in runs:
+        started = time.perf_counter()
+        method = "binarize" if label in ("bwn", "xnor") else label
+        report = compress(source, method, out / name / label, options)
+        rows.append({"network": name, "method": label, "top1": report["top1_after"],
+                     "bytes": report["bytes_after"], "ratio": float_bytes / report["bytes_after"],
+                     "param_reduction": report["param_reduction"],
+                     "weight_memory_saving": report["details"].get("memory_saving"),
+                     "seconds": round(time.perf_counter() - started, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| network | method | test top-1 | Δ vs float (pp) | bytes on disk | ratio vs float32 | "
+             "weights kept | Han et al. (MNIST) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        base = next(r for r in rows if r["network"] == row["network"] and r["method"] == "float32")
+        paper = HAN[row["network"]]["paper"]
+        reference = {"prune": f"{paper['pruned']} fewer weights", "deep": f"{paper['deep']}, "
+                     f"{100 * (paper['top1_deep'] - paper['top1_float']):+.2f} pp"}.get(row["method"], "")
+        kept = f"{100 / row['param_reduction']:.1f} % ({row['param_reduction']:.1f}×)" \
+            if row["method"] in ("prune", "deep") else "100 %"
+        lines.append(f"| {row['network']} | {row['method']} | {row['top1']:.4f} | "
+                     f"{100 * (row['top1'] - base['top1']):+.2f} | {row['bytes']:,} | {row['ratio']:.1f}× | "
+                     f"{kept} | {reference} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="runs/compression")
+    parser.add_argument("--networks", nargs="+", default=["lenet300_100", "lenet"], choices=sorted(HAN))
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--train-limit", type=int, default=12000)
+    args = parser.parse_args()
+    register_lenet300_100()
+    torch.set_num_threads(2)
+    out = Path(args.out)
+    rows = [row for name in args.networks for row in run_network(name, out, args)]
+    (out / "compression.json").write_text(json.dumps(rows, indent=2))
+    (out / "compression.md").write_text(markdown(rows))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
