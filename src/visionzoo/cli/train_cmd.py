@@ -107,7 +107,7 @@ def add_commands(commands) -> None:
     g = p.add_argument_group("large batches", "under torchrun, --batch-size is the global batch of all workers")
     g.add_argument("--lr-scale-batch", type=int, metavar="B0", help="linear scaling rule: learning rate = --lr × batch/B0 (Goyal: 256)")
     g.add_argument("--sync-bn", action="store_true", default=None,
-                   help="BN statistics over the global batch (default: per worker, as in Goyal et al.)")
+                   help="BN statistics over the global batch, CUDA workers only (default: per worker, as in Goyal et al.)")
     g = p.add_argument_group("speed and device")
     g.add_argument("--amp", choices=("auto", "on", "off"), help="bf16 autocast on CPU when supported, AMP on CUDA (default auto)")
     g.add_argument("--channels-last", choices=("auto", "on", "off"), help="default auto (on)")

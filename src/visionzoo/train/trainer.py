@@ -236,6 +236,9 @@ class Trainer:
             freeze_backbone(model)
         check_model_fits(cfg, model)
         if cfg.sync_bn and self.world > 1:  # otherwise BN statistics stay per worker (Goyal et al.)
+            if self.device.type != "cuda":
+                raise UsageError("--sync-bn needs CUDA workers (torch's SyncBatchNorm has no CPU kernel); "
+                                 "leave it off to keep BN statistics per worker")
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
         if self.channels_last:
