@@ -92,10 +92,16 @@ def scale_jitter(x: torch.Tensor, scale_min: float, scale_max: float, generator:
     return crops.round().clamp(0, 255).to(x.dtype) if not x.is_floating_point() else crops
 
 
-def pca_basis(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenvalues (descending) and eigenvectors (columns) of the channel covariance of pixels in [0, 1]."""
-    pixels = images.double().div(255).transpose(0, 1).reshape(images.shape[1], -1)
-    eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(pixels).reshape(len(pixels), len(pixels)))
+def pca_basis(batches) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (descending) and eigenvectors (columns) of the channel covariance of pixels in
+    [0, 1], over one image tensor or an iterable of batches (summed batch by batch)."""
+    count, total, outer = 0, 0.0, 0.0
+    for images in [batches] if isinstance(batches, torch.Tensor) else batches:
+        pixels = images.double().div(255).transpose(0, 1).reshape(images.shape[1], -1)
+        count, total, outer = count + pixels.shape[1], total + pixels.sum(1), outer + pixels @ pixels.T
+    mean = total / count
+    covariance = (outer - count * torch.outer(mean, mean)) / (count - 1)
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
     return eigenvalues.flip(0).clamp_min(0).float(), eigenvectors.flip(1).float()
 
 

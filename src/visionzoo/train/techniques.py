@@ -8,6 +8,7 @@ from ..errors import UsageError
 from .optim import WD_MODES
 
 PCA_SAMPLE = 10_000   # images whose pixels estimate the colour covariance
+PCA_BATCH = 500       # read and summed this many at a time
 
 
 def parse_pair(text: str, option: str) -> tuple[float, float]:
@@ -68,7 +69,7 @@ def build_augmentation(cfg, data, flip: bool) -> Augmentation:
     pca = None
     if cfg.fancy_pca:
         index = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(cfg.seed))[:PCA_SAMPLE]
-        pca = pca_basis(data.train.fetch(index.sort().values)[0])
+        pca = pca_basis(data.train.fetch(chunk)[0] for chunk in index.sort().values.split(PCA_BATCH))
     return Augmentation(crop=cfg.crop, flip=flip,
                         scale_jitter=parse_pair(cfg.scale_jitter, "--scale-jitter") if cfg.scale_jitter else None,
                         fancy_pca=cfg.fancy_pca, pca=pca, random_erasing=cfg.random_erasing, cutout=cfg.cutout,
