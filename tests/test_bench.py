@@ -33,6 +33,8 @@ def test_compare_reports_both_networks_and_the_ratio_ours_over_twin(capsys):
     for kind in ("train", "infer"):
         assert result[f"twin_{kind}_img_s"] > 0
         assert result[f"{kind}_ratio"] == pytest.approx(result[f"{kind}_img_s"] / result[f"twin_{kind}_img_s"])
+        cpu_ms = (result[f"twin_{kind}_cpu_ms"]["median"], result[f"{kind}_cpu_ms"]["median"])
+        assert result[f"{kind}_cpu_ratio"] == pytest.approx(cpu_ms[0] / cpu_ms[1])
 
 
 def test_peak_fraction_is_the_model_rate_over_the_conv_rate():

@@ -160,11 +160,17 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _timed(fn, device: torch.device) -> float:
+    return _timed_wall_and_cpu(fn, device)[0]
+
+
+def _timed_wall_and_cpu(fn, device: torch.device) -> tuple[float, float]:
+    """Wall seconds and this process's CPU seconds: on a shared CPU the wall time also counts
+    the waits for a core, the CPU time does not."""
     _synchronize(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     fn()
     _synchronize(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def spread(seconds: list[float]) -> dict:
@@ -252,10 +258,11 @@ def conv_peak(cfg: BenchConfig, device: torch.device) -> dict:
     forward = run(batch)
     for _ in range(max(1, cfg.warmup)):
         forward()
-    seconds = [_timed(forward, device) for _ in range(max(3, min(cfg.repeats, 5)))]
-    return {"peak_gflop_s": flops_per_image * batch / statistics.median(seconds) / 1e9,
+    wall, cpu = zip(*(_timed_wall_and_cpu(forward, device) for _ in range(max(3, min(cfg.repeats, 5)))))
+    return {"peak_gflop_s": flops_per_image * batch / statistics.median(wall) / 1e9,
+            "peak_gflop_cpu_s": flops_per_image * batch / statistics.median(cpu) / 1e9,
             "peak_conv": {"channels": PEAK_CONV_CHANNELS, "side": PEAK_CONV_SIDE, "kernel": 3,
-                          "batch": batch, "ms": spread(seconds)}}
+                          "batch": batch, "ms": spread(wall), "cpu_ms": spread(cpu)}}
 
 
 # ---- the benchmark ---------------------------------------------------------------------------
@@ -265,8 +272,11 @@ def _prefixed(prefix: str, runner: Runner, cfg: BenchConfig, times: dict, memory
     for kind, flop_factor in (("train", 3), ("infer", 1)):
         latency = spread(times[kind])
         img_s = cfg.batch_size / (latency["median"] / 1e3)
-        out.update({f"{kind}_img_s": img_s, f"{kind}_ms": latency,
+        cpu = spread(times[kind + "_cpu"])
+        out.update({f"{kind}_img_s": img_s, f"{kind}_ms": latency, f"{kind}_cpu_ms": cpu,
                     f"{kind}_gflop_s": flop_factor * flop_per_image * img_s / 1e9,
+                    # per second of process CPU time (all threads): the rate a quiet machine would show
+                    f"{kind}_gflop_cpu_s": flop_factor * flop_per_image * cfg.batch_size / (cpu["median"] / 1e3) / 1e9,
                     f"{kind}_peak_mem_mib": memory[kind]})
     return {prefix + key: value for key, value in out.items()}
 
@@ -317,12 +327,14 @@ def _benchmark(cfg: BenchConfig) -> dict:
     for runner in runners:
         for kind in ("train", "infer"):
             memory[id(runner)][kind], memory_kind = step_memory_mib(runner, kind)
-    times = {id(r): {"train": [], "infer": []} for r in runners}
+    times = {id(r): {kind: [] for kind in ("train", "infer", "train_cpu", "infer_cpu")} for r in runners}
     for repeat in range(cfg.repeats):
         order = runners if repeat % 2 == 0 else runners[::-1]  # who goes first alternates
         for kind in ("train", "infer"):
             for runner in order:
-                times[id(runner)][kind].append(_timed(lambda: runner.step(kind), device))
+                wall, cpu = _timed_wall_and_cpu(lambda: runner.step(kind), device)
+                times[id(runner)][kind].append(wall)
+                times[id(runner)][kind + "_cpu"].append(cpu)
     ours = runners[0]
     result = {"model": cfg.model, "input_size": list(input_size), "batch_size": cfg.batch_size,
               "dtype": cfg.dtype, "channels_last": cfg.channels_last, "compile": cfg.compile,
@@ -333,13 +345,16 @@ def _benchmark(cfg: BenchConfig) -> dict:
         twin_runner = runners[1]
         result.update({"twin": twin_name, "twin_source": cfg.compare,
                        **_prefixed("twin_", twin_runner, cfg, times[id(twin_runner)], memory[id(twin_runner)])})
-        result["train_ratio"] = result["train_img_s"] / result["twin_train_img_s"]
-        result["infer_ratio"] = result["infer_img_s"] / result["twin_infer_img_s"]
+        for kind in ("train", "infer"):
+            result[f"{kind}_ratio"] = result[f"{kind}_img_s"] / result[f"twin_{kind}_img_s"]
+            # img/s by CPU time: steadier than wall time when other processes share the cores
+            result[f"{kind}_cpu_ratio"] = result[f"twin_{kind}_cpu_ms"]["median"] / result[f"{kind}_cpu_ms"]["median"]
         result["same_work"] = result["macs"] == result["twin_macs"]
     if cfg.peak:
         result.update(conv_peak(cfg, device))
         for kind in ("train", "infer"):
             result[f"{kind}_peak_fraction"] = result[f"{kind}_gflop_s"] / result["peak_gflop_s"]
+            result[f"{kind}_peak_fraction_cpu"] = result[f"{kind}_gflop_cpu_s"] / result["peak_gflop_cpu_s"]
             if cfg.compare:
                 result[f"twin_{kind}_peak_fraction"] = result[f"twin_{kind}_gflop_s"] / result["peak_gflop_s"]
     return result
@@ -369,13 +384,16 @@ def format_report(result: dict) -> str:
     if "twin" in result:
         lines.append(_row(f"twin ({result['twin_source']} {result['twin']})", result, "twin_"))
         lines.append(f"{'ratio ours/twin':<34}  train {result['train_ratio']:.3f}   infer {result['infer_ratio']:.3f}"
+                     f"   (by CPU time: train {result['train_cpu_ratio']:.3f}, infer {result['infer_cpu_ratio']:.3f})"
                      + ("" if result["same_work"] else
                         f"   (different work: {result['macs']} vs {result['twin_macs']} MACs/image)"))
     if "peak_gflop_s" in result:
         conv = result["peak_conv"]
         lines.append(f"peak: 3×3 conv {conv['channels']}→{conv['channels']} at {conv['side']}² batch "
                      f"{conv['batch']}: {result['peak_gflop_s']:.1f} GFLOP/s; training reaches "
-                     f"{100 * result['train_peak_fraction']:.1f} %, inference {100 * result['infer_peak_fraction']:.1f} %")
+                     f"{100 * result['train_peak_fraction']:.1f} %, inference {100 * result['infer_peak_fraction']:.1f} % "
+                     f"(by CPU time: peak {result['peak_gflop_cpu_s']:.1f} GFLOP/s, training "
+                     f"{100 * result['train_peak_fraction_cpu']:.1f} %, inference {100 * result['infer_peak_fraction_cpu']:.1f} %)")
     if result["memory_measure"] == "rss_high_water":
         lines.append("step MiB: growth of the resident set's high-water mark during one step")
     return "\n".join(lines)
