@@ -19,7 +19,7 @@ NETWORKS = ("plain20_cifar", "plain56_cifar", "resnet20_cifar", "resnet56_cifar"
             claim="the 56-layer plain net has a higher training error than the 20-layer plain net; "
                   "the 56-layer residual net does not (ResNet Fig. 1/6)")
 def degradation(ctx: Context) -> Outcome:
-    settings = dict(train_limit=ctx.pick(64, 3000, None), epochs=ctx.pick(1, 4, 30),
+    settings = dict(train_limit=ctx.pick(64, 1500, None), epochs=ctx.pick(1, 3, 30),
                     image_size=ctx.pick(None, 14, None), batch_size=ctx.pick(32, 64, 128),
                     lr=0.1, optimizer="sgd", weight_decay=1e-4, schedule="cosine")
     runs = {}
