@@ -4,9 +4,10 @@ J̃ = αJ(x) + (1 − α)J(x̃)); Szegedy et al. Intriguing Properties of Neural
 (notes 000, "Adversarial Examples": examples made for one network fool others).
 
 Three networks trained by the Trainer: LeNet, LeNet adversarially trained with FGSM (the trainer's
---adv fgsm, α = 0.5), and LeNet-5 (another architecture). Accuracy under FGSM against ε for the
-first two; FGSM examples made on each standard network evaluated on the other (transfer), next to
-uniform noise of the same ε (the paper's control).
+--adv fgsm, α = 0.5), and a second LeNet trained independently (another seed: other initial
+weights, another subset and order of images — Szegedy et al.'s cross-training-set case). Accuracy
+under FGSM against ε for the first two; FGSM examples made on each standard network evaluated on
+the other (transfer), next to uniform noise of the same ε (the paper's control).
 """
 from __future__ import annotations
 
@@ -39,9 +40,9 @@ def adversarial(ctx: Context) -> Outcome:
     settings = dict(train_limit=ctx.pick(64, 10000, None), epochs=ctx.pick(1, 2, 10), batch_size=64, lr=0.05,
                     optimizer="sgd", schedule="cosine", image_size=ctx.pick(28, None, None))
     trained = {}
-    for run, model, extra in (("standard", "lenet", {}), ("fgsm-trained", "lenet", {"adv": "fgsm", "adv_eps": 0.1}),
-                              ("other architecture", "lenet5", {})):
-        trained[run] = train_registered(ctx, model, run.replace(" ", "-"), **settings, **extra)[1]
+    for run, extra in (("standard", {}), ("fgsm-trained", {"adv": "fgsm", "adv_eps": 0.1}),
+                       ("independent", {"seed": ctx.seed + 1})):
+        trained[run] = train_registered(ctx, "lenet", run, **settings, **extra)[1]
     trainer = trained["standard"]
     n = ctx.pick(64, 1000, 10000)
     images, labels = trainer.data.test.fetch(torch.arange(min(n, len(trainer.data.test))))
@@ -52,7 +53,7 @@ def adversarial(ctx: Context) -> Outcome:
                     if eps else _accuracy(models[run], images, labels) for eps in EPSILONS]
               for run in ("standard", "fgsm-trained")}
     transfer = []
-    for source, target in (("standard", "other architecture"), ("other architecture", "standard")):
+    for source, target in (("standard", "independent"), ("independent", "standard")):
         for name, make in (("FGSM", FGSM), ("uniform noise", RandomNoise)):
             crafted = run_attack(lambda _: make(models[source], TRANSFER_EPS), models[source], images, labels)[1]
             transfer.append({"made on": source, "evaluated on": target, "perturbation": name,
@@ -63,7 +64,8 @@ def adversarial(ctx: Context) -> Outcome:
     more_robust = curves["fgsm-trained"][at] > curves["standard"][at]
     fgsm_rows = [r for r in transfer if r["perturbation"] == "FGSM"]
     noise_rows = [r for r in transfer if r["perturbation"] != "FGSM"]
-    transfers = all(f["acc"] < r["acc"] for f, r in zip(fgsm_rows, noise_rows))
+    # "Far better than noise": at least 2 points more accuracy lost than to noise of the same size.
+    transfers = all(r["acc"] - f["acc"] > 0.02 for f, r in zip(fgsm_rows, noise_rows))
 
     fig, axes = figure(1, 2)
     for run, accuracy in curves.items():
@@ -82,7 +84,7 @@ def adversarial(ctx: Context) -> Outcome:
         f"(clean {curves['standard'][0]:.3f} / {curves['fgsm-trained'][0]:.3f}). Transfer: "
         + "; ".join(f"{r['made on']} → {r['evaluated on']} {r['perturbation']} {r['acc']:.3f}" for r in transfer)
         + f". Accuracy falls with ε: {decreasing}; adversarial training helps: {more_robust}; FGSM transfers better "
-        f"than noise: {transfers}.",
+        f"than noise (by > 0.02): {transfers}.",
         f"{trainer.data.name}, {len(trainer.data.train)} training images, {settings['epochs']} epoch(s), SGD lr 0.05 "
         f"cosine, batch 64, no augmentation; FGSM training at ε = 0.1 with α = 0.5 (Goodfellow's J̃); FGSM from "
         f"visionzoo.attacks on {len(labels)} test images in pixel space [0, 1].",
