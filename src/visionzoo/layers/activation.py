@@ -15,7 +15,9 @@ GELU, SiLU, tanh, LeNet-5's scaled tanh, and the ReLU of the fused BN-ReLU unit 
 pre-activation networks. Sigmoid modules are gates (SE, CBAM, attention masks) and stay;
 activations written as function calls inside a block (e.g. ShuffleNet's unit output) stay too.
 A module reused at several places (ResNet blocks share one ReLU) becomes one new module, so a
-channel-wise PReLU there shares its slopes between those places (same width required).
+channel-wise PReLU there shares its slopes between those places (same width required; else a
+UsageError points to prelu_shared). Channel counts come from an evaluation-mode forward pass, so
+an activation used only in training (an auxiliary head) gets a single shared slope.
 """
 from __future__ import annotations
 
