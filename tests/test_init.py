@@ -148,9 +148,9 @@ def test_denoising_autoencoder_pretraining_lowers_every_layers_reconstruction_lo
 
 def test_autoencoder_pretraining_of_conv_layers_and_refusal_for_branching_networks():
     torch.manual_seed(0)
-    images = digit_batch(64)
+    images = digit_batch(32)
     model = vz.create_model("lenet", num_classes=10, in_chans=1)
-    report = pretrain_autoencoder(model, lambda: iter(images.split(32)), epochs=1, lr=0.003)
+    report = pretrain_autoencoder(model, lambda: iter([images]), epochs=2, lr=0.003)
     assert [row["layer"] for row in report] == ["features.0", "features.3", "fc1.0"]
     assert all(row["loss_after"] < row["loss_before"] for row in report)
     resnet = vz.create_model("resnet20_cifar", num_classes=10, in_chans=1, layers=[1, 1, 1])
