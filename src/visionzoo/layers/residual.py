@@ -102,8 +102,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         out = self.drop_path(self.attention(self.residual_branch(x)))
-        if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
+        if self.residual:  # in place, as torchvision: no new activation-sized tensor per block
+            out += x if self.downsample is None else self.downsample(x)
         return self.relu(out)
 
 
