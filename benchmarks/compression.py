@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,13 +31,14 @@ from visionzoo.compress.pipeline import Options, compress
 from visionzoo.compress.retrain import RetrainSettings
 from visionzoo.models.base import ImageClassifier
 from visionzoo.train.trainer import train
+from visionzoo.weights import load_checkpoint
 
 # Deep Compression Tables 2–3: the fraction of weights kept per layer → sparsity = 1 − kept.
 HAN = {
-    "lenet300_100": {"sparsity": {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}, "conv_bits": 6, "fc_bits": 6,
+    "lenet300_100": {"sparsity": {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}, "conv_bits": 6, "fc_bits": 6, "conv": False,
                      "paper": {"pruned": "12×", "deep": "40×", "top1_float": 0.9836, "top1_deep": 0.9842}},
     "lenet": {"sparsity": {"features.0": 0.34, "features.3": 0.88, "fc1.0": 0.92, "fc2": 0.81},
-              "conv_bits": 8, "fc_bits": 5,
+              "conv_bits": 8, "fc_bits": 5, "conv": True,
               "paper": {"pruned": "12×", "deep": "39×", "top1_float": 0.9920, "top1_deep": 0.9926}},
 }
 
@@ -86,8 +88,12 @@ def run_network(name: str, out: Path, args) -> list[dict]:
             ("deep", out / name / "prune", Options(finetune_epochs=1, **{**common, "retrain": replace(settings, epochs=0)})),
             ("bwn", base, Options(mode="bwn", retrain=settings)),
             ("xnor", base, Options(mode="xnor", retrain=settings))]
+    if han["conv"]:  # Li et al.'s filter removal: half of each removable convolution's filters
+        runs.append(("channels", base, Options(channel_ratio=0.5, retrain=settings)))
+    runs = [run for run in runs if run[0] in args.methods]
     rows = [{"network": name, "method": "float32", "top1": summary["test_top1"], "bytes": float_bytes,
-             "ratio": 1.0, "param_reduction": 1.0, "seconds": summary["train_seconds"]}]
+             "ratio": 1.0, "param_reduction": 1.0, "macs": summary["macs"], "macs_nonzero": summary["macs"],
+             "speedup": 1.0, "seconds": summary["train_seconds"]}]
     for label, source, options in runs:
         started = time.perf_counter()
         method = "binarize" if label in ("bwn", "xnor") else label
@@ -96,24 +102,48 @@ def run_network(name: str, out: Path, args) -> list[dict]:
                      "bytes": report["bytes_after"], "ratio": float_bytes / report["bytes_after"],
                      "param_reduction": report["param_reduction"],
                      "weight_memory_saving": report["details"].get("memory_saving"),
+                     "macs": report["macs_after"], "macs_nonzero": report["macs_nonzero_after"],
+                     "speedup": inference_speedup(base, out / name / label, summary_input(base)),
                      "seconds": round(time.perf_counter() - started, 1)})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
+def summary_input(run: Path) -> tuple:
+    return tuple(json.loads((run / "model.json").read_text())["input_size"])
+
+
+def inference_speedup(float_run: Path, compressed: Path, input_size, batch: int = 512, repeats: int = 15) -> float:
+    """Median forward time of the float network over that of the decoded compressed one, interleaved
+    in one process so that the machine's load affects both alike."""
+    networks = [load_checkpoint(float_run)[0], load_checkpoint(compressed)[0]]
+    x = torch.randn(batch, *input_size)
+    times = [[], []]
+    with torch.no_grad():
+        for _ in range(repeats):
+            for network, spent in zip(networks, times):
+                started = time.perf_counter()
+                network(x)
+                spent.append(time.perf_counter() - started)
+    return statistics.median(times[0]) / statistics.median(times[1])
+
+
 def markdown(rows: list[dict]) -> str:
-    lines = ["| network | method | test top-1 | Δ vs float (pp) | bytes on disk | ratio vs float32 | "
-             "weights kept | Han et al. (MNIST) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| network | method | test top-1 | Δ vs float (pp) | bytes on disk | ratio vs float32 | weights kept "
+             "| MACs (on non-zeros) | forward speed-up | Han et al. (MNIST) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         base = next(r for r in rows if r["network"] == row["network"] and r["method"] == "float32")
         paper = HAN[row["network"]]["paper"]
         reference = {"prune": f"{paper['pruned']} fewer weights", "deep": f"{paper['deep']}, "
                      f"{100 * (paper['top1_deep'] - paper['top1_float']):+.2f} pp"}.get(row["method"], "")
         kept = f"{100 / row['param_reduction']:.1f} % ({row['param_reduction']:.1f}×)" \
-            if row["method"] in ("prune", "deep") else "100 %"
+            if row["method"] in ("prune", "deep", "channels") else "100 %"
+        macs = f"{row['macs']:,} ({row['macs_nonzero']:,})" if "macs" in row else "-"
+        speedup = f"{row['speedup']:.2f}×" if "speedup" in row else "-"
         lines.append(f"| {row['network']} | {row['method']} | {row['top1']:.4f} | "
                      f"{100 * (row['top1'] - base['top1']):+.2f} | {row['bytes']:,} | {row['ratio']:.1f}× | "
-                     f"{kept} | {reference} |")
+                     f"{kept} | {macs} | {speedup} | {reference} |")
     return "\n".join(lines) + "\n"
 
 
@@ -124,11 +154,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--train-limit", type=int, default=12000)
+    parser.add_argument("--methods", nargs="+", default=["prune", "deep", "bwn", "xnor", "channels"])
     args = parser.parse_args()
     register_lenet300_100()
     torch.set_num_threads(2)
     out = Path(args.out)
     rows = [row for name in args.networks for row in run_network(name, out, args)]
+    previous = out / "compression.json"  # rows of earlier invocations that this one did not redo
+    if previous.exists():
+        redone = {(row["network"], row["method"]) for row in rows}
+        rows = [row for row in json.loads(previous.read_text()) if (row["network"], row["method"]) not in redone] + rows
     (out / "compression.json").write_text(json.dumps(rows, indent=2))
     (out / "compression.md").write_text(markdown(rows))
     print(markdown(rows))

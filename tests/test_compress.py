@@ -63,6 +63,21 @@ def test_iterative_schedule_and_dropout_ratio_adjustment():
     assert model[2].p == adjusted["2"]
 
 
+def test_sensitivity_scan_prunes_one_layer_at_a_time_and_puts_it_back():
+    model = lenet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def zero_fractions(network):  # stands in for accuracy: what each evaluation saw
+        return {n: (m.weight == 0).float().mean().item() for n, m in prune.weight_layers(network).items()}
+    curves = prune.sensitivity_scan(model, zero_fractions, [0.0, 0.5, 0.9])
+    assert list(curves) == ["features.0", "features.3", "fc1.0", "fc2"]
+    for name, seen in curves.items():
+        for sparsity, fractions in zip([0.0, 0.5, 0.9], seen):
+            assert fractions[name] == pytest.approx(sparsity, abs=1e-3)
+            assert all(value == 0 for other, value in fractions.items() if other != name)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
 def test_masks_survive_retraining_with_the_trainer(run_dir):
     model, meta = load_checkpoint(run_dir)
     before = {n: m.weight.detach().clone() for n, m in prune.weight_layers(model).items()}
