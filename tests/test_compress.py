@@ -284,6 +284,8 @@ def test_compress_cli_end_to_end_and_eval_reads_the_compressed_model(run_dir, tm
     (["--method", "prune", "--layer-sparsity", "fc9=0.5"], "fc9"),
     (["--method", "prune", "--layer-sparsity", "fc1.0"], "LAYER=FRACTION"),
     (["--method", "distill"], "--student"),
+    (["--method", "distill", "--student", "lenet9"], "did you mean"),
+    (["--method", "channels", "--channel-ratio", "0"], "--channel-ratio"),
     (["--method", "squash"], "invalid choice"),
 ])
 def test_bad_input_exits_2_with_one_line(run_dir, tmp_path, capsys, args, message):

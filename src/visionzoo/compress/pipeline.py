@@ -70,6 +70,10 @@ class Options:
                 raise UsageError(f"--{key.replace('_', '-')} must lie in 1..16, got {getattr(self, key)}")
         if self.init not in INITS:
             raise UsageError(f"--init {self.init!r}: choose one of {', '.join(INITS)}")
+        if not 0 <= self.sparsity < 1:
+            raise UsageError(f"--sparsity must lie in [0, 1), got {self.sparsity}")
+        if not 0 < self.channel_ratio < 1:
+            raise UsageError(f"--channel-ratio must lie in (0, 1), got {self.channel_ratio}")
         if self.iterations < 1:
             raise UsageError(f"--iterations must be at least 1, got {self.iterations}")
         if self.mode not in ("bwn", "xnor"):
