@@ -9,8 +9,7 @@ weights. Per network this script trains a float baseline, then runs
   deep    the pruned model → k-means weight sharing → centroid fine-tuning → Huffman + CSR,
   bwn / xnor   binarised inner layers, fine-tuned,
 with `visionzoo.compress.pipeline.compress` (what `visionzoo compress` runs) and writes a
-markdown table. LeNet-300-100 (784-300-100-10, ReLU; LeCun et al. 1998 / Han et al. 2015) is not a
-zoo network; it is registered here, for this process, through the public `register_model`.
+markdown table. LeNet-300-100 is the zoo's `lenet300_100` (784-300-100-10, ReLU).
 
     python benchmarks/compression.py --out runs/compression [--train-limit 12000] [--epochs 3]
 """
@@ -24,12 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch import nn
 
-import visionzoo as vz
 from visionzoo.compress.pipeline import Options, compress
 from visionzoo.compress.retrain import RetrainSettings
-from visionzoo.models.base import ImageClassifier
 from visionzoo.train.trainer import train
 from visionzoo.weights import load_checkpoint
 
@@ -41,34 +37,6 @@ HAN = {
               "conv_bits": 8, "fc_bits": 5, "conv": True,
               "paper": {"pruned": "12×", "deep": "39×", "top1_float": 0.9920, "top1_deep": 0.9926}},
 }
-
-
-class LeNet300100(ImageClassifier):
-    classifier_name = "fc3"
-
-    def __init__(self, num_classes=10, in_chans=1, image_size=28):
-        super().__init__()
-        self.num_classes = num_classes
-        self.fc1 = nn.Linear(in_chans * image_size * image_size, 300)
-        self.fc2 = nn.Linear(300, 100)
-        self.fc3 = nn.Linear(100, num_classes)
-
-    def forward_features(self, x):
-        return torch.relu(self.fc2(torch.relu(self.fc1(torch.flatten(x, 1)))))
-
-    def forward_head(self, x, pre_logits=False):
-        return x if pre_logits else self.fc3(x)
-
-
-def register_lenet300_100():
-    if "lenet300_100" not in vz.list_models():
-        vz.register_model(family="lenet", paper="Han, Pool, Tran, Dally. Learning both Weights and "
-                          "Connections for Efficient Neural Networks. NeurIPS 2015", year=1998,
-                          input_size=(1, 28, 28), num_classes=10)(lenet300_100)
-
-
-def lenet300_100(num_classes=10, in_chans=1, image_size=None, **kwargs):
-    return LeNet300100(num_classes, in_chans, image_size or 28)
 
 
 def run_network(name: str, out: Path, args) -> list[dict]:
@@ -156,7 +124,6 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=12000)
     parser.add_argument("--methods", nargs="+", default=["prune", "deep", "bwn", "xnor", "channels"])
     args = parser.parse_args()
-    register_lenet300_100()
     torch.set_num_threads(2)
     out = Path(args.out)
     rows = [row for name in args.networks for row in run_network(name, out, args)]

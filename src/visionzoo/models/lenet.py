@@ -7,7 +7,10 @@ Its 60,000 trainable parameters match the paper (the RBF centres are fixed, as i
 28×28 inputs (MNIST-like) are zero-padded to the paper's 32×32, as LeCun et al. did.
 
 `lenet` is the notes' PyTorch variant (seed 001): conv 20 → pool → conv 50 → pool → fc 500 → fc,
-ReLU and max-pooling.
+ReLU and max-pooling — the Caffe "LeNet-5" that Deep Compression prunes.
+
+`lenet300_100` is the paper's fully connected 784-300-100-10 network (Sec. III.C, "2-layer NN,
+300-100 HU"), ReLU here as in Han et al.'s pruning experiments: 266,610 weights ("267K", notes 000).
 """
 from __future__ import annotations
 
@@ -158,3 +161,27 @@ def lenet5(num_classes=10, in_chans=1, **kwargs):
                 year=1998, input_size=(1, 28, 28), num_classes=10)
 def lenet(num_classes=10, in_chans=1, **kwargs):
     return LeNet(num_classes, in_chans, **kwargs)
+
+
+class LeNet300100(ImageClassifier):
+    classifier_name = "fc3"
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, image_size: int = 28):
+        super().__init__()
+        self.num_classes = num_classes
+        self.fc1 = nn.Linear(in_chans * image_size * image_size, 300)
+        self.fc2 = nn.Linear(300, 100)
+        self.fc3 = nn.Linear(100, num_classes)
+
+    def forward_features(self, x):
+        return F.relu(self.fc2(F.relu(self.fc1(torch.flatten(x, 1)))))
+
+    def forward_head(self, x, pre_logits: bool = False):
+        return x if pre_logits else self.fc3(x)
+
+
+@register_model(family="lenet", paper=_PAPER + "; pruned in Han, Pool, Tran, Dally. Learning both Weights and "
+                "Connections for Efficient Neural Networks. NeurIPS 2015", year=1998, input_size=(1, 28, 28),
+                num_classes=10, paper_params="267K")
+def lenet300_100(num_classes=10, in_chans=1, image_size=28, **kwargs):
+    return LeNet300100(num_classes, in_chans, image_size, **kwargs)
