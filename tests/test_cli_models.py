@@ -15,8 +15,8 @@ def test_models_verify_passes_and_lists_every_network(capsys):
 def test_models_json_and_pattern(capsys):
     assert main(["models", "lenet*", "--json"]) == 0
     cards = json.loads(capsys.readouterr().out)
-    assert [c["name"] for c in cards] == ["lenet", "lenet5"]
-    assert cards[1]["params"] == 60_000 and cards[1]["paper_params"] == 60_000
+    assert [c["name"] for c in cards] == ["lenet", "lenet300_100", "lenet5"]
+    assert cards[2]["params"] == 60_000 and cards[2]["paper_params"] == 60_000
     assert main(["models", "nothing*"]) == 2
 
 
