@@ -17,13 +17,18 @@ from visionzoo.registry import get_entry
 from visionzoo.train.trainer import train
 
 # Cheapest first; GoogLeNet keeps its full 28×28 grid through every module (1.1 G MACs).
-REPRESENTATIVES = ["lenet5", "lenet", "highway_fc", "resnet20_cifar", "nin_cifar10", "vgg11_bn",
-                   "densenet_bc_100_12", "highway_conv", "zfnet", "wrn16_4", "alexnet", "googlenet"]
+# Part I (the CNN lineage), then part II (efficient, attention, capsule, transformer, NF networks).
+LINEAGE = ["lenet5", "lenet", "highway_fc", "resnet20_cifar", "nin_cifar10", "vgg11_bn",
+           "densenet_bc_100_12", "highway_conv", "zfnet", "wrn16_4", "alexnet", "googlenet"]
+MODERN = ["mcdnn", "stn_cnn", "mobilenet_v2", "shufflenet_v2_x0_5", "efficientnet_b0", "odenet_mnist",
+          "aig_resnet20_cifar", "squeezenet1_1", "capsnet", "vit_tiny_patch4_28", "convnext_tiny",
+          "xnor_nin_cifar10", "seresnet18", "cbam_resnet18", "nfnet_f0", "nf_resnet50", "mixer_s16_224",
+          "nonlocal_resnet50", "resnest50d", "attention56"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("models", nargs="*", default=REPRESENTATIVES)
+    parser.add_argument("models", nargs="*", default=LINEAGE + MODERN)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--limit", type=int, default=10000)
     args = parser.parse_args()
