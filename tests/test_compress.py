@@ -263,7 +263,7 @@ def test_compress_cli_end_to_end_and_eval_reads_the_compressed_model(run_dir, tm
     from visionzoo.cli.main import main
     out = tmp_path / "deep"
     code = main(["compress", str(run_dir), "--method", "deep", "--sparsity", "0.8", "--epochs", "1",
-                 "--train-limit", "256", "--finetune-epochs", "0", "--out", str(out), "--json"])
+                 "--train-limit", "256", "--finetune-epochs", "1", "--out", str(out), "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)
@@ -271,10 +271,36 @@ def test_compress_cli_end_to_end_and_eval_reads_the_compressed_model(run_dir, tm
         assert key in report
     assert report["sparsity"] == pytest.approx(0.8 * 430500 / 431080, abs=1e-3)  # weights pruned, biases kept
     assert report["bytes_after"] == (out / "model.vzc").stat().st_size < report["bytes_before"] / 10
-    assert {"compress.json", "layers.png", "curves.png", "model.vzc"} <= {p.name for p in out.iterdir()}
-    layers = json.loads((out / "compress.json").read_text())["layers"]
+    assert {"compress.json", "layers.png", "curves.png", "weights.png", "model.vzc"} <= {p.name for p in out.iterdir()}
+    written = json.loads((out / "compress.json").read_text())
+    layers = written["layers"]
     assert [row["layer"] for row in layers] == ["features.0", "features.3", "fc1.0", "fc2"]
     assert all(row["distinct_values"] <= 2 ** (8 if row["type"] == "Conv2d" else 5) for row in layers)
+    # the plotted codebook is the layer's: its fine-tuned centroids are exactly the non-zero values stored
+    decoded, _ = load_checkpoint(out)
+    for name, book in written["details"]["codebooks"].items():
+        weight = decoded.get_submodule(name).weight.detach()
+        assert sorted(book["final"][1:]) == pytest.approx(weight[weight != 0].unique().tolist())
+        assert len(book["initial"]) == len(book["final"]) and sum(book["histogram"]["counts"]) == \
+            int((weight != 0).sum())
+    assert main(["eval", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == report["top1_after"]
+
+
+def test_distill_trains_a_smaller_student_on_the_teachers_soft_targets(run_dir, tmp_path, capsys):
+    from visionzoo.cli.main import main
+    out = tmp_path / "student"
+    code = main(["compress", str(run_dir), "--method", "distill", "--student", "lenet5", "--temperature", "3",
+                 "--alpha", "0.7", "--epochs", "1", "--train-limit", "256", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["model"] == "lenet5" and report["details"]["teacher"] == "lenet"
+    assert report["params"] < report["params_before"] / 5 and report["bytes_after"] < report["bytes_before"] / 5
+    assert report["details"]["temperature"] == 3 and report["details"]["alpha"] == 0.7
+    student, meta = load_checkpoint(out)
+    assert meta["name"] == "lenet5" and vz.count_params(student) == report["params"]
+    assert json.loads((out / "compress.json").read_text())["retraining"][0]["train_loss"] > 0
     assert main(["eval", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["top1"] == report["top1_after"]
 

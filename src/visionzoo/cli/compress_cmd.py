@@ -59,7 +59,9 @@ def run_compress(args) -> int:
     from ..compress.pipeline import compress
     report = compress(args.checkpoint, args.method, args.out, _options(args))
     if args.json:
-        print(json.dumps({k: v for k, v in report.items() if k not in ("layers", "retraining")}))
+        # the per-layer rows, curves and codebooks are in compress.json; stdout keeps the summary
+        details = {k: v for k, v in report["details"].items() if k != "codebooks"}
+        print(json.dumps({k: v for k, v in report.items() if k not in ("layers", "retraining")} | {"details": details}))
     else:
         _print_table(report)
         print(f"wrote {args.out}/model.vzc, compress.json, {', '.join(report['plots'])}")

@@ -144,31 +144,50 @@ def _prune(model, meta, options, accuracy) -> Compressed:
     return Compressed(model, meta, codings, details=details, history=history)
 
 
-def _share(model, meta, options: Options, masks) -> tuple[dict, list]:
+def _weight_histogram(weight: torch.Tensor, keep, bins: int = 80) -> dict:
+    values = (weight.detach()[keep] if keep is not None else weight.detach().flatten()).float().cpu()
+    counts = torch.histc(values, bins, values.min().item(), values.max().item())
+    return {"low": values.min().item(), "high": values.max().item(), "counts": counts.int().tolist()}
+
+
+def _share(model, meta, options: Options, masks) -> tuple[dict, list, dict]:
+    """Weight sharing and centroid fine-tuning; also returns, per layer, the histogram of the weights
+    before sharing and the codebook before and after fine-tuning (Deep Compression Figs. 4 and 6)."""
+    layers = pruning.weight_layers(model)
+    histograms = {n: _weight_histogram(layer.weight, (masks or {}).get(n)) for n, layer in layers.items()}
     shared = share_weights(model, options.conv_bits, options.fc_bits, options.init, masks,
                            seed=options.retrain.seed)
+    initial = {n: s.codebook.tolist() for n, s in shared.items()}
     settings = dataclasses.replace(options.retrain, epochs=options.finetune_epochs, lr=options.finetune_lr,
                                    optimizer=options.finetune_optimizer)
     history = retrain(model, meta, settings, [CentroidHook(model, shared)])
-    layers = pruning.weight_layers(model)
+    codebooks = {}
+    for name, s in shared.items():
+        codes = s.codes.flatten()
+        used = torch.unique(codes)  # a centroid that attracted no weight has no value to read back
+        # every weight of a cluster holds its centroid, so scattering them by code reads the codebook
+        final = torch.zeros(len(s.codebook)).scatter_(0, codes.cpu(), layers[name].weight.detach().flatten().cpu())
+        codebooks[name] = {"initial": [initial[name][c] for c in used.tolist()], "final": final[used].tolist(),
+                           "histogram": histograms[name], "reserved_zero": s.reserved_zero}
     codings = {n: LayerCoding("shared", sparse=s.reserved_zero,
                               bits=layer_bits(layers[n], options.conv_bits, options.fc_bits),
                               index_bits=_index_bits(layers[n], options), huffman=options.huffman)
                for n, s in shared.items()}
-    return codings, history
+    return codings, history, codebooks
 
 
 def _deep(model, meta, options, accuracy) -> Compressed:
     masks, details, history = _prune_and_retrain(model, meta, options, accuracy)
     masks = {n: m for n, m in masks.items() if details["targets"][n] > 0}
-    codings, finetune_history = _share(model, meta, options, masks)
-    details.update(init=options.init, conv_bits=options.conv_bits, fc_bits=options.fc_bits)
+    codings, finetune_history, codebooks = _share(model, meta, options, masks)
+    details.update(init=options.init, conv_bits=options.conv_bits, fc_bits=options.fc_bits, codebooks=codebooks)
     return Compressed(model, meta, codings, details=details, history=history + finetune_history)
 
 
 def _kmeans(model, meta, options, accuracy) -> Compressed:
-    codings, history = _share(model, meta, options, None)
-    details = {"init": options.init, "conv_bits": options.conv_bits, "fc_bits": options.fc_bits}
+    codings, history, codebooks = _share(model, meta, options, None)
+    details = {"init": options.init, "conv_bits": options.conv_bits, "fc_bits": options.fc_bits,
+               "codebooks": codebooks}
     return Compressed(model, meta, codings, details=details, history=history)
 
 

@@ -3,6 +3,8 @@
 `layers.png` follows Deep Compression's per-layer tables (Han, Mao, Dally, ICLR 2016, Tables
 2–3): parameters against non-zeros, float32 bytes against stored bytes. `sensitivity.png` is
 its Fig. 5 for our network: accuracy with one layer at a time pruned to each sparsity.
+`weights.png` is its Figs. 4 and 6: the distribution of a layer's (surviving) weights with the
+shared values marked before (initialisation) and after centroid fine-tuning.
 """
 from __future__ import annotations
 
@@ -40,6 +42,26 @@ def _plot_sensitivity(scan: dict, path: Path) -> None:
     _save(fig, path)
 
 
+def _plot_codebooks(codebooks: dict, path: Path, init: str, panels: int = 4) -> None:
+    largest = sorted(codebooks, key=lambda n: -sum(codebooks[n]["histogram"]["counts"]))[:panels]
+    fig, axes = plt.subplots(1, len(largest), figsize=(4.2 * len(largest), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], largest):
+        book, histogram = codebooks[name], codebooks[name]["histogram"]
+        bins = len(histogram["counts"])
+        width = (histogram["high"] - histogram["low"]) / bins
+        ax.bar([histogram["low"] + (i + 0.5) * width for i in range(bins)], histogram["counts"], width,
+               color="0.7", label="weights" + (" (non-zero)" if book["reserved_zero"] else ""))
+        top = max(histogram["counts"])
+        ax.plot(book["initial"], [-0.05 * top] * len(book["initial"]), "|", color="C0", markersize=8,
+                label=f"centroids, {init} init")
+        ax.plot(book["final"], [-0.12 * top] * len(book["final"]), "|", color="C3", markersize=8,
+                label="centroids, fine-tuned")
+        ax.set(title=f"{name}: {len(book['final'])} shared values", xlabel="weight value", ylabel="count")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    _save(fig, path)
+
+
 def plot_report(report: dict, out: Path) -> list[str]:
     """Write the report's pictures into `out`; returns their file names."""
     written = ["layers.png"]
@@ -49,6 +71,9 @@ def plot_report(report: dict, out: Path) -> list[str]:
     if "sensitivity" in report["details"]:
         _plot_sensitivity(report["details"]["sensitivity"], out / "sensitivity.png")
         written.append("sensitivity.png")
+    if "codebooks" in report["details"]:
+        _plot_codebooks(report["details"]["codebooks"], out / "weights.png", report["details"]["init"])
+        written.append("weights.png")
     if report["retraining"]:
         plot_curves(report["retraining"], out / "curves.png")
         written.append("curves.png")
