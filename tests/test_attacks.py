@@ -92,6 +92,28 @@ def test_eval_mode_during_attack_and_every_module_mode_restored(digits, name, tr
     assert not recorder.frozen.training
 
 
+@pytest.mark.parametrize("name", ["pgd", "onepixel"])
+def test_zoo_network_runs_channels_last_inside_the_attack_and_gets_its_weights_back(name):
+    import visionzoo as vz
+    torch.manual_seed(0)
+    model = Normalized(vz.create_model("lenet", num_classes=10, in_chans=1), [0.5], [0.25]).eval()
+    x, y = torch.rand(6, 1, 28, 28), torch.arange(6)
+    before = {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()}
+    layouts = []
+    hook = model.model.features[0].register_forward_hook(
+        lambda module, inputs, output: layouts.append(output.is_contiguous(memory_format=torch.channels_last)))
+    attack = {"pgd": PGD(model, 0.1, 0.02, 3), "onepixel": OnePixel(model, popsize=8, max_iter=2)}[name]
+    x_adv = attack(x, y)
+    hook.remove()
+    assert layouts and all(layouts) and x_adv.shape == x.shape
+    for n, p in model.named_parameters():  # the very tensors of before, with their strides
+        assert p.data_ptr() == before[n][0] and p.stride() == before[n][1]
+    with torch.no_grad():  # and the same function: channels_last changes the layout, not the maths
+        plain = model(x_adv)
+        with_layout = model.model(((x_adv - 0.5) / 0.25).contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(plain, with_layout, rtol=1e-5, atol=1e-5)
+
+
 def test_normalized_standardises_pixels_before_the_network():
     net = nn.Conv2d(3, 2, 1)
     mean, std = [0.1, 0.2, 0.3], [0.5, 0.25, 2.0]

@@ -44,6 +44,32 @@ def evaluating(model: nn.Module):
             module.training = training
 
 
+def _is_zoo_network(model: nn.Module) -> bool:
+    return any(hasattr(m, "forward_features") and hasattr(m, "reset_classifier") for m in model.modules())
+
+
+@contextmanager
+def channels_last_weights(model: nn.Module):
+    """A zoo network's 4-D weights in channels_last for the attack's duration; the original tensors
+    are put back afterwards. On this CPU its convolutions then run about 2× faster (LeNet forward,
+    8 000 images: 2.0 s → 0.94 s), with the same fp32 arithmetic. Zoo networks run channels_last in
+    the trainer; any other module is left as it is, since its code may `view` activations."""
+    swapped = []
+    if _is_zoo_network(model):
+        for parameter in model.parameters():
+            if parameter.dim() == 4:
+                swapped.append((parameter, parameter.data))
+                # empty_like sets channels_last strides even where a size-1 dim makes both layouts
+                # "contiguous" (a 1-channel first conv), so PyTorch picks the channels_last kernel
+                parameter.data = torch.empty_like(parameter.data, memory_format=torch.channels_last
+                                                  ).copy_(parameter.data)
+    try:
+        yield
+    finally:
+        for parameter, original in swapped:
+            parameter.data = original
+
+
 def choose_targets(target, logits: torch.Tensor, labels: torch.Tensor,
                    generator: torch.Generator | None = None) -> torch.Tensor | None:
     """Per-sample target classes: None (untargeted), "random" (uniform over the wrong classes),
@@ -71,7 +97,8 @@ def per_sample_norm(t: torch.Tensor, norm: str) -> torch.Tensor:
 class Attack:
     """`attack(x, y) -> x_adv` for pixel images x ∈ [0, 1] (N, C, H, W) and labels y.
 
-    The model runs in eval mode during the attack and gets its modes back afterwards; the result
+    The model runs in eval mode (a zoo network also with channels_last weights) during the attack
+    and gets its modes (and weight tensors) back afterwards; the result
     is projected onto the ε-ball around x in the attack's norm (when ε is given) and clamped to
     [0, 1]. `queries` counts the images sent through the model.
     """
@@ -84,7 +111,7 @@ class Attack:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = x.detach()
-        with evaluating(self.model):
+        with evaluating(self.model), channels_last_weights(self.model):
             x_adv = self.perturb(x, y)
         return self.project(x, x_adv.detach())
 
