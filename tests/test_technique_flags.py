@@ -38,8 +38,8 @@ GROUPS = {
                      dict(optimizer="rmsprop", schedule="multistep", milestones=[1, 3], wd_mode="decoupled",
                           agc=0.01, ema=0.99, lr_scale_batch=256)),
     "plateau": (["--optimizer", "adam", "--lr", "0.001", "--schedule", "plateau", "--plateau-patience", "0",
-                 "--early-stop", "3"],
-                dict(optimizer="adam", schedule="plateau", plateau_patience=0, early_stop=3)),
+                 "--early-stop", "3", "--test-tta", "flip"],
+                dict(optimizer="adam", schedule="plateau", plateau_patience=0, early_stop=3, test_tta="flip")),
     "distillation": (["--teacher", "SOURCE", "--kd-temperature", "3", "--kd-alpha", "0.7"],
                      dict(teacher="SOURCE", kd_temperature=3.0, kd_alpha=0.7)),
     "feature extraction": (["--finetune", "SOURCE", "--freeze-backbone"], dict(finetune="SOURCE", freeze_backbone=True)),
@@ -102,3 +102,17 @@ def test_resume_with_ema_plateau_and_augmentations_is_exact(tmp_path):
     lrs = [[json.loads(line)["lr"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
            for run in ("whole", "halves")]
     assert lrs[0] == lrs[1]
+
+
+def test_final_test_accuracy_uses_the_asked_test_time_augmentation(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(out, "--test-tta", "flip")[0] == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_tta"] == "flip"
+    capsys.readouterr()
+    results = {}
+    for tta in ("flip", "none"):
+        assert main(["eval", str(out), "--tta", tta, "--json"]) == 0
+        results[tta] = json.loads(capsys.readouterr().out)["top1"]
+    assert summary["test_top1"] == results["flip"]
+    assert results["flip"] != results["none"]  # the flipped view changes the predictions of this network

@@ -5,6 +5,7 @@ import json
 
 from ..attacks.training import ADVERSARIAL_TRAINING
 from ..errors import UsageError
+from ..train.evaluate import TTA_MODES
 from ..train.recipes import apply_recipe, describe_recipes
 from ..train.trainer import OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -84,6 +85,8 @@ def add_commands(commands) -> None:
                    help="weight decay as L2 in the loss or decoupled (default: decoupled for adamw, else l2)")
     g.add_argument("--agc", type=float, metavar="λ", help="adaptive gradient clipping, unit-wise (NFNet; classifier excluded)")
     g.add_argument("--ema", type=float, metavar="DECAY", help="evaluate and save an exponential moving average of the weights")
+    g.add_argument("--test-tta", choices=TTA_MODES,
+                   help="test-time augmentation of the final test evaluation (default none; `eval --tta` likewise)")
     g.add_argument("--early-stop", type=int, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better val top-1; the best weights are kept")
     g = p.add_argument_group("augmentation")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..data.augment import Augmentation, pca_basis
 from ..errors import UsageError
+from .evaluate import TTA_MODES
 from .optim import WD_MODES
 
 PCA_SAMPLE = 10_000   # images whose pixels estimate the colour covariance
@@ -35,6 +36,8 @@ def validate_techniques(cfg) -> None:
     for option, value in (("--random-erasing", cfg.random_erasing), ("--kd-alpha", cfg.kd_alpha)):
         if not 0 <= value <= 1:
             fail(f"{option} is a probability/weight in [0, 1], got {value}")
+    if cfg.test_tta not in TTA_MODES:
+        fail(f"--test-tta {cfg.test_tta!r}: choose one of {', '.join(TTA_MODES)}")
     if cfg.ema is not None and not 0 < cfg.ema < 1:
         fail(f"--ema is a decay in (0, 1) such as 0.999, got {cfg.ema}")
     for option, value in (("--agc", cfg.agc), ("--lr-scale-batch", cfg.lr_scale_batch),

@@ -76,6 +76,7 @@ class TrainConfig:
     agc: float | None = None         # adaptive gradient clipping λ
     ema: float | None = None         # decay of the weight average used for evaluation
     early_stop: int | None = None    # epochs without a better val top-1 before stopping
+    test_tta: str = "none"           # test-time augmentation of the final test evaluation (evaluate.py)
     crop: int = 2
     flip: bool | None = None
     scale_jitter: str | None = None  # "SMIN,SMAX"
@@ -503,12 +504,12 @@ class Trainer:
             self.eval_model.load_state_dict(self.best_state)
         test = evaluate(self.eval_model, self.data.test, self.normalizer, batch_size=cfg.eval_batch_size,
                         device=self.device, channels_last=self.channels_last,
-                        num_classes=len(self.data.classes), rank=self.rank, world=self.world)
+                        num_classes=len(self.data.classes), rank=self.rank, world=self.world, tta=cfg.test_tta)
         summary = {"model": cfg.model, "data": cfg.data, "epochs": cfg.epochs,
                    "params": count_params(self.model),
                    "macs": count_macs(self.model, self.input_size),
                    "test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"],
-                   "test_n": test["n"], "test_per_class_top1": dict(zip(self.data.classes, test["per_class_top1"])),
+                   "test_n": test["n"], "test_tta": cfg.test_tta, "test_per_class_top1": dict(zip(self.data.classes, test["per_class_top1"])),
                    "train_seconds": round(self.train_seconds, 3),
                    "train_img_s": round(self.epoch * self.steps_per_epoch * cfg.batch_size / max(self.train_seconds, 1e-9), 1),
                    "best_epoch": self.best["epoch"], "best_val_top1": self.best["val_top1"],
