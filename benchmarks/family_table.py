@@ -3,9 +3,11 @@
 Budget: 1 epoch over 10 000 training images (a seeded subset of the training split),
 batch 128, the default recipe otherwise (Nesterov SGD, one-cycle at 0.1, label smoothing 0.1,
 crop + flip, bf16 autocast), each network in its documented small-input form at 28×28×1.
-Prints a Markdown table; this is a benchmark, not a test.
+Prints a Markdown table; this is a benchmark, not a test. The networks of 0.4–1.6 G MACs per
+28×28 image ran under a smaller stated budget (`--limit 3000 --val-size 1000 --test-limit 2000`).
 
-    .venv/bin/python benchmarks/family_table.py [--epochs 1] [--limit 10000] [MODEL ...]
+    .venv/bin/python benchmarks/family_table.py [--epochs 1] [--limit 10000] [--val-size 5000]
+        [--test-limit N] [MODEL ...]
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ def main() -> None:
     parser.add_argument("models", nargs="*", default=LINEAGE + MODERN)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--limit", type=int, default=10000)
+    parser.add_argument("--val-size", type=int, default=5000)
+    parser.add_argument("--test-limit", type=int, help="test on the first N test images (default: all 10 000)")
     args = parser.parse_args()
     print(f"| network | family | params | MACs (28×28) | test top-1 | training s |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -38,7 +42,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
             summary = train(model=name, data="fashion-mnist", epochs=args.epochs, batch_size=128, lr=0.1,
-                            train_limit=args.limit, quiet=True, out=out)
+                            train_limit=args.limit, val_size=args.val_size, test_limit=args.test_limit,
+                            quiet=True, out=out)
         print(f"| {name} | {get_entry(name).family} | {summary['params'] / 1e6:.2f} M | "
               f"{summary['macs'] / 1e6:.1f} M | {summary['test_top1']:.4f} | "
               f"{summary['train_seconds']:.0f} (wall {time.perf_counter() - started:.0f}) |", flush=True)

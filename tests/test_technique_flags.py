@@ -116,3 +116,10 @@ def test_final_test_accuracy_uses_the_asked_test_time_augmentation(tmp_path, cap
         results[tta] = json.loads(capsys.readouterr().out)["top1"]
     assert summary["test_top1"] == results["flip"]
     assert results["flip"] != results["none"]  # the flipped view changes the predictions of this network
+
+
+def test_test_limit_evaluates_the_first_n_test_images(tmp_path):
+    from visionzoo.data.datasets import load_data
+    assert train(tmp_path / "run", "--test-limit", "40")[0] == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["test_n"] == 40 < len(load_data("digits").test)

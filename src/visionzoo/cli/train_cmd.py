@@ -64,6 +64,7 @@ def add_commands(commands) -> None:
     g.add_argument("--download", action="store_true", default=None, help="fetch a missing data set")
     g.add_argument("--image-size", type=int, help="resize images to this square side")
     g.add_argument("--train-limit", type=int, metavar="N", help="train on a seeded subset of N images (quick experiments)")
+    g.add_argument("--test-limit", type=int, metavar="N", help="final test on the first N test images only (quick experiments)")
     g.add_argument("--val-size", type=float, help=f"validation images carved from train: count or fraction (default {d.val_size:g})")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help=f"default {d.epochs}")

@@ -57,6 +57,7 @@ class TrainConfig:
     image_size: int | None = None
     val_size: float = 5000
     train_limit: int | None = None
+    test_limit: int | None = None    # final test on the first N test images (quick experiments)
     epochs: int = 7
     batch_size: int = 256
     lr: float = 0.2
@@ -222,6 +223,8 @@ class Trainer:
         if cfg.train_limit and cfg.train_limit < len(self.data.train):
             subset = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(cfg.seed))
             self.data.train = self.data.train.take(subset[:cfg.train_limit])
+        if cfg.test_limit and cfg.test_limit < len(self.data.test):
+            self.data.test = self.data.test.take(torch.arange(cfg.test_limit))
         self.normalizer = Normalizer(self.data.mean, self.data.std)
         self.input_size = self.data.input_size
         self.model_kwargs = {"num_classes": len(self.data.classes), "in_chans": self.input_size[0],
