@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from visionzoo.registry import get_entry
-from visionzoo.train.trainer import train
+from visionzoo.train.trainer import NonFiniteLoss, train
 
 # Cheapest first; GoogLeNet keeps its full 28×28 grid through every module (1.1 G MACs).
 # Part I (the CNN lineage), then part II (efficient, attention, capsule, transformer, NF networks).
@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("models", nargs="*", default=LINEAGE + MODERN)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--limit", type=int, default=10000)
+    parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--val-size", type=int, default=5000)
     parser.add_argument("--test-limit", type=int, help="test on the first N test images (default: all 10 000)")
     args = parser.parse_args()
@@ -41,9 +42,13 @@ def main() -> None:
     for name in args.models:
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
-            summary = train(model=name, data="fashion-mnist", epochs=args.epochs, batch_size=128, lr=0.1,
-                            train_limit=args.limit, val_size=args.val_size, test_limit=args.test_limit,
-                            quiet=True, out=out)
+            try:
+                summary = train(model=name, data="fashion-mnist", epochs=args.epochs, batch_size=128, lr=args.lr,
+                                train_limit=args.limit, val_size=args.val_size, test_limit=args.test_limit,
+                                quiet=True, out=out)
+            except NonFiniteLoss as exc:  # a network that diverges at this rate is a result too
+                print(f"| {name} | {get_entry(name).family} | | | diverged: {exc} | |", flush=True)
+                continue
         print(f"| {name} | {get_entry(name).family} | {summary['params'] / 1e6:.2f} M | "
               f"{summary['macs'] / 1e6:.1f} M | {summary['test_top1']:.4f} | "
               f"{summary['train_seconds']:.0f} (wall {time.perf_counter() - started:.0f}) |", flush=True)
