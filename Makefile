@@ -1,4 +1,4 @@
-# make demo: fresh machine → .venv, dependencies, Fashion-MNIST, trains the default recipe, prints test accuracy
+# make demo: fresh machine → .venv, dependencies, Fashion-MNIST, trains the fmnist93 recipe (≥ 93 % in < 2 min), prints test accuracy
 # make test: fresh machine → .venv if missing, the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -28,7 +28,7 @@ data:
 	fi
 
 demo: install data
-	$(PY) -m visionzoo train --model resnet9_slim --data fashion-mnist --out runs/demo
+	$(PY) -m visionzoo train --recipe fmnist93 --out runs/demo
 
 test: install data
 	$(PY) -m pytest -q
