@@ -9,7 +9,7 @@ from torch import nn
 
 import visionzoo as vz
 from visionzoo.errors import UsageError
-from visionzoo.train.init import initialise, weighted_layers
+from visionzoo.train.init import initialise, patch_whitening, weighted_layers, whiten_first_conv
 from visionzoo.train.pretrain import pretrain_autoencoder
 
 
@@ -132,6 +132,28 @@ def test_lsuv_needs_a_batch_and_unknown_schemes_are_refused():
         initialise(mlp(), "lsuv")
     with pytest.raises(UsageError, match="choose one of"):
         initialise(mlp(), "glorot")
+
+
+def test_patch_whitening_decorrelates_the_patches_to_unit_variance():
+    batch = digit_batch(128)
+    filters = patch_whitening(batch, (3, 3), eps=0.0)
+    assert filters.shape == (18, 1, 3, 3)
+    torch.testing.assert_close(filters[9:], -filters[:9])
+    components = F.conv2d(batch.double(), filters[:9].double()).permute(0, 2, 3, 1).reshape(-1, 9)
+    torch.testing.assert_close(torch.cov(components.T), torch.eye(9, dtype=torch.float64), atol=1e-4, rtol=0)
+    raw = F.unfold(batch.double(), 3).transpose(1, 2).reshape(-1, 9)
+    assert (torch.cov(raw.T) - torch.eye(9, dtype=torch.float64)).abs().max() > 0.3  # pixels are correlated
+
+
+def test_whiten_first_conv_fills_and_freezes_only_the_first_convolution():
+    model = vz.create_model("resnet9", in_chans=1, widths=(24, 48, 96, 192))  # 24 channels: 18 filters, then 6 again
+    first, second = [m for m in model.modules() if isinstance(m, nn.Conv2d)][:2]
+    second_before = second.weight.clone()
+    whiten_first_conv(model, digit_batch(128))
+    filters = patch_whitening(digit_batch(128), (3, 3))
+    torch.testing.assert_close(first.weight, torch.cat([filters, filters[:6]]))
+    assert not first.weight.requires_grad and second.weight.requires_grad
+    torch.testing.assert_close(second.weight, second_before)
 
 
 def test_denoising_autoencoder_pretraining_lowers_every_layers_reconstruction_loss():

@@ -78,7 +78,7 @@ def test_flags_run_and_are_recorded(tmp_path, source_run, group):
     (["--optimizer", "adamw", "--wd-mode", "l2"], "adamw"), (["--schedule", "multistep"], "--milestones"),
     (["--milestones", "5,2", "--schedule", "multistep"], "--milestones"), (["--milestones", "a"], "--milestones"),
     (["--freeze-backbone"], "--finetune"), (["--kd-alpha", "2"], "--kd-alpha"), (["--early-stop", "0"], "--early-stop"),
-    (["--teacher", "/nonexistent"], "does not exist"), (["--finetune", "/nonexistent"], "does not exist"),
+    (["--whiten"], "no convolution"), (["--teacher", "/nonexistent"], "does not exist"), (["--finetune", "/nonexistent"], "does not exist"),
 ])
 def test_bad_values_exit_2_with_one_line(tmp_path, capsys, flags, message):
     assert main(["train", *QUICK, "--out", str(tmp_path / "bad"), *flags]) == 2
@@ -102,6 +102,24 @@ def test_resume_with_ema_plateau_and_augmentations_is_exact(tmp_path):
     lrs = [[json.loads(line)["lr"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
            for run in ("whole", "halves")]
     assert lrs[0] == lrs[1]
+
+
+def test_whitened_first_convolution_stays_fixed_through_training_and_resume(tmp_path):
+    from visionzoo.train.init import first_convolution
+    options = dict(model="lenet", data="digits", image_size=28, epochs=2, batch_size=64, train_limit=128, amp="off",
+                   quiet=True, whiten=True, out=str(tmp_path / "run"))
+    trainer = Trainer(TrainConfig(**options))
+    first = first_convolution(trainer.model)
+    whitened, second = first.weight.detach().clone(), trainer.model.features[3].weight.detach().clone()
+    assert not first.weight.requires_grad
+    trainer._write_start()
+    trainer.train_epoch()
+    trainer.end_epoch(0.0)
+    assert torch.equal(first.weight, whitened) and not torch.equal(trainer.model.features[3].weight, second)
+    resumed = Trainer(TrainConfig(quiet=True), resume=str(tmp_path / "run"))
+    assert not first_convolution(resumed.model).weight.requires_grad
+    resumed.run()
+    assert torch.equal(load_file(str(tmp_path / "run/model.safetensors"))["features.0.weight"], whitened)
 
 
 def test_final_test_accuracy_uses_the_asked_test_time_augmentation(tmp_path, capsys):

@@ -149,6 +149,9 @@ def _add_model_options(p, d: TrainConfig) -> None:
                         "lsuv (orthogonal, then unit output variance layer by layer on a data batch), "
                         "dirac (identity)")
     g.add_argument("--init-std", type=float, metavar="STD", help=f"σ of normal/uniform (default {d.init_std})")
+    g.add_argument("--whiten", action="store_true", default=None,
+                   help="set the first convolution to the whitening of the training images' patches "
+                        "(± the eigenvectors of their covariance / √eigenvalue) and freeze it")
     g.add_argument("--pretrain", choices=PRETRAINING,
                    help="autoencoder: greedy layer-wise auto-encoder pre-training on the unlabelled "
                         "training images, then supervised training (chain networks: lenet, vgg*, …)")

@@ -16,6 +16,14 @@
   C_out)), a linear layer is an identity matrix (Zagoruyko & Komodakis' DiracNets).
 - paper: the network's own initialisation, untouched.
 
+`whiten_first_conv` (`--whiten`) is a data-dependent initialisation of the first convolution only,
+as in the CIFAR-10 speed records (D. Page, "How to train your ResNet 8: bag of tricks", 2019;
+K. Jordan, airbench, 2024): with Σ = V Λ Vᵀ the covariance of the layer's k×k input patches over
+training images, its filters are the whitening transform's rows Λ^{-1/2} Vᵀ and their negatives
+(so that a ReLU after it keeps both signs of every component), in order of decreasing eigenvalue,
+repeated to fill the output channels. The layer's output components are then decorrelated with
+unit variance from the first step; it is frozen, so the optimiser leaves the whitening intact.
+
 Every scheme but `paper` sets biases to 0. Normalisation layers, embeddings and other parameters
 keep the network's own values.
 """
@@ -24,6 +32,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
@@ -32,11 +41,54 @@ INIT_SCHEMES = ("paper", "zero", "normal", "uniform", "xavier_normal", "xavier_u
                 "he_fan_out", "orthogonal", "lsuv", "dirac")
 LSUV_TOLERANCE = 0.1
 LSUV_MAX_ITERATIONS = 10
+WHITEN_EPS = 5e-4
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 def weighted_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, WEIGHTED) and isinstance(m.weight, nn.Parameter)]
+
+
+def first_convolution(model: nn.Module) -> nn.Conv2d:
+    for layer in model.modules():
+        if isinstance(layer, nn.Conv2d):
+            return layer
+    raise UsageError(f"--whiten: {type(model).__name__} has no convolution to whiten")
+
+
+@torch.no_grad()
+def patch_whitening(images: torch.Tensor, kernel_size: tuple[int, int], eps: float = WHITEN_EPS) -> torch.Tensor:
+    """The (2·d, C, kh, kw) filters [Λ^{-1/2} Vᵀ; −Λ^{-1/2} Vᵀ] of the patches of `images` (N, C, H, W),
+    d = C·kh·kw, rows in order of decreasing eigenvalue."""
+    channels = images.shape[1]
+    dim = channels * kernel_size[0] * kernel_size[1]
+    total, outer, count = torch.zeros(dim, dtype=torch.float64), torch.zeros(dim, dim, dtype=torch.float64), 0
+    for chunk in images.split(64):  # bounded memory for large images
+        patches = F.unfold(chunk.double(), kernel_size).transpose(1, 2).reshape(-1, dim).cpu()
+        total += patches.sum(0)
+        outer += patches.T @ patches
+        count += len(patches)
+    mean = total / count
+    eigenvalues, eigenvectors = torch.linalg.eigh(outer / count - torch.outer(mean, mean))
+    order = eigenvalues.argsort(descending=True)
+    filters = eigenvectors[:, order].T / (eigenvalues[order].clamp(min=0) + eps).sqrt()[:, None]
+    return torch.cat([filters, -filters]).reshape(-1, channels, *kernel_size).float()
+
+
+@torch.no_grad()
+def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = WHITEN_EPS) -> nn.Conv2d:
+    """Set the first convolution's filters to the patch whitening of `images` (normalised input
+    images), repeated to fill its output channels, and freeze them; returns the layer."""
+    conv = first_convolution(model)
+    if conv.groups != 1:
+        raise UsageError("--whiten: the first convolution is grouped; whitening needs a dense one")
+    filters = patch_whitening(images.to(conv.weight.device), conv.kernel_size, eps)
+    repeats = -(-conv.out_channels // len(filters))
+    conv.weight.copy_(filters.repeat(repeats, 1, 1, 1)[:conv.out_channels])
+    if conv.bias is not None:
+        conv.bias.zero_()
+    conv.weight.requires_grad_(False)
+    return conv
 
 
 def rectifier_slope(model: nn.Module) -> float:

@@ -1,7 +1,8 @@
 """The `visionzoo train` options that change the network itself, applied to a freshly built model.
 
 Order: the architecture variants (`--act`, `--norm` swap, `--pool`, `--drop-connect`,
-`--drop-block`), then the initialisation (`--init`, LSUV on a data batch), unsupervised
+`--drop-block`), then the initialisation (`--init`, LSUV on a data batch; `--whiten`, the first
+convolution set to the training patches' whitening and frozen, train/init.py), unsupervised
 pre-training (`--pretrain`), and last the classifier dropout hook and the weight
 reparametrisations (`--norm weight|spectral`: they wrap the weights `--init` has set).
 `--drop-path` is the builders' own ``drop_path_rate`` (stochastic depth, layers/drop.py).
@@ -24,13 +25,14 @@ from ..layers.activation import ACTIVATIONS, add_maxout, swap_activation
 from ..layers.drop import add_drop_block, add_drop_connect, set_dropout
 from ..layers.norm import NORMS, WEIGHT_NORMS, has_feature_norm, reparametrise_weights, swap_norm
 from ..layers.pooling import swap_max_pool
-from .init import INIT_SCHEMES, WEIGHTED, initialise
+from .init import INIT_SCHEMES, WEIGHTED, first_convolution, initialise, whiten_first_conv
 from .pretrain import pretrain_autoencoder
 
 PRETRAINING = ("none", "autoencoder")
 POOLING = ("stochastic",)
 STRUCTURE_FIELDS = ("act", "maxout_k", "norm", "pool", "dropout", "drop_connect", "drop_block")
 LSUV_BATCH = 256
+WHITEN_IMAGES = 1024
 
 
 def parse_drop_block(value) -> list | None:
@@ -141,6 +143,11 @@ def apply_model_options(model: nn.Module, cfg, *, data, normalizer, device, resu
         batch = next(_image_batches(data.train, normalizer, LSUV_BATCH, cfg.seed, device)) \
             if cfg.init == "lsuv" else None
         initialise(model, cfg.init, cfg.init_std, batch)
+    if getattr(cfg, "whiten", False):  # after --init, which would overwrite it; frozen on resume too
+        if resume:
+            first_convolution(model).weight.requires_grad_(False)
+        else:
+            whiten_first_conv(model, next(_image_batches(data.train, normalizer, WHITEN_IMAGES, cfg.seed, device)))
     if not resume and cfg.pretrain == "autoencoder":
         epochs = itertools.count()  # a fresh shuffle for every pass over the images
         report = pretrain_autoencoder(

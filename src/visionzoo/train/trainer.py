@@ -97,6 +97,7 @@ class TrainConfig:
     # The network itself (model_options.py): initialisation, normalisation, activations, regularisers.
     init: str = "paper"
     init_std: float = 0.01
+    whiten: bool = False             # first convolution := patch whitening of the training images, frozen
     pretrain: str = "none"
     pretrain_epochs: int = 1
     pretrain_noise: float = 0.0
