@@ -17,7 +17,7 @@ def test_every_recipe_is_a_valid_train_config(name):
 
 def test_explicit_options_win_and_a_recipe_s_widths_stay_with_its_model():
     merged = apply_recipe("fmnist95", {"epochs": 1, "model_args": {}})
-    assert merged["epochs"] == 1 and merged["model_args"] == {"widths": [32, 64, 128, 256]}
+    assert merged["epochs"] == 1 and merged["model_args"] == {"widths": [24, 48, 96, 192]}
     assert merged["lr"] == RECIPES["fmnist95"].values["lr"]
     other_model = apply_recipe("fmnist95", {"model": "lenet", "model_args": {}})
     assert other_model["model"] == "lenet" and other_model["model_args"] == {}
@@ -25,13 +25,13 @@ def test_explicit_options_win_and_a_recipe_s_widths_stay_with_its_model():
 
 def test_recipe_is_recorded_in_config_json(tmp_path):
     out = tmp_path / "run"
-    argv = ["train", "--recipe", "fmnist94", "--data", "fake", "--epochs", "1", "--batch-size", "16",
+    argv = ["train", "--recipe", "fmnist95", "--data", "fake", "--epochs", "1", "--batch-size", "16",
             "--model-arg", "widths=[4,4,8,8]", "--train-limit", "64", "--val-size", "16", "--quiet", "--out", str(out)]
     assert main(argv) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["recipe"] == "fmnist94" and config["model"] == "resnet9"
+    assert config["recipe"] == "fmnist95" and config["model"] == "resnet9"
     assert config["epochs"] == 1 and config["batch_size"] == 16 and config["model_args"] == {"widths": [4, 4, 8, 8]}
-    assert config["label_smoothing"] == RECIPES["fmnist94"].values["label_smoothing"]
+    assert config["label_smoothing"] == RECIPES["fmnist95"].values["label_smoothing"]
 
 
 def test_list_prints_every_recipe_and_an_unknown_name_is_exit_2(capsys):
