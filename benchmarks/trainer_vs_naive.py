@@ -1,6 +1,6 @@
 """Our trainer's fast path against the loop of a PyTorch tutorial (issue 6, item 3).
 
-Both train `resnet9_slim` on the same N Fashion-MNIST images for one epoch with the default
+Both train the same network (default `resnet9_slim`; `--model`, `--model-args`) on the same N Fashion-MNIST images for one epoch with the default
 recipe's optimiser (Nesterov SGD, one-cycle, label smoothing 0.1) and augmentation (random crop
 with padding 2, horizontal flip):
 
@@ -15,10 +15,12 @@ a core). The two alternate for `--rounds` rounds so that the load falls on both;
 each round is printed, then the median.
 
     .venv/bin/python benchmarks/trainer_vs_naive.py [--images 10000] [--rounds 2] [--batch-size 256] [--threads N]
+        [--model resnet9 --model-args '{"widths": [24, 48, 96, 192]}']
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -30,9 +32,6 @@ from torchvision import transforms
 from visionzoo.data.datasets import load_data
 from visionzoo.registry import create_model
 from visionzoo.train.trainer import Trainer, TrainConfig, build_optimizer
-
-MODEL = "resnet9_slim"
-
 
 class PerSampleImages(Dataset):
     """What a tutorial writes: one normalised float image per item, augmented one at a time."""
@@ -51,7 +50,7 @@ class PerSampleImages(Dataset):
 
 def naive_epoch(cfg: TrainConfig, dataset: Dataset) -> tuple[float, float, int]:
     torch.manual_seed(cfg.seed)
-    model = create_model(MODEL, num_classes=10, in_chans=1, image_size=28)
+    model = create_model(cfg.model, num_classes=10, in_chans=1, image_size=28, **cfg.model_args)
     optimizer = build_optimizer(model, cfg)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=len(loader))
@@ -82,10 +81,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, help="torch threads (default: one per core)")
+    parser.add_argument("--model", default="resnet9_slim")
+    parser.add_argument("--model-args", type=json.loads, default={}, help="builder arguments as JSON")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = TrainConfig(model=MODEL, epochs=1, batch_size=args.batch_size, train_limit=args.images,
+    cfg = TrainConfig(model=args.model, model_args=args.model_args, epochs=1, batch_size=args.batch_size, train_limit=args.images,
                       val_size=1000, quiet=True)
     data = load_data(cfg.data, val_size=cfg.val_size, seed=cfg.seed)
     subset = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(cfg.seed))[:args.images]
@@ -102,7 +103,7 @@ def main() -> None:
               f"by CPU time {ours_seen / ours_cpu:.0f} vs {naive_seen / naive_cpu:.0f} img/CPU-s, "
               f"ratio {cpu_ratios[-1]:.2f}", flush=True)
     print(f"median ratio ours/naive over {args.rounds} rounds: {statistics.median(ratios):.2f} "
-          f"(by CPU time {statistics.median(cpu_ratios):.2f}; {args.images} images, batch {args.batch_size}, "
+          f"(by CPU time {statistics.median(cpu_ratios):.2f}; {args.model} {args.model_args or ''}, {args.images} images, batch {args.batch_size}, "
           f"{torch.get_num_threads()} threads)")
 
 

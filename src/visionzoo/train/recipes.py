@@ -4,17 +4,18 @@ A recipe is a documented set of `TrainConfig` values aimed at a Fashion-MNIST te
 wall-time budget on a 2-core CPU (issue 6: fmnist93 ≥ 93 % in ≤ 2 min, fmnist94 ≥ 94 % in ≤ 5 min,
 fmnist95 ≥ 95 % in ≤ 30 min). They follow the CIFAR-10 speed records of D. Page, "How to train
 your ResNet" (2018): the ResNet-9 of his post 4 (prep conv, three stages with two residual
-blocks, max-pooling, a scaled linear head), one-cycle learning rate with Nesterov SGD, label
-smoothing (Szegedy et al. 2016, eq. of §7), random crop and flip applied batch-wise. The
-recipes differ in the network's width and the number of epochs; widths are chosen so that one
-epoch's cost (≈ MACs × 55 000 × 3) fits the budget at the trainer's measured rate. At a fixed
-budget of a few minutes a narrow network trained longer beat a wider one trained shorter
-(resnet9_slim for 12 epochs 0.944, 3/8 width for 6 epochs 0.938, same time). The longer recipes
-whiten the first convolution's input patches and freeze it (Page's "bag of tricks", airbench),
-which made the early epochs markedly better (validation 0.872 vs 0.850 after one epoch). In a budget of a
-few epochs random crops cost more accuracy than they add (as in the techniques ablation), so the
-short recipe keeps only flips, and it averages the test predictions over the image and its mirror
-(flip TTA, as in the CIFAR-10 speed records).
+blocks, max-pooling, a linear head), one-cycle learning rate with Nesterov SGD, label
+smoothing (Szegedy et al. 2016, eq. of §7), random crop and flip applied batch-wise.
+
+The recipes differ in the network's width, the number of epochs and the augmentation; widths are
+chosen so that one epoch's cost (≈ MACs × 55 000 × 3) fits the budget at the trainer's measured
+rate. At a budget of a few minutes a narrow network trained longer beat a wider one trained
+shorter (resnet9_slim for 12 epochs 0.944, 3/8 width for 6 epochs 0.938, same time), and random
+crops cost more accuracy than they added (as in the techniques ablation), so the short recipes
+keep only flips; the 30-minute one crops as well. The longer recipes whiten the first
+convolution's input patches and freeze it (`--whiten`: Page's "bag of tricks", 2019; airbench),
+which made the early epochs markedly better (validation 0.872 vs 0.850 after one epoch). All
+average the test predictions over the image and its mirror (flip TTA, as in the speed records).
 
 The values are applied first; options given explicitly on the command line win. A recipe's
 `model_args` (the widths) belong to its model and are dropped when `--model` names another one.
