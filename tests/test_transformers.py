@@ -210,7 +210,7 @@ def test_convnext_tiny_matches_torchvision_on_small_images():
 def test_scaled_ws_rows_have_zero_mean_and_variance_one_over_fan_in():
     """Ŵ_ij = γ (W_ij − μ_i) / (√N σ_i): per output unit mean 0, variance γ²/N (g = 1)."""
     torch.manual_seed(0)
-    conv = ScaledStdConv2d(16, 32, 3, gamma=RELU_GAIN, eps=0.0)
+    conv = ScaledStdConv2d(16, 32, 3, gamma=RELU_GAIN, eps=1e-12)  # ε > 0 is required; 1e-12 vanishes next to σ² = 4
     nn.init.normal_(conv.weight, mean=0.3, std=2.0)
     rows = conv.standardized_weight().flatten(1) / RELU_GAIN
     fan_in = 16 * 9
@@ -219,6 +219,26 @@ def test_scaled_ws_rows_have_zero_mean_and_variance_one_over_fan_in():
     nn.init.uniform_(conv.gain, 0.5, 2.0)   # the learnable gain g scales each unit's row
     scaled = conv.standardized_weight().flatten(1) / RELU_GAIN
     torch.testing.assert_close(scaled, rows * conv.gain.flatten(1))
+
+
+def test_scaled_ws_equals_eq_3_with_its_gradients_for_a_channels_last_grouped_conv():
+    """The fused computation gives Eq. 3 and its gradients w.r.t. W and g, as float64 autograd does."""
+    torch.manual_seed(0)
+    conv = ScaledStdConv2d(8, 12, 3, groups=2, gamma=GELU_GAIN).to(memory_format=torch.channels_last)
+    nn.init.normal_(conv.weight, mean=-0.2, std=0.5)
+    nn.init.uniform_(conv.gain, 0.5, 2.0)
+    upstream = torch.randn(conv.weight.shape)
+    (conv.standardized_weight() * upstream).sum().backward()
+
+    w = conv.weight.detach().double().requires_grad_(True)
+    g = conv.gain.detach().double().requires_grad_(True)
+    rows = w.flatten(1)
+    var, mean = torch.var_mean(rows, dim=1, unbiased=False, keepdim=True)
+    expected = (GELU_GAIN * g.flatten(1) * (rows - mean) / torch.sqrt(rows.shape[1] * (var + conv.eps))).view_as(w)
+    (expected * upstream.double()).sum().backward()
+    torch.testing.assert_close(conv.standardized_weight().double(), expected.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(conv.weight.grad.double(), w.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(conv.gain.grad.double(), g.grad, rtol=1e-4, atol=1e-5)
 
 
 def test_gamma_makes_the_activation_unit_variance():
