@@ -43,13 +43,13 @@ def smoothed(errors: list[float], window: int) -> list[float]:
                   "(six on CIFAR-10) than the same network with tanh units (AlexNet Fig. 1)")
 def relu_vs_tanh(ctx: Context) -> Outcome:
     bundle, train, normalizer = budget_data(ctx, ctx.pick(256, 6000, None))
-    epochs, window, width = ctx.pick(1, 2, 10), ctx.pick(2, 20, 50), ctx.pick(8, 16, 32)
-    target = ctx.pick(0.75, 0.2, 0.12)  # the training error both are asked to reach
+    epochs, window, width = ctx.pick(1, 2, 3), ctx.pick(2, 20, 50), ctx.pick(8, 16, 16)
+    target = ctx.pick(0.75, 0.2, 0.15)  # the training error both are asked to reach
     channels, side = bundle.input_size[0], bundle.input_size[-1]
     curves, table = {}, []
     for name, act in ACTIVATIONS.items():
         best = None
-        for lr in ctx.pick((0.05,), (0.01, 0.05), (0.005, 0.01, 0.05)):
+        for lr in ctx.pick((0.05,), (0.01, 0.05), (0.01, 0.05)):
             torch.manual_seed(ctx.seed)
             net = four_layer_cnn(act, channels, side, len(bundle.classes), width)
             steps: list = []

@@ -17,7 +17,7 @@ from ..attacks.base import Normalized, evaluating
 from ..attacks.gradient import FGSM, RandomNoise
 from ..attacks.report import run_attack
 from .base import Context, Outcome, experiment, verdict
-from .common import figure, save_figure, train_registered
+from .common import figure, precision_note, save_figure, train_registered
 
 EPSILONS = (0.0, 0.05, 0.1, 0.2, 0.3)
 TRANSFER_EPS = 0.1
@@ -37,7 +37,7 @@ def _accuracy(model, images, labels) -> float:
                   "and adversarial examples transfer to another network far better than noise of the same size")
 def adversarial(ctx: Context) -> Outcome:
     # LeNet needs at least 28×28: the smoke budget's 8×8 digits are resized.
-    settings = dict(train_limit=ctx.pick(64, 10000, None), epochs=ctx.pick(1, 2, 10), batch_size=64, lr=0.05,
+    settings = dict(train_limit=ctx.pick(64, 10000, None), epochs=ctx.pick(1, 2, 4), batch_size=64, lr=0.05,
                     optimizer="sgd", schedule="cosine", image_size=ctx.pick(28, None, None))
     trained = {}
     for run, extra in (("standard", {}), ("fgsm-trained", {"adv": "fgsm", "adv_eps": 0.1}),
@@ -87,6 +87,6 @@ def adversarial(ctx: Context) -> Outcome:
         f"than noise (by > 0.02): {transfers}.",
         f"{trainer.data.name}, {len(trainer.data.train)} training images, {settings['epochs']} epoch(s), SGD lr 0.05 "
         f"cosine, batch 64, no augmentation; FGSM training at ε = 0.1 with α = 0.5 (Goodfellow's J̃); FGSM from "
-        f"visionzoo.attacks on {len(labels)} test images in pixel space [0, 1].",
+        f"visionzoo.attacks on {len(labels)} test images in pixel space [0, 1]{precision_note(ctx)}.",
         {"epsilons": list(EPSILONS), "accuracy": curves, "transfer": transfer},
         [save_figure(fig, ctx, "adversarial.png")], table)

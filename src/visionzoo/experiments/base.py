@@ -3,8 +3,9 @@
 An experiment has a name, the claim it tests, the section of the notes it comes from (file and
 heading) and a `run(ctx) -> Outcome`. The budget picks its size: `smoke` checks the machinery in a
 few seconds, `quick` is enough to see the effect on a 2-core CPU (≤ 3 min), `full` is the serious
-version. The verdict — held, did not hold, inconclusive — is computed from the data by the
-experiment itself; `visionzoo reproduce` only writes it down (see report.py).
+version sized for the same CPU (tens of thousands of images, several epochs: 3–20 min each). The
+verdict — held, did not hold, inconclusive — is computed from the data by the experiment itself;
+`visionzoo reproduce` only writes it down (see report.py).
 """
 from __future__ import annotations
 

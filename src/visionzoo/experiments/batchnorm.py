@@ -47,7 +47,7 @@ def batch_norm(ctx: Context) -> Outcome:
     c, h, w = bundle.input_size
     base_lr = 0.01
     rates = ctx.pick((base_lr, 25 * base_lr), (base_lr, 5 * base_lr, 25 * base_lr), (base_lr, 5 * base_lr, 25 * base_lr))
-    epochs = ctx.pick(1, 3, 20)
+    epochs = ctx.pick(1, 3, 15)
     table, curves, percentiles = [], {}, {}
     for lr in rates:
         for use_bn in (False, True):

@@ -49,8 +49,8 @@ def reliability(confidence: torch.Tensor, correct: torch.Tensor, bins: int = BIN
             claim="label smoothing keeps the network from becoming over-confident: lower mean confidence "
                   "and a lower expected calibration error than training on one-hot targets")
 def label_smoothing(ctx: Context) -> Outcome:
-    bundle, train, normalizer = budget_data(ctx, ctx.pick(256, 3000, None))
-    epochs, width = ctx.pick(1, 6, 30), ctx.pick(8, 16, 32)
+    bundle, train, normalizer = budget_data(ctx, ctx.pick(256, 3000, 20000))
+    epochs, width = ctx.pick(1, 6, 10), ctx.pick(8, 16, 24)
     test = bundle.test
     results, diagrams = [], {}
     for eps in (0.0, 0.1):

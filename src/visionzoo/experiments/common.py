@@ -85,18 +85,29 @@ def fit(model, train, normalizer, *, epochs: int, lr: float, seed: int, batch_si
     return history
 
 
+def trainer_amp(ctx: Context) -> str:
+    return ctx.pick("off", "off", "auto")
+
+
+def precision_note(ctx: Context) -> str:
+    """The setup text's words for the precision `train_registered` trains in at this budget."""
+    return "; mixed precision (--amp auto: bf16 autocast where the CPU has it)" if trainer_amp(ctx) == "auto" else "; fp32"
+
+
 def train_registered(ctx: Context, model: str, run_name: str, **settings):
     """Train a registered network with the Trainer; returns the summary and the Trainer (its
     `history` holds the per-epoch records, `model` the best weights, `normalizer` the input scaling).
 
     Settings override TrainConfig; the defaults here drop augmentation and label smoothing so the
-    runs measure the network. Quick and full runs keep their run directory in out/runs/RUN_NAME
-    (checkpoints, curves); smoke runs write nothing, the Trainer's plots would dominate their time.
+    runs measure the network. Full runs use the Trainer's own mixed precision (`amp="auto"`: bf16
+    autocast on CPUs that have it, CUDA) to afford their size; smoke and quick runs stay in fp32.
+    Quick and full runs keep their run directory in out/runs/RUN_NAME (checkpoints, curves); smoke
+    runs write nothing, the Trainer's plots would dominate their time.
     """
     from ..train.trainer import TrainConfig, Trainer
     spec = data_spec(ctx)
     cfg = TrainConfig(model=model, data=spec, quiet=True, seed=ctx.seed, crop=0, flip=False, label_smoothing=0.0,
-                      amp="off", val_size=ctx.pick(64, 5000, 5000),
+                      amp=trainer_amp(ctx), val_size=ctx.pick(64, 5000, 5000),
                       out=None if ctx.budget == "smoke" else str(ctx.out / "runs" / run_name))
     trainer = Trainer(dataclasses.replace(cfg, **settings))
     return trainer.run(), trainer

@@ -15,7 +15,7 @@ from ..compress.prune import prune, resolve_targets
 from ..compress.quantize import share_weights
 from ..train.evaluate import evaluate
 from .base import Context, Outcome, experiment, verdict
-from .common import figure, save_figure, train_registered
+from .common import figure, precision_note, save_figure, train_registered
 
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 BITS = (8, 6, 5, 4, 3, 2, 1)
@@ -26,7 +26,7 @@ BITS = (8, 6, 5, 4, 3, 2, 1)
                   "than a point of accuracy lost and no retraining; accuracy collapses at extreme sparsity")
 def compression(ctx: Context) -> Outcome:
     summary, trainer = train_registered(ctx, "lenet", "lenet", train_limit=ctx.pick(64, 10000, None),
-                                        epochs=ctx.pick(1, 3, 15), batch_size=64, lr=0.05, optimizer="sgd",
+                                        epochs=ctx.pick(1, 3, 6), batch_size=64, lr=0.05, optimizer="sgd",
                                         schedule="cosine", image_size=ctx.pick(28, None, None))
     test = trainer.data.test
 
@@ -62,5 +62,5 @@ def compression(ctx: Context) -> Outcome:
         + "; shared " + ", ".join(f"{b} bits {a:.4f}" for b, a in shared.items()) + ".",
         f"lenet trained by the Trainer ({trainer.data.name}, {len(trainer.data.train)} images, {trainer.cfg.epochs} "
         f"epoch(s), SGD lr 0.05 cosine); every Conv/Linear layer pruned to the same sparsity, or k-means (linear "
-        f"init) shared to 2^b values; {summary['test_n']} test images, no retraining.",
+        f"init) shared to 2^b values; {summary['test_n']} test images, no retraining{precision_note(ctx)}.",
         {"pruned": pruned, "shared": shared}, [save_figure(fig, ctx, "compression.png")], table)

@@ -10,7 +10,7 @@ training error (as measured while training, the paper's thin curves).
 from __future__ import annotations
 
 from .base import Context, Outcome, experiment, verdict
-from .common import figure, save_figure, train_registered
+from .common import figure, precision_note, save_figure, train_registered
 
 NETWORKS = ("plain20_cifar", "plain56_cifar", "resnet20_cifar", "resnet56_cifar")
 
@@ -19,7 +19,7 @@ NETWORKS = ("plain20_cifar", "plain56_cifar", "resnet20_cifar", "resnet56_cifar"
             claim="the 56-layer plain net has a higher training error than the 20-layer plain net; "
                   "the 56-layer residual net does not (ResNet Fig. 1/6)")
 def degradation(ctx: Context) -> Outcome:
-    settings = dict(train_limit=ctx.pick(64, 1500, None), epochs=ctx.pick(1, 3, 30),
+    settings = dict(train_limit=ctx.pick(64, 1500, 12000), epochs=ctx.pick(1, 3, 10),
                     image_size=ctx.pick(None, 14, None), batch_size=ctx.pick(32, 64, 128),
                     lr=0.1, optimizer="sgd", weight_decay=1e-4, schedule="cosine")
     runs = {}
@@ -49,5 +49,5 @@ def degradation(ctx: Context) -> Outcome:
         f"({plain_gap:+.3f}); residual {final['resnet20_cifar']:.3f} → {final['resnet56_cifar']:.3f} ({residual_gap:+.3f}).",
         f"{', '.join(NETWORKS)} trained by the Trainer: SGD momentum 0.9, lr 0.1 cosine, weight decay 1e-4, no "
         f"augmentation, no label smoothing, {settings['epochs']} epoch(s), batch {settings['batch_size']}, "
-        f"{settings['train_limit'] or 'all'} training images{' at 14×14' if settings['image_size'] else ''}; seed {ctx.seed}.",
+        f"{settings['train_limit'] or 'all'} training images{' at 14×14' if settings['image_size'] else ''}{precision_note(ctx)}; seed {ctx.seed}.",
         {"settings": settings, "runs": runs}, [save_figure(fig, ctx, "degradation.png")], table)

@@ -49,7 +49,7 @@ def dropout_ensemble(ctx: Context) -> Outcome:
     samples = ctx.pick([1, 2, 5], [1, 2, 5, 10, 20, 50, 100], [1, 2, 5, 10, 20, 50, 100, 200])
     torch.manual_seed(ctx.seed)
     net = mlp(c * h * w, len(bundle.classes), ctx.pick(64, 512, 1024), 0.5)
-    fit(net, train, normalizer, epochs=ctx.pick(1, 5, 30), lr=0.05, seed=ctx.seed, device=ctx.device)
+    fit(net, train, normalizer, epochs=ctx.pick(1, 5, 10), lr=0.05, seed=ctx.seed, device=ctx.device)
     # Each image is seen max(samples) times: the quick budget scores a seeded share of the test set.
     test = bundle.test if ctx.budget != "smoke" else bundle.val
     test = test.take(torch.randperm(len(test), generator=torch.Generator().manual_seed(ctx.seed))[:ctx.pick(None, 2000, None)])

@@ -77,8 +77,8 @@ def efficiency(ctx: Context) -> Outcome:
     ratio_ok = all(abs(r["macs_vs_standard"] - (1 / int(r["M→N"].split("→")[1]) + 1 / k ** 2)) < 1e-9
                    for r in separable)
 
-    bundle, train, normalizer = budget_data(ctx, ctx.pick(300, 3000, None))
-    epochs, width = ctx.pick(1, 3, 10), ctx.pick(8, 16, 32)
+    bundle, train, normalizer = budget_data(ctx, ctx.pick(300, 3000, 15000))
+    epochs, width = ctx.pick(1, 3, 5), ctx.pick(8, 16, 16)
     accuracy = []
     for kind in KINDS:
         torch.manual_seed(ctx.seed)

@@ -51,9 +51,9 @@ def signal_profile(net: nn.Sequential, x: torch.Tensor, labels: torch.Tensor) ->
             claim="small random weights make activations and gradients vanish with depth and zero weights never "
                   "break symmetry, while Xavier (tanh), He (ReLU), orthogonal and LSUV keep a steady signal and train")
 def initialisation(ctx: Context) -> Outcome:
-    bundle, train, normalizer = budget_data(ctx, ctx.pick(128, 5000, None))
+    bundle, train, normalizer = budget_data(ctx, ctx.pick(128, 5000, 20000))
     c, h, w = bundle.input_size
-    depth, width, epochs = ctx.pick(6, 10, 20), ctx.pick(32, 256, 512), ctx.pick(1, 2, 10)
+    depth, width, epochs = ctx.pick(6, 10, 20), ctx.pick(32, 256, 256), ctx.pick(1, 2, 3)
     images, labels = train.fetch(torch.arange(min(256, len(train))))
     x = normalizer(images)
     table, profiles = [], {}

@@ -35,8 +35,8 @@ def nin_variant(head: str, in_chans: int, side: int, classes: int, width: int) -
             claim="mlpconv + global average pooling has a lower test error than mlpconv + FC, "
                   "with or without dropout (NiN Table 5: 10.41 % vs 10.88 % vs 11.59 %)")
 def global_average_pooling(ctx: Context) -> Outcome:
-    bundle, train, normalizer = budget_data(ctx, ctx.pick(128, 4000, None))
-    epochs, width = ctx.pick(1, 3, 20), ctx.pick(8, 24, 64)
+    bundle, train, normalizer = budget_data(ctx, ctx.pick(128, 4000, 15000))
+    epochs, width = ctx.pick(1, 3, 8), ctx.pick(8, 24, 24)
     side = bundle.input_size[-1]
     table, curves = [], {}
     for head in PUBLISHED:

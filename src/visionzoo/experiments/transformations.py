@@ -24,7 +24,7 @@ from .. import registry
 from ..attacks.base import evaluating
 from ..data.loader import eval_batches
 from .base import Context, Outcome, experiment, verdict
-from .common import budget_data, figure, fit, save_figure, train_registered
+from .common import budget_data, figure, fit, precision_note, save_figure, train_registered
 
 
 def distort(images: torch.Tensor, generator: torch.Generator, *, degrees: float = 0.0, shift: float = 0.0,
@@ -64,8 +64,9 @@ def distorted_accuracy(model: nn.Module, split, normalizer, seed: int, device, l
                   "scaled images than the same CNN without it (ST-CNN Table 1)")
 def stn_translation(ctx: Context) -> Outcome:
     # The ST-CNN's 9×9 and 7×7 convolutions need 28×28: the smoke budget's 8×8 digits are resized.
-    bundle, train, normalizer = budget_data(ctx, ctx.pick(128, 6000, None), image_size=ctx.pick(28, None, None))
+    bundle, train, normalizer = budget_data(ctx, ctx.pick(128, 6000, 20000), image_size=ctx.pick(28, None, None))
     training = dict(degrees=45.0, shift=4.0, scale=0.2)  # the paper's RTS-style training distortion
+    epochs = ctx.pick(1, 3, 8)
     networks = {}
     for name in ("CNN", "ST-CNN"):
         torch.manual_seed(ctx.seed)
@@ -73,7 +74,7 @@ def stn_translation(ctx: Context) -> Outcome:
                                     image_size=bundle.input_size[-1])
         if name == "CNN":
             net.transformer = nn.Identity()
-        fit(net, train, normalizer, epochs=ctx.pick(1, 3, 20), lr=0.01, seed=ctx.seed, batch_size=64,
+        fit(net, train, normalizer, epochs=epochs, lr=0.01, seed=ctx.seed, batch_size=64,
             device=ctx.device, augment=lambda images, g: distort(images, g, **training))
         networks[name] = net
     levels = [dict(degrees=d, shift=s, scale=z) for d, s, z in ((0, 0, 0), (15, 2, 0.1), (30, 3, 0.15), (45, 4, 0.2),
@@ -97,7 +98,7 @@ def stn_translation(ctx: Context) -> Outcome:
         + f". Mean gain of the transformer on distorted images {gain:+.4f} (|gain| < 0.005 reads as inconclusive).",
         f"{bundle.name}, {len(train)} training images randomly rotated ±45°, shifted ±4 px, scaled ×(1±0.2); stn_cnn "
         f"and the same network with its transformer replaced by the identity, same seed, SGD momentum 0.9 lr 0.01, "
-        f"batch 64, {ctx.pick(1, 3, 20)} epoch(s); {limit} test images per distortion level.",
+        f"batch 64, {epochs} epoch(s); {limit} test images per distortion level.",
         {"levels": levels, "accuracy": table, "mean_gain": gain}, [save_figure(fig, ctx, "stn-translation.png")], table)
 
 
@@ -108,7 +109,7 @@ AFFINE_TEST = dict(degrees=20.0, shift=3.0, scale=0.2)
             claim="trained with 2-pixel shifts only, CapsNet keeps more of its accuracy on affinely transformed "
                   "digits than a CNN (CapsNet §5.2: 79 % vs 66 % on affNIST)")
 def capsules_vs_cnn(ctx: Context) -> Outcome:
-    settings = dict(train_limit=ctx.pick(64, 3000, None), epochs=ctx.pick(1, 2, 15), batch_size=ctx.pick(32, 64, 128),
+    settings = dict(train_limit=ctx.pick(64, 3000, 10000), epochs=ctx.pick(1, 2, 5), batch_size=ctx.pick(32, 64, 128),
                     lr=ctx.pick(1e-3, 1e-3, 1e-3), optimizer="adamw", weight_decay=0.0, schedule="cosine", crop=2,
                     image_size=ctx.pick(18, None, None))  # smoke: the smallest side CapsNet takes
     limit = ctx.pick(64, 2000, 10000)
@@ -135,6 +136,6 @@ def capsules_vs_cnn(ctx: Context) -> Outcome:
         f"fraction under 1 point read as inconclusive.",
         f"Trainer: {settings['train_limit'] or 'all'} training images, {settings['epochs']} epoch(s), AdamW lr 1e-3 "
         f"cosine, random 2-pixel crops (the paper's shifts), CapsNet's own margin + reconstruction loss; {limit} test "
-        f"images clean and rotated ±20°, scaled ×(1±0.2), shifted ±3 px (affNIST stand-in).",
+        f"images clean and rotated ±20°, scaled ×(1±0.2), shifted ±3 px (affNIST stand-in){precision_note(ctx)}.",
         {"settings": settings, "networks": table, "affine_test": AFFINE_TEST},
         [save_figure(fig, ctx, "capsules-vs-cnn.png")], table)
