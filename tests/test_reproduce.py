@@ -87,3 +87,20 @@ def test_strided_convolution_formula_is_torchs():
     expected = torch.nn.functional.conv2d(p[None, None], w[None, None], stride=2)[0, 0]
     assert expected.shape[-1] == output_size(9, 3, 2, 0)
     torch.testing.assert_close(strided_convolution(p, w, 2), expected)
+
+
+def test_resume_reuses_a_finished_run_and_retrains_a_changed_one(tmp_path):
+    from visionzoo.experiments.base import Context
+    from visionzoo.experiments.common import train_registered
+    settings = dict(train_limit=64, epochs=1, batch_size=32, test_limit=200)
+    first, trainer = train_registered(Context("quick", tmp_path, 0), "lenet", "run", **settings)
+    checkpoint = tmp_path / "runs" / "run" / "checkpoint.pt"
+    written = checkpoint.stat().st_mtime_ns
+
+    resuming = Context("quick", tmp_path, 0, resume=True)
+    again, resumed = train_registered(resuming, "lenet", "run", **settings)
+    assert checkpoint.stat().st_mtime_ns == written  # not trained again
+    assert again["test_top1"] == first["test_top1"] and resumed.history == trainer.history
+
+    changed, retrained = train_registered(resuming, "lenet", "run", **{**settings, "epochs": 2})
+    assert checkpoint.stat().st_mtime_ns != written and len(retrained.history) == 2

@@ -1,4 +1,4 @@
-"""`visionzoo reproduce NAME [--budget smoke|quick|full] [--out DIR] [--seed S]` and `--list`.
+"""`visionzoo reproduce NAME [--budget smoke|quick|full] [--out DIR] [--seed S] [--resume]` and `--list`.
 
 Runs one experiment of visionzoo.experiments (a claim of the lecture notes) and writes
 results.json, its PNG figures, report.md and report.html into --out.
@@ -17,9 +17,13 @@ def add_commands(commands) -> None:
     parser.add_argument("name", nargs="?", metavar="NAME", help="experiment (see --list)")
     parser.add_argument("--list", action="store_true", help="list the experiments and the notes' sections")
     parser.add_argument("--budget", default="quick", choices=BUDGETS,
-                        help="smoke: seconds, checks the machinery; quick: ≤ 3 min on a 2-core CPU; full")
+                        help="smoke: seconds, checks the machinery; quick: ≤ 3 min on a 2-core CPU; full: the serious run, "
+                             "3–20 min each on the same CPU")
     parser.add_argument("--out", metavar="DIR", help="output directory (default: reproduce/NAME)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the training runs an interrupted (or earlier) run left in --out: runs with "
+                             "the same settings go on from their last checkpoint, finished ones are reused")
     parser.set_defaults(run=run)
 
 
@@ -35,7 +39,7 @@ def run(args) -> int:
         raise UsageError("reproduce: give an experiment NAME or --list")
     exp = get_experiment(args.name)
     out = args.out or f"reproduce/{exp.name}"
-    results = reproduce(exp, args.budget, out, args.seed)
+    results = reproduce(exp, args.budget, out, args.seed, args.resume)
     print(f"{exp.name} ({args.budget}, {results['seconds']:.1f} s): {results['verdict']} — {results['result']}")
     print(f"report: {out}/report.md")
     return 0

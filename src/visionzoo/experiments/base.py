@@ -41,6 +41,7 @@ class Context:
     budget: str
     out: Path
     seed: int
+    resume: bool = False  # continue the Trainer runs already in out/runs (see common.train_registered)
 
     def pick(self, smoke, quick, full):
         return {"smoke": smoke, "quick": quick, "full": full}[self.budget]

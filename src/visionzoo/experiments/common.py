@@ -8,7 +8,9 @@ the Trainer's batching and normalisation, one record per epoch.
 from __future__ import annotations
 
 import dataclasses
+import json
 from functools import lru_cache
+from pathlib import Path
 
 import matplotlib
 
@@ -102,15 +104,26 @@ def train_registered(ctx: Context, model: str, run_name: str, **settings):
     runs measure the network. Full runs use the Trainer's own mixed precision (`amp="auto"`: bf16
     autocast on CPUs that have it, CUDA) to afford their size; smoke and quick runs stay in fp32.
     Quick and full runs keep their run directory in out/runs/RUN_NAME (checkpoints, curves); smoke
-    runs write nothing, the Trainer's plots would dominate their time.
+    runs write nothing, the Trainer's plots would dominate their time. With `ctx.resume`, a run
+    directory holding a checkpoint of the same settings is resumed (a finished run only re-evaluated).
     """
     from ..train.trainer import TrainConfig, Trainer
     spec = data_spec(ctx)
     cfg = TrainConfig(model=model, data=spec, quiet=True, seed=ctx.seed, crop=0, flip=False, label_smoothing=0.0,
                       amp=trainer_amp(ctx), val_size=ctx.pick(64, 5000, 5000),
                       out=None if ctx.budget == "smoke" else str(ctx.out / "runs" / run_name))
-    trainer = Trainer(dataclasses.replace(cfg, **settings))
+    cfg = dataclasses.replace(cfg, **settings)
+    trainer = Trainer(cfg, resume=cfg.out if ctx.resume and _same_run(cfg) else None)
     return trainer.run(), trainer
+
+
+def _same_run(cfg) -> bool:
+    """Whether cfg.out holds a checkpoint of a run with these settings (all but where it writes and how loudly)."""
+    if cfg.out is None or not (Path(cfg.out) / "checkpoint.pt").exists():
+        return False
+    saved = json.loads((Path(cfg.out) / "config.json").read_text())
+    wanted = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    return all(saved.get(key) == value for key, value in wanted.items() if key not in ("out", "quiet"))
 
 
 def save_figure(fig, ctx: Context, name: str) -> str:
