@@ -97,7 +97,10 @@ def augmentation(ctx: Context) -> Outcome:
                   "accuracy in the same epochs; without warmup it falls behind (Goyal et al. Fig. 2)")
 def large_batch(ctx: Context) -> Outcome:
     small, large = ctx.pick((16, 64), (32, 512), (64, 1024))
-    base = {"lr": 0.02, "lr_scale_batch": small}
+    # η₀ = 0.005 keeps kη₀ (0.08 at k = 16) inside LeNet's stable range: the rule assumes the scaled rate is
+    # still one the network can train at (with η₀ = 0.02, kη₀ = 0.32 diverged, warmup or not).
+    base_lr = 0.005
+    base = {"lr": base_lr, "lr_scale_batch": small}
     # Goyal et al. train on all images: the full budget does too, for fewer epochs than the other sweeps.
     settings = sweep_settings(ctx, schedule="constant", **ctx.pick({}, {}, {"train_limit": None, "epochs": 6}))
     rows = run_sweep(ctx, {f"batch {small}": {"batch_size": small, **base},
@@ -110,5 +113,5 @@ def large_batch(ctx: Context) -> Outcome:
         abs(warmup - no_warmup) >= 0.005 or abs(warmup - reference) > 0.01,
         f"Test top-1: batch {small} {reference:.4f}; batch {large} with lr × {large // small}: {no_warmup:.4f} without "
         f"warmup, {warmup:.4f} with a 1-epoch warmup (held: within 0.01 of the small batch and not below no-warmup).",
-        _describe(ctx, settings) + f"; constant learning rate 0.02·batch/{small} (--lr-scale-batch {small}), warmup from "
+        _describe(ctx, settings) + f"; constant learning rate {base_lr}·batch/{small} (--lr-scale-batch {small}), warmup from "
                          f"the unscaled rate over 1 epoch (--warmup-epochs 1).")
