@@ -14,6 +14,7 @@ from visionzoo.train.ema import ModelEMA
 from visionzoo.train.optim import build_optimizer, scaled_lr
 from visionzoo.train.schedules import LRSchedule, lr_factor
 from visionzoo.train.trainer import Trainer, TrainConfig
+from visionzoo.weights import read_state_dict
 
 
 def opt_cfg(**kw):
@@ -146,17 +147,37 @@ def test_plateau_reduces_after_patience_and_survives_a_checkpoint():
     assert restored(resumed.last_epoch) == pytest.approx(0.01)
 
 
-def test_early_stop_stops_after_patience_and_keeps_the_best_weights(monkeypatch):
-    scripted = iter([0.5, 0.6, 0.55, 0.6, 0.9])       # best at epoch 2; epochs 3, 4 do not beat it
-    real_evaluate = trainer_module.evaluate
+def _script_val_top1(monkeypatch, trainer, scores):
+    """Make `trainer`'s validation top-1 follow `scores` (test evaluations untouched)."""
+    scripted, real_evaluate = iter(scores), trainer_module.evaluate
 
     def evaluate(model, split, *args, **kwargs):
         result = real_evaluate(model, split, *args, **kwargs)
         return {**result, "top1": next(scripted)} if split is trainer.data.val else result
 
     monkeypatch.setattr(trainer_module, "evaluate", evaluate)
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_keep_tests_and_saves_the_best_or_the_last_epochs_weights(monkeypatch, tmp_path, keep):
+    trainer = Trainer(TrainConfig(model="highway_fc", data="digits", epochs=3, batch_size=64, train_limit=128,
+                                  keep=keep, amp="off", quiet=True, out=str(tmp_path)))
+    _script_val_top1(monkeypatch, trainer, [0.5, 0.9, 0.6])   # best at epoch 2 of 3
+    snapshots = []
+    trainer.hooks.append(SimpleNamespace(on_epoch_end=lambda t, record: snapshots.append(
+        {k: v.clone() for k, v in t.model.state_dict().items()})))
+    summary = trainer.run()
+    expected = snapshots[1] if keep == "best" else snapshots[2]
+    saved = read_state_dict(tmp_path / "model.safetensors")
+    assert all(torch.equal(saved[k], expected[k]) for k in expected)
+    assert not all(torch.equal(snapshots[1][k], snapshots[2][k]) for k in expected)
+    assert summary["best_epoch"] == 2 and summary["kept"] == keep
+
+
+def test_early_stop_stops_after_patience_and_keeps_the_best_weights(monkeypatch):
     trainer = Trainer(TrainConfig(model="highway_fc", data="digits", epochs=5, batch_size=64, train_limit=128,
                                   early_stop=2, amp="off", quiet=True))
+    _script_val_top1(monkeypatch, trainer, [0.5, 0.6, 0.55, 0.6, 0.9])   # best at epoch 2; 3, 4 do not beat it
     snapshots = []
     trainer.hooks.append(SimpleNamespace(on_epoch_end=lambda t, record: snapshots.append(
         {k: v.clone() for k, v in t.model.state_dict().items()})))

@@ -90,6 +90,9 @@ def add_commands(commands) -> None:
                    help="test-time augmentation of the final test evaluation (default none; `eval --tta` likewise)")
     g.add_argument("--early-stop", type=int, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better val top-1; the best weights are kept")
+    g.add_argument("--keep", choices=("best", "last"),
+                   help="weights tested and saved: the best validation epoch's (default) or the last epoch's "
+                        "(for schedules that anneal to zero, where a small validation split's pick is noise)")
     g = p.add_argument_group("augmentation")
     g.add_argument("--crop", type=int, help=f"random crop with this zero padding (default {d.crop}; 0 = off)")
     g.add_argument("--flip", action=__import__("argparse").BooleanOptionalAction, help="horizontal flips (default: on, off for digit data sets)")

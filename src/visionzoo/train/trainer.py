@@ -1,8 +1,8 @@
 """The trainer behind `visionzoo train`: one loop, in-memory batches, the run directory.
 
 Every setting lives in `TrainConfig`. Each epoch trains on the training split, evaluates on the
-validation split carved from it, and keeps the best-validation weights; the test split is read
-once at the end. Checkpoints are written atomically at the end of each epoch (and every
+validation split carved from it, and keeps the best-validation weights (`keep="last"`: the last
+epoch's); the test split is read once at the end. Checkpoints are written atomically at the end of each epoch (and every
 `checkpoint_every` steps); they hold everything that decides the future of the run — weights,
 optimiser and schedule state, RNG states, position in the epoch, running sums — so `resume`
 after a kill at any point ends with the same weights, bit for bit on CPU, as an uninterrupted run.
@@ -77,6 +77,7 @@ class TrainConfig:
     agc: float | None = None         # adaptive gradient clipping λ
     ema: float | None = None         # decay of the weight average used for evaluation
     early_stop: int | None = None    # epochs without a better val top-1 before stopping
+    keep: str = "best"               # weights tested and saved: the best validation epoch's, or the last's
     test_tta: str = "none"           # test-time augmentation of the final test evaluation (evaluate.py)
     crop: int = 2
     flip: bool | None = None
@@ -134,7 +135,7 @@ class TrainConfig:
             if not value > 0:
                 raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
         choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": ("auto", "on", "off"),
-                   "channels_last": ("auto", "on", "off"), "device": ("auto", "cpu", "cuda")}
+                   "channels_last": ("auto", "on", "off"), "device": ("auto", "cpu", "cuda"), "keep": ("best", "last")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise UsageError(f"--{key.replace('_', '-')} {getattr(self, key)!r}: choose one of {', '.join(allowed)}")
@@ -501,11 +502,12 @@ class Trainer:
 
     def finish(self) -> dict:
         cfg = self.cfg
-        if self.best_state is None and self.out and (self.out / "best.safetensors").exists():
-            from safetensors.torch import load_file  # resumed after the best epoch
-            self.best_state = load_file(str(self.out / "best.safetensors"))
-        if self.best_state is not None:
-            self.eval_model.load_state_dict(self.best_state)
+        if cfg.keep == "best":
+            if self.best_state is None and self.out and (self.out / "best.safetensors").exists():
+                from safetensors.torch import load_file  # resumed after the best epoch
+                self.best_state = load_file(str(self.out / "best.safetensors"))
+            if self.best_state is not None:
+                self.eval_model.load_state_dict(self.best_state)
         test = evaluate(self.eval_model, self.data.test, self.normalizer, batch_size=cfg.eval_batch_size,
                         device=self.device, channels_last=self.channels_last,
                         num_classes=len(self.data.classes), rank=self.rank, world=self.world, tta=cfg.test_tta)
@@ -516,7 +518,7 @@ class Trainer:
                    "test_n": test["n"], "test_tta": cfg.test_tta, "test_per_class_top1": dict(zip(self.data.classes, test["per_class_top1"])),
                    "train_seconds": round(self.train_seconds, 3),
                    "train_img_s": round(self.epoch * self.steps_per_epoch * cfg.batch_size / max(self.train_seconds, 1e-9), 1),
-                   "best_epoch": self.best["epoch"], "best_val_top1": self.best["val_top1"],
+                   "best_epoch": self.best["epoch"], "best_val_top1": self.best["val_top1"], "kept": cfg.keep,
                    "epochs_run": self.epoch, "stopped_early": self.stopped_early,
                    "final_val_top1": self.history[-1]["val_top1"] if self.history else None,
                    "device": str(self.device), "amp": self.amp, "channels_last": self.channels_last,
