@@ -57,7 +57,8 @@ RECIPES = {r.name: r for r in (
             "whiten": True, "val_size": 1000, "test_tta": "flip"}),
     Recipe("fmnist95", "≥ 95 % test top-1 in ≤ 30 min",
            "resnet9 at 3/8 width (24-48-96-192 channels, 2.25× the MACs of resnet9_slim), 30 epochs, "
-           "flips and random erasing (p 0.5) but no crops, --whiten, 1 000 validation images, flip TTA at test",
+           "flips and random erasing (p 0.5) but no crops, --whiten, 1 000 validation images, flip TTA at test "
+           "(measured: 0.9517 median of 3 seeds, 24 min 16 s wall)",
            {**_PAGE_SCHEDULE, "model": "resnet9", "model_args": {"widths": [24, 48, 96, 192]}, "epochs": 30,
             "crop": 0, "random_erasing": 0.5, "whiten": True, "val_size": 1000, "test_tta": "flip"}),
 )}
