@@ -6,35 +6,43 @@ with padding 2, horizontal flip):
 
 * ours — `visionzoo.train.train`: the split held as one uint8 tensor, batches gathered by index,
   crop/flip applied to the whole batch at once, channels_last, bf16 autocast where the CPU has it;
-* naive — a `torch.utils.data.Dataset` of float tensors (no PIL) whose `__getitem__` crops and
-  flips one image with torchvision transforms, a `DataLoader` collating them one by one, NCHW fp32.
+* naive, two loaders feeding the same loop (NCHW fp32, a default `DataLoader` collating images one
+  by one):
+  - "tutorial": the PyTorch tutorial's loader verbatim — `torchvision.datasets.FashionMNIST` (a PIL
+    image per item) with `RandomCrop`, `RandomHorizontalFlip`, `ToTensor`, `Normalize`;
+  - "tensor": a stronger one — the images normalised to float tensors once, before timing, and each
+    item cropped and flipped as a tensor (no PIL, no per-item conversion).
 
 Only the epoch's training loop is timed (ours: `Trainer.train_epoch`; naive: the loop), in wall
 time and in process CPU time (steadier on a shared machine, where wall time also counts waits for
-a core). The two alternate for `--rounds` rounds so that the load falls on both; the ratio of
-each round is printed, then the median.
+a core). The three alternate for `--rounds` rounds so that the load falls on all; the ratios of
+each round are printed, then the medians.
 
-    .venv/bin/python benchmarks/trainer_vs_naive.py [--images 10000] [--rounds 2] [--batch-size 256] [--threads N]
+    .venv/bin/python benchmarks/trainer_vs_naive.py [--images 10000] [--rounds 3] [--batch-size 256] [--threads N]
         [--model resnet9 --model-args '{"widths": [24, 48, 96, 192]}']
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import shutil
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import datasets, transforms
 
-from visionzoo.data.datasets import load_data
+from visionzoo.data.datasets import find_fashion_mnist, load_data
 from visionzoo.registry import create_model
 from visionzoo.train.trainer import Trainer, TrainConfig, build_optimizer
 
 class PerSampleImages(Dataset):
-    """What a tutorial writes: one normalised float image per item, augmented one at a time."""
+    """A stronger naive loader: images normalised once, each item cropped and flipped as a tensor."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: float, std: float):
         self.images = [(image.float() / 255 - mean) / std for image in images]
@@ -46,6 +54,22 @@ class PerSampleImages(Dataset):
 
     def __getitem__(self, i):
         return self.augment(self.images[i]), self.labels[i]
+
+
+def tutorial_dataset(folder: Path, images: torch.Tensor, mean: float, std: float) -> Dataset:
+    """`torchvision.datasets.FashionMNIST` as the tutorial builds it, over the raw IDX files
+    decompressed into `folder` (torchvision looks for them there and would otherwise download),
+    restricted to the training images given (found by content, so both loops see the same ones)."""
+    raw = folder / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for gz in find_fashion_mnist().glob("*-ubyte.gz"):
+        with gzip.open(gz) as source, open(raw / gz.stem, "wb") as target:
+            shutil.copyfileobj(source, target)
+    augment = transforms.Compose([transforms.RandomCrop(28, padding=2), transforms.RandomHorizontalFlip(),
+                                  transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+    full = datasets.FashionMNIST(folder, train=True, transform=augment)
+    position = {bytes(image.numpy()): i for i, image in enumerate(full.data)}
+    return Subset(full, [position[bytes(image[0].numpy())] for image in images])
 
 
 def naive_epoch(cfg: TrainConfig, dataset: Dataset) -> tuple[float, float, int]:
@@ -78,7 +102,7 @@ def our_epoch(cfg: TrainConfig) -> tuple[float, float, int, Trainer]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=10_000, help="training images per epoch")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, help="torch threads (default: one per core)")
     parser.add_argument("--model", default="resnet9_slim")
@@ -91,21 +115,29 @@ def main() -> None:
     data = load_data(cfg.data, val_size=cfg.val_size, seed=cfg.seed)
     subset = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(cfg.seed))[:args.images]
     images, labels = data.train.fetch(subset)
-    dataset = PerSampleImages(images, labels, data.mean[0], data.std[0])
-    ratios, cpu_ratios = [], []
-    for round_ in range(1, args.rounds + 1):
-        naive_wall, naive_cpu, naive_seen = naive_epoch(cfg, dataset)
-        ours_wall, ours_cpu, ours_seen, trainer = our_epoch(cfg)
-        ratios.append((ours_seen / ours_wall) / (naive_seen / naive_wall))
-        cpu_ratios.append((ours_seen / ours_cpu) / (naive_seen / naive_cpu))
-        print(f"round {round_}: ours {ours_seen / ours_wall:.0f} img/s (amp={trainer.amp}, channels_last="
-              f"{trainer.channels_last}), naive {naive_seen / naive_wall:.0f} img/s, ratio {ratios[-1]:.2f}; "
-              f"by CPU time {ours_seen / ours_cpu:.0f} vs {naive_seen / naive_cpu:.0f} img/CPU-s, "
-              f"ratio {cpu_ratios[-1]:.2f}", flush=True)
-    print(f"median ratio ours/naive over {args.rounds} rounds: {statistics.median(ratios):.2f} "
-          f"(by CPU time {statistics.median(cpu_ratios):.2f}; {args.model} {args.model_args or ''}, {args.images} images, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} threads)")
-
+    mean, std = data.mean[0], data.std[0]
+    with tempfile.TemporaryDirectory() as folder:
+        loaders = {"tutorial": tutorial_dataset(Path(folder), images, mean, std),
+                   "tensor": PerSampleImages(images, labels, mean, std)}
+        ratios = {name: ([], []) for name in loaders}    # by wall time, by CPU time
+        for round_ in range(1, args.rounds + 1):
+            line = []
+            for name, dataset in loaders.items():
+                naive_wall, naive_cpu, naive_seen = naive_epoch(cfg, dataset)
+                line.append((name, naive_seen / naive_wall, naive_seen / naive_cpu))
+            ours_wall, ours_cpu, ours_seen, trainer = our_epoch(cfg)
+            ours_rate, ours_cpu_rate = ours_seen / ours_wall, ours_seen / ours_cpu
+            print(f"round {round_}: ours {ours_rate:.0f} img/s, {ours_cpu_rate:.0f} img/CPU-s (amp={trainer.amp}, "
+                  f"channels_last={trainer.channels_last})", flush=True)
+            for name, rate, cpu_rate in line:
+                ratios[name][0].append(ours_rate / rate)
+                ratios[name][1].append(ours_cpu_rate / cpu_rate)
+                print(f"  naive ({name}) {rate:.0f} img/s, {cpu_rate:.0f} img/CPU-s: ratio {ratios[name][0][-1]:.2f} "
+                      f"(by CPU time {ratios[name][1][-1]:.2f})", flush=True)
+    print(f"median ratio ours/naive over {args.rounds} rounds ({args.model} {args.model_args or ''}, {args.images} images, "
+          f"batch {args.batch_size}, {torch.get_num_threads()} threads):")
+    for name, (wall, cpu) in ratios.items():
+        print(f"  vs {name}: {statistics.median(wall):.2f} (by CPU time {statistics.median(cpu):.2f})")
 
 if __name__ == "__main__":
     main()
