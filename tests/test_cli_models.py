@@ -20,6 +20,18 @@ def test_models_json_and_pattern(capsys):
     assert main(["models", "nothing*"]) == 2
 
 
+def test_models_table_has_a_match_column(capsys):
+    assert main(["models", "lenet5"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split()[-1] == "match" and row.split()[-1] == "ok"
+
+
+def test_debug_after_the_command_shows_the_traceback_and_keeps_the_exit_status(capsys):
+    assert main(["models", "nothing*", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("error: no model matches")
+
+
 def test_verify_flags_undocumented_mismatch():
     card = {"params": 1_200_000, "macs": 10, "paper_params": "1.0M", "paper_macs": None,
             "mismatch_reason": None}

@@ -191,6 +191,9 @@ def test_folder_problems(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no class sub-folders"):
         load_data(f"folder:{tmp_path / 'empty'}")
+    make_folder(tmp_path / "split" / "val")    # val/ and test/ but no train/: not a class named "val"
+    with pytest.raises(UsageError, match="no train/"):
+        load_data(f"folder:{tmp_path / 'split'}")
     root = make_folder(tmp_path / "pics")
     (root / "cat" / "broken.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(DataError, match="broken.png"):

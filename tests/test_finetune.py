@@ -37,6 +37,13 @@ def test_weights_of_another_network_are_refused(tmp_path):
         load_for_finetuning(vz.create_model("lenet"), "lenet", tmp_path / "other.pth")
 
 
+def test_weights_of_another_class_count_name_the_shapes(tmp_path):
+    from safetensors.torch import save_file
+    save_file(vz.create_model("lenet5", num_classes=10).state_dict(), str(tmp_path / "ten.safetensors"))
+    with pytest.raises(UsageError, match=r"shapes differ \(.*\(10, 84\) vs \(3, 84\)"):
+        vz.create_model("lenet5", num_classes=3, pretrained=str(tmp_path / "ten.safetensors"))
+
+
 def test_freeze_backbone_leaves_backbone_weights_and_bn_statistics_unchanged_after_a_step():
     torch.manual_seed(2)
     model = vz.create_model("resnet9_slim", num_classes=10, in_chans=1, image_size=16)

@@ -94,11 +94,11 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path, reference_run, kill_after
 def test_ctrl_c_saves_exits_130_and_resumes(tmp_path, reference_run):
     run = tmp_path / "run"
     process = subprocess.Popen([sys.executable, "-m", "visionzoo", *FAKE, "--epochs", "6", "--out", str(run)],
-                               stdout=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(run / "metrics.jsonl", process)
     process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=120)
-    assert process.returncode == 130 and "interrupted" in out
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted: checkpoint saved" in err
     state = read_torch(run / "checkpoint.pt")
     assert state["epoch"] >= 1
     resumed = cli("train", "--resume", run, "--quiet")
@@ -111,14 +111,18 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     result = cli(*FAKE, "--epochs", "2", "--lr", "1e12", "--label-smoothing", "0", "--amp", "off",
                  "--checkpoint-every", "1", "--out", run)
     assert result.returncode == 1
-    assert "loss became" in result.stdout and "last good checkpoint" in result.stdout
+    assert "loss became" in result.stderr and "last good checkpoint" in result.stderr
     state = read_torch(run / "checkpoint.pt")
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert not (run / "summary.json").exists()
 
 
 def test_bad_usage_exits_2_with_one_line(tmp_path):
+    saved_run = tmp_path / "saved"
+    saved_run.mkdir()
+    (saved_run / "config.json").write_text(json.dumps({"model": "lenet", "epochs": 1, "lr": 0.1}))
     for args, text in ((["train", "--model", "resnet19"], "resnet18"),
+                       (["train", "--resume", saved_run, "--model", "lenet", "--epochs", "5"], "--epochs would change"),
                        (["train", "--epochs", "0"], "--epochs"),
                        (["train", "--resume", tmp_path], "config.json"),
                        (["eval", tmp_path / "missing"], "does not exist"),

@@ -49,7 +49,14 @@ def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
             model.load_state_dict(converted)
             return
     missing = sorted(set(own) - set(state))[:3]
-    raise UsageError(f"{path} does not fit {name}: keys such as {missing} are missing "
+    if missing:
+        why = f"keys such as {missing} are missing"
+    else:
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+                  if state[k].shape != own[k].shape][:2]
+        why = (f"shapes differ ({'; '.join(shapes)}); build the model with the file's settings, "
+               f"e.g. its num_classes")
+    raise UsageError(f"{path} does not fit {name}: {why} "
                      f"(twins: {', '.join(get_entry(name).twins) or 'none'})")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from ..errors import UsageError
 from . import (attack_cmd, bench_cmd, compress_cmd, evaluate_cmd, explain_cmd, models_cmd, reproduce_cmd,
@@ -30,8 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    if debug:   # accepted anywhere on the line, not only before the command
+        argv = ["--debug"] + [a for a in argv if a != "--debug"]
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "run", None):
@@ -39,15 +42,17 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return args.run(args) or 0
     except UsageError as exc:
-        if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(f"error: {exc}", 2, debug)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # anything else is a failure, reported in one line
-        if debug:
-            raise
-        print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return _fail(f"error: {type(exc).__name__}: {exc}" + ("" if debug else " (rerun with --debug for the traceback)"),
+                     1, debug)
+
+
+def _fail(line: str, status: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(line, file=sys.stderr)
+    return status

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 from ..attacks.training import ADVERSARIAL_TRAINING
 from ..errors import UsageError
@@ -27,25 +29,45 @@ def _epochs(text: str) -> list[int]:
         raise UsageError(f"--milestones {text!r}: give epochs separated by commas, e.g. 30,60,80") from None
 
 
+def _refuse_changes_on_resume(fields: dict, resume: str) -> None:
+    """--resume continues a run exactly, with the settings saved in its config.json: an option that
+    would change one of them is refused rather than silently ignored."""
+    saved_file = Path(resume) / "config.json"
+    if not saved_file.exists():
+        return      # the trainer reports the missing run
+    saved = json.loads(saved_file.read_text())
+    changed = [name for name, value in fields.items() if name not in ("out", "quiet") and name in saved
+               and json.loads(json.dumps(value)) != saved[name]]
+    if fields.get("out") and Path(fields["out"]).resolve() != Path(resume).resolve():
+        changed.append("out")
+    if changed:
+        options = ", ".join("--" + name.replace("_", "-") for name in changed)
+        raise UsageError(f"--resume {resume} continues that run with its saved settings, which {options} "
+                         f"would change; drop {'it' if len(changed) == 1 else 'them'}, or start a new run")
+
+
 def run_train(args) -> int:
     from ..train.trainer import Interrupted, NonFiniteLoss, train
     d = TrainConfig()
     fields = {k: v for k, v in vars(args).items() if k in d.__dataclass_fields__ and v is not None}
-    fields["model_args"] = dict(_model_arg(a) for a in args.model_arg or [])
+    if args.model_arg:
+        fields["model_args"] = dict(_model_arg(a) for a in args.model_arg)
     if args.recipe == "list":
         print(describe_recipes())
         return 0
     if args.recipe:
         fields = apply_recipe(args.recipe, fields)
+    if args.resume:
+        _refuse_changes_on_resume(fields, args.resume)
     try:
         train(TrainConfig(**fields), resume=args.resume)
     except Interrupted:
-        print(f"interrupted: checkpoint saved in {args.out or args.resume}; continue with --resume", flush=True)
+        print(f"interrupted: checkpoint saved in {args.out or args.resume}; continue with --resume", file=sys.stderr)
         return 130
     except NonFiniteLoss as exc:
         where = args.out or args.resume
         print(f"error: {exc}; stopped, the last good checkpoint is kept"
-              f"{' in ' + str(where) if where else ''} (try a lower --lr or --clip-grad)", flush=True)
+              f"{' in ' + str(where) if where else ''} (try a lower --lr or --clip-grad)", file=sys.stderr)
         return 1
     return 0
 

@@ -243,6 +243,9 @@ def _folder_split(path: Path, image_size: int):
     if not root.is_dir():
         raise UsageError(f"folder:{root} is not a directory; give a folder with one sub-folder per class")
     trees = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+    if trees and "train" not in trees:
+        raise UsageError(f"{root} has {'/ and '.join(trees)}/ but no train/; put the training images in "
+                         f"{root}/train/CLASS/")
     base = trees.get("train", root)
     classes = sorted(p.name for p in base.iterdir() if p.is_dir())
     if not classes:
