@@ -83,6 +83,26 @@ def test_optimizer_choices(name, cls):
     assert all(g.get("nesterov", False) == (name == "nesterov") for g in optimizer.param_groups)
 
 
+@pytest.mark.parametrize("name", ["sgd", "nesterov"])
+def test_fused_sgd_updates_bit_for_bit_as_the_foreach_one(name):
+    torch.manual_seed(0)
+    ours_model = vz.create_model("resnet9_slim", image_size=16)
+    reference_model = copy.deepcopy(ours_model)
+    ours = build_optimizer(ours_model, opt_cfg(optimizer=name))
+    weights = [p for p in reference_model.parameters() if p.ndim > 1]
+    others = [p for p in reference_model.parameters() if p.ndim <= 1]
+    reference = torch.optim.SGD([{"params": weights, "weight_decay": 0.01}, {"params": others, "weight_decay": 0.0}],
+                                lr=0.1, momentum=0.9, nesterov=name == "nesterov", foreach=True)
+    assert ours.defaults["fused"] and not reference.defaults["fused"]
+    for _ in range(5):
+        grads = [torch.randn_like(p) for p in ours_model.parameters()]
+        for model, optimizer in ((ours_model, ours), (reference_model, reference)):
+            for parameter, grad in zip(model.parameters(), grads):
+                parameter.grad = grad.clone()
+            optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours_model.parameters(), reference_model.parameters()))
+
+
 def test_l2_decay_goes_through_momentum_and_decoupled_decay_does_not():
     w0 = torch.tensor([[1.0, -2.0]])
     grads = torch.tensor([[0.5, 0.25]])
