@@ -7,7 +7,7 @@ with padding 2, horizontal flip):
 * ours — `visionzoo.train.train`: the split held as one uint8 tensor, batches gathered by index,
   crop/flip applied to the whole batch at once, channels_last, bf16 autocast where the CPU has it;
 * naive, two loaders feeding the same loop (NCHW fp32, a default `DataLoader` collating images one
-  by one):
+  by one, `torch.optim.SGD` with its default implementation):
   - "tutorial": the PyTorch tutorial's loader verbatim — `torchvision.datasets.FashionMNIST` (a PIL
     image per item) with `RandomCrop`, `RandomHorizontalFlip`, `ToTensor`, `Normalize`;
   - "tensor": a stronger one — the images normalised to float tensors once, before timing, and each
@@ -39,7 +39,7 @@ from torchvision import datasets, transforms
 
 from visionzoo.data.datasets import find_fashion_mnist, load_data
 from visionzoo.registry import create_model
-from visionzoo.train.trainer import Trainer, TrainConfig, build_optimizer
+from visionzoo.train.trainer import Trainer, TrainConfig
 
 class PerSampleImages(Dataset):
     """A stronger naive loader: images normalised once, each item cropped and flipped as a tensor."""
@@ -75,7 +75,10 @@ def tutorial_dataset(folder: Path, images: torch.Tensor, mean: float, std: float
 def naive_epoch(cfg: TrainConfig, dataset: Dataset) -> tuple[float, float, int]:
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=10, in_chans=1, image_size=28, **cfg.model_args)
-    optimizer = build_optimizer(model, cfg)
+    # The tutorial's optimiser: torch's default implementation (a loop over tensors on the CPU),
+    # the same Nesterov rule and rates as ours (which runs the fused kernel).
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                                weight_decay=cfg.weight_decay)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=len(loader))
     model.train()
