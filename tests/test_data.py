@@ -1,7 +1,9 @@
 """Data sets: every on-disk format read correctly, every bad file rejected in one line naming it."""
 import gzip
+import hashlib
 import pickle
 import struct
+import tarfile
 
 import numpy as np
 import pytest
@@ -10,7 +12,8 @@ import torch
 from visionzoo.cli.main import main
 from visionzoo.data.augment import random_crop, random_flip
 from visionzoo.data.datasets import load_data
-from visionzoo.data.download import download
+from visionzoo.data import download as dl
+from visionzoo.data.download import SOURCES, download, fetch
 from visionzoo.errors import DataError, UsageError
 
 
@@ -209,15 +212,126 @@ def test_missing_data_set_says_where_it_looked(tmp_path, capsys):
     assert code == 2 and "unknown data set" in err
 
 
+def _md5_of(path):
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
 def test_download_from_a_mirror_is_atomic_and_checked(tmp_path, monkeypatch):
     mirror = make_idx_set(tmp_path / "mirror")
+    base, files, archive = SOURCES["kmnist"]
+    # The real KMNIST checksums reject the generated stand-ins ...
+    with pytest.raises(DataError, match="checksum"):
+        download("kmnist", tmp_path / "root0", base_url=mirror.as_uri() + "/")
+    assert not list((tmp_path / "root0").iterdir())  # nothing half-written is left, no .part either
+    # ... and with the stand-ins' own checksums the download goes through.
+    monkeypatch.setitem(SOURCES, "kmnist", (base, [(f, _md5_of(mirror / f)) for f, _ in files], archive))
     download("kmnist", tmp_path / "root" / "kmnist", base_url=mirror.as_uri() + "/")
+    assert sorted(p.name for p in (tmp_path / "root" / "kmnist").iterdir()) == sorted(f for f, _ in files)
     assert len(load_data("kmnist", data_dir=tmp_path / "root", val_size=0.25).test) == 20
     with pytest.raises(DataError, match="checksum"):
         download("mnist", tmp_path / "root2", base_url=mirror.as_uri() + "/")
-    assert not list((tmp_path / "root2").glob("*.gz"))  # nothing half-written is left
+    assert not list((tmp_path / "root2").iterdir())
     with pytest.raises(UsageError, match="cannot download"):
         download("kmnist", tmp_path / "root3", base_url=(tmp_path / "nothing").as_uri() + "/")
+    assert not list((tmp_path / "root3").iterdir())
+
+
+def test_every_source_has_a_published_checksum():
+    for name, (_, files, _) in SOURCES.items():
+        for file, md5 in files:
+            assert md5 is not None and len(md5) == 32 and int(md5, 16) >= 0, (name, file)
+
+
+def test_checksum_mismatch_keeps_neither_target_nor_temp_file(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"not what was published")
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="checksum mismatch"):
+        fetch(src.as_uri(), out / "file.bin", md5="0" * 32)
+    assert list(out.iterdir()) == []
+    fetch(src.as_uri(), out / "file.bin", md5=_md5_of(src))
+    assert [p.name for p in out.iterdir()] == ["file.bin"]
+    assert (out / "file.bin").read_bytes() == src.read_bytes()
+
+
+class _InterruptedResponse:
+    """Stands in for urlopen's answer: one chunk arrives, then the user presses Ctrl-C."""
+    def __init__(self):
+        self.calls = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self, size=-1):
+        self.calls += 1
+        if self.calls == 1:
+            return b"x" * 1000
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_download_leaves_no_part_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(dl.urllib.request, "urlopen", lambda url, timeout=None: _InterruptedResponse())
+    with pytest.raises(KeyboardInterrupt):
+        fetch("https://example.invalid/train_32x32.mat", tmp_path / "svhn" / "train_32x32.mat", md5=None)
+    assert list((tmp_path / "svhn").iterdir()) == []
+
+
+def _cifar_archive(tmp_path):
+    """A small stand-in for cifar-10-python.tar.gz (incompressible, so truncating it bites mid-way)."""
+    make_cifar(tmp_path / "src", n=200)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar10" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return archive
+
+
+def _stage(archive, folder, data=None):
+    folder.mkdir(parents=True)
+    (folder / archive.name).write_bytes(archive.read_bytes() if data is None else data)
+    return folder
+
+
+def test_download_unpacks_cifar_atomically(tmp_path, monkeypatch):
+    archive = _cifar_archive(tmp_path)
+    base, _, name = SOURCES["cifar10"]
+    monkeypatch.setitem(SOURCES, "cifar10", (base, [(name, _md5_of(archive))], name))
+    monkeypatch.setenv("VISIONZOO_MIRROR_CIFAR10", tmp_path.as_uri() + "/")
+    bundle = load_data("cifar10", data_dir=tmp_path / "root", download=True, val_size=100)
+    assert len(bundle.train) == 900 and len(bundle.test) == 200
+    root = tmp_path / "root" / "cifar10"
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+
+
+def test_truncated_archive_leaves_no_folder_behind(tmp_path):
+    archive = _cifar_archive(tmp_path)
+    data = archive.read_bytes()
+    folder = _stage(archive, tmp_path / "root" / "cifar10", data[: len(data) * 2 // 3])
+    with pytest.raises(DataError, match="cifar-10-python.tar.gz.*cannot unpack"):
+        download("cifar10", folder)        # the archive is there already: no fetch, only unpacking
+    assert [p.name for p in folder.iterdir()] == ["cifar-10-python.tar.gz"]
+    with pytest.raises(UsageError, match="not found"):   # and the data set does not look present
+        load_data("cifar10", data_dir=tmp_path / "root")
+
+
+def test_ctrl_c_while_unpacking_leaves_no_folder_behind(tmp_path, monkeypatch):
+    archive = _cifar_archive(tmp_path)
+    folder = _stage(archive, tmp_path / "root" / "cifar10")
+    real_makefile = tarfile.TarFile.makefile
+    written = []
+
+    def makefile(self, tarinfo, targetpath):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        real_makefile(self, tarinfo, targetpath)
+        written.append(targetpath)
+    monkeypatch.setattr(tarfile.TarFile, "makefile", makefile)
+    with pytest.raises(KeyboardInterrupt):
+        download("cifar10", folder)
+    assert len(written) == 3                # some members really were written before the interrupt
+    assert [p.name for p in folder.iterdir()] == ["cifar-10-python.tar.gz"]
 
 
 def test_random_crop_and_flip_are_batched_and_seeded():

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,3 +152,18 @@ def test_two_process_ddp_matches_one_process(tmp_path):
         torch.testing.assert_close(a[key], b[key], atol=2e-4, rtol=1e-3)
     assert abs(one["test_top1"] - two["test_top1"]) <= 0.01
     assert metrics(tmp_path / "one")[0]["train_loss"] == pytest.approx(metrics(tmp_path / "two")[0]["train_loss"], rel=1e-4)
+
+
+def test_atomic_writes_get_an_ordinary_files_mode_and_leave_nothing_on_failure(tmp_path):
+    from visionzoo.train.io import write_atomic, write_json
+    write_json(tmp_path / "a.json", {"x": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask   # not mkstemp's private 0600
+
+    def broken(tmp):
+        Path(tmp).write_text("half")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "b.json", broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]

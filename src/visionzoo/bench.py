@@ -97,7 +97,9 @@ def build_twin(name: str, source: str, input_size, num_classes: int) -> tuple[nn
         make, size_kwarg, fixed = (lambda **kw: timm.create_model(twin_name, **kw)), "img_size", {"in_chans": channels}
     try:  # transformers are built for one input size; convolutional networks take no size argument
         return make(num_classes=num_classes, **fixed, **{size_kwarg: side}), twin_name
-    except TypeError:
+    except TypeError as exc:
+        if size_kwarg not in str(exc):   # a failure of its own, not the size argument it lacks
+            raise
         return make(num_classes=num_classes, **fixed), twin_name
 
 

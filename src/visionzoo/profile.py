@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .layers.surgery import evaluating
+
 
 def count_params(model: nn.Module) -> int:
     """All parameters, trainable or not (shared tensors counted once)."""
@@ -24,16 +26,11 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _traced_forward(model: nn.Module, input_size, hooks=None):
+def _traced_forward(model: nn.Module, input_size):
     x = torch.zeros((1, *input_size), device=_device_of(model))
-    was_training = model.training
-    model.eval()
     counter = FlopCounterMode(display=False)
-    try:
-        with torch.no_grad(), counter:
-            model(x)
-    finally:
-        model.train(was_training)
+    with torch.no_grad(), evaluating(model), counter:
+        model(x)
     return counter
 
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.surgery import evaluating
+
 NORMS = ("linf", "l2")
 TARGET_CHOICES = ("random", "least_likely")
 
@@ -30,18 +32,6 @@ class Normalized(nn.Module):
         output = self.model((pixels - self.mean.to(pixels)) / self.std.to(pixels))
         # Networks with auxiliary heads return (logits, aux) in training mode.
         return output[0] if isinstance(output, tuple) else output
-
-
-@contextmanager
-def evaluating(model: nn.Module):
-    """Eval mode for the attack; afterwards every submodule gets back its own previous mode."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def _is_zoo_network(model: nn.Module) -> bool:

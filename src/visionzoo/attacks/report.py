@@ -52,7 +52,7 @@ def run_attack(make_attack, model, images: torch.Tensor, labels: torch.Tensor, *
 
 def plot_adversarial_grid(tensors: dict, classes: list[str], path: Path, title: str, rows: int = 6) -> None:
     """One row per example (fooled ones first): clean | perturbation ×10 | adversarial."""
-    from ..train.plots import _save, plt
+    from ..train.plots import save_figure, plt
     order = torch.argsort((~tensors["fooled"]).int(), stable=True)[:rows].tolist()
     fig, axes = plt.subplots(len(order), 3, figsize=(6.6, 2.3 * len(order)), squeeze=False,
                              layout="constrained")
@@ -70,4 +70,4 @@ def plot_adversarial_grid(tensors: dict, classes: list[str], path: Path, title: 
             ax.set_title(name, fontsize=8)
             ax.axis("off")
     fig.suptitle(title, fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)

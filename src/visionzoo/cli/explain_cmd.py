@@ -116,15 +116,17 @@ def _saliency_entry(session, method: str, heatmap: torch.Tensor, file: str, labe
                      signed=bool(heatmap.min() < 0))
     else:
         picture(session.out / file, title)
-    metrics = None
-    if session.args.metric:
-        from ..explain.faithfulness import area_under, causal_curve
-        curves = {mode: causal_curve(session.model, session.x, session.target, heatmap.to(session.device), mode)
-                  for mode in ("deletion", "insertion")}
-        metrics = {f"{mode}_auc": area_under(curve) for mode, curve in curves.items()}
-        session.scores[method] = metrics
-        session.curves[method] = {mode: curve.tolist() for mode, curve in curves.items()}
+    metrics = _score(session, method, heatmap) if session.args.metric else None
     return _entry(file, method, title, metrics)
+
+
+def _score(session, method: str, heatmap: torch.Tensor) -> dict:
+    """Deletion/insertion AUCs of one (H, W) map, kept with their curves for the report."""
+    from ..explain.faithfulness import deletion_insertion
+    metrics, curves = deletion_insertion(session.model, session.x, session.target, heatmap.to(session.device))
+    session.scores[method] = metrics
+    session.curves[method] = {mode: curve.tolist() for mode, curve in curves.items()}
+    return metrics
 
 
 def _filters(session) -> list[dict]:
@@ -302,12 +304,7 @@ def _methods(text: str) -> list[str]:
 
 def _score_random(session) -> None:
     """The reference every saliency map must beat: a seeded random ranking of the pixels."""
-    from ..explain.faithfulness import area_under, causal_curve
-    heatmap = torch.rand(session.x.shape[-2:], generator=torch.Generator().manual_seed(0))
-    curves = {mode: causal_curve(session.model, session.x, session.target, heatmap.to(session.device), mode)
-              for mode in ("deletion", "insertion")}
-    session.scores["random"] = {f"{mode}_auc": area_under(c) for mode, c in curves.items()}
-    session.curves["random"] = {mode: c.tolist() for mode, c in curves.items()}
+    _score(session, "random", torch.rand(session.x.shape[-2:], generator=torch.Generator().manual_seed(0)))
 
 
 def run_explain(args) -> int:

@@ -1,4 +1,4 @@
-"""`visionzoo` / `python -m visionzoo`: models, info, train, eval.
+"""`visionzoo` / `python -m visionzoo`: models, info, train, eval, bench, attack, compress, explain, reproduce.
 
 Exit status: 0 success; 2 bad usage or bad input (one line on stderr); 1 any other failure
 (`--debug` shows the traceback); 130 interrupted by Ctrl-C after saving a checkpoint.

@@ -34,12 +34,11 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from ..train.io import _atomic
+from ..train.io import write_bytes
 from . import huffman
 from .sparse import RelativeCSR, from_relative_csr, relative_csr
 
 MAGIC = b"VZC1"
-SUFFIX = ".vzc"
 
 
 @dataclass
@@ -186,7 +185,7 @@ def save_compressed(path, model: nn.Module, meta: dict, codings: dict[str, Layer
     header = zlib.compress(json.dumps({"meta": meta, "transforms": transforms or [],
                                        "tensors": descriptors}, separators=(",", ":")).encode(), 9)
     blob = MAGIC + struct.pack("<I", len(header)) + header + b"".join(writer.parts)
-    _atomic(Path(path), lambda tmp: Path(tmp).write_bytes(blob))
+    write_bytes(path, blob)
     for descriptor in descriptors:
         descriptor["bytes"] = sum(descriptor["parts"].values())
     return descriptors

@@ -136,7 +136,7 @@ def _prune_and_retrain(model, meta, options: Options, accuracy) -> tuple[dict, d
 
 
 def _prune(model, meta, options, accuracy) -> Compressed:
-    masks, details, history = _prune_and_retrain(model, meta, options, accuracy)
+    _, details, history = _prune_and_retrain(model, meta, options, accuracy)
     layers = pruning.weight_layers(model)
     codings = {n: LayerCoding("sparse", sparse=True, index_bits=_index_bits(layers[n], options),
                               huffman=options.huffman)

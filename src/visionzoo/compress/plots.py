@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..train.plots import _save, plot_curves, plt
+from ..train.plots import save_figure, plot_curves, plt
 
 
 def _plot_layers(layers: list[dict], path: Path, title: str) -> None:
@@ -28,7 +28,7 @@ def _plot_layers(layers: list[dict], path: Path, title: str) -> None:
         ax.grid(alpha=0.3, axis="y")
         ax.legend()
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_sensitivity(scan: dict, path: Path) -> None:
@@ -39,7 +39,7 @@ def _plot_sensitivity(scan: dict, path: Path) -> None:
            title="sensitivity to pruning, one layer at a time")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_codebooks(codebooks: dict, path: Path, init: str, panels: int = 4) -> None:
@@ -59,7 +59,7 @@ def _plot_codebooks(codebooks: dict, path: Path, init: str, panels: int = 4) -> 
         ax.set(title=f"{name}: {len(book['final'])} shared values", xlabel="weight value", ylabel="count")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_report(report: dict, out: Path) -> list[str]:

@@ -5,18 +5,19 @@ augmentations. Images stay in pixel units (0–255, uint8 or float) until the no
 torchvision's RandomErasing, MixUp and CutMix draw from the global RNG (and erase one image per
 call), so these are our own batched versions.
 
-- random crop with zero padding and horizontal flip (the CIFAR/ResNet recipe);
+- random crop with zero padding and horizontal flip (the CIFAR recipe of He et al., Deep Residual
+  Learning, 2016, Sec. 4.2: pad 4, crop 32×32, flip);
 - scale jittering (Simonyan & Zisserman, VGG, Sec. 3.1: rescale to a random S ∈ [S_min, S_max],
   then crop the training size); here S is a factor of the image side, one per batch;
 - fancy PCA (Krizhevsky et al., AlexNet, Sec. 4.1): add [p₁ p₂ p₃][α₁λ₁ α₂λ₂ α₃λ₃]ᵀ to every
   pixel, with p_i, λ_i the eigenvectors/eigenvalues of the training set's RGB covariance
   (pixels in [0, 1]) and α_i ~ N(0, σ²) once per image; with C channels the covariance is C×C,
   so on grey images it is a random brightness shift α·λ;
-- random erasing (Zhong et al., Algorithm 1): with probability p erase a rectangle of area
+- random erasing (Zhong et al., Random Erasing Data Augmentation, AAAI 2020, Algorithm 1): with probability p erase a rectangle of area
   S_e ∈ [s_l, s_h]·S and aspect r_e ∈ [r_1, 1/r_1] that fits the image, filled with random values;
 - cutout (DeVries & Taylor 2017): a SIZE×SIZE square centred anywhere, clipped at the borders;
-- mixup (Zhang et al., Eq. 1): x̃ = λx_i + (1 − λ)x_j, ỹ = λy_i + (1 − λ)y_j, λ ~ Beta(α, α);
-- CutMix (Yun et al., Eq. 1–2): paste a box of area (1 − λ)WH from x_j into x_i; after clipping
+- mixup (Zhang et al., mixup: Beyond Empirical Risk Minimization, ICLR 2018, Eq. 1): x̃ = λx_i + (1 − λ)x_j, ỹ = λy_i + (1 − λ)y_j, λ ~ Beta(α, α);
+- CutMix (Yun et al., CutMix, ICCV 2019, Eq. 1–2): paste a box of area (1 − λ)WH from x_j into x_i; after clipping
   the box to the image, λ is corrected to 1 − (box area)/(WH), the pasted fraction.
 """
 from __future__ import annotations

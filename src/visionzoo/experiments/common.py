@@ -22,7 +22,7 @@ import torch.nn.functional as F  # noqa: E402
 from ..data.datasets import load_data  # noqa: E402
 from ..data.loader import Normalizer, train_batches  # noqa: E402
 from ..train.evaluate import evaluate  # noqa: E402
-from ..train.plots import _save  # noqa: E402
+from ..train import plots  # noqa: E402
 from .base import Context  # noqa: E402
 
 
@@ -128,7 +128,7 @@ def _same_run(cfg) -> bool:
 
 def save_figure(fig, ctx: Context, name: str) -> str:
     """Write the figure atomically into the run directory; returns its file name for the report."""
-    _save(fig, ctx.out / name)
+    plots.save_figure(fig, ctx.out / name)
     return name
 
 

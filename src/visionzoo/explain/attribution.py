@@ -27,11 +27,6 @@ def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
-def predicted_class(model: nn.Module, x: torch.Tensor) -> int:
-    with evaluating(model), torch.no_grad():
-        return int(logits(model, x).argmax(1)[0])
-
-
 def _input_gradient(model, x, target):
     # autograd.grad, not backward(): the weights' .grad are neither computed nor touched.
     x = x.detach().clone().requires_grad_(True)

@@ -20,7 +20,8 @@ import json
 import torch
 from torch import nn
 
-from ..train.io import _atomic, write_json
+from ..train.io import write_json
+from ..train.plots import save_figure
 
 PERCENTILES = (15, 50, 85)
 _SAMPLE = 100_000  # percentiles from at most this many activations per layer and step
@@ -157,5 +158,4 @@ def plot_diagnostics(layers: dict, path, steps_per_epoch: int, most: int = 8) ->
                 ylim=(-0.02, 1.02))
     for ax in (ax_grad, ax_pct, ax_dead):
         ax.grid(alpha=0.3)
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)
+    save_figure(fig, path)

@@ -49,7 +49,8 @@ def area_under(curve: torch.Tensor) -> float:
 
 
 def deletion_insertion(model: nn.Module, x: torch.Tensor, target: int, saliency: torch.Tensor,
-                       steps: int = 32) -> dict:
-    """{'deletion_auc', 'insertion_auc'} of one (H, W) saliency map."""
-    return {f"{mode}_auc": area_under(causal_curve(model, x, target, saliency, mode, steps))
-            for mode in ("deletion", "insertion")}
+                       steps: int = 32) -> tuple[dict, dict]:
+    """The deletion and insertion curves of one (H, W) saliency map, and the area under each:
+    ({'deletion_auc', 'insertion_auc'}, {'deletion': curve, 'insertion': curve})."""
+    curves = {mode: causal_curve(model, x, target, saliency, mode, steps) for mode in ("deletion", "insertion")}
+    return {f"{mode}_auc": area_under(curve) for mode, curve in curves.items()}, curves

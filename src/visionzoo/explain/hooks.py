@@ -15,17 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
-
-
-@contextmanager
-def evaluating(model: nn.Module):
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes.items():
-            module.training = training
+from ..layers.surgery import evaluating  # noqa: F401  (re-exported: explain's modules import it from here)
 
 
 def find_layer(model: nn.Module, name: str | None) -> tuple[str, nn.Module]:

@@ -17,14 +17,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ..train.io import _atomic, write_json, write_text  # noqa: E402
+from ..train.io import write_json, write_text  # noqa: E402
+from ..train.plots import save_figure  # noqa: E402
 
 MANIFEST = "explain.json"
-
-
-def _save(fig, path: Path) -> None:
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)
 
 
 def _displayable(image: torch.Tensor) -> np.ndarray:
@@ -52,7 +48,7 @@ def save_heatmap(path: Path, image: torch.Tensor, heatmap: torch.Tensor, title: 
                           vmin=-limit if signed else min(0.0, float(values.min())), vmax=limit)
     fig.colorbar(shown, ax=ax_map, label=label, fraction=0.046, pad=0.04)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def save_gradient_image(path: Path, image: torch.Tensor, gradient: torch.Tensor, title: str) -> None:
@@ -69,7 +65,7 @@ def save_gradient_image(path: Path, image: torch.Tensor, gradient: torch.Tensor,
     ax_grad.set_yticks([])
     fig.colorbar(shown, ax=ax_grad, label="gradient / max |gradient|", fraction=0.046, pad=0.04)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def save_tiles(path: Path, tiles: list[list[np.ndarray]], row_labels: list[str], title: str,
@@ -95,7 +91,7 @@ def save_tiles(path: Path, tiles: list[list[np.ndarray]], row_labels: list[str],
                 ax.set_title(captions[r][c], fontsize=7)
         axes[r][0].set_ylabel(row_labels[r], fontsize=8)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def save_boxes(path: Path, image: torch.Tensor, boxes: list[tuple[str, tuple]], title: str) -> None:
@@ -112,7 +108,7 @@ def save_boxes(path: Path, image: torch.Tensor, boxes: list[tuple[str, tuple]], 
     ax.set_ylim(max(height - 0.5, max(b[1][2] for b in boxes)), min(-0.5, min(b[1][0] for b in boxes) - 1))
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     ax.set_title(title, fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def save_curves(path: Path, curves: dict[str, dict[str, list[float]]], title: str) -> None:
@@ -128,7 +124,7 @@ def save_curves(path: Path, curves: dict[str, dict[str, list[float]]], title: st
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def add_to_index(out: Path, entries: list[dict], heading: str) -> None:

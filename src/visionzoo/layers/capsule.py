@@ -61,7 +61,7 @@ class RoutedCapsules(nn.Module):
     def __init__(self, num_inputs: int, input_dim: int, num_outputs: int, output_dim: int,
                  iterations: int = 3):
         super().__init__()
-        self.num_outputs, self.output_dim, self.iterations = num_outputs, output_dim, iterations
+        self.iterations = iterations
         self.weight = nn.Parameter(torch.randn(num_inputs, num_outputs, output_dim, input_dim) * 0.01)
 
     def predictions(self, u: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Model surgery: replace modules of a built network in place, and trace what each module sees.
+"""Model surgery: replace modules of a built network in place, trace what each module sees, and
+run it in eval mode for a while without losing each submodule's own mode.
 
 No paper of its own: these are the tools `--norm`, `--act`, `--pool` and the regularisers use to
 turn a registered network into its variant (Wu & He's GN, He et al.'s PReLU, Zeiler & Fergus'
@@ -7,6 +8,7 @@ stochastic pooling, …) without touching the family's builder.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -43,12 +45,22 @@ def input_shapes(model: nn.Module, input_size, modules: list[nn.Module]) -> dict
     handles = [m.register_forward_pre_hook(lambda m, args: seen[m].add(tuple(args[0].shape[1:])))
                for m in modules]
     device = next(model.parameters()).device
-    was_training = model.training
     try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(2, *input_size, device=device))
+        with torch.no_grad(), evaluating(model):
+            model(torch.zeros(2, *input_size, device=device))
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     return seen
+
+
+@contextmanager
+def evaluating(model: nn.Module):
+    """Eval mode inside the block; afterwards every submodule gets back its own previous mode."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..layers.residual import BasicBlock
+from ..layers.surgery import evaluating
 from ..registry import register_model
 from .resnet import ResNet
 
@@ -111,29 +112,20 @@ class AIGResNet(ResNet):
     @torch.no_grad()
     def block_execution_rates(self, x: torch.Tensor) -> torch.Tensor:
         """z̄_l at evaluation: the fraction of the images of `x` that execute each block."""
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             return self.forward_with_gates(x)[1].mean(0)
-        finally:
-            self.train(was_training)
 
     @torch.no_grad()
     def executed_macs(self, x: torch.Tensor) -> float:
         """Average MACs per image of `x` when only the open residual branches are computed."""
         rates = self.block_execution_rates(x)
-        was_training = self.training
-        self.eval()
         counter = FlopCounterMode(display=False)
-        try:
-            with counter:
-                self(x[:1])
-        finally:
-            self.train(was_training)
+        with evaluating(self), counter:
+            self(x[:1])
         counts = {key: sum(per_op.values()) // 2 for key, per_op in counter.get_flop_counts().items()}
         root = type(self).__name__
         skipped = 0.0
-        for rate, (name, block) in zip(rates.tolist(), self.gated_blocks()):
+        for rate, (name, _) in zip(rates.tolist(), self.gated_blocks()):
             branch = sum(counts.get(f"{root}.{name}.{conv}", 0) for conv in ("conv1", "conv2"))
             skipped += (1 - rate) * branch
         return counts[root] - skipped

@@ -16,11 +16,13 @@ ordinary cross-entropy. Views (`tta`):
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 
 import torch
 import torch.nn.functional as F
 
 from ..data.loader import Normalizer, eval_batches
+from ..layers.surgery import evaluating
 from .distributed import all_reduce_sum
 
 TTA_MODES = ("none", "flip", "tencrop", "multiscale")
@@ -84,12 +86,11 @@ def evaluate(model, split, normalizer: Normalizer, *, batch_size: int = 500, dev
     with `num_classes`, also the confusion matrix (true × predicted) and per-class accuracy."""
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     normalizers = list(normalizer) if isinstance(normalizer, (list, tuple)) else [normalizer]
-    was_training = [m.training for m in models]
-    for m in models:
-        m.eval()
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # n, top1, top5, loss sum
     confusion = torch.zeros(num_classes or 1, num_classes or 1, dtype=torch.int64, device=device)
-    with torch.no_grad():
+    with torch.no_grad(), ExitStack() as modes:
+        for m in models:
+            modes.enter_context(evaluating(m))
         ensemble = members(models, normalizers, tta)
         for images, labels in eval_batches(split, batch_size, rank=rank, world=world, device=device):
             log_p = log_probabilities(ensemble, images, tta=tta, channels_last=channels_last)
@@ -101,8 +102,6 @@ def evaluate(model, split, normalizer: Normalizer, *, batch_size: int = 500, dev
                                    F.nll_loss(log_p, labels, reduction="sum").double()])
             if num_classes:
                 confusion.index_put_((labels, top[:, 0]), torch.ones_like(labels), accumulate=True)
-    for m, mode in zip(models, was_training):
-        m.train(mode)
     totals = all_reduce_sum(totals)
     n = int(totals[0].item())
     result = {"n": n, "top1": totals[1].item() / max(n, 1), "top5": totals[2].item() / max(n, 1),

@@ -1,7 +1,7 @@
 """Transfer learning: start from trained weights, replace the head, train all or only the head.
 
-As in the notes (transfer learning with convolutional networks): a network trained on one data
-set is either a fixed feature extractor — the backbone frozen, BN in inference mode, only a new
+As in the notes (transfer learning with convolutional networks; Yosinski et al., How transferable
+are features in deep neural networks?, NeurIPS 2014): a network trained on one data set is either a fixed feature extractor — the backbone frozen, BN in inference mode, only a new
 classifier trained — or fine-tuned end to end, usually with a smaller learning rate for the
 pretrained backbone than for the freshly initialised head. The weights come from a visionzoo
 run (directory or .safetensors) or a torchvision/timm state_dict of the twin architecture

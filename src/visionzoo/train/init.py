@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
+from ..layers.surgery import evaluating
 
 INIT_SCHEMES = ("paper", "zero", "normal", "uniform", "xavier_normal", "xavier_uniform", "he_fan_in",
                 "he_fan_out", "orthogonal", "lsuv", "dirac")
@@ -150,9 +151,7 @@ def lsuv(model: nn.Module, batch: torch.Tensor, tolerance: float = LSUV_TOLERANC
     constant, are left as they are."""
     names = {m: name for name, m in model.named_modules()}
     variances: dict[str, float] = {}
-    was_training = model.training
-    model.eval()  # BN statistics stay as they were; dropout is off
-    try:
+    with evaluating(model):  # BN statistics stay as they were; dropout is off
         for layer in weighted_layers(model):
             for _ in range(max_iterations):
                 variance = _output_variance(model, layer, batch)
@@ -164,8 +163,6 @@ def lsuv(model: nn.Module, batch: torch.Tensor, tolerance: float = LSUV_TOLERANC
                 variance = _output_variance(model, layer, batch)
             if variance is not None:
                 variances[names[layer]] = variance
-    finally:
-        model.train(was_training)
     return variances
 
 

@@ -10,12 +10,18 @@ import torch
 from safetensors.torch import save_file
 
 
-def _atomic(path: Path, write) -> None:
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp's 0600 would make every output private
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -23,6 +29,11 @@ def _atomic(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:             # the rename itself survives a power cut only once the directory is synced
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def write_json(path, obj) -> None:
@@ -30,20 +41,24 @@ def write_json(path, obj) -> None:
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=2)
             f.write("\n")
-    _atomic(path, write)
+    write_atomic(path, write)
 
 
 def write_text(path, text: str) -> None:
-    _atomic(path, lambda tmp: Path(tmp).write_text(text))
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_bytes(path, blob: bytes) -> None:
+    write_atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
 
 
 def write_safetensors(path, state_dict: dict) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    _atomic(path, lambda tmp: save_file(tensors, tmp))
+    write_atomic(path, lambda tmp: save_file(tensors, tmp))
 
 
 def write_torch(path, obj) -> None:
-    _atomic(path, lambda tmp: torch.save(obj, tmp))
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def read_torch(path):

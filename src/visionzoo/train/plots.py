@@ -8,11 +8,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .io import _atomic  # noqa: E402
+from .io import write_atomic  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+def save_figure(fig, path: Path) -> None:
+    """Write `fig` as a PNG atomically and free it."""
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
 
 
@@ -27,7 +28,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, title: str) -> None:
@@ -44,4 +45,4 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, t
                 ax.text(j, i, confusion[i][j], ha="center", va="center", fontsize=7,
                         color="white" if confusion[i][j] > peak / 2 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
+from ..layers.surgery import evaluating
 from .init import WEIGHTED, StopForward
 
 ADAM_LR = 1e-3
@@ -59,12 +60,10 @@ def forward_chain(model: nn.Module, batch: torch.Tensor) -> list[nn.Module]:
             lambda m, args: inputs.__setitem__(m, args[0].detach().clone())))
         handles.append(leaf.register_forward_hook(
             lambda m, args, out: calls.append((m, inputs[m], out.detach().clone()))))
-    was_training = model.training
     try:
-        with torch.no_grad():
-            output = model.eval()(batch)
+        with torch.no_grad(), evaluating(model):
+            output = model(batch)
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     name = type(model).__name__

@@ -1,11 +1,13 @@
 """Learning-rate schedules as one multiplier of the base rate per optimisation step.
 
-Linear warmup (Goyal et al.: start small, reach η after the warmup epochs) followed by
-step decay (×γ every `step_size` epochs), multi-step decay (×γ at each milestone epoch, as in
-ResNet's ÷10 at 32k and 48k iterations), cosine annealing, one-cycle (Smith: linear rise to the
-peak over `pct_start` of training, then cosine down), a constant rate, or reduce-on-plateau
-(×γ when the validation loss has not improved for `patience` epochs, as in AlexNet's "divide the
-learning rate by 10 when the validation error stopped improving", Sec. 5).
+Linear warmup (Goyal et al., Accurate, Large Minibatch SGD, 2017, Sec. 2.2: start small, reach η
+after the warmup epochs) followed by step decay (×γ every `step_size` epochs), multi-step decay (×γ
+at each milestone epoch, as in ResNet's ÷10 at 32k and 48k iterations), cosine annealing
+(Loshchilov & Hutter, SGDR, 2017, Eq. 5 without restarts: η_min + (η − η_min)(1 + cos(πt/T))/2,
+η_min = `final_factor`·η), one-cycle (Smith & Topin, Super-Convergence, 2018: linear rise from
+0.04η to the peak over `pct_start` of training, then the same cosine down), a constant rate, or
+reduce-on-plateau (×γ when the validation loss has not improved for `patience` epochs, as in
+AlexNet's "divide the learning rate by 10 when the validation error stopped improving", Sec. 5).
 """
 from __future__ import annotations
 
