@@ -57,5 +57,8 @@ def test_lenet5_follows_the_paper():
     c3 = model.features[4]
     # Table I: 6 maps × 3 inputs, 9 maps × 4 inputs, 1 map × 6 inputs; 1,516 parameters.
     assert sum(p.numel() for p in c3.parameters()) == 1516
-    assert count_macs(model, (1, 32, 32)) < 1516 * 100 + 120_000 + 48_000 + 20_000 + 2_000
+    # Sec. II-B's layers, weights × output positions: C1 6·28²·25, C3 (6·3 + 9·4 + 1·6)·25 over 10²,
+    # C5 120·16·25, F6 84·120, the RBF output 10·84 (subsampling's one coefficient per map is no MAC).
+    c1, c3, c5, f6, rbf = 6 * 28 * 28 * 25, (6 * 3 + 9 * 4 + 6) * 25 * 10 * 10, 120 * 16 * 25, 84 * 120, 10 * 84
+    assert count_macs(model, (1, 32, 32)) == c1 + c3 + c5 + f6 + rbf
     assert model(__import__("torch").zeros(2, 1, 28, 28)).shape == (2, 10)

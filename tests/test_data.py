@@ -142,11 +142,9 @@ def test_bad_idx_file_exits_2_naming_it(tmp_path, capsys, damage):
     assert code == 2 and str(target) in err and len(err.splitlines()) == 1
 
 
-def test_corrupt_gzip_and_count_mismatch(tmp_path, capsys):
+def test_corrupt_gzip_and_count_mismatch(tmp_path):
     folder = make_idx_set(tmp_path / "mnist")
     (folder / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
-    code, err = _run_cli(["eval", "nowhere"], capsys)
-    assert code == 2
     with pytest.raises(DataError, match="t10k-images"):
         load_data("mnist", data_dir=tmp_path)
     make_idx_set(folder)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from visionzoo.cli.main import main
-from visionzoo.data.datasets import TensorSplit
+from visionzoo.data.datasets import TensorSplit, load_data
 from visionzoo.data.loader import Normalizer
 from visionzoo.train.evaluate import MULTISCALE, evaluate, log_probabilities, members, tencrop_views
 
@@ -112,7 +112,7 @@ def test_eval_command_ensembles_with_tta_and_reports_errors_and_per_class_accura
     runs = [str(saved_run(tmp_path / f"r{seed}", "digits", seed)) for seed in (0, 1)]
     assert main(["eval", *runs, "--tta", tta, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert {"split", "n", "top1", "top5", "loss"} <= set(report) and report["n"] == 359
+    assert {"split", "n", "top1", "top5", "loss"} <= set(report) and report["n"] == len(load_data("digits").test)
     assert report["top1_error"] == pytest.approx(1 - report["top1"]) and len(report["models"]) == 2
     assert len(report["per_class_top1"]) == 10 and math.isfinite(report["loss"])
     assert main(["eval", runs[0], str(saved_run(tmp_path / "other", "fake", 2))]) == 2

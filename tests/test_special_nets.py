@@ -349,7 +349,13 @@ def test_one_euler_step_is_a_residual_block():
 
 def test_odenet_mnist_size_and_gradients():
     model = vz.create_model("odenet_mnist")
-    assert vz.count_params(model) == 208_266
+    # The authors' layer list, counted by hand: conv 1→64 3×3, GN, conv 64→64 4×4, GN, conv 64→64 4×4;
+    # f = GN, conv 65→64 3×3 (t as a channel), GN, conv 65→64 3×3, GN; then GN and FC 64→10.
+    conv = lambda cin, k: cin * 64 * k * k + 64  # noqa: E731
+    gn = 2 * 64
+    downsampling = conv(1, 3) + gn + conv(64, 4) + gn + conv(64, 4)
+    ode_function = gn + conv(65, 3) + gn + conv(65, 3) + gn
+    assert vz.count_params(model) == downsampling + ode_function + gn + 64 * 10 + 10
     x = torch.randn(2, 1, 28, 28)
     model(x).logsumexp(1).sum().backward()
     assert model.ode.func.conv1.weight.grad.abs().sum() > 0
