@@ -135,6 +135,28 @@ def test_fgsm_on_a_linear_model_is_the_closed_form():
     assert torch.equal(FGSM(linear, 0.1, targeted=True)(x, 1 - y), x + 0.1 * direction)
 
 
+@pytest.mark.parametrize("steps", [2, 5])  # 2·α stays inside the ball; 5·α > ε is projected back onto it
+@pytest.mark.parametrize("targeted", [False, True])
+def test_l2_pgd_on_a_linear_model_steps_along_the_normalised_gradient(steps, targeted):
+    """Two classes, logits Wx: ∇ₓCE of sample i is p_wrong·(w_wrong − w_true), so every ℓ2 step
+    α·g/‖g‖₂ goes along the same unit vector uᵢ and the projection onto the ℓ2 ball only shortens
+    δ: x̃ = x + min(k·α, ε)·uᵢ. A sign step, a reversed step or one normalised over the whole batch
+    lands elsewhere."""
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    x = 0.4 + 0.2 * torch.rand(4, 3, 2, 2)  # different inputs: gradients of different lengths
+    y = torch.tensor([0, 1, 0, 1])
+    w = linear[1].weight.detach()
+    direction = torch.stack([w[1 - label] - w[label] for label in y])
+    unit = (direction / direction.norm(dim=1, keepdim=True)).view_as(x)
+    eps, alpha = 0.3, 0.08
+    expected = x + min(steps * alpha, eps) * unit
+    assert expected.min() > 0 and expected.max() < 1  # the [0, 1] box never binds
+    # Targeted to the other class: descending its loss goes the same way.
+    attack = PGD(linear, eps, alpha, steps, norm="l2", random_start=False, target=1 - y if targeted else None)
+    torch.testing.assert_close(attack(x, y), expected, rtol=0, atol=1e-6)
+
+
 def test_fgsm_is_one_pgd_step_of_size_eps_from_x(digits):
     """Madry et al.: FGSM is the one-step approximation of the inner maximisation (the CLI's
     targeted FGSM relies on it)."""
@@ -222,13 +244,12 @@ def test_differential_evolution_best_fitness_never_worsens_and_stops_at_the_thre
     assert ((x_adv - x[:16]).abs().amax(1) > 0).flatten(1).sum(1).max() <= 3  # at most d pixels
 
 
-def test_substitute_attack_asks_the_oracle_for_labels_only_and_counts_queries(digits):
+def test_substitute_attack_counts_queries_and_transfers(digits):
     model, x, y, data = digits
     seeds = data.val.images[:20].float() / 255
     attack = SubstituteAttack(model, 0.2, seeds, 10, rounds=3, epochs=5)
     x_adv = attack(x, y)
     assert attack.queries == 20 * 2 ** (3 - 1) == attack.training_set_size
-    assert all(p.grad is None for p in model.parameters())  # no gradient ever reached the oracle
     queries = attack.queries
     attack(x, y)  # fitted once: attacking more images asks the oracle nothing
     assert attack.queries == queries
@@ -236,6 +257,33 @@ def test_substitute_attack_asks_the_oracle_for_labels_only_and_counts_queries(di
         transfer = (model(x_adv).argmax(1) != y).float().mean()
         noise = (model(RandomNoise(model, 0.2)(x, y)).argmax(1) != y).float().mean()
     assert transfer > noise
+
+
+class LabelsOnly(nn.Module):
+    """The oracle's decisions and nothing else: a detached one-hot of its argmax, rescaled."""
+
+    def __init__(self, model, num_classes):
+        super().__init__()
+        self.model, self.num_classes = model, num_classes
+
+    def forward(self, x):
+        with torch.no_grad():
+            label = self.model(x).argmax(1)
+        return 7.0 * F.one_hot(label, self.num_classes).float() - 3.0
+
+
+def test_substitute_attack_asks_the_oracle_for_labels_only(digits):
+    """Papernot et al.'s Õ answers argmax_j O_j(x): an oracle with the same decisions but other
+    outputs (and no gradient) leaves the substitute, its augmented training set and x̃ unchanged."""
+    model, x, y, data = digits
+    seeds = data.val.images[:20].float() / 255
+    results = []
+    for oracle in (model, LabelsOnly(model, 10)):
+        attack = SubstituteAttack(oracle, 0.2, seeds, 10, rounds=3, epochs=5)
+        results.append((attack(x, y), attack.substitute.state_dict(), attack.queries))
+    (x_adv, weights, queries), (x_adv_labels, weights_labels, queries_labels) = results
+    assert (x_adv != x).any() and torch.equal(x_adv, x_adv_labels) and queries == queries_labels
+    assert all(torch.equal(weights[name], weights_labels[name]) for name in weights)
 
 
 @pytest.mark.parametrize("method", ["fgsm", "pgd"])
@@ -267,6 +315,59 @@ def test_goodfellow_objective_weighs_clean_and_adversarial_halves():
     loss, both = goodfellow_objective(ce, logits, labels, None, 0.0, 0.3)
     expected = 0.3 * F.cross_entropy(logits[:4], labels[:4]) + 0.7 * F.cross_entropy(logits[4:], labels[4:])
     assert torch.allclose(loss, expected) and torch.equal(both, logits)
+
+
+@pytest.mark.parametrize("method", ["fgsm", "pgd"])
+def test_adversarial_training_step_trains_on_eps_close_examples_with_the_documented_loss(method):
+    """One real step of `--adv`: the network, in training mode, sees [x; x̃] (FGSM) or x̃ alone (PGD),
+    x̃ within ε of x in pixels and of higher loss, and the step's loss is α·CE(x) + (1 − α)·CE(x̃)
+    (FGSM, Goodfellow et al. Sec. 5) or CE(x̃) (PGD, Madry et al. Eq. 2.1)."""
+    from visionzoo.train.trainer import TrainConfig, Trainer
+    eps, weight = 0.1, 0.7
+    trainer = Trainer(TrainConfig(model="lenet", data="fake", train_limit=16, batch_size=16, epochs=1, amp="off",
+                                  crop=0, flip=False, label_smoothing=0.0, adv=method, adv_eps=eps,
+                                  adv_alpha=0.04, adv_steps=3, adv_weight=weight, quiet=True))
+    before = copy.deepcopy(trainer.model)
+    seen = []
+    hook = trainer.model.register_forward_hook(
+        lambda module, inputs, output: seen.append((module.training, inputs[0].detach().clone())))
+    trainer.train_epoch()  # 16 training images in batches of 16: one step
+    hook.remove()
+    trained = [batch for training, batch in seen if training]
+    assert trainer.global_step == 1 and len(trained) == 1 and len(seen) > 1  # the adversary's passes: eval mode
+    batch = trained[0]
+    # The trainer feeds (p − mean)/std; each image seen, in pixels, matched to its nearest training image.
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (trainer.normalizer.mean, trainer.normalizer.std))
+    pixels = batch * std + mean
+    train_pixels = trainer.data.train.images.float() / 255
+    distance, match = (pixels[:, None] - train_pixels[None]).abs().flatten(2).amax(2).min(1)
+    n = len(train_pixels)
+    labels = trainer.data.train.labels[match[-n:]]
+    clean = train_pixels[match[-n:]]
+    assert len(batch) == (2 * n if method == "fgsm" else n) and sorted(match[-n:].tolist()) == list(range(n))
+    if method == "fgsm":  # the first half is x itself, the second its adversarial twin, row by row
+        assert distance[:n].max() < 1e-5 and torch.equal(match[:n], match[n:])
+    adversarial = pixels[-n:]
+    change = (adversarial - clean).abs()
+    assert change.max() <= eps + 1e-5 and adversarial.min() >= -1e-5 and adversarial.max() <= 1 + 1e-5
+    if method == "fgsm":  # x̃ = x + ε·sign(∇ₓJ): every pixel away from the box's walls moves by ε
+        assert (change > eps - 1e-5).float().mean() > 0.5
+        expected = FGSM(Normalized(before, mean, std), eps)(pixels[:n].clamp(0, 1), labels)  # θ before the step
+        torch.testing.assert_close(adversarial, expected, rtol=0, atol=1e-5)
+    else:
+        assert (change > 0).float().mean() > 0.9 and change.max() > eps / 2
+    with torch.no_grad():  # recomputed from the recorded batch with the weights before the step
+        logits = before(batch)
+        clean_loss = F.cross_entropy(before((clean - mean) / std), labels)
+    adversarial_loss = F.cross_entropy(logits[-n:], labels)
+    assert adversarial_loss > clean_loss + 0.05  # the inner maximisation did raise the loss (≈ 0.25 here)
+    if method == "fgsm":
+        torch.testing.assert_close(F.cross_entropy(logits[:n], labels), clean_loss, rtol=1e-5, atol=1e-6)
+        expected_loss = weight * clean_loss + (1 - weight) * adversarial_loss
+    else:
+        expected_loss = adversarial_loss
+    loss = (trainer.running[0] / trainer.running[2]).float()  # the step's loss, as the trainer logged it
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

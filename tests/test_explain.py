@@ -6,11 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import visionzoo as vz
 from visionzoo.cli.main import main
 from visionzoo.explain.attribution import (class_activation_map, grad_cam, guided_backprop,
                                            guided_grad_cam, saliency)
-from visionzoo.explain.faithfulness import area_under, causal_curve
+from visionzoo.explain.faithfulness import _blurred, area_under, causal_curve
 from visionzoo.explain.hooks import guided_relus
+from visionzoo.explain.neighbours import embed, embed_batches, nearest
 from visionzoo.explain.occlusion import occlusion
 from visionzoo.explain.patches import crop_to_field, top_activations
 from visionzoo.explain.receptive import Field, trace_receptive_fields
@@ -140,9 +142,9 @@ class GapNet(ImageClassifier):
     """conv → ReLU → conv → ReLU → global average pool → linear: the network CAM is defined for."""
     classifier_name = "fc"
 
-    def __init__(self, relu_inplace=False):
+    def __init__(self, relu_inplace=False, stride=1):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=relu_inplace),
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride, padding=1), nn.ReLU(inplace=relu_inplace),
                                       nn.Conv2d(8, 6, 3, padding=1), nn.ReLU())
         self.fc = nn.Linear(6, 4)
 
@@ -221,11 +223,89 @@ def test_guided_backprop_through_inplace_and_functional_relus(functional):
     assert model.relu.inplace and F.relu.__module__ == "torch.nn.functional"
 
 
-def test_guided_grad_cam_on_an_inplace_relu_network():
+def test_guided_grad_cam_is_guided_backprop_times_the_upsampled_grad_cam():
+    # Selvaraju et al. Sec. 3.2: guided backprop ⊙ Grad-CAM, bilinearly upsampled (align_corners=False)
+    # from the layer's (h, w) to the image's (H, W). The stride-2 layer makes the 5×6 → 9×11 resize
+    # matter; the network's inplace ReLU is the case guided backprop must handle.
+    torch.manual_seed(2)
+    model, x = GapNet(relu_inplace=True, stride=2), torch.randn(1, 3, 9, 11)
+    for target in range(4):
+        cam = grad_cam(model, x, target)
+        assert cam.shape == (5, 6) and cam.max() > cam.min()  # not flat: where it is upsampled to matters
+        upsampled = F.interpolate(cam[None, None], size=(9, 11), mode="bilinear", align_corners=False)[0, 0]
+        expected = guided_backprop(model, x, target) * upsampled
+        result = guided_grad_cam(model, x, target)
+        scale = expected.abs().max()  # small (a freshly initialised network), so compare relative to it
+        assert result.shape == (3, 9, 11) and scale > 0
+        assert torch.allclose(result, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+def classifier_input(model, x):
+    """What enters the network's last linear layer (a forward pre-hook on get_classifier())."""
+    seen = []
+    hook = lambda module, args: seen.append(args[0].clone())  # noqa: E731
+    handle = model.get_classifier().register_forward_pre_hook(hook)
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def test_embedding_is_what_enters_the_classifier():
+    # Krizhevsky et al. Sec. 6.1: the last hidden layer's vector. LeNet has its own head
+    # (flatten → fc1 → ReLU → fc2); GapNet the default one, here with dropout that must be off.
     torch.manual_seed(0)
-    model, x = GapNet(relu_inplace=True), torch.randn(1, 3, 8, 8)
-    result = guided_grad_cam(model, x, 2)
-    assert result.shape == (3, 8, 8) and torch.isfinite(result).all()
+    lenet, x = vz.create_model("lenet").eval(), torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        features = embed(lenet, x)
+    assert features.shape == (3, 500) and torch.equal(features, classifier_input(lenet, x))
+    model, x = GapNet(), torch.randn(5, 3, 8, 8)
+    model.head_drop = nn.Dropout(0.5)
+    model.train()
+    bank = embed_batches(model, [(0, None, x[:2], None), (2, None, x[2:], None)])
+    assert model.training and model.head_drop.training
+    assert bank.shape == (5, 6) and torch.allclose(bank, classifier_input(model.eval(), x), atol=1e-6)
+
+
+def test_nearest_returns_the_k_closest_bank_rows_in_ascending_order():
+    torch.manual_seed(0)
+    queries, bank = torch.randn(5, 8), torch.randn(40, 8)
+    queries[1] = bank[17]  # a query that is in the bank finds itself first
+    brute = ((queries[:, None] - bank[None]) ** 2).sum(-1).sqrt()  # (5, 40), every pair
+    distances, indices = nearest(queries, bank, k=6)
+    assert distances.shape == indices.shape == (5, 6)
+    assert torch.equal(indices, brute.argsort(1)[:, :6])
+    assert torch.allclose(distances, brute.sort(1).values[:, :6], atol=1e-5)
+    assert (distances.diff(dim=1) > 0).all() and indices[1, 0] == 17 and distances[1, 0] < 1e-5
+    # asking for more neighbours than the bank holds gives the whole bank, nearest first
+    distances, indices = nearest(queries, bank[:4], k=6)
+    assert indices.shape == (5, 4) and torch.equal(indices, brute[:, :4].argsort(1))
+
+
+def test_top_activations_are_each_images_maximum_strongest_first():
+    # Zeiler & Fergus Fig. 2: per channel, the k images whose unit responds most, strongest first,
+    # each at the location of its maximum; checked against all the layer's maps computed at once.
+    torch.manual_seed(0)
+    model, images = GapNet(stride=2), torch.randn(8, 3, 9, 12)
+    batches = [(0, None, images[:3], None), (3, None, images[3:6], None), (6, None, images[6:], None)]
+    with torch.no_grad():
+        maps = model.features[:3](images)
+    assert maps.shape == (8, 6, 5, 6)  # not square: rows and columns cannot be confused
+    for k in (3, 20):
+        best = top_activations(model, model.features[2], batches, channels=[4, 1], k=k)
+        assert list(best) == [4, 1]
+        for channel in (4, 1):
+            values, positions = maps[:, channel].flatten(1).max(1)  # (8,): each image's maximum
+            order = values.argsort(descending=True)[:k]
+            got = best[channel]
+            assert len(got) == min(k, 8)
+            assert [(image, row, col) for _, image, row, col in got] == \
+                [(int(i), int(positions[i]) // 6, int(positions[i]) % 6) for i in order]
+            assert torch.allclose(torch.tensor([score for score, *_ in got]), values[order], atol=1e-6)
+            assert all(maps[image, channel, row, col] == maps[image, channel].max()
+                       for _, image, row, col in got)
 
 
 def hook_count(model):
@@ -269,6 +349,50 @@ def test_deletion_auc_of_a_perfect_map_is_lower_than_random():
     perfect = area_under(causal_curve(model, x, 0, weights[0] * x[0, 0], "deletion"))
     random = [area_under(causal_curve(model, x, 0, torch.rand(16, 16), "deletion")) for _ in range(3)]
     assert perfect < min(random) - 0.1
+
+
+def test_insertion_runs_from_the_blurred_image_to_the_image():
+    # RISE Sec. 4.1: insertion starts from a blurred copy (p(c | blurred) at 0 pixels), puts back the
+    # most salient pixels first, and ends at p(c | x) with every pixel inserted.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 3))
+    with torch.no_grad():
+        model[1].weight.mul_(10.0)
+    x, saliency_map = torch.randn(1, 3, 16, 16), torch.rand(16, 16)
+    probability = lambda image: F.softmax(model(image), 1)[0, 2].detach()  # noqa: E731
+    curve = causal_curve(model, x, 2, saliency_map, "insertion", steps=8)
+    assert curve.shape == (9,)
+    assert torch.allclose(curve[0], probability(_blurred(x)), atol=1e-6)
+    assert torch.allclose(curve[-1], probability(x), atol=1e-6)
+    # the start is neither the image nor deletion's grey, and it is a blur: a flat image stays flat,
+    # white noise loses most of its variance
+    assert (curve[0] - probability(x)).abs() > 0.05 and (curve[0] - probability(0 * x)).abs() > 0.05
+    flat = torch.full((1, 3, 16, 16), 0.7)
+    assert torch.allclose(_blurred(flat), flat) and _blurred(x).var() < 0.2 * x.var()
+    # half way: the 128 most salient pixels are the image's, the rest the blurred copy's
+    top = (saliency_map > saliency_map.flatten().sort().values[127]).float()
+    assert top.sum() == 128
+    assert torch.allclose(curve[4], probability(x * top + _blurred(x) * (1 - top)), atol=1e-6)
+
+
+def test_insertion_auc_of_a_perfect_map_is_higher_than_random():
+    # Class 0 rests on a 5×5 patch of checkerboard weights; the image follows the same checkerboard,
+    # so its blurred copy (insertion's start) hides the class. Inserting the patch first, as a
+    # perfect map asks, must raise its probability faster than a random order.
+    torch.manual_seed(0)
+    checker = ((torch.arange(16)[:, None] + torch.arange(16)) % 2) * 2.0 - 1.0
+    weights = torch.zeros(16, 16)
+    weights[4:9, 6:11] = checker[4:9, 6:11] * (torch.rand(5, 5) + 0.5)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(256, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].weight[0] = weights.flatten()
+        model[1].bias.copy_(torch.tensor([-12.0, 0.0]))
+    x = (checker * (torch.rand(16, 16) + 0.5))[None, None]
+    perfect = causal_curve(model, x, 0, weights * x[0, 0], "insertion")
+    assert perfect[0] < 0.01 and perfect[-1] > 0.99
+    random = [area_under(causal_curve(model, x, 0, torch.rand(16, 16), "insertion")) for _ in range(3)]
+    assert area_under(perfect) > max(random) + 0.2
 
 
 def test_diagnostics_measure_dead_units_percentiles_and_gradient_norms():
