@@ -13,7 +13,7 @@ from visionzoo.errors import UsageError
 from visionzoo.layers.drop import (ClassicDropout, DropBlock2d, DropConnectLinear, add_drop_block,
                                    add_drop_connect, drop_block_gamma, set_dropout)
 from visionzoo.train.model_options import after_optimizer, builder_kwargs
-from visionzoo.train.trainer import TrainConfig
+from visionzoo.train.trainer import Trainer, TrainConfig
 from visionzoo.weights import load_checkpoint
 
 DRAWS = 4000
@@ -145,16 +145,37 @@ FLAGS = [
 ]
 
 
+def modules_of(model):
+    """Every submodule's name, class and settings (p, block size, …), hooks' presence aside."""
+    return [(name, type(m).__name__, m.extra_repr()) for name, m in model.named_modules()]
+
+
 @pytest.mark.parametrize("model, flags, recorded", FLAGS, ids=[" ".join(f[::2]) for _, f, _ in FLAGS])
-def test_every_model_option_trains_and_is_recorded(tmp_path, no_plots, model, flags, recorded):
+def test_every_model_option_trains_and_is_recorded(tmp_path, monkeypatch, no_plots, model, flags, recorded):
+    trainers, finish = [], Trainer.finish
+    monkeypatch.setattr(Trainer, "finish", lambda self: trainers.append(self) or finish(self))
     out = tmp_path / "run"
     status = main(["train", "--data", "digits", "--epochs", "1", "--train-limit", "64", "--batch-size", "32",
                    "--val-size", "64", "--quiet", "--out", str(out), *model, *flags])
     assert status == 0
     config = json.loads((out / "config.json").read_text())
     assert {key: config[key] for key in recorded} == recorded
-    rebuilt, _ = load_checkpoint(out)  # model.json's options give the trained variant's modules
-    assert all(torch.isfinite(p).all() for p in rebuilt.parameters())
+    # model.json's options give the trained variant's modules: the same classes and settings (the
+    # parameter-free ones too: stochastic pooling, dropout, DropConnect, DropBlock), the same outputs.
+    rebuilt, _ = load_checkpoint(out)
+    trained = trainers[0].eval_model.to(memory_format=torch.contiguous_format)
+    assert modules_of(rebuilt) == modules_of(trained)
+    x = torch.randn(8, *trainers[0].input_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x), trained.eval()(x))
+        # In training the same draws give the same outputs: the dropout hook and the random layers are there.
+        torch.manual_seed(1)
+        sampled = trained.train()(x)
+        torch.manual_seed(1)
+        torch.testing.assert_close(rebuilt.train()(x), sampled)
+        if {"pool", "dropout", "drop_connect", "drop_block", "drop_path"} & set(recorded):
+            torch.manual_seed(2)  # not vacuous: other draws give other outputs
+            assert not torch.equal(rebuilt(x), sampled)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,5 +1,6 @@
 """Every training-technique flag of `visionzoo train` runs and is recorded in config.json; bad
-values exit 2 with one line; a run with EMA, plateau and batch augmentations resumes exactly.
+values exit 2 with one line; a run with EMA, plateau and batch augmentations resumes exactly; the
+EMA weights are the ones evaluated and saved; a student that copies its teacher has no distillation loss.
 
 The flags run in groups of compatible options (one short run each) to keep the suite fast.
 """
@@ -141,3 +142,51 @@ def test_test_limit_evaluates_the_first_n_test_images(tmp_path):
     assert train(tmp_path / "run", "--test-limit", "40")[0] == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["test_n"] == 40 < len(load_data("digits").test)
+
+
+def snapshot(model):
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def test_ema_weights_are_the_ones_evaluated_and_saved(tmp_path, monkeypatch):
+    import visionzoo.train.plots as plots
+    import visionzoo.train.trainer as trainer_module
+    monkeypatch.setattr(plots, "plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr(plots, "plot_confusion", lambda *a, **k: None)
+    decay = 0.8
+    trainer = Trainer(TrainConfig(model="resnet20_cifar", model_args={"layers": [1, 1, 1]}, data="digits", epochs=1,
+                                  batch_size=64, train_limit=192, val_size=64, amp="off", quiet=True, ema=decay,
+                                  out=str(tmp_path / "run")))
+    average = snapshot(trainer.model)    # e₀: the initial weights (ema.py copies the model)
+    trained = []                         # the weights after every optimiser step
+    trainer.optimizer.register_step_post_hook(lambda *_: trained.append(snapshot(trainer.model)))
+    evaluated, evaluate = [], trainer_module.evaluate   # the weights of every evaluation
+    monkeypatch.setattr(trainer_module, "evaluate",
+                        lambda model, *a, **k: evaluated.append(snapshot(model)) or evaluate(model, *a, **k))
+    trainer.run()
+    assert len(trained) == 3
+    for weights in trained:  # e ← d·e + (1 − d)·w for parameters and BN statistics; the step count copied
+        average = {k: decay * e + (1 - decay) * weights[k] if e.is_floating_point() else weights[k]
+                   for k, e in average.items()}
+    saved = load_file(str(tmp_path / "run/model.safetensors"))
+    assert any(k.endswith("running_var") for k in saved) and any(k.endswith("num_batches_tracked") for k in saved)
+    for state in (saved, *evaluated):    # saved, validated and tested: the average
+        assert state.keys() == average.keys()
+        for k in average:
+            torch.testing.assert_close(state[k], average[k], msg=lambda message: f"{k}: {message}")
+    assert len(evaluated) == 2           # the validation split, then the test split
+    moved = [k for k in average if average[k].is_floating_point() and not torch.equal(trained[0][k], trained[-1][k])]
+    assert moved and all(not torch.allclose(saved[k], trained[-1][k]) for k in moved)  # not the raw weights
+
+
+def test_a_student_that_copies_its_teacher_starts_with_zero_distillation_loss(tmp_path, source_run):
+    # One step of 128 images (train loss = the first step's loss), pure soft targets (α = 1): T²·KL
+    # between the teacher's and the student's softened outputs on the same augmented batch.
+    losses = {}
+    for student, start in (("copy", ["--finetune", source_run]), ("fresh", [])):
+        code, _ = train(tmp_path / student, "--teacher", source_run, "--kd-alpha", "1", "--kd-temperature", "4",
+                        "--train-limit", "128", *start)
+        assert code == 0
+        losses[student] = json.loads((tmp_path / student / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
+    assert losses["copy"] == pytest.approx(0, abs=1e-6)
+    assert losses["fresh"] > 0.01    # ≈ 0.026 for this barely trained teacher
