@@ -105,6 +105,38 @@ def test_scale_jitter_keeps_the_size_and_crops_an_upscaled_window():
     assert torch.equal(scale_jitter(x, 1.0, 1.0, gen(6)), x)     # S = 1: the image itself
 
 
+def test_scale_jitter_magnifies_a_ramp_by_one_s_in_the_range_per_batch_and_crops_inside_it():
+    n, h, w, s_min, s_max = 16, 32, 48, 1.2, 1.8
+    ramps = torch.stack([torch.arange(w, dtype=torch.float32).expand(h, w),             # channel 0: x = column
+                         torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)])   # channel 1: x = row
+    x = ramps.expand(n, 2, h, w)
+    scales = []
+    for seed in range(12):
+        out = scale_jitter(x, s_min, s_max, gen(seed))
+        torch.testing.assert_close(out[:, 0], out[:, 0, :1].expand(n, h, w))   # still ramps along one axis
+        torch.testing.assert_close(out[:, 1], out[:, 1, :, :1].expand(n, h, w))
+        measured = []
+        for ramp, size in ((out[:, 0, 0, :], w), (out[:, 1, :, 0], h)):
+            steps = ramp.diff(dim=1)
+            step = steps.median()
+            off = ~torch.isclose(steps, step, rtol=0, atol=1e-4)
+            assert off.sum(1).max() <= 1 and (steps[off] < step).all()   # a clamped border pixel at most
+            scale = 1 / step.item()            # one S for the whole batch: every image has the same step
+            big = round(size * scale)          # the image was resized to an integer side S·size
+            assert size * scale == pytest.approx(big, abs=1e-3)
+            # where the middle pixel samples the resized image: (offset + j + ½)/S − ½ for x = index
+            middle = size // 2
+            offsets = (ramp[:, middle] + 0.5) * big / size - 0.5 - middle
+            torch.testing.assert_close(offsets, offsets.round(), rtol=0, atol=1e-3)
+            assert offsets.round().min() >= 0 and offsets.round().max() <= big - size   # the window lies inside
+            assert offsets.round().unique().numel() > 1                                  # placed at random
+            measured.append(big / size)
+        assert s_min - 0.5 / h <= measured[0] <= s_max + 0.5 / h
+        assert measured[0] == pytest.approx(measured[1], abs=0.5 / w + 0.5 / h)   # the aspect ratio kept
+        scales.append(measured[0])
+    assert max(scales) - min(scales) > (s_max - s_min) / 2   # S is drawn anew for each batch
+
+
 def test_augmentation_pipeline_is_seeded_and_mixing_gives_probabilities():
     x = torch.randint(0, 256, (16, 3, 10, 10), dtype=torch.uint8, generator=gen(7))
     labels = torch.arange(16) % 4

@@ -1,4 +1,6 @@
 """Compression toolkit: each method by its defining property, the file format, the CLI end to end."""
+import copy
+import heapq
 import json
 import math
 
@@ -148,6 +150,48 @@ def test_huffman_round_trips_and_is_a_complete_prefix_code():
     assert np.array_equal(huffman.unpack_fixed(huffman.pack_fixed(values, 5), 5, 101), values)
 
 
+def merge_cost(counts):
+    """Σ of the weights merged by the textbook Huffman construction: the least Σ nᵢℓᵢ of any prefix code."""
+    heap = [int(c) for c in counts if c > 0]
+    heapq.heapify(heap)
+    cost = 0
+    while len(heap) > 1:
+        merged = heapq.heappop(heap) + heapq.heappop(heap)
+        cost += merged
+        heapq.heappush(heap, merged)
+    return cost
+
+
+def _fibonacci(n):
+    numbers = [1, 1]
+    while len(numbers) < n:
+        numbers.append(numbers[-1] + numbers[-2])
+    return numbers
+
+
+@pytest.mark.parametrize("counts, fixed_is_optimal", [
+    pytest.param(np.bincount(np.random.default_rng(0).geometric(0.3, 5000) - 1), False, id="geometric"),
+    pytest.param([64, 32, 16, 8, 4, 2, 1, 1], False, id="dyadic"),         # L̄ = H exactly
+    pytest.param([0, 7, 0, 0, 3, 1, 0, 12, 2, 0], False, id="gaps"),
+    pytest.param(np.random.default_rng(1).integers(1, 1000, 40), False, id="random40"),
+    pytest.param(_fibonacci(17), False, id="fibonacci17"),                  # depth 16 = MAX_CODE_BITS: no cap binds
+    pytest.param([5] * 8, True, id="uniform"),
+    pytest.param([1, 1000], True, id="two"),
+])
+def test_huffman_lengths_are_optimal_and_within_one_bit_of_the_entropy(counts, fixed_is_optimal):
+    counts = np.asarray(counts, dtype=np.int64)
+    lengths = huffman.code_lengths(counts)
+    assert np.array_equal(lengths > 0, counts > 0) and lengths.max() <= huffman.MAX_CODE_BITS
+    total = int((counts * lengths).sum())
+    assert total == merge_cost(counts)  # Σ nᵢℓᵢ of the optimal code
+    p = counts[counts > 0] / counts.sum()
+    entropy = float(-(p * np.log2(p)).sum())
+    assert entropy - 1e-12 <= total / counts.sum() < entropy + 1
+    # the fixed-length code is complete and prefix-free too, but on skewed counts it costs more
+    fixed = math.ceil(math.log2((counts > 0).sum())) * int(counts.sum())
+    assert (total == fixed) if fixed_is_optimal else (total < fixed)
+
+
 def test_relative_indices_put_filler_zeros_where_the_notes_do():
     row = np.zeros((1, 16), dtype=np.float32)
     row[0, [1, 4, 15]] = [3.4, 0.9, 1.7]
@@ -252,6 +296,52 @@ def test_channel_removal_gives_smaller_tensors_and_the_same_outputs_when_the_rem
     with torch.no_grad():
         torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-6)
     _assert_reloads_identically(tmp_path, model, {}, [["channels", plan]])
+
+
+def test_channel_removal_through_batch_norms_spares_the_convolutions_feeding_a_residual_sum():
+    torch.manual_seed(0)
+    model = vz.create_model("resnet20_cifar", num_classes=10).eval()
+    g = torch.Generator().manual_seed(2)
+    blocks = [f"layer{stage}.{i}" for stage in (1, 2, 3) for i in range(3)]
+    removed = {}
+    with torch.no_grad():
+        for norm in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):  # trained-looking statistics
+            norm.weight.uniform_(0.5, 1.5, generator=g)
+            norm.bias.normal_(generator=g)
+            norm.running_mean.normal_(generator=g)
+            norm.running_var.uniform_(0.5, 2.0, generator=g)
+        for name in blocks:  # half of each block's first filters, scattered, are zero, and BN(0) = 0 there
+            block = model.get_submodule(name)
+            width = block.conv1.out_channels
+            removed[name] = torch.randperm(width, generator=g)[:width // 2]
+            block.conv1.weight[removed[name]] = 0
+            block.bn1.running_mean[removed[name]] = 0
+            block.bn1.bias[removed[name]] = 0
+    reference = copy.deepcopy(model)
+    x = torch.randn(2, 3, 8, 8, generator=g)
+    with torch.no_grad():
+        expected = model(x)
+    plan = channels.prune_channels(model, 0.5, (3, 8, 8))
+    # the stem and every block's second convolution feed a residual sum: their widths stay
+    assert plan == [[f"{b}.conv1", [f"{b}.bn1"], f"{b}.conv2", model.get_submodule(b).conv2.out_channels // 2]
+                    for b in blocks]
+    for name in blocks:
+        block, before = model.get_submodule(name), reference.get_submodule(name)
+        kept = torch.tensor(sorted(set(range(before.conv1.out_channels)) - set(removed[name].tolist())))
+        assert torch.equal(block.conv1.weight, before.conv1.weight[kept])
+        assert block.bn1.num_features == len(kept)
+        for attribute in ("weight", "bias", "running_mean", "running_var"):
+            assert torch.equal(getattr(block.bn1, attribute), getattr(before.bn1, attribute)[kept]), attribute
+        assert torch.equal(block.conv2.weight, before.conv2.weight[:, kept])
+        assert block.conv2.weight.shape == before.conv2.weight.shape[:1] + (len(kept),) + (3, 3)
+        assert block.bn2.num_features == before.bn2.num_features
+    assert vz.count_params(model) < 0.6 * vz.count_params(reference)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+        fresh = vz.create_model("resnet20_cifar", num_classes=10).eval()
+        channels.set_widths(fresh, plan)  # the plan replays on a new network, batch norms included
+        fresh.load_state_dict(model.state_dict())
+        assert torch.equal(fresh(x), model(x))
 
 
 def test_channel_removal_refuses_networks_without_a_removable_convolution():
