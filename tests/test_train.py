@@ -155,15 +155,17 @@ def test_two_process_ddp_matches_one_process(tmp_path):
 
 
 def test_atomic_writes_get_an_ordinary_files_mode_and_leave_nothing_on_failure(tmp_path):
-    from visionzoo.train.io import write_atomic, write_json
+    from visionzoo.train.io import write_atomic, write_json, write_safetensors
     write_json(tmp_path / "a.json", {"x": 1})
+    write_safetensors(tmp_path / "w.safetensors", {"w": torch.zeros(2)})
     umask = os.umask(0)
     os.umask(umask)
-    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask   # not mkstemp's private 0600
+    for name in ("a.json", "w.safetensors"):   # not mkstemp's private 0600
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
     def broken(tmp):
         Path(tmp).write_text("half")
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
         write_atomic(tmp_path / "b.json", broken)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "w.safetensors"]

@@ -69,6 +69,8 @@ def test_small_grey_input_interface_and_seeded_init(name):
         assert model(x).shape == (3, 5)
         model.reset_classifier(0)
         torch.testing.assert_close(model(x), pre)
+        model.reset_classifier(4)   # a removed head can be put back
+        assert model(x).shape == (3, 4)
 
 
 def test_unknown_name_suggests_close_matches():

@@ -66,8 +66,9 @@ def run_train(args) -> int:
         return 130
     except NonFiniteLoss as exc:
         where = args.out or args.resume
-        print(f"error: {exc}; stopped, the last good checkpoint is kept"
-              f"{' in ' + str(where) if where else ''} (try a lower --lr or --clip-grad)", file=sys.stderr)
+        kept = (f"the last good checkpoint is kept in {where}" if where and (Path(where) / "checkpoint.pt").exists()
+                else "no checkpoint had been saved yet")
+        print(f"error: {exc}; stopped, {kept} (try a lower --lr or --clip-grad)", file=sys.stderr)
         return 1
     return 0
 
@@ -82,7 +83,8 @@ def add_commands(commands) -> None:
     g.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="builder keyword, repeatable")
     g.add_argument("--data", help=f"data set spec (default {d.data}): fashion-mnist, mnist, kmnist, cifar10, "
                                   "cifar100, svhn, digits, folder:PATH, fake")
-    g.add_argument("--data-dir", help="data root (default $VISIONZOO_DATA or ~/.cache/visionzoo)")
+    g.add_argument("--data-dir", help="data root (default $VISIONZOO_DATA or ~/.cache/visionzoo; Fashion-MNIST "
+                                      "also from /usr/share/datasets/fashion-mnist)")
     g.add_argument("--download", action="store_true", default=None, help="fetch a missing data set")
     g.add_argument("--image-size", type=int, help="resize images to this square side")
     g.add_argument("--train-limit", type=int, metavar="N", help="train on a seeded subset of N images (quick experiments)")

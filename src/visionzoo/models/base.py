@@ -32,9 +32,11 @@ class ImageClassifier(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         old = self.get_classifier()
-        new = nn.Linear(old.in_features, num_classes) if num_classes > 0 else nn.Identity()
+        if isinstance(old, nn.Linear):   # remembered, so that a head removed by reset_classifier(0) can come back
+            self._head_in_features, self._head_placement = old.in_features, (old.weight.device, old.weight.dtype)
+        new = nn.Linear(self._head_in_features, num_classes) if num_classes > 0 else nn.Identity()
         if num_classes > 0:
-            new.to(old.weight.device, old.weight.dtype)
+            new.to(*self._head_placement)
         parent_name, _, child = self.classifier_name.rpartition(".")
         parent = self.get_submodule(parent_name) if parent_name else self
         setattr(parent, child, new)

@@ -21,8 +21,8 @@ def write_atomic(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp's 0600 would make every output private
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp's 0600 (kept by writers that recreate the file) is private
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
