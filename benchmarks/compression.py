@@ -28,7 +28,7 @@ import torch
 
 from visionzoo.compress.pipeline import Options, compress
 from visionzoo.compress.retrain import RetrainSettings
-from visionzoo.train.trainer import train
+from visionzoo.engine.trainer import train
 from visionzoo.weights import load_checkpoint
 
 # Deep Compression Tables 2–3: the fraction of weights kept per layer → sparsity = 1 − kept.

@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from visionzoo.registry import get_entry
-from visionzoo.train.trainer import NonFiniteLoss, train
+from visionzoo.engine.trainer import NonFiniteLoss, train
 
 # Cheapest first; GoogLeNet keeps its full 28×28 grid through every module (1.1 G MACs).
 # Part I (the CNN lineage), then part II (efficient, attention, capsule, transformer, NF networks).

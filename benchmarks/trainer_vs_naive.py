@@ -39,7 +39,7 @@ from torchvision import datasets, transforms
 
 from visionzoo.data.datasets import find_fashion_mnist, load_data
 from visionzoo.registry import create_model
-from visionzoo.train.trainer import Trainer, TrainConfig
+from visionzoo.engine.trainer import Trainer, TrainConfig
 
 class PerSampleImages(Dataset):
     """A stronger naive loader: images normalised once, each item cropped and flipped as a tensor."""

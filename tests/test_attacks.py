@@ -11,7 +11,7 @@ from torch import nn
 
 from visionzoo.attacks import FGSM, LBFGS, PGD, Normalized, OnePixel, RandomNoise, SubstituteAttack
 from visionzoo.attacks.base import per_sample_norm
-from visionzoo.attacks.training import adversarial_batch, goodfellow_objective
+from visionzoo.tasks.adversarial import adversarial_batch, goodfellow_objective
 from visionzoo.data.datasets import load_data
 from visionzoo.data.loader import Normalizer
 
@@ -322,7 +322,7 @@ def test_adversarial_training_step_trains_on_eps_close_examples_with_the_documen
     """One real step of `--adv`: the network, in training mode, sees [x; x̃] (FGSM) or x̃ alone (PGD),
     x̃ within ε of x in pixels and of higher loss, and the step's loss is α·CE(x) + (1 − α)·CE(x̃)
     (FGSM, Goodfellow et al. Sec. 5) or CE(x̃) (PGD, Madry et al. Eq. 2.1)."""
-    from visionzoo.train.trainer import TrainConfig, Trainer
+    from visionzoo.engine.trainer import TrainConfig, Trainer
     eps, weight = 0.1, 0.7
     trainer = Trainer(TrainConfig(model="lenet", data="fake", train_limit=16, batch_size=16, epochs=1, amp="off",
                                   crop=0, flip=False, label_smoothing=0.0, adv=method, adv_eps=eps,

@@ -2,7 +2,7 @@
 import json
 
 from visionzoo.cli.main import main
-from visionzoo.profile import count_macs, count_params, layer_table
+from visionzoo.core.profile import count_macs, count_params, layer_table
 from visionzoo.registry import create_model, parse_figure, verify_card
 
 

@@ -15,7 +15,7 @@ from visionzoo.compress.binarize import binary_layer_names, materialize
 from visionzoo.compress.fileformat import LayerCoding, load_compressed, save_compressed
 from visionzoo.compress.pipeline import compression_rate
 from visionzoo.compress.retrain import RetrainSettings, retrain
-from visionzoo.errors import UsageError
+from visionzoo.core.errors import UsageError
 from visionzoo.layers.binary import binarize
 from visionzoo.weights import load_checkpoint
 
@@ -34,7 +34,7 @@ def images(n=4, seed=1):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """LeNet trained for one epoch on scikit-learn's digits, upsampled to 16×16."""
-    from visionzoo.train.trainer import train
+    from visionzoo.engine.trainer import train
     out = tmp_path_factory.mktemp("compress") / "run"
     train(model="lenet", data="digits", image_size=16, epochs=1, batch_size=64, lr=0.05, train_limit=640,
           out=str(out), quiet=True)

@@ -14,7 +14,7 @@ from visionzoo.data.augment import random_crop, random_flip
 from visionzoo.data.datasets import load_data
 from visionzoo.data import download as dl
 from visionzoo.data.download import SOURCES, download, fetch
-from visionzoo.errors import DataError, UsageError
+from visionzoo.core.errors import DataError, UsageError
 
 
 def write_idx(path, array, magic_type=0x08, gz=True):

@@ -13,7 +13,7 @@ from visionzoo.layers.fire import Fire
 from visionzoo.layers.mobile import DepthwiseSeparable, InvertedResidual
 from visionzoo.layers.shuffle import ShuffleUnit, channel_shuffle
 from visionzoo.models import efficientnet as E
-from visionzoo.profile import layer_table
+from visionzoo.core.profile import layer_table
 from visionzoo.registry import get_entry
 
 from conftest import assert_twin_logits

@@ -10,7 +10,7 @@ from torch import nn
 from visionzoo.cli.main import main
 from visionzoo.data.datasets import TensorSplit, load_data
 from visionzoo.data.loader import Normalizer
-from visionzoo.train.evaluate import MULTISCALE, evaluate, log_probabilities, members, tencrop_views
+from visionzoo.tasks.classification import MULTISCALE, evaluate, log_probabilities, members, tencrop_views
 
 IDENTITY = Normalizer([0.0], [1 / 255])   # leaves pixel values as they are
 
@@ -96,7 +96,7 @@ def saved_run(directory, data, seed):
     """A run directory as `visionzoo train` leaves it (model.safetensors + model.json), untrained."""
     from visionzoo.data.datasets import load_data
     from visionzoo.registry import create_model
-    from visionzoo.train.io import write_json, write_safetensors
+    from visionzoo.core.io import write_json, write_safetensors
     bundle = load_data(data, val_size=0.1)
     kwargs = {"num_classes": len(bundle.classes), "in_chans": bundle.input_size[0], "image_size": bundle.input_size[-1]}
     torch.manual_seed(seed)

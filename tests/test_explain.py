@@ -398,7 +398,7 @@ def test_insertion_auc_of_a_perfect_map_is_higher_than_random():
 def test_diagnostics_measure_dead_units_percentiles_and_gradient_norms():
     from types import SimpleNamespace
 
-    from visionzoo.explain.diagnostics import TrainingDiagnostics
+    from visionzoo.engine.diagnostics import TrainingDiagnostics
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
     with torch.no_grad():

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import visionzoo as vz
-from visionzoo.errors import UsageError
-from visionzoo.train.finetune import freeze_backbone, load_for_finetuning
+from visionzoo.core.errors import UsageError
+from visionzoo.engine.finetune import freeze_backbone, load_for_finetuning
 
 
 def test_head_is_replaced_when_the_number_of_classes_differs(tmp_path):

@@ -6,7 +6,7 @@ from torch import nn
 
 import visionzoo as vz
 from visionzoo.layers import inception as L
-from visionzoo.profile import layer_table
+from visionzoo.core.profile import layer_table
 
 # Table 1 of Szegedy et al. 2015 (002_*.txt of the notes): layer → (output C, H, params in K, ops in M).
 # "convolution 3×3/1" is our conv2 (3×3 reduce, 1×1) + conv3. The table counts weights only, with

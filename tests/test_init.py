@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import visionzoo as vz
-from visionzoo.errors import UsageError
-from visionzoo.train.init import initialise, patch_whitening, weighted_layers, whiten_first_conv
-from visionzoo.train.pretrain import pretrain_autoencoder
+from visionzoo.core.errors import UsageError
+from visionzoo.layers.init import initialise, patch_whitening, weighted_layers, whiten_first_conv
+from visionzoo.engine.pretrain import pretrain_autoencoder
 
 
 def mlp(activation=nn.Sigmoid):

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import visionzoo as vz
-from visionzoo.errors import UsageError
+from visionzoo.core.errors import UsageError
 from visionzoo.layers.activation import Maxout, add_maxout, swap_activation
 from visionzoo.layers.norm import FEATURE_NORMS, reparametrise_weights, swap_norm
 from visionzoo.layers.pooling import StochasticPool2d, swap_max_pool

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 import visionzoo as vz
-from visionzoo.train import trainer as trainer_module
-from visionzoo.train.agc import AGC_EPS, adaptive_clip_, clipped_parameters, unitwise_norm
-from visionzoo.train.ema import ModelEMA
-from visionzoo.train.optim import build_optimizer, scaled_lr
-from visionzoo.train.schedules import LRSchedule, lr_factor
-from visionzoo.train.trainer import Trainer, TrainConfig
+from visionzoo.engine import trainer as trainer_module
+from visionzoo.engine.agc import AGC_EPS, adaptive_clip_, clipped_parameters, unitwise_norm
+from visionzoo.engine.ema import ModelEMA
+from visionzoo.engine.optim import build_optimizer, scaled_lr
+from visionzoo.engine.schedules import LRSchedule, lr_factor
+from visionzoo.engine.trainer import Trainer, TrainConfig
 from visionzoo.weights import read_state_dict
 
 

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from visionzoo.cli.main import main
-from visionzoo.train.recipes import RECIPES, apply_recipe
-from visionzoo.train.trainer import TrainConfig
+from visionzoo.engine.recipes import RECIPES, apply_recipe
+from visionzoo.engine.trainer import TrainConfig
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))

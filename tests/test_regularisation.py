@@ -9,11 +9,11 @@ from torch import nn
 
 import visionzoo as vz
 from visionzoo.cli.main import main
-from visionzoo.errors import UsageError
+from visionzoo.core.errors import UsageError
 from visionzoo.layers.drop import (ClassicDropout, DropBlock2d, DropConnectLinear, add_drop_block,
                                    add_drop_connect, drop_block_gamma, set_dropout)
-from visionzoo.train.model_options import after_optimizer, builder_kwargs
-from visionzoo.train.trainer import Trainer, TrainConfig
+from visionzoo.engine.model_options import after_optimizer, builder_kwargs
+from visionzoo.engine.trainer import Trainer, TrainConfig
 from visionzoo.weights import load_checkpoint
 
 DRAWS = 4000
@@ -123,7 +123,7 @@ def test_drop_path_goes_to_builders_that_have_stochastic_depth():
 
 @pytest.fixture
 def no_plots(monkeypatch):
-    import visionzoo.train.plots as plots
+    import visionzoo.engine.plots as plots
     monkeypatch.setattr(plots, "plot_curves", lambda *a, **k: None)
     monkeypatch.setattr(plots, "plot_confusion", lambda *a, **k: None)
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from visionzoo.train.schedules import lr_factor
-from visionzoo.train.trainer import TrainConfig, build_optimizer, train
+from visionzoo.engine.schedules import lr_factor
+from visionzoo.engine.trainer import TrainConfig, build_optimizer, train
 
 SPE, TOTAL = 10, 100
 

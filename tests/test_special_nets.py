@@ -15,7 +15,8 @@ from visionzoo.layers.binary import (BinaryConv2d, BinaryLinear, binarize, filte
 from visionzoo.layers.capsule import margin_loss, routing, squash
 from visionzoo.layers.spatial_transformer import affine_grid, bilinear_sample
 from visionzoo.models.adaptive import GatedBlock
-from visionzoo.models.mcdnn import (MCDNN, committee_from_checkpoints, contrast_normalised,
+from visionzoo.weights import load_checkpoint
+from visionzoo.models.mcdnn import (MCDNN, committee, contrast_normalised,
                                     width_normalised)
 from visionzoo.models.odenet import ODEBlock, ODEFunc, odeint_fixed
 
@@ -186,11 +187,11 @@ def test_committee_from_trained_column_checkpoints(tmp_path):
         (run / "model.json").write_text(json.dumps({"name": "mcdnn_column", "kwargs": {
             "num_classes": 10, "in_chans": 1, "preprocessing": preprocessing}}))
         columns.append(column.eval())
-    committee = committee_from_checkpoints([tmp_path / "run0", tmp_path / "run1" / "model.safetensors"])
+    joined = committee(load_checkpoint(path)[0] for path in (tmp_path / "run0", tmp_path / "run1" / "model.safetensors"))
     x = torch.randn(2, 1, 28, 28)
-    torch.testing.assert_close(committee(x), MCDNN(columns).eval()(x))
+    torch.testing.assert_close(joined(x), MCDNN(columns).eval()(x))
     with pytest.raises(ValueError):
-        committee_from_checkpoints([])
+        committee([])
 
 
 # ---- Binary weights and XNOR --------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from visionzoo.cli.main import main
-from visionzoo.train.trainer import Trainer, TrainConfig
+from visionzoo.engine.trainer import Trainer, TrainConfig
 
 QUICK = ["--model", "highway_fc", "--data", "digits", "--epochs", "1", "--train-limit", "256",
          "--batch-size", "128", "--amp", "off", "--quiet"]
@@ -106,7 +106,7 @@ def test_resume_with_ema_plateau_and_augmentations_is_exact(tmp_path):
 
 
 def test_whitened_first_convolution_stays_fixed_through_training_and_resume(tmp_path):
-    from visionzoo.train.init import first_convolution
+    from visionzoo.layers.init import first_convolution
     options = dict(model="lenet", data="digits", image_size=28, epochs=2, batch_size=64, train_limit=128, amp="off",
                    quiet=True, whiten=True, out=str(tmp_path / "run"))
     trainer = Trainer(TrainConfig(**options))
@@ -149,8 +149,8 @@ def snapshot(model):
 
 
 def test_ema_weights_are_the_ones_evaluated_and_saved(tmp_path, monkeypatch):
-    import visionzoo.train.plots as plots
-    import visionzoo.train.trainer as trainer_module
+    import visionzoo.engine.plots as plots
+    import visionzoo.engine.trainer as trainer_module
     monkeypatch.setattr(plots, "plot_curves", lambda *a, **k: None)
     monkeypatch.setattr(plots, "plot_confusion", lambda *a, **k: None)
     decay = 0.8

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from visionzoo.train.io import read_torch
+from visionzoo.core.io import read_torch
 
 RUN_FILES = ["config.json", "metrics.jsonl", "summary.json", "model.safetensors", "model.json",
              "checkpoint.pt", "curves.png", "confusion.png"]
@@ -155,7 +155,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
 
 
 def test_atomic_writes_get_an_ordinary_files_mode_and_leave_nothing_on_failure(tmp_path):
-    from visionzoo.train.io import write_atomic, write_json, write_safetensors
+    from visionzoo.core.io import write_atomic, write_json, write_safetensors
     write_json(tmp_path / "a.json", {"x": 1})
     write_safetensors(tmp_path / "w.safetensors", {"w": torch.zeros(2)})
     umask = os.umask(0)

@@ -111,7 +111,7 @@ def _trainer_cases() -> list[str]:
 @pytest.mark.parametrize("name", _trainer_cases())
 def test_trains_through_the_trainer_on_small_grey_images(name, tmp_path):
     """`visionzoo train --model NAME` works (two steps on 28×28×1 fake data, then val and test)."""
-    from visionzoo.train.trainer import train
+    from visionzoo.engine.trainer import train
     summary = train(model=name, data="fake", epochs=1, batch_size=8, train_limit=16, val_size=16,
                     quiet=True, out=str(tmp_path), eval_batch_size=100)
     assert summary["test_n"] == 200 and 0 <= summary["test_top1"] <= 1

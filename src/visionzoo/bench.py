@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import registry
-from .errors import UsageError
-from .profile import count_macs, count_params
+from .core.errors import UsageError
+from .core.profile import count_macs, count_params
 
 DTYPES = ("fp32", "bf16")
 TWIN_SOURCES = ("torchvision", "timm")
@@ -310,7 +310,7 @@ def benchmark(cfg: BenchConfig) -> dict:
 
 
 def _benchmark(cfg: BenchConfig) -> dict:
-    from .train.trainer import resolve_device
+    from .core.runtime import resolve_device
     entry = registry.get_entry(cfg.model)
     input_size = tuple(cfg.input_size or entry.input_size)
     num_classes = cfg.num_classes or entry.num_classes

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import UsageError
+from .core.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def model_card(name: str) -> dict:
     """Name, family, paper, year, input size, measured params/MACs and the paper's figures."""
     if name in _CARD_CACHE:
         return dict(_CARD_CACHE[name])
-    from .profile import count_macs, count_params
+    from .core.profile import count_macs, count_params
     entry = get_entry(name)
     with torch.device("meta"):
         model = create_model(name)

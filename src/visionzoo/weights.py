@@ -5,13 +5,14 @@ read with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from .errors import UsageError
+from .core.errors import UsageError
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -65,20 +66,29 @@ def model_from_meta(meta: dict) -> nn.Module:
     from .registry import create_model
     model = create_model(meta["name"], **meta["kwargs"])
     if meta.get("options"):  # the trained variant's modules (--act, --norm, …)
-        from .train.model_options import rebuild_model
+        from .layers.variants import rebuild_model
         rebuild_model(model, meta["options"], meta["input_size"])
     return model
 
 
+# Readers of the other containers a trained model is saved in, by file suffix (a toolkit above
+# adds its own: compress/fileformat.py registers ".vzc" when visionzoo is imported).
+CHECKPOINT_READERS: dict[str, Callable[[Path], tuple[nn.Module, dict]]] = {}
+
+
+def register_checkpoint_reader(suffix: str, read: Callable[[Path], tuple[nn.Module, dict]]) -> None:
+    CHECKPOINT_READERS[suffix] = read
+
+
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     """Rebuild a trained model from `model.json` + `model.safetensors` alone (run dir or file),
-    or from a compressed `model.vzc` written by `visionzoo compress` (file or its directory)."""
+    or from another registered container such as `model.vzc` (a file or its directory)."""
     import json
     path = Path(path)
-    if path.suffix == ".vzc" or (path.is_dir() and (path / "model.vzc").exists()
-                                 and not (path / "model.safetensors").exists()):
-        from .compress.fileformat import load_compressed
-        return load_compressed(path)
+    for suffix, read in CHECKPOINT_READERS.items():
+        if path.suffix == suffix or (path.is_dir() and (path / f"model{suffix}").exists()
+                                     and not (path / "model.safetensors").exists()):
+            return read(path)
     weights = path / "model.safetensors" if path.is_dir() else path
     meta_path = weights.with_name("model.json")
     if not weights.exists():

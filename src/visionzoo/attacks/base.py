@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.surgery import evaluating
+from ..core.runtime import evaluating
 
 NORMS = ("linf", "l2")
 TARGET_CHOICES = ("random", "least_likely")

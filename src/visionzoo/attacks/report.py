@@ -52,9 +52,9 @@ def run_attack(make_attack, model, images: torch.Tensor, labels: torch.Tensor, *
 
 def plot_adversarial_grid(tensors: dict, classes: list[str], path: Path, title: str, rows: int = 6) -> None:
     """One row per example (fooled ones first): clean | perturbation ×10 | adversarial."""
-    from ..train.plots import save_figure, plt
+    from ..core.figures import save_figure, subplots
     order = torch.argsort((~tensors["fooled"]).int(), stable=True)[:rows].tolist()
-    fig, axes = plt.subplots(len(order), 3, figsize=(6.6, 2.3 * len(order)), squeeze=False,
+    fig, axes = subplots(len(order), 3, figsize=(6.6, 2.3 * len(order)), squeeze=False,
                              layout="constrained")
     for row, i in enumerate(order):
         clean, adv = tensors["images"][i].cpu(), tensors["adversarial"][i].cpu()

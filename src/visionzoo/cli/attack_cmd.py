@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 METHODS = ("fgsm", "pgd", "lbfgs", "onepixel", "substitute", "noise")
 NEEDS_EPS = ("fgsm", "pgd", "substitute", "noise")
@@ -79,8 +79,8 @@ def run_attack_command(args) -> int:
     from ..attacks import Normalized, choose_targets
     from ..attacks.report import plot_adversarial_grid, run_attack
     from ..data.datasets import load_data
-    from ..train.io import write_json
-    from ..train.trainer import resolve_device
+    from ..core.io import write_json
+    from ..core.runtime import resolve_device
     from ..weights import load_checkpoint
     args.target = _target(args.target)
     model, meta = load_checkpoint(args.checkpoint)

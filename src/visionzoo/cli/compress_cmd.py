@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 
 def _layer_sparsity(items: list[str] | None) -> dict[str, float]:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 
 def run_eval(args) -> int:
     import torch
     from ..data.datasets import load_data
     from ..data.loader import Normalizer
-    from ..train.evaluate import evaluate
-    from ..train.trainer import resolve_device
+    from ..tasks.classification import evaluate
+    from ..core.runtime import resolve_device
     from ..weights import load_checkpoint
     device = resolve_device(args.device)
     loaded = [load_checkpoint(path) for path in args.checkpoint]
@@ -51,7 +51,7 @@ def run_eval(args) -> int:
 
 
 def add_commands(commands) -> None:
-    from ..train.evaluate import TTA_ALIASES, TTA_MODES
+    from ..tasks.classification import TTA_ALIASES, TTA_MODES
     p = commands.add_parser("eval", help="evaluate trained checkpoints (run directories or .safetensors); "
                                          "several form an ensemble")
     p.add_argument("checkpoint", nargs="+", help="run directory or model.safetensors; several = ensemble "

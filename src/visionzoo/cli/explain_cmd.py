@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 METHODS = ("filters", "receptive-field", "patches", "occlusion", "cam", "gradcam", "guided", "saliency",
            "neighbours")
@@ -25,7 +25,7 @@ class _Session:
 
     def __init__(self, args):
         from ..data.loader import Normalizer
-        from ..train.trainer import resolve_device
+        from ..core.runtime import resolve_device
         from ..weights import load_checkpoint
         self.args = args
         self.model, self.meta = load_checkpoint(args.checkpoint)

@@ -9,7 +9,7 @@ import argparse
 import sys
 import traceback
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from . import (attack_cmd, bench_cmd, compress_cmd, evaluate_cmd, explain_cmd, models_cmd, reproduce_cmd,
                train_cmd)
 

@@ -19,7 +19,7 @@ def run_models(args) -> int:
     from ..registry import list_models, model_card, verify_card
     names = list_models(args.pattern)
     if not names:
-        from ..errors import UsageError
+        from ..core.errors import UsageError
         raise UsageError(f"no model matches {args.pattern!r}; see `visionzoo models`")
     cards = [model_card(n) for n in names]
     failures = 0
@@ -49,7 +49,7 @@ def _short(verdict: str) -> str:
 
 
 def run_info(args) -> int:
-    from ..profile import count_macs, count_params, layer_table
+    from ..core.profile import count_macs, count_params, layer_table
     from ..registry import create_model, get_entry
     entry = get_entry(args.name)
     size = tuple(args.input_size) if args.input_size else entry.input_size

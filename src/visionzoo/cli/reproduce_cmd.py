@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 
 def add_commands(commands) -> None:

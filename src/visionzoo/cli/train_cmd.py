@@ -5,11 +5,11 @@ import json
 import sys
 from pathlib import Path
 
-from ..attacks.training import ADVERSARIAL_TRAINING
-from ..errors import UsageError
-from ..train.evaluate import TTA_MODES
-from ..train.recipes import apply_recipe, describe_recipes
-from ..train.trainer import OPTIMIZERS, SCHEDULES, TrainConfig
+from ..tasks.adversarial import ADVERSARIAL_TRAINING
+from ..core.errors import UsageError
+from ..tasks.classification import TTA_MODES
+from ..engine.recipes import apply_recipe, describe_recipes
+from ..engine.trainer import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
 def _model_arg(text: str):
@@ -47,7 +47,7 @@ def _refuse_changes_on_resume(fields: dict, resume: str) -> None:
 
 
 def run_train(args) -> int:
-    from ..train.trainer import Interrupted, NonFiniteLoss, train
+    from ..engine.trainer import Interrupted, NonFiniteLoss, train
     d = TrainConfig()
     fields = {k: v for k, v in vars(args).items() if k in d.__dataclass_fields__ and v is not None}
     if args.model_arg:
@@ -167,8 +167,8 @@ def _add_model_options(p, d: TrainConfig) -> None:
     """The options that change the network itself (visionzoo.train.model_options)."""
     from ..layers.activation import ACTIVATIONS
     from ..layers.norm import NORMS
-    from ..train.init import INIT_SCHEMES
-    from ..train.model_options import POOLING, PRETRAINING
+    from ..layers.init import INIT_SCHEMES
+    from ..engine.model_options import POOLING, PRETRAINING
     g = p.add_argument_group("initialisation", "of every Conv/Linear weight; biases 0 (visionzoo.train.init)")
     g.add_argument("--init", choices=INIT_SCHEMES,
                    help="paper (default: the network's own), zero, normal/uniform (std --init-std), "

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import UsageError
-from ..layers.surgery import evaluating
+from ..core.errors import UsageError
+from ..core.runtime import evaluating
 
 
 def _plain(module: nn.Module, kind) -> bool:

@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UsageError
-from ..train.io import write_bytes
+from ..core.errors import UsageError
+from ..core.io import write_bytes
+from ..weights import model_from_meta, register_checkpoint_reader
 from . import huffman
 from .sparse import RelativeCSR, from_relative_csr, relative_csr
 
@@ -227,7 +228,6 @@ def replay(model: nn.Module, transforms: list) -> None:
 
 def load_compressed(path) -> tuple[nn.Module, dict]:
     """Rebuild the dense model of a `.vzc` file (a file or a directory holding model.vzc)."""
-    from ..weights import model_from_meta
     path = Path(path)
     if path.is_dir():
         path = path / "model.vzc"
@@ -243,3 +243,6 @@ def load_compressed(path) -> tuple[nn.Module, dict]:
     model.load_state_dict(state)
     model.eval()
     return model, meta
+
+
+register_checkpoint_reader(".vzc", load_compressed)

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import UsageError
-from ..profile import count_macs, count_params, layer_table
+from ..core.errors import UsageError
+from ..core.profile import count_macs, count_params, layer_table
 from . import prune as pruning
 from .fileformat import LayerCoding, load_compressed, save_compressed
 from .quantize import INITS, CentroidHook, layer_bits, share_weights
@@ -265,9 +265,9 @@ def compress(checkpoint, method: str, out, options: Options | None = None) -> di
     """Compress a trained checkpoint into `out`/model.vzc; returns the report (compress.json)."""
     from ..data.datasets import load_data
     from ..data.loader import Normalizer
-    from ..train.evaluate import evaluate
-    from ..train.io import write_json
-    from ..train.trainer import resolve_device
+    from ..tasks.classification import evaluate
+    from ..core.io import write_json
+    from ..core.runtime import resolve_device
     from ..weights import load_checkpoint
     from .plots import plot_report
     options = options or Options()

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..train.plots import save_figure, plot_curves, plt
+from ..core.figures import save_figure, subplots
+from ..engine.plots import plot_curves
 
 
 def _plot_layers(layers: list[dict], path: Path, title: str) -> None:
     names = [row["layer"] for row in layers]
     positions = range(len(names))
-    fig, (ax_count, ax_bytes) = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(names) + 4), 4))
+    fig, (ax_count, ax_bytes) = subplots(1, 2, figsize=(max(8, 1.1 * len(names) + 4), 4))
     width = 0.4
     for ax, pairs, label in ((ax_count, (("params", "parameters"), ("nonzero", "non-zeros")), "count"),
                              (ax_bytes, (("bytes_float32", "float32"), ("bytes_stored", "stored")), "bytes")):
@@ -32,7 +33,7 @@ def _plot_layers(layers: list[dict], path: Path, title: str) -> None:
 
 
 def _plot_sensitivity(scan: dict, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for layer, accuracies in scan["top1"].items():
         ax.plot(scan["sparsities"], accuracies, "-o", markersize=3, label=layer)
     ax.set(xlabel="sparsity of the layer alone", ylabel="validation top-1",
@@ -44,7 +45,7 @@ def _plot_sensitivity(scan: dict, path: Path) -> None:
 
 def _plot_codebooks(codebooks: dict, path: Path, init: str, panels: int = 4) -> None:
     largest = sorted(codebooks, key=lambda n: -sum(codebooks[n]["histogram"]["counts"]))[:panels]
-    fig, axes = plt.subplots(1, len(largest), figsize=(4.2 * len(largest), 3.6), squeeze=False)
+    fig, axes = subplots(1, len(largest), figsize=(4.2 * len(largest), 3.6), squeeze=False)
     for ax, name in zip(axes[0], largest):
         book, histogram = codebooks[name], codebooks[name]["histogram"]
         bins = len(histogram["counts"])

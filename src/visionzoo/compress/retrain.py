@@ -35,9 +35,9 @@ def run_trainer(meta: dict, settings: RetrainSettings, network: nn.Module | None
                 **overrides):
     """Run the trainer on the checkpoint's data; `network` (trained in place) replaces the network
     it builds, `overrides` are further TrainConfig fields (e.g. a student and its teacher)."""
-    from ..train.model_options import after_optimizer
-    from ..train.optim import build_optimizer
-    from ..train.trainer import Trainer, TrainConfig
+    from ..engine.model_options import after_optimizer
+    from ..engine.optim import build_optimizer
+    from ..engine.trainer import Trainer, TrainConfig
     data_args = meta.get("data_args", {})
     fields = dict(model=meta["name"], model_args=dict(meta["kwargs"]), data=meta["data"],
                   data_dir=settings.data_dir, val_size=data_args.get("val_size", 5000),

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, UsageError
+from ..core.errors import DataError, UsageError
 from . import formats
 from .download import SOURCES, download
 

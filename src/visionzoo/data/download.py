@@ -22,8 +22,8 @@ import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath
 
-from ..errors import DataError, UsageError
-from ..train.io import write_atomic
+from ..core.errors import DataError, UsageError
+from ..core.io import write_atomic
 
 # name → (base address, [(file, md5)], archive to unpack or None)
 SOURCES: dict[str, tuple[str, list[tuple[str, str | None]], str | None]] = {

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..attacks.base import Normalized
-from ..layers.surgery import evaluating
+from ..core.runtime import evaluating
 from ..attacks.gradient import FGSM, RandomNoise
 from ..attacks.report import run_attack
 from .base import Context, Outcome, experiment, verdict

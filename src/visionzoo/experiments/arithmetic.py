@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..explain.receptive import trace_receptive_fields
-from ..profile import count_params
+from ..core.profile import count_params
 from .base import Context, Outcome, experiment, verdict
 from .common import figure, save_figure
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 BUDGETS = ("smoke", "quick", "full")
 HELD, NOT_HELD, INCONCLUSIVE = "held", "did not hold", "inconclusive"

@@ -12,18 +12,14 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-import matplotlib
+import torch
+import torch.nn.functional as F
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from ..data.datasets import load_data  # noqa: E402
-from ..data.loader import Normalizer, train_batches  # noqa: E402
-from ..train.evaluate import evaluate  # noqa: E402
-from ..train import plots  # noqa: E402
-from .base import Context  # noqa: E402
+from ..data.datasets import load_data
+from ..data.loader import Normalizer, train_batches
+from ..tasks.classification import evaluate
+from ..core import figures
+from .base import Context
 
 
 def data_spec(ctx: Context) -> str:
@@ -107,7 +103,7 @@ def train_registered(ctx: Context, model: str, run_name: str, **settings):
     runs write nothing, the Trainer's plots would dominate their time. With `ctx.resume`, a run
     directory holding a checkpoint of the same settings is resumed (a finished run only re-evaluated).
     """
-    from ..train.trainer import TrainConfig, Trainer
+    from ..engine.trainer import TrainConfig, Trainer
     spec = data_spec(ctx)
     cfg = TrainConfig(model=model, data=spec, quiet=True, seed=ctx.seed, crop=0, flip=False, label_smoothing=0.0,
                       amp=trainer_amp(ctx), val_size=ctx.pick(64, 5000, 5000),
@@ -128,10 +124,10 @@ def _same_run(cfg) -> bool:
 
 def save_figure(fig, ctx: Context, name: str) -> str:
     """Write the figure atomically into the run directory; returns its file name for the report."""
-    plots.save_figure(fig, ctx.out / name)
+    figures.save_figure(fig, ctx.out / name)
     return name
 
 
 def figure(*shape, width: float = 5.0, height: float = 3.8):
     rows, cols = shape or (1, 1)
-    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
+    return figures.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")

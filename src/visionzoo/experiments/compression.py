@@ -13,7 +13,7 @@ import copy
 
 from ..compress.prune import prune, resolve_targets
 from ..compress.quantize import share_weights
-from ..train.evaluate import evaluate
+from ..tasks.classification import evaluate
 from .base import Context, Outcome, experiment, verdict
 from .common import figure, precision_note, save_figure, train_registered
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..profile import count_macs, count_params
+from ..core.profile import count_macs, count_params
 from .base import Context, Outcome, experiment, verdict
 from .common import budget_data, figure, fit, save_figure
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..train.init import initialise
+from ..layers.init import initialise
 from .base import Context, Outcome, experiment, verdict
 from .common import budget_data, figure, fit, save_figure
 

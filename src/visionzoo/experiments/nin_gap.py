@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from ..models.nin import mlpconv
-from ..profile import count_params
-from ..train.evaluate import evaluate
+from ..core.profile import count_params
+from ..tasks.classification import evaluate
 from .base import Context, Outcome, experiment, verdict
 from .common import budget_data, figure, fit, save_figure
 

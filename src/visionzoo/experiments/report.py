@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
-from ..train.io import write_json, write_text
+from ..core.errors import UsageError
+from ..core.io import write_json, write_text
 from .base import BUDGETS, Context, Experiment, Outcome
 
 

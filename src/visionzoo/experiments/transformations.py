@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import registry
-from ..layers.surgery import evaluating
+from ..core.runtime import evaluating
 from ..data.loader import eval_batches
 from .base import Context, Outcome, experiment, verdict
 from .common import budget_data, figure, fit, precision_note, save_figure, train_registered

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .hooks import capture, evaluating, find_layer, guided_relus
 
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UsageError
-from ..layers.surgery import evaluating  # noqa: F401  (re-exported: explain's modules import it from here)
+from ..core.errors import UsageError
+from ..core.runtime import evaluating  # noqa: F401  (re-exported: explain's modules import it from here)
 
 
 def find_layer(model: nn.Module, name: str | None) -> tuple[str, nn.Module]:

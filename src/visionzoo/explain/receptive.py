@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .hooks import evaluating
 
 

@@ -11,14 +11,12 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.patches
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ..train.io import write_json, write_text  # noqa: E402
-from ..train.plots import save_figure  # noqa: E402
+from ..core.io import write_json, write_text
+from ..core.figures import save_figure, subplots
 
 MANIFEST = "explain.json"
 
@@ -38,7 +36,7 @@ def _show(ax, image: torch.Tensor) -> None:
 def save_heatmap(path: Path, image: torch.Tensor, heatmap: torch.Tensor, title: str, label: str,
                  signed: bool = False) -> None:
     """The image beside the image overlaid with an (H, W) map, with a colour bar."""
-    fig, (ax_image, ax_map) = plt.subplots(1, 2, figsize=(8, 4))
+    fig, (ax_image, ax_map) = subplots(1, 2, figsize=(8, 4))
     _show(ax_image, image)
     ax_image.set_title("input")
     _show(ax_map, image)
@@ -53,7 +51,7 @@ def save_heatmap(path: Path, image: torch.Tensor, heatmap: torch.Tensor, title: 
 
 def save_gradient_image(path: Path, image: torch.Tensor, gradient: torch.Tensor, title: str) -> None:
     """A (C, H, W) gradient shown as an image (Springenberg et al. Fig. 1 style), with a colour bar."""
-    fig, (ax_image, ax_grad) = plt.subplots(1, 2, figsize=(8, 4))
+    fig, (ax_image, ax_grad) = subplots(1, 2, figsize=(8, 4))
     _show(ax_image, image)
     ax_image.set_title("input")
     values = gradient.detach().float().cpu()
@@ -72,7 +70,7 @@ def save_tiles(path: Path, tiles: list[list[np.ndarray]], row_labels: list[str],
                captions: list[list[str]] | None = None, cmap: str = "gray", symmetric: bool = False) -> None:
     """A grid of small images, one row per label; each tile is scaled on its own."""
     n_rows, n_cols = len(tiles), max(len(row) for row in tiles)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.3 * n_cols + 1, 1.3 * n_rows + 0.6), squeeze=False)
+    fig, axes = subplots(n_rows, n_cols, figsize=(1.3 * n_cols + 1, 1.3 * n_rows + 0.6), squeeze=False)
     for r, row in enumerate(tiles):
         for c in range(n_cols):
             ax = axes[r][c]
@@ -96,13 +94,13 @@ def save_tiles(path: Path, tiles: list[list[np.ndarray]], row_labels: list[str],
 
 def save_boxes(path: Path, image: torch.Tensor, boxes: list[tuple[str, tuple]], title: str) -> None:
     """Receptive-field boxes (top, left, bottom, right), one colour per layer, on the image."""
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = subplots(figsize=(6, 5))
     _show(ax, image)
     height, width = image.shape[-2:]
-    colours = plt.cm.viridis(np.linspace(0, 1, max(len(boxes), 2)))
+    colours = matplotlib.colormaps["viridis"](np.linspace(0, 1, max(len(boxes), 2)))
     for (name, (top, left, bottom, right)), colour in zip(boxes, colours):
         # Pixel i spans [i, i + 1]; imshow centres pixel i on i, hence the half-pixel shift.
-        ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
+        ax.add_patch(matplotlib.patches.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
                                    edgecolor=colour, linewidth=1.5, label=name))
     ax.set_xlim(min(-0.5, min(b[1][1] for b in boxes) - 1), max(width - 0.5, max(b[1][3] for b in boxes)))
     ax.set_ylim(max(height - 0.5, max(b[1][2] for b in boxes)), min(-0.5, min(b[1][0] for b in boxes) - 1))
@@ -113,7 +111,7 @@ def save_boxes(path: Path, image: torch.Tensor, boxes: list[tuple[str, tuple]], 
 
 def save_curves(path: Path, curves: dict[str, dict[str, list[float]]], title: str) -> None:
     """Deletion and insertion curves of each saliency method."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = subplots(1, 2, figsize=(10, 4))
     for ax, mode in zip(axes, ("deletion", "insertion")):
         for method, by_mode in curves.items():
             values = by_mode[mode]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .residual import BNReLU
 from .surgery import input_shapes, placed_like, replace_modules
 
@@ -32,6 +32,13 @@ ACTIVATIONS = ("relu", "leaky_relu", "prelu", "prelu_shared", "elu", "relu6", "g
                "sigmoid", "maxout")
 PRELU_INIT = 0.25
 LEAKY_SLOPE = 0.01
+
+
+class ScaledTanh(nn.Module):
+    """f(a) = A·tanh(S·a) with A = 1.7159, S = 2/3 (LeCun et al. 1998, Appendix A)."""
+
+    def forward(self, x):
+        return 1.7159 * torch.tanh(x * (2.0 / 3.0))
 
 
 class Maxout(nn.Module):
@@ -49,7 +56,6 @@ class Maxout(nn.Module):
 
 
 def _hidden_activation_types() -> tuple[type, ...]:
-    from ..models.lenet import ScaledTanh
     return (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Mish,
             nn.Hardswish, ScaledTanh, Maxout, BNReLU)
 

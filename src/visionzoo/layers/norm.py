@@ -22,12 +22,20 @@ weight and take the place of the feature-map normalisations (removed, as with ``
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .residual import BNReLU
 from .surgery import placed_like, replace_modules
+
+class LayerNorm2d(nn.LayerNorm):
+    """LN over the channels of a (B, C, H, W) map (ConvNeXt's channel LN), separately at every position."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
 
 FEATURE_NORMS = ("batch", "layer", "instance", "group", "none")
 WEIGHT_NORMS = ("weight", "spectral")
@@ -51,7 +59,6 @@ def make_feature_norm(kind: str, channels: int) -> nn.Module:
 
 def _feature_norm_channels(module: nn.Module) -> int | None:
     """C of a normalisation of (N, C, H, W) maps, None for any other module."""
-    from ..models.convnext import LayerNorm2d  # the one channel LayerNorm of the zoo
     if isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d)):
         return module.num_features
     if isinstance(module, nn.GroupNorm):

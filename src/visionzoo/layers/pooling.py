@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .surgery import replace_modules
 
 

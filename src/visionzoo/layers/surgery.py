@@ -8,10 +8,11 @@ stochastic pooling, …) without touching the family's builder.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+from ..core.runtime import evaluating
 
 
 def replace_modules(model: nn.Module, replace: Callable[[str, nn.Module], nn.Module | None]) -> int:
@@ -52,15 +53,3 @@ def input_shapes(model: nn.Module, input_size, modules: list[nn.Module]) -> dict
         for handle in handles:
             handle.remove()
     return seen
-
-
-@contextmanager
-def evaluating(model: nn.Module):
-    """Eval mode inside the block; afterwards every submodule gets back its own previous mode."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training

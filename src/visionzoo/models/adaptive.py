@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..layers.residual import BasicBlock
-from ..layers.surgery import evaluating
+from ..core.runtime import evaluating
 from ..registry import register_model
 from .resnet import ResNet
 

@@ -25,18 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.drop import DropPath, linear_drop_path_rates
+from ..layers.norm import LayerNorm2d
 from ..registry import register_model
 from .base import ImageClassifier
 
 _LIU = dict(family="convnext", year=2022,
             paper="Liu, Mao, Wu, Feichtenhofer, Darrell, Xie. A ConvNet for the 2020s. CVPR 2022")
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LN over the channels of a (B, C, H, W) map, separately at every position."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class ChannelsLast(nn.Module):

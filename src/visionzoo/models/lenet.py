@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.activation import ScaledTanh
 from ..registry import register_model
 from .base import ImageClassifier
 
@@ -30,13 +31,6 @@ _C3_GROUPS = (
     [[0, 1, 3, 4], [1, 2, 4, 5], [0, 2, 3, 5]],
     [[0, 1, 2, 3, 4, 5]],
 )
-
-
-class ScaledTanh(nn.Module):
-    """f(a) = A·tanh(S·a) with A = 1.7159, S = 2/3 (Appendix A of the paper)."""
-
-    def forward(self, x):
-        return 1.7159 * torch.tanh(x * (2.0 / 3.0))
 
 
 class Subsampling(nn.Module):

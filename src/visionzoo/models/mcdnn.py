@@ -20,8 +20,8 @@ them is the negative log-likelihood of the committee. Preprocessings implemented
 
 `mcdnn` is a 5-column committee: original, width 10, 14, 18 and contrast-normalised.
 `mcdnn_column` is one column (``preprocessing=...`` picks it), trained on its own with
-``visionzoo train --model mcdnn_column --model-arg preprocessing=width10``; `committee_from_checkpoints`
-joins trained columns into one MCDNN, as the paper trains its columns independently.
+``visionzoo train --model mcdnn_column --model-arg preprocessing=width10``; `committee` joins trained
+columns (e.g. loaded with `visionzoo.weights.load_checkpoint`) into one MCDNN, as the paper trains its columns independently.
 """
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register_model
-from ..weights import load_checkpoint
 from .base import ImageClassifier
 
 _PAPER = ("Cireşan, Meier, Schmidhuber. Multi-column Deep Neural Networks for Image Classification. "
@@ -141,16 +140,14 @@ class MCDNN(ImageClassifier):
         self.num_classes = num_classes
 
 
-def committee_from_checkpoints(paths) -> MCDNN:
-    """Join independently trained `mcdnn_column` runs (run directories or their .safetensors)."""
-    columns = []
-    for path in paths:
-        model, _ = load_checkpoint(path)
-        if not isinstance(model, MCDNNColumn):
-            raise ValueError(f"{path} holds a {type(model).__name__}, not an MCDNN column")
-        columns.append(model)
+def committee(columns) -> MCDNN:
+    """Join independently trained `mcdnn_column` networks into one MCDNN (in eval mode)."""
+    columns = list(columns)
+    for column in columns:
+        if not isinstance(column, MCDNNColumn):
+            raise ValueError(f"a committee takes MCDNN columns, not a {type(column).__name__}")
     if not columns:
-        raise ValueError("a committee needs at least one column checkpoint")
+        raise ValueError("a committee needs at least one column")
     if len({c.num_classes for c in columns}) != 1:
         raise ValueError("the columns were trained for different numbers of classes")
     return MCDNN(columns).eval()

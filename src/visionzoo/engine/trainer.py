@@ -25,18 +25,19 @@ import torch
 import torch.nn.functional as F
 
 from .. import registry
-from ..attacks.training import adversarial_batch, goodfellow_objective, validate_adversarial
+from ..tasks.adversarial import adversarial_batch, goodfellow_objective, validate_adversarial
 from ..data.datasets import load_data
 from ..data.loader import Normalizer, steps_per_epoch, train_batches
-from ..errors import UsageError
-from ..profile import count_macs, count_params
-from . import distributed
+from ..core.errors import UsageError
+from ..core.profile import count_macs, count_params
+from ..core import distributed
+from ..core.runtime import autocast, bf16_supported, resolve_device
 from .agc import adaptive_clip_, clipped_parameters
-from .distill import Teacher, distillation_loss
+from ..tasks.distillation import Teacher, distillation_loss
 from .ema import ModelEMA
-from .evaluate import evaluate
+from ..tasks.classification import evaluate
 from .finetune import freeze_backbone, load_for_finetuning
-from .io import read_torch, write_json, write_safetensors, write_text
+from ..core.io import read_torch, write_json, write_safetensors, write_text
 from .model_options import (after_optimizer, apply_model_options, builder_kwargs, structure_options,
                             validate_model_options)
 from .optim import OPTIMIZERS, build_optimizer, resolved_wd_mode, scaled_lr
@@ -145,25 +146,6 @@ class TrainConfig:
         validate_adversarial(self)
         validate_techniques(self)
         validate_model_options(self)
-
-
-def resolve_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
-def _autocast(device: torch.device, enabled: bool):
-    dtype = torch.bfloat16 if bf16_supported(device) else torch.float16
-    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
 
 
 def classification_loss(output, labels, model, label_smoothing: float):
@@ -283,7 +265,7 @@ class Trainer:
         # on_epoch_end(trainer, record), on_finish(trainer, summary).
         self.hooks: list = []
         if cfg.diagnostics:
-            from ..explain.diagnostics import TrainingDiagnostics
+            from .diagnostics import TrainingDiagnostics
             self.hooks.append(TrainingDiagnostics(self))
 
     @property
@@ -312,7 +294,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self.is_main and self.out:
-            from .io import write_torch
+            from ..core.io import write_torch
             write_torch(self.out / "checkpoint.pt", self._checkpoint_state())
 
     def load_checkpoint(self, path: Path) -> None:
@@ -422,7 +404,7 @@ class Trainer:
             x = self.normalizer(images, self.channels_last)
             if cfg.adv:  # FGSM trains on [x; x̃], PGD on x̃ alone
                 x, labels = adversarial_batch(self, x, labels, generator)
-            with _autocast(self.device, self.amp):
+            with autocast(self.device, self.amp):
                 output = self.net(x)
             if cfg.adv == "fgsm":  # Goodfellow's J̃ = α J(x) + (1 − α) J(x̃)
                 loss, logits = goodfellow_objective(classification_loss, output, labels, self.model,

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.loader import Normalizer
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,

@@ -10,8 +10,8 @@ reparametrisations (`--norm weight|spectral`: they wrap the weights `--init` has
 optimiser step each unit's incoming weight vector is projected onto the ball ‖w‖₂ ≤ c (every
 Conv/Linear layer; with weight normalisation, |g| ≤ c).
 
-`STRUCTURE_FIELDS` are saved in model.json, so `rebuild_model` gives a loaded checkpoint the
-trained network's modules (see weights.load_checkpoint).
+`STRUCTURE_FIELDS` are saved in model.json, so `layers.variants.rebuild_model` gives a loaded
+checkpoint the trained network's modules (see weights.load_checkpoint).
 """
 from __future__ import annotations
 
@@ -20,35 +20,17 @@ import itertools
 import torch
 from torch import nn
 
-from ..errors import UsageError
-from ..layers.activation import ACTIVATIONS, add_maxout, swap_activation
-from ..layers.drop import add_drop_block, add_drop_connect, set_dropout
-from ..layers.norm import NORMS, WEIGHT_NORMS, has_feature_norm, reparametrise_weights, swap_norm
-from ..layers.pooling import swap_max_pool
-from .init import INIT_SCHEMES, WEIGHTED, first_convolution, initialise, whiten_first_conv
+from ..core.errors import UsageError
+from ..layers.activation import ACTIVATIONS
+from ..layers.norm import NORMS
+from ..layers.variants import STRUCTURE_FIELDS, finish_variant, parse_drop_block, reshape_variant
+from ..layers.init import INIT_SCHEMES, WEIGHTED, first_convolution, initialise, whiten_first_conv
 from .pretrain import pretrain_autoencoder
 
 PRETRAINING = ("none", "autoencoder")
 POOLING = ("stochastic",)
-STRUCTURE_FIELDS = ("act", "maxout_k", "norm", "pool", "dropout", "drop_connect", "drop_block")
 LSUV_BATCH = 256
 WHITEN_IMAGES = 1024
-
-
-def parse_drop_block(value) -> list | None:
-    """'SIZE,P' (or a pair) → [size, p]."""
-    if value is None:
-        return None
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    try:
-        size, prob = int(parts[0]), float(parts[1])
-        if len(parts) != 2:
-            raise ValueError
-    except (ValueError, IndexError, TypeError):
-        raise UsageError(f"--drop-block {value!r}: write SIZE,P, e.g. 3,0.1") from None
-    if size < 1 or not 0 <= prob < 1:
-        raise UsageError(f"--drop-block {value!r}: SIZE must be ≥ 1 and P in [0, 1)")
-    return [size, prob]
 
 
 def validate_model_options(cfg) -> None:
@@ -94,39 +76,6 @@ def structure_options(cfg) -> dict:
     return {key: getattr(cfg, key) for key in STRUCTURE_FIELDS}
 
 
-def _reshape(model: nn.Module, options: dict, input_size) -> None:
-    if options.get("act") == "maxout":
-        add_maxout(model, options["maxout_k"])
-    elif options.get("act"):
-        swap_activation(model, options["act"], input_size)
-    norm = options.get("norm")
-    if norm in WEIGHT_NORMS and has_feature_norm(model):  # they replace feature-map normalisation
-        swap_norm(model, "none")
-    elif norm and norm not in WEIGHT_NORMS:
-        swap_norm(model, norm)
-    if options.get("pool"):
-        swap_max_pool(model)
-    if options.get("drop_connect"):
-        add_drop_connect(model, options["drop_connect"])
-    if options.get("drop_block"):
-        size, prob = parse_drop_block(options["drop_block"])
-        add_drop_block(model, size, prob, input_size)
-
-
-def _finish(model: nn.Module, options: dict) -> None:
-    if options.get("dropout") is not None:
-        set_dropout(model, options["dropout"])
-    if options.get("norm") in WEIGHT_NORMS:
-        reparametrise_weights(model, options["norm"])
-
-
-def rebuild_model(model: nn.Module, options: dict, input_size) -> nn.Module:
-    """The modules of a trained variant (model.json's "options"), without its initialisation."""
-    _reshape(model, options, input_size)
-    _finish(model, options)
-    return model
-
-
 def _image_batches(split, normalizer, batch_size: int, seed: int, device, epoch: int = 0):
     from ..data.loader import train_batches
     for images, _ in train_batches(split, batch_size, seed=seed, epoch=epoch, device=device):
@@ -137,7 +86,7 @@ def apply_model_options(model: nn.Module, cfg, *, data, normalizer, device, resu
                         log=print) -> nn.Module:
     """Everything `cfg` asks of the model, in the order of the module docstring. On `resume` the
     weights come from the checkpoint, so initialisation and pre-training are skipped."""
-    _reshape(model, structure_options(cfg), data.input_size)
+    reshape_variant(model, structure_options(cfg), data.input_size)
     model.to(device)
     if not resume and cfg.init != "paper":
         batch = next(_image_batches(data.train, normalizer, LSUV_BATCH, cfg.seed, device)) \
@@ -155,7 +104,7 @@ def apply_model_options(model: nn.Module, cfg, *, data, normalizer, device, resu
             epochs=cfg.pretrain_epochs, noise=cfg.pretrain_noise)
         for row in report:
             log(f"pretrained {row['layer']}: reconstruction loss {row['loss_before']:.4f} → {row['loss_after']:.4f}")
-    _finish(model, structure_options(cfg))
+    finish_variant(model, structure_options(cfg))
     return model
 
 

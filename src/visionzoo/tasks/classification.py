@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.loader import Normalizer, eval_batches
-from ..layers.surgery import evaluating
-from .distributed import all_reduce_sum
+from ..core.runtime import evaluating
+from ..core.distributed import all_reduce_sum
 
 TTA_MODES = ("none", "flip", "tencrop", "multiscale")
 TTA_ALIASES = {"multicrop": "tencrop"}

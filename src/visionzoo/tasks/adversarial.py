@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import UsageError
-from .base import Normalized
-from .gradient import FGSM, PGD
+from ..core.errors import UsageError
+from ..attacks.base import Normalized
+from ..attacks.gradient import FGSM, PGD
 
 ADVERSARIAL_TRAINING = ("fgsm", "pgd")
 

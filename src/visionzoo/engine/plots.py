@@ -3,23 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .io import write_atomic  # noqa: E402
-
-
-def save_figure(fig, path: Path) -> None:
-    """Write `fig` as a PNG atomically and free it."""
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)
+from ..core.figures import save_figure, subplots
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "-o"), ("val", "-s")):
         ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
         ax_acc.plot(epochs, [h[f"{split}_top1"] for h in history], style, label=split)
@@ -33,7 +22,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
 
 def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, title: str) -> None:
     k = len(classes)
-    fig, ax = plt.subplots(figsize=(max(5, 0.55 * k + 2), max(4, 0.5 * k + 1.5)))
+    fig, ax = subplots(figsize=(max(5, 0.55 * k + 2), max(4, 0.5 * k + 1.5)))
     image = ax.imshow(confusion, cmap="Blues")
     fig.colorbar(image, ax=ax, label="images")
     if k <= 30:

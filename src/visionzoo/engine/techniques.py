@@ -4,8 +4,8 @@ distill.py and finetune.py for the methods themselves)."""
 from __future__ import annotations
 
 from ..data.augment import Augmentation, pca_basis
-from ..errors import UsageError
-from .evaluate import TTA_MODES
+from ..core.errors import UsageError
+from ..tasks.classification import TTA_MODES
 from .optim import WD_MODES
 
 PCA_SAMPLE = 10_000   # images whose pixels estimate the colour covariance

@@ -20,8 +20,8 @@ import json
 import torch
 from torch import nn
 
-from ..train.io import write_json
-from ..train.plots import save_figure
+from ..core.io import write_json
+from ..core.figures import save_figure, subplots
 
 PERCENTILES = (15, 50, 85)
 _SAMPLE = 100_000  # percentiles from at most this many activations per layer and step
@@ -131,10 +131,8 @@ class TrainingDiagnostics:
 
 def plot_diagnostics(layers: dict, path, steps_per_epoch: int, most: int = 8) -> None:
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (ax_grad, ax_pct, ax_dead) = plt.subplots(1, 3, figsize=(16, 4.5))
-    colours = plt.cm.viridis
+    fig, (ax_grad, ax_pct, ax_dead) = subplots(1, 3, figsize=(16, 4.5))
+    colours = matplotlib.colormaps["viridis"]
     for key, ax in (("grad_norm", ax_grad), ("dead_fraction", ax_dead)):
         named = [(n, e[key]) for n, e in layers.items() if key in e]
         for i, (name, series) in enumerate(named):

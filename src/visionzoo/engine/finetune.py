@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from ..weights import load_pretrained, read_state_dict
 from .optim import head_parameters
 

@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UsageError
-from ..layers.surgery import evaluating
+from ..core.errors import UsageError
+from ..core.runtime import evaluating
 
 INIT_SCHEMES = ("paper", "zero", "normal", "uniform", "xavier_normal", "xavier_uniform", "he_fan_in",
                 "he_fan_out", "orthogonal", "lsuv", "dirac")

@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UsageError
-from ..layers.surgery import evaluating
-from .init import WEIGHTED, StopForward
+from ..core.errors import UsageError
+from ..core.runtime import evaluating
+from ..layers.init import WEIGHTED, StopForward
 
 ADAM_LR = 1e-3
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .layers.surgery import evaluating
+from ..core.runtime import evaluating
 
 
 def count_params(model: nn.Module) -> int:
