@@ -11,9 +11,9 @@ from torch import nn
 
 from visionzoo.attacks import FGSM, LBFGS, PGD, Normalized, OnePixel, RandomNoise, SubstituteAttack
 from visionzoo.attacks.base import per_sample_norm
-from visionzoo.tasks.adversarial import adversarial_batch, goodfellow_objective
 from visionzoo.data.datasets import load_data
 from visionzoo.data.loader import Normalizer
+from visionzoo.tasks.adversarial import AdversarialTraining, goodfellow_objective
 
 
 def cli(*args):
@@ -292,10 +292,10 @@ def test_adversarial_training_batch_measures_eps_in_pixels(digits, method):
     model, x, y, data = digits
     normalizer = Normalizer([0.4], [0.3])
     cfg = type("Cfg", (), dict(adv=method, adv_eps=0.1, adv_alpha=0.03, adv_steps=5, adv_weight=0.5))
-    # The trainer's network takes standardised input; the MLP of the fixture does.
-    trainer = type("T", (), dict(cfg=cfg, normalizer=normalizer, model=model.model, channels_last=False))
     standardised = normalizer((x * 255).round().to(torch.uint8))
-    batch, labels = adversarial_batch(trainer, standardised, y, torch.Generator().manual_seed(0))
+    # The task's network takes standardised input; the MLP of the fixture does.
+    batch, labels = AdversarialTraining(cfg).batch(model.model, normalizer, standardised, y,
+                                                   torch.Generator().manual_seed(0))
     pixels = batch * 0.3 + 0.4
     if method == "fgsm":
         assert torch.equal(batch[:len(x)], standardised) and torch.equal(labels, torch.cat([y, y]))

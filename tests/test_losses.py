@@ -3,8 +3,8 @@ auxiliary-classifier weighting and networks with their own objective (classifica
 import pytest
 import torch
 
+from visionzoo.tasks.classification import classification_loss
 from visionzoo.tasks.distillation import distillation_loss
-from visionzoo.engine.trainer import classification_loss
 
 
 @pytest.mark.parametrize("temperature", [1.0, 4.0, 20.0])

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 import visionzoo as vz
-from visionzoo.engine import trainer as trainer_module
 from visionzoo.engine.agc import AGC_EPS, adaptive_clip_, clipped_parameters, unitwise_norm
 from visionzoo.engine.ema import ModelEMA
 from visionzoo.engine.optim import build_optimizer, scaled_lr
 from visionzoo.engine.schedules import LRSchedule, lr_factor
-from visionzoo.engine.trainer import Trainer, TrainConfig
+from visionzoo.engine.trainer import TrainConfig, Trainer
+from visionzoo.tasks import classification as task_module
 from visionzoo.weights import read_state_dict
 
 
@@ -169,13 +169,13 @@ def test_plateau_reduces_after_patience_and_survives_a_checkpoint():
 
 def _script_val_top1(monkeypatch, trainer, scores):
     """Make `trainer`'s validation top-1 follow `scores` (test evaluations untouched)."""
-    scripted, real_evaluate = iter(scores), trainer_module.evaluate
+    scripted, real_evaluate = iter(scores), task_module.evaluate
 
     def evaluate(model, split, *args, **kwargs):
         result = real_evaluate(model, split, *args, **kwargs)
         return {**result, "top1": next(scripted)} if split is trainer.data.val else result
 
-    monkeypatch.setattr(trainer_module, "evaluate", evaluate)
+    monkeypatch.setattr(task_module, "evaluate", evaluate)
 
 
 @pytest.mark.parametrize("keep", ["best", "last"])

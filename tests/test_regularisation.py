@@ -10,10 +10,17 @@ from torch import nn
 import visionzoo as vz
 from visionzoo.cli.main import main
 from visionzoo.core.errors import UsageError
-from visionzoo.layers.drop import (ClassicDropout, DropBlock2d, DropConnectLinear, add_drop_block,
-                                   add_drop_connect, drop_block_gamma, set_dropout)
 from visionzoo.engine.model_options import after_optimizer, builder_kwargs
-from visionzoo.engine.trainer import Trainer, TrainConfig
+from visionzoo.engine.trainer import TrainConfig, Trainer
+from visionzoo.layers.drop import (
+    ClassicDropout,
+    DropBlock2d,
+    DropConnectLinear,
+    add_drop_block,
+    add_drop_connect,
+    drop_block_gamma,
+    set_dropout,
+)
 from visionzoo.weights import load_checkpoint
 
 DRAWS = 4000
@@ -123,9 +130,9 @@ def test_drop_path_goes_to_builders_that_have_stochastic_depth():
 
 @pytest.fixture
 def no_plots(monkeypatch):
-    import visionzoo.engine.plots as plots
-    monkeypatch.setattr(plots, "plot_curves", lambda *a, **k: None)
-    monkeypatch.setattr(plots, "plot_confusion", lambda *a, **k: None)
+    import visionzoo.tasks.classification as task_module
+    monkeypatch.setattr(task_module, "plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr(task_module, "plot_confusion", lambda *a, **k: None)
 
 
 LENET = ["--model", "lenet", "--image-size", "28"]

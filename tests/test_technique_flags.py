@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from visionzoo.cli.main import main
-from visionzoo.engine.trainer import Trainer, TrainConfig
+from visionzoo.engine.trainer import TrainConfig, Trainer
 
 QUICK = ["--model", "highway_fc", "--data", "digits", "--epochs", "1", "--train-limit", "256",
          "--batch-size", "128", "--amp", "off", "--quiet"]
@@ -149,10 +149,9 @@ def snapshot(model):
 
 
 def test_ema_weights_are_the_ones_evaluated_and_saved(tmp_path, monkeypatch):
-    import visionzoo.engine.plots as plots
-    import visionzoo.engine.trainer as trainer_module
-    monkeypatch.setattr(plots, "plot_curves", lambda *a, **k: None)
-    monkeypatch.setattr(plots, "plot_confusion", lambda *a, **k: None)
+    import visionzoo.tasks.classification as task_module
+    monkeypatch.setattr(task_module, "plot_curves", lambda *a, **k: None)
+    monkeypatch.setattr(task_module, "plot_confusion", lambda *a, **k: None)
     decay = 0.8
     trainer = Trainer(TrainConfig(model="resnet20_cifar", model_args={"layers": [1, 1, 1]}, data="digits", epochs=1,
                                   batch_size=64, train_limit=192, val_size=64, amp="off", quiet=True, ema=decay,
@@ -160,8 +159,8 @@ def test_ema_weights_are_the_ones_evaluated_and_saved(tmp_path, monkeypatch):
     average = snapshot(trainer.model)    # e₀: the initial weights (ema.py copies the model)
     trained = []                         # the weights after every optimiser step
     trainer.optimizer.register_step_post_hook(lambda *_: trained.append(snapshot(trainer.model)))
-    evaluated, evaluate = [], trainer_module.evaluate   # the weights of every evaluation
-    monkeypatch.setattr(trainer_module, "evaluate",
+    evaluated, evaluate = [], task_module.evaluate   # the weights of every evaluation
+    monkeypatch.setattr(task_module, "evaluate",
                         lambda model, *a, **k: evaluated.append(snapshot(model)) or evaluate(model, *a, **k))
     trainer.run()
     assert len(trained) == 3

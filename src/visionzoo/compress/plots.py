@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.figures import save_figure, subplots
-from ..engine.plots import plot_curves
+from ..tasks.plots import plot_curves
 
 
 def _plot_layers(layers: list[dict], path: Path, title: str) -> None:

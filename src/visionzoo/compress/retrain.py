@@ -35,8 +35,6 @@ def run_trainer(meta: dict, settings: RetrainSettings, network: nn.Module | None
                 **overrides):
     """Run the trainer on the checkpoint's data; `network` (trained in place) replaces the network
     it builds, `overrides` are further TrainConfig fields (e.g. a student and its teacher)."""
-    from ..engine.model_options import after_optimizer
-    from ..engine.optim import build_optimizer
     from ..engine.trainer import Trainer, TrainConfig
     data_args = meta.get("data_args", {})
     fields = dict(model=meta["name"], model_args=dict(meta["kwargs"]), data=meta["data"],
@@ -48,10 +46,7 @@ def run_trainer(meta: dict, settings: RetrainSettings, network: nn.Module | None
                   channels_last="off", seed=settings.seed, quiet=settings.quiet)
     trainer = Trainer(TrainConfig(**{**fields, **overrides}))
     if network is not None:
-        trainer.model = trainer.net = network.to(trainer.device)
-        trainer.optimizer = build_optimizer(network, trainer.cfg, trainer.lr)
-        after_optimizer(trainer.optimizer, network, trainer.cfg)
-        trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, trainer.lr_schedule)
+        trainer.set_model(network)
     trainer.hooks.extend(hooks)
     trainer.run()
     trainer.model.eval()

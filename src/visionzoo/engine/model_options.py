@@ -1,4 +1,5 @@
-"""The `visionzoo train` options that change the network itself, applied to a freshly built model.
+"""The `visionzoo train` options that change the network itself: their option groups, and their
+application to a freshly built model.
 
 Order: the architecture variants (`--act`, `--norm` swap, `--pool`, `--drop-connect`,
 `--drop-block`), then the initialisation (`--init`, LSUV on a data batch; `--whiten`, the first
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from ..core.errors import UsageError
+from ..core.options import at_least, option, option_group, positive, within
 from ..layers.activation import ACTIVATIONS
 from ..layers.norm import NORMS
 from ..layers.variants import STRUCTURE_FIELDS, finish_variant, parse_drop_block, reshape_variant
@@ -31,30 +33,52 @@ PRETRAINING = ("none", "autoencoder")
 POOLING = ("stochastic",)
 LSUV_BATCH = 256
 WHITEN_IMAGES = 1024
+RATE = within("[0, 1)")
 
 
-def validate_model_options(cfg) -> None:
-    choices = {"init": INIT_SCHEMES, "pretrain": PRETRAINING, "norm": NORMS, "act": ACTIVATIONS,
-               "pool": POOLING}
-    for key, allowed in choices.items():
-        value = getattr(cfg, key)
-        if value is not None and value not in allowed:
-            raise UsageError(f"--{key} {value!r}: choose one of {', '.join(allowed)}")
-    for key in ("dropout", "drop_connect", "drop_path", "pretrain_noise"):
-        value = getattr(cfg, key)
-        if value is not None and not 0 <= value < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must lie in [0, 1), got {value}")
-    for key in ("init_std", "max_norm"):
-        value = getattr(cfg, key)
-        if value is not None and not value > 0:
-            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
-    if cfg.maxout_k < 2:
-        raise UsageError(f"--maxout-k must be at least 2, got {cfg.maxout_k}")
-    if cfg.pretrain_epochs < 1:
-        raise UsageError(f"--pretrain-epochs must be at least 1, got {cfg.pretrain_epochs}")
-    if cfg.max_norm and cfg.norm == "spectral":
-        raise UsageError("--max-norm with --norm spectral: W/σ(W) has no per-unit norm to clamp; use one of them")
-    cfg.drop_block = parse_drop_block(cfg.drop_block)
+@option_group("initialisation", "of every Conv/Linear weight; biases 0 (visionzoo.layers.init)")
+class InitialisationOptions:
+    init: str = option("paper", "paper (default: the network's own), zero, normal/uniform (std --init-std), "
+                                "xavier_* (Var 2/(n_in+n_out)), he_fan_in/he_fan_out (Var 2/n), orthogonal, "
+                                "lsuv (orthogonal, then unit output variance layer by layer on a data batch), "
+                                "dirac (identity)", choices=INIT_SCHEMES)
+    init_std: float = option(0.01, "σ of normal/uniform (default {default})", metavar="STD", check=positive)
+    whiten: bool = option(False, "set the first convolution to the whitening of the training images' patches "
+                                 "(± the eigenvectors of their covariance / √eigenvalue) and freeze it")
+    pretrain: str = option("none", "autoencoder: greedy layer-wise auto-encoder pre-training on the unlabelled "
+                                   "training images, then supervised training (chain networks: lenet, vgg*, …)",
+                           choices=PRETRAINING)
+    pretrain_epochs: int = option(1, "epochs per layer (default {default})", metavar="N", check=at_least(1))
+    pretrain_noise: float = option(0.0, "denoising auto-encoders: mask this fraction of each layer's input "
+                                        "(default {default})", metavar="NU", check=RATE)
+
+
+@option_group("normalisation and activations")
+class NormalisationOptions:
+    norm: str | None = option(None, "replace the network's feature-map normalisation: batch, layer (GroupNorm G=1), "
+                                    "instance (G=C), group (G=32), none; weight/spectral reparametrise every "
+                                    "Conv/Linear weight instead (any network)", choices=NORMS)
+    act: str | None = option(None, "replace every activation module (prelu: per channel, prelu_shared: one slope; "
+                                   "maxout widens the layer before it k-fold and keeps the max)", choices=ACTIVATIONS)
+    maxout_k: int = option(2, "maxout pieces (default {default})", metavar="K", check=at_least(2))
+    pool: str | None = option(None, "stochastic pooling in place of every max-pooling layer", choices=POOLING)
+
+
+def _check_drop_block(value) -> None:
+    parse_drop_block(value)  # raises, naming --drop-block
+
+
+@option_group("regularisation")
+class RegularisationOptions:
+    dropout: float | None = option(None, "rate of every dropout layer (inverted dropout); networks without one "
+                                         "get it on the classifier's input", metavar="P", check=RATE)
+    drop_connect: float | None = option(None, "DropConnect on every Linear layer's weights", metavar="P", check=RATE)
+    drop_block: list | None = option(None, "DropBlock after the residual blocks of the last two stages, e.g. 3,0.1",
+                                     metavar="SIZE,P", parse=parse_drop_block, check=_check_drop_block)
+    drop_path: float | None = option(None, "stochastic depth: drop rate of the last residual block, linear in depth",
+                                     metavar="P", check=RATE)
+    max_norm: float | None = option(None, "after every step, clamp each unit's incoming weight norm to ≤ C",
+                                    metavar="C", check=positive)
 
 
 def builder_kwargs(cfg) -> dict:
@@ -76,31 +100,26 @@ def structure_options(cfg) -> dict:
     return {key: getattr(cfg, key) for key in STRUCTURE_FIELDS}
 
 
-def _image_batches(split, normalizer, batch_size: int, seed: int, device, epoch: int = 0):
-    from ..data.loader import train_batches
-    for images, _ in train_batches(split, batch_size, seed=seed, epoch=epoch, device=device):
-        yield normalizer(images)
-
-
-def apply_model_options(model: nn.Module, cfg, *, data, normalizer, device, resume: bool = False,
+def apply_model_options(model: nn.Module, cfg, *, input_size, input_batches, device, resume: bool = False,
                         log=print) -> nn.Module:
     """Everything `cfg` asks of the model, in the order of the module docstring. On `resume` the
-    weights come from the checkpoint, so initialisation and pre-training are skipped."""
-    reshape_variant(model, structure_options(cfg), data.input_size)
+    weights come from the checkpoint, so initialisation and pre-training are skipped.
+    `input_batches(batch_size, epoch)` yields the task's network inputs from its training split."""
+    reshape_variant(model, structure_options(cfg), input_size)
     model.to(device)
     if not resume and cfg.init != "paper":
-        batch = next(_image_batches(data.train, normalizer, LSUV_BATCH, cfg.seed, device)) \
+        batch = next(input_batches(LSUV_BATCH)) \
             if cfg.init == "lsuv" else None
         initialise(model, cfg.init, cfg.init_std, batch)
     if getattr(cfg, "whiten", False):  # after --init, which would overwrite it; frozen on resume too
         if resume:
             first_convolution(model).weight.requires_grad_(False)
         else:
-            whiten_first_conv(model, next(_image_batches(data.train, normalizer, WHITEN_IMAGES, cfg.seed, device)))
+            whiten_first_conv(model, next(input_batches(WHITEN_IMAGES)))
     if not resume and cfg.pretrain == "autoencoder":
         epochs = itertools.count()  # a fresh shuffle for every pass over the images
         report = pretrain_autoencoder(
-            model, lambda: _image_batches(data.train, normalizer, cfg.batch_size, cfg.seed, device, next(epochs)),
+            model, lambda: input_batches(cfg.batch_size, next(epochs)),
             epochs=cfg.pretrain_epochs, noise=cfg.pretrain_noise)
         for row in report:
             log(f"pretrained {row['layer']}: reconstruction loss {row['loss_before']:.4f} → {row['loss_after']:.4f}")

@@ -1,12 +1,18 @@
-"""The trainer behind `visionzoo train`: one loop, in-memory batches, the run directory.
+"""The engine behind `visionzoo train`: one loop for every task, in-memory batches, the run directory.
 
-Every setting lives in `TrainConfig`. Each epoch trains on the training split, evaluates on the
-validation split carved from it, and keeps the best-validation weights (`keep="last"`: the last
-epoch's); the test split is read once at the end. Checkpoints are written atomically at the end of each epoch (and every
+Every setting lives in `TrainConfig`, the composition of option groups declared with what they
+configure (core/options.py: help, choices, parsing and checks; the CLI is generated from them);
+what is particular to a kind of learning (its data, batches, losses, phases, metrics, pictures)
+lives in its task (visionzoo.tasks). Each epoch trains on the training split, evaluates on the
+validation split carved from it, and keeps the best-validation weights by the task's monitored
+metric (`keep="last"`: the last epoch's); the test split is read once at the end. The engine
+owns AMP, channels_last, DDP, one optimiser / schedule / gradient scaler per trained module,
+clipping, AGC, EMA, the NaN stop, progress, TensorBoard and the run directory. Checkpoints are written atomically at the end of each epoch (and every
 `checkpoint_every` steps); they hold everything that decides the future of the run — weights,
-optimiser and schedule state, RNG states, position in the epoch, running sums — so `resume`
-after a kill at any point ends with the same weights, bit for bit on CPU, as an uninterrupted run.
-Augmentation draws come from a generator seeded by (seed, epoch, step), never from saved state.
+every optimiser's and schedule's state, RNG states, position in the epoch, running sums — so
+`resume` after a kill at any point ends with the same weights, bit for bit on CPU, as an
+uninterrupted run. Augmentation draws come from a generator seeded by (seed, epoch, step), never
+from saved state.
 """
 from __future__ import annotations
 
@@ -17,153 +23,183 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import registry
-from ..tasks.adversarial import adversarial_batch, goodfellow_objective, validate_adversarial
-from ..data.datasets import load_data
-from ..data.loader import Normalizer, steps_per_epoch, train_batches
-from ..core.errors import UsageError
-from ..core.profile import count_macs, count_params
 from ..core import distributed
-from ..core.runtime import autocast, bf16_supported, resolve_device
+from ..core.errors import UsageError
+from ..core.io import read_torch, write_json, write_safetensors, write_text, write_torch
+from ..core.options import at_least, check_options, option, option_group, positive, within
+from ..core.profile import count_macs, count_params
+from ..core.runtime import bf16_supported, resolve_device, seed_everything
+from ..data.loader import steps_per_epoch
+from ..tasks.adversarial import AdversarialOptions
+from ..tasks.classification import ClassificationOptions, ClassificationTask
+from ..tasks.distillation import DistillationOptions
+from ..tasks.techniques import AugmentationOptions
 from .agc import adaptive_clip_, clipped_parameters
-from ..tasks.distillation import Teacher, distillation_loss
 from .ema import ModelEMA
-from ..tasks.classification import evaluate
 from .finetune import freeze_backbone, load_for_finetuning
-from ..core.io import read_torch, write_json, write_safetensors, write_text
-from .model_options import (after_optimizer, apply_model_options, builder_kwargs, structure_options,
-                            validate_model_options)
-from .optim import OPTIMIZERS, build_optimizer, resolved_wd_mode, scaled_lr
+from .model_options import (InitialisationOptions, NormalisationOptions, RegularisationOptions, after_optimizer,
+                            apply_model_options, builder_kwargs, structure_options)
+from .optim import OPTIMIZERS, WD_MODES, build_optimizer, resolved_wd_mode, scaled_lr
+from .recipes import RECIPES
 from .schedules import SCHEDULES, LRSchedule
-from .techniques import build_augmentation, check_model_fits, validate_techniques
-# Mirrored digits and characters are other symbols: no flips there unless asked for.
-NO_FLIP_DATA = {"mnist", "kmnist", "svhn", "digits"}
+
+# The task of a run follows from its model's registry card.
+TASK_CLASSES = {"classification": ClassificationTask}
+SWITCH = ("auto", "on", "off")
+
+
+def _registered(name: str) -> None:
+    registry.get_entry(name)  # raises, naming the close matches
+
+
+def _key_value(text: str):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--model-arg {text!r}: write KEY=VALUE, e.g. shortcut=A")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _epoch_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--milestones {text!r}: give epochs separated by commas, e.g. 30,60,80") from None
+
+
+def _increasing(epochs) -> str | None:
+    if sorted(epochs) != list(epochs) or any(epoch <= 0 for epoch in epochs):
+        return "give increasing positive epochs, e.g. 30,60,80"
+    return None
+
+
+@option_group("model and data")
+class ModelDataOptions:
+    recipe: str | None = option(None, f"a named set of settings ({', '.join(RECIPES)}; `--recipe list` describes "
+                                      "them); explicit options win", metavar="NAME")
+    model: str = option("resnet9_slim", "registered name (default {default}; see `visionzoo models`)",
+                        check=_registered)
+    model_args: dict = option({}, "builder keyword, repeatable", parse=_key_value, metavar="KEY=VALUE",
+                              flag="--model-arg")
+    data: str = option("fashion-mnist", "data set spec (default {default}): fashion-mnist, mnist, kmnist, "
+                                        "cifar10, cifar100, svhn, digits, folder:PATH, fake")
+    data_dir: str | None = option(None, "data root (default $VISIONZOO_DATA or ~/.cache/visionzoo; Fashion-MNIST "
+                                        "also from /usr/share/datasets/fashion-mnist)")
+    download: bool = option(False, "fetch a missing data set")
+    image_size: int | None = option(None, "resize images to this square side")
+    train_limit: int | None = option(None, "train on a seeded subset of N images (quick experiments)", metavar="N")
+    test_limit: int | None = option(None, "final test on the first N test images only (quick experiments)",
+                                    metavar="N")
+    val_size: float = option(5000, "validation images carved from train: count or fraction (default {default})")
+
+
+@option_group("optimisation")
+class OptimisationOptions:
+    epochs: int = option(7, "default {default}", check=positive)
+    batch_size: int = option(256, "global batch (default {default})", check=positive)
+    lr: float = option(0.2, "peak learning rate (default {default})", check=positive)
+    optimizer: str = option("nesterov", "default {default}", choices=OPTIMIZERS)
+    momentum: float = option(0.9, "default {default}")
+    weight_decay: float = option(5e-4, "on weights, not biases/norms (default {default})")
+    schedule: str = option("onecycle", "default {default}", choices=SCHEDULES)
+    warmup_epochs: float = option(0.0, "linear warmup length (default {default})")
+    step_size: int = option(30, "epochs between step decays (default {default})")
+    gamma: float = option(0.1, "decay factor of step, multistep and plateau (default {default})")
+    clip_grad: float | None = option(None, "clip the global gradient norm")
+    milestones: list = option([], "multistep: epochs where the rate is multiplied by γ", parse=_epoch_list,
+                              metavar="E1,E2,...", check=_increasing)
+    plateau_patience: int = option(2, "plateau: epochs without a lower val loss before the rate is multiplied "
+                                      "by γ (default {default})", metavar="N", check=at_least(0))
+    wd_mode: str | None = option(None, "weight decay as L2 in the loss or decoupled (default: decoupled for adamw, "
+                                       "else l2)", choices=WD_MODES)
+    agc: float | None = option(None, "adaptive gradient clipping, unit-wise (NFNet; classifier excluded)",
+                               metavar="λ", check=positive)
+    ema: float | None = option(None, "evaluate and save an exponential moving average of the weights",
+                               metavar="DECAY", check=within("(0, 1)", "a decay such as 0.999"))
+    early_stop: int | None = option(None, "stop after PATIENCE epochs without a better val top-1; the best "
+                                          "weights are kept", metavar="PATIENCE", check=positive)
+    keep: str = option("best", "weights tested and saved: the best validation epoch's (default) or the last "
+                               "epoch's (for schedules that anneal to zero, where a small validation split's "
+                               "pick is noise)", choices=("best", "last"))
+
+    def check_combination(self) -> None:
+        if self.optimizer == "adamw" and self.wd_mode == "l2":
+            raise UsageError("--optimizer adamw decouples weight decay by definition; for Adam with L2 use "
+                             "--optimizer adam --wd-mode l2")
+        if self.schedule == "multistep" and not self.milestones:
+            raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 30,60,80")
+
+
+@option_group("transfer learning")
+class TransferOptions:
+    finetune: str | None = option(None, "start from a visionzoo run/.safetensors or a torchvision/timm state_dict "
+                                        "of the same network; a head of another size is replaced", metavar="WEIGHTS")
+    freeze_backbone: bool = option(False, "feature extraction: only the head trains")
+    backbone_lr_mult: float = option(1.0, "backbone learning rate = M × --lr (default {default})", metavar="M",
+                                     check=positive)
+
+    def check_combination(self) -> None:
+        if self.freeze_backbone and not self.finetune:
+            raise UsageError("--freeze-backbone needs --finetune CHECKPOINT: a random backbone is no feature extractor")
+
+
+@option_group("large batches", "under torchrun, --batch-size is the global batch of all workers")
+class LargeBatchOptions:
+    lr_scale_batch: int | None = option(None, "linear scaling rule: learning rate = --lr × batch/B0 (Goyal: 256)",
+                                        metavar="B0", check=positive)
+    sync_bn: bool = option(False, "BN statistics over the global batch, CUDA workers only (default: per worker, "
+                                  "as in Goyal et al.)")
+
+
+@option_group("speed and device")
+class DeviceOptions:
+    amp: str = option("auto", "bf16 autocast on CPU when supported, AMP on CUDA (default {default})", choices=SWITCH)
+    channels_last: str = option("auto", "default {default} (on)", choices=SWITCH)
+    device: str = option("auto", "default {default}: CUDA when present", choices=("auto", "cpu", "cuda"))
+    eval_batch_size: int = option(500, "default {default}", check=positive)
+
+
+@option_group("run directory")
+class RunOptions:
+    out: str | None = option(None, "write the run directory here")
+    checkpoint_every: int = option(0, "also checkpoint every N steps (default: epochs only)", metavar="N")
+    seed: int = option(0, "default {default}")
+    tensorboard: bool = option(False, "write TensorBoard events")
+    diagnostics: bool = option(False, "record per-layer gradient norms, activation percentiles, dead ReLUs")
+    quiet: bool = option(False, "no progress bar or epoch lines")
 
 
 @dataclass
-class TrainConfig:
-    model: str = "resnet9_slim"
-    model_args: dict = field(default_factory=dict)
-    recipe: str | None = None        # the named recipe (train/recipes.py) whose values were applied
-    data: str = "fashion-mnist"
-    data_dir: str | None = None
-    download: bool = False
-    image_size: int | None = None
-    val_size: float = 5000
-    train_limit: int | None = None
-    test_limit: int | None = None    # final test on the first N test images (quick experiments)
-    epochs: int = 7
-    batch_size: int = 256
-    lr: float = 0.2
-    optimizer: str = "nesterov"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"
-    warmup_epochs: float = 0.0
-    step_size: int = 30
-    gamma: float = 0.1
-    label_smoothing: float = 0.1
-    clip_grad: float | None = None
-    milestones: list = field(default_factory=list)   # multistep: epochs where the rate is multiplied by γ
-    plateau_patience: int = 2        # plateau: epochs without a lower val loss before the rate is cut
-    lr_scale_batch: int | None = None   # linear scaling rule: η = lr·batch_size/lr_scale_batch
-    wd_mode: str | None = None       # l2 | decoupled (default: decoupled for adamw, l2 otherwise)
-    agc: float | None = None         # adaptive gradient clipping λ
-    ema: float | None = None         # decay of the weight average used for evaluation
-    early_stop: int | None = None    # epochs without a better val top-1 before stopping
-    keep: str = "best"               # weights tested and saved: the best validation epoch's, or the last's
-    test_tta: str = "none"           # test-time augmentation of the final test evaluation (evaluate.py)
-    crop: int = 2
-    flip: bool | None = None
-    scale_jitter: str | None = None  # "SMIN,SMAX"
-    fancy_pca: float = 0.0
-    random_erasing: float = 0.0
-    cutout: int = 0
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    # Knowledge distillation and transfer learning.
-    teacher: str | None = None
-    kd_temperature: float = 4.0
-    kd_alpha: float = 0.9
-    finetune: str | None = None
-    freeze_backbone: bool = False
-    backbone_lr_mult: float = 1.0
-    sync_bn: bool = False
-    # The network itself (model_options.py): initialisation, normalisation, activations, regularisers.
-    init: str = "paper"
-    init_std: float = 0.01
-    whiten: bool = False             # first convolution := patch whitening of the training images, frozen
-    pretrain: str = "none"
-    pretrain_epochs: int = 1
-    pretrain_noise: float = 0.0
-    norm: str | None = None
-    act: str | None = None
-    maxout_k: int = 2
-    pool: str | None = None
-    dropout: float | None = None
-    drop_connect: float | None = None
-    drop_block: list | None = None   # [SIZE, P]
-    drop_path: float | None = None
-    max_norm: float | None = None
-    amp: str = "auto"
-    channels_last: str = "auto"
-    device: str = "auto"
-    seed: int = 0
-    out: str | None = None
-    checkpoint_every: int = 0
-    eval_batch_size: int = 500
-    tensorboard: bool = False
-    # Adversarial training (visionzoo.attacks.training): ε, α in pixels of [0, 1].
-    adv: str | None = None
-    adv_eps: float = 0.1
-    adv_alpha: float = 0.01
-    adv_steps: int = 40
-    adv_weight: float = 0.5
-    diagnostics: bool = False
-    quiet: bool = False
+class TrainConfig(RegularisationOptions, NormalisationOptions, InitialisationOptions, AdversarialOptions,
+                  RunOptions, DeviceOptions, LargeBatchOptions, TransferOptions, DistillationOptions,
+                  AugmentationOptions, ClassificationOptions, OptimisationOptions, ModelDataOptions):
+    """Every setting of a run, flat: the option groups of the engine, the tasks and the network options.
+
+    The groups are listed last first: a dataclass takes the fields of its last base first, and
+    config.json and `visionzoo train --help` follow the field order, model and data first.
+    """
 
     def validate(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                    "eval_batch_size": self.eval_batch_size}
-        for key, value in positive.items():
-            if not value > 0:
-                raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
-        choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": ("auto", "on", "off"),
-                   "channels_last": ("auto", "on", "off"), "device": ("auto", "cpu", "cuda"), "keep": ("best", "last")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise UsageError(f"--{key.replace('_', '-')} {getattr(self, key)!r}: choose one of {', '.join(allowed)}")
-        if not 0 <= self.label_smoothing < 1:
-            raise UsageError("--label-smoothing must lie in [0, 1)")
-        registry.get_entry(self.model)
-        validate_adversarial(self)
-        validate_techniques(self)
-        validate_model_options(self)
+        """Raise UsageError, one line naming the option, for a value or combination that cannot work."""
+        check_options(self)
 
-
-def classification_loss(output, labels, model, label_smoothing: float):
-    """Cross-entropy, plus `aux_weight`·CE of auxiliary heads when the network returns them.
-
-    A network with its own objective (e.g. CapsNet's margin + reconstruction loss) defines
-    ``training_loss(output, labels, label_smoothing) -> (loss, logits)``, which is used instead.
-    """
-    if hasattr(model, "training_loss"):
-        return model.training_loss(output, labels, label_smoothing)
-    if isinstance(output, tuple):
-        logits, aux = output
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
-        weight = getattr(model, "aux_weight", 0.3)
-        for aux_logits in aux:
-            loss = loss + weight * F.cross_entropy(aux_logits.float(), labels, label_smoothing=label_smoothing)
-        return loss, logits
-    return F.cross_entropy(output.float(), labels, label_smoothing=label_smoothing), output
+    def check_combination(self) -> None:
+        """Combinations of values from several groups."""
+        if self.adv and (self.mixup or self.cutmix or self.teacher):
+            raise UsageError("--adv cannot be combined with --mixup/--cutmix/--teacher: adversarial training uses "
+                             "hard labels")
+        if self.max_norm and self.norm == "spectral":
+            raise UsageError("--max-norm with --norm spectral: W/σ(W) has no per-unit norm to clamp; use one of them")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -175,6 +211,8 @@ class Interrupted(Exception):
 
 
 class Trainer:
+    """The engine: builds the task, its network and optimisers, and runs the loop of the docstring."""
+
     def __init__(self, cfg: TrainConfig, resume: str | None = None):
         if resume:
             saved = json.loads((Path(resume) / "config.json").read_text()) if (Path(resume) / "config.json").exists() else None
@@ -195,34 +233,54 @@ class Trainer:
             raise UsageError(f"--batch-size {cfg.batch_size} must be divisible by the {self.world} processes")
         self.amp = cfg.amp == "on" or (cfg.amp == "auto" and (self.device.type == "cuda" or bf16_supported(self.device)))
         self.channels_last = cfg.channels_last != "off"
-        self.flip = cfg.flip if cfg.flip is not None else cfg.data not in NO_FLIP_DATA
         self.is_main = self.rank == 0
         self.resume_from = Path(resume) if resume else None
 
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        self.data = load_data(cfg.data, data_dir=cfg.data_dir, download=cfg.download,
-                              val_size=cfg.val_size, seed=cfg.seed, image_size=cfg.image_size)
-        if cfg.train_limit and cfg.train_limit < len(self.data.train):
-            subset = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(cfg.seed))
-            self.data.train = self.data.train.take(subset[:cfg.train_limit])
-        if cfg.test_limit and cfg.test_limit < len(self.data.test):
-            self.data.test = self.data.test.take(torch.arange(cfg.test_limit))
-        self.normalizer = Normalizer(self.data.mean, self.data.std)
-        self.input_size = self.data.input_size
-        self.model_kwargs = {"num_classes": len(self.data.classes), "in_chans": self.input_size[0],
-                             "image_size": self.input_size[-1], **builder_kwargs(cfg), **cfg.model_args}
-        try:
-            model = registry.create_model(cfg.model, **self.model_kwargs)
-        except TypeError as exc:
-            raise UsageError(f"--model-arg for {cfg.model}: {exc}") from None
-        model = apply_model_options(model, cfg, data=self.data, normalizer=self.normalizer, device=self.device,
-                                    resume=bool(resume), log=self._log)
+        seed_everything(cfg.seed)
+        task_name = getattr(registry.get_entry(cfg.model), "task", "classification")  # TODO until cards carry it
+        if task_name not in TASK_CLASSES:
+            raise UsageError(f"--model {cfg.model} is a {task_name} network; `visionzoo train` has no "
+                             f"{task_name} task yet (tasks: {', '.join(TASK_CLASSES)})")
+        self.task = TASK_CLASSES[task_name](cfg, device=self.device, rank=self.rank, world=self.world,
+                                            channels_last=self.channels_last, amp=self.amp, log=self._log)
+        self.task.load_data()
+        self.input_size = self.task.input_size
+        model = self.task.build_model(**builder_kwargs(cfg), **cfg.model_args)
+        self.model_kwargs = self.task.model_kwargs
+        model = apply_model_options(model, cfg, input_size=self.input_size, input_batches=self.task.input_batches,
+                                    device=self.device, resume=bool(resume), log=self._log)
         self.source_classes = load_for_finetuning(model, cfg.model, cfg.finetune) if cfg.finetune else None
         if cfg.freeze_backbone:
             freeze_backbone(model)
-        check_model_fits(cfg, model)
+        self.task.check_model(model)
+        self.steps_per_epoch = steps_per_epoch(self.task.train_size, cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.lr = scaled_lr(cfg.lr, cfg.batch_size, cfg.lr_scale_batch)  # global batch of all workers
+        self.set_model(model)
+        self.ema = ModelEMA(self.model, cfg.ema) if cfg.ema else None
+        # Position and running state of the run; all of it goes into the checkpoint.
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        # the task's running sums (record_keys) and their count; on the device, so that a step never waits for the host
+        self.running = torch.zeros(len(self.task.record_keys) + 1, dtype=torch.float64, device=self.device)
+        self.history: list[dict] = []
+        self.monitor = f"val_{self.task.monitor}"
+        self.best = {self.monitor: None, "epoch": 0}
+        self.best_state: dict | None = None
+        self.train_seconds = 0.0
+        self.stop_requested = False
+        self.phase = "model"
+        self.writer = None
+        # Extensions (diagnostics, …): objects with any of after_backward(trainer),
+        # on_epoch_end(trainer, record), on_finish(trainer, summary).
+        self.hooks: list = []
+        if cfg.diagnostics:
+            from .diagnostics import TrainingDiagnostics
+            self.hooks.append(TrainingDiagnostics(self))
+
+    def set_model(self, model: torch.nn.Module) -> None:
+        """Train `model`: placed on the device, wrapped for DDP, with fresh optimisers, schedules and
+        gradient scalers, one per module the task trains (also used to train a given network in place)."""
+        cfg = self.cfg
         if cfg.sync_bn and self.world > 1:  # otherwise BN statistics stay per worker (Goyal et al.)
             if self.device.type != "cuda":
                 raise UsageError("--sync-bn needs CUDA workers (torch's SyncBatchNorm has no CPU kernel); "
@@ -235,38 +293,43 @@ class Trainer:
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.lr = scaled_lr(cfg.lr, cfg.batch_size, cfg.lr_scale_batch)  # global batch of all workers
-        self.optimizer = build_optimizer(self.model, cfg, self.lr)
-        after_optimizer(self.optimizer, self.model, cfg)
-        self.steps_per_epoch = steps_per_epoch(len(self.data.train), cfg.batch_size)
-        self.total_steps = self.steps_per_epoch * cfg.epochs
-        schedule = dict(total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
-                        schedule=cfg.schedule, warmup_steps=int(cfg.warmup_epochs * self.steps_per_epoch),
-                        step_size=cfg.step_size, gamma=cfg.gamma, milestones=list(cfg.milestones))
-        self.lr_schedule = LRSchedule(patience=cfg.plateau_patience, **schedule)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_schedule)
-        self.augmentation = build_augmentation(cfg, self.data, self.flip)
-        self.agc_parameters = clipped_parameters(self.model)
-        self.ema = ModelEMA(self.model, cfg.ema) if cfg.ema else None
-        self.teacher = Teacher(cfg.teacher, self.device, len(self.data.classes), self.input_size) if cfg.teacher else None
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.device.type == "cuda"
-                                           and not bf16_supported(self.device))
-        # Position and running state of the run; all of it goes into the checkpoint.
-        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
-        # loss sum, correct, count; kept on the device so that a step never waits for the host
-        self.running = torch.zeros(3, dtype=torch.float64, device=self.device)
-        self.history: list[dict] = []
-        self.best = {"val_top1": -1.0, "epoch": 0}
-        self.best_state: dict | None = None
-        self.train_seconds = 0.0
-        self.stop_requested = False
-        self.writer = None
-        # Extensions (diagnostics, …): objects with any of after_backward(trainer),
-        # on_epoch_end(trainer, record), on_finish(trainer, summary).
-        self.hooks: list = []
-        if cfg.diagnostics:
-            from .diagnostics import TrainingDiagnostics
-            self.hooks.append(TrainingDiagnostics(self))
+        self.task.attach(self.model, self.net)
+        self.trained_modules = self.task.optimized_modules()
+        self.optimizers, self.schedulers, self.scalers, self.agc_parameters = {}, {}, {}, {}
+        agc_parameters = clipped_parameters(self.model)
+        for name, module in self.trained_modules.items():
+            self.optimizers[name] = optimizer = build_optimizer(module, cfg, self.lr)
+            after_optimizer(optimizer, module, cfg)
+            schedule = LRSchedule(  # its own object: LambdaLR saves the plateau state it carries
+                patience=cfg.plateau_patience, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
+                schedule=cfg.schedule, warmup_steps=int(cfg.warmup_epochs * self.steps_per_epoch),
+                step_size=cfg.step_size, gamma=cfg.gamma, milestones=list(cfg.milestones))
+            self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+            self.scalers[name] = torch.amp.GradScaler(
+                "cuda", enabled=self.amp and self.device.type == "cuda" and not bf16_supported(self.device))
+            trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            self.agc_parameters[name] = [p for p in agc_parameters if id(p) in trained]
+
+    # The optimiser, schedule and scaler of the phase being run (the only one for a classifier).
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.optimizers[self.phase]
+
+    @property
+    def scheduler(self):
+        return self.schedulers[self.phase]
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler:
+        return self.scalers[self.phase]
+
+    @property
+    def data(self):
+        return self.task.data
+
+    @property
+    def normalizer(self):
+        return self.task.normalizer
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -275,15 +338,21 @@ class Trainer:
 
     @property
     def stopped_early(self) -> bool:
-        """--early-stop: `early_stop` epochs in a row without a better validation top-1."""
+        """--early-stop: `early_stop` epochs in a row without a better monitored validation metric."""
         return bool(self.cfg.early_stop) and self.epoch - self.best["epoch"] >= self.cfg.early_stop
+
+    def _improved(self, value: float) -> bool:
+        best = self.best[self.monitor]
+        return best is None or (value > best if self.task.monitor_mode == "max" else value < best)
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _checkpoint_state(self) -> dict:
         return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.model.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "schedulers": {name: sched.state_dict() for name, sched in self.schedulers.items()},
+            "scalers": {name: scaler.state_dict() for name, scaler in self.scalers.items()},
             "ema": self.ema.state_dict() if self.ema else {},
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
             "running": self.running.cpu().clone(), "history": self.history, "best": self.best,
             "train_seconds": self.train_seconds, "torch_rng": torch.get_rng_state(),
@@ -294,7 +363,6 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self.is_main and self.out:
-            from ..core.io import write_torch
             write_torch(self.out / "checkpoint.pt", self._checkpoint_state())
 
     def load_checkpoint(self, path: Path) -> None:
@@ -304,12 +372,16 @@ class Trainer:
             state = read_torch(path)
         except Exception as exc:
             raise UsageError(f"--resume: cannot read {path} ({exc})") from None
+        if set(state.get("optimizers", {})) != set(self.optimizers):
+            raise UsageError(f"--resume: {path} holds no state for the optimisers {', '.join(self.optimizers)} "
+                             "(written by an older visionzoo, or for another task); start the run again")
         self.model.load_state_dict(state["model"])
         if self.ema:
             self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        for name in self.optimizers:
+            self.optimizers[name].load_state_dict(state["optimizers"][name])
+            self.schedulers[name].load_state_dict(state["schedulers"][name])
+            self.scalers[name].load_state_dict(state["scalers"][name])
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step = state["global_step"]
         self.running = state["running"].clone().to(self.device)
@@ -326,12 +398,8 @@ class Trainer:
 
     # ---- the run directory -------------------------------------------------------------------
     def model_meta(self) -> dict:
-        return {"name": self.cfg.model, "kwargs": self.model_kwargs, "classes": self.data.classes,
-                "mean": self.data.mean, "std": self.data.std, "input_size": list(self.input_size),
-                "data": self.cfg.data, "data_args": {"val_size": self.cfg.val_size, "seed": self.cfg.seed,
-                                                      "image_size": self.cfg.image_size},
-                "eval": {"batch_size": self.cfg.eval_batch_size, "channels_last": self.channels_last},
-                "options": structure_options(self.cfg)}
+        return {"name": self.cfg.model, "kwargs": self.model_kwargs, "task": self.task.name,
+                **self.task.model_meta(), "options": structure_options(self.cfg)}
 
     def _write_start(self) -> None:
         if not (self.is_main and self.out):
@@ -339,16 +407,10 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         config = dataclasses.asdict(self.cfg)
         config.update(resolved={"device": str(self.device), "amp": self.amp, "channels_last": self.channels_last,
-                                "flip": self.flip, "lr": self.lr,
-                                "wd_mode": resolved_wd_mode(self.cfg.optimizer, self.cfg.wd_mode),
-                                "fancy_pca": self.augmentation.pca and {
-                                    "eigenvalues": self.augmentation.pca[0].tolist(),
-                                    "eigenvectors": self.augmentation.pca[1].tolist()},
-                                "finetune_source_classes": self.source_classes,
+                                "lr": self.lr, "wd_mode": resolved_wd_mode(self.cfg.optimizer, self.cfg.wd_mode),
+                                "finetune_source_classes": self.source_classes, "task": self.task.name,
                                 "world_size": self.world, "steps_per_epoch": self.steps_per_epoch,
-                                "input_size": list(self.input_size), "num_classes": len(self.data.classes),
-                                "train_images": len(self.data.train), "val_images": len(self.data.val),
-                                "test_images": len(self.data.test), "mean": self.data.mean, "std": self.data.std})
+                                **self.task.resolved()})
         write_json(self.out / "config.json", config)
         write_json(self.out / "model.json", self.model_meta())
         if self.cfg.tensorboard:
@@ -362,11 +424,11 @@ class Trainer:
         if not (self.is_main and self.out):
             return
         write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
-        from .plots import plot_curves
-        plot_curves(self.history, self.out / "curves.png")
+        self.task.plot_curves(self.history, self.out / "curves.png")
         if self.writer:
-            for key in ("train_loss", "train_top1", "val_loss", "val_top1", "lr"):
-                self.writer.add_scalar(key, record[key], record["epoch"])
+            for key, value in record.items():
+                if key not in ("epoch", "seconds"):
+                    self.writer.add_scalar(key, value, record["epoch"])
             self.writer.flush()
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -382,6 +444,22 @@ class Trainer:
     def _on_sigint(self, signum, frame):
         self.stop_requested = True
 
+    def _optimise(self, phase: str, loss: torch.Tensor) -> None:
+        """Backward pass and step of one phase's optimiser: gradient scaling, clipping, AGC."""
+        cfg, self.phase = self.cfg, phase
+        optimizer, scaler = self.optimizers[phase], self.scalers[phase]
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        self._call_hooks("after_backward")
+        if cfg.clip_grad or cfg.agc:
+            scaler.unscale_(optimizer)
+        if cfg.agc:
+            adaptive_clip_(self.agc_parameters[phase], cfg.agc)
+        if cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.trained_modules[phase].parameters(), cfg.clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+
     def train_epoch(self) -> None:
         cfg = self.cfg
         self.net.train()
@@ -393,53 +471,31 @@ class Trainer:
                        disable=not sys.stderr.isatty())
         check_every = 1 if self.device.type == "cpu" else 25
         started = time.perf_counter()
-        images_seen = 0
-        for images, labels in train_batches(self.data.train, cfg.batch_size, seed=cfg.seed, epoch=self.epoch,
-                                            start_step=self.step_in_epoch, device=self.device):
+        seen = 0
+        for raw in self.task.train_batches(self.epoch, self.step_in_epoch):
             generator = torch.Generator(self.device).manual_seed(
                 (cfg.seed * 1_000_003 + self.epoch) * 1_000_003 + self.step_in_epoch)
-            images, targets = self.augmentation(images, labels, len(self.data.classes), generator)
-            shard = slice(self.rank, None, self.world)
-            images, labels, targets = images[shard], labels[shard], targets[shard]
-            x = self.normalizer(images, self.channels_last)
-            if cfg.adv:  # FGSM trains on [x; x̃], PGD on x̃ alone
-                x, labels = adversarial_batch(self, x, labels, generator)
-            with autocast(self.device, self.amp):
-                output = self.net(x)
-            if cfg.adv == "fgsm":  # Goodfellow's J̃ = α J(x) + (1 − α) J(x̃)
-                loss, logits = goodfellow_objective(classification_loss, output, labels, self.model,
-                                                    cfg.label_smoothing, cfg.adv_weight)
-            else:
-                loss, logits = classification_loss(output, targets, self.model, cfg.label_smoothing)
-            if self.teacher:  # soft targets at T; the hard objective (CE + aux heads) weighted 1 − α
-                loss = distillation_loss(logits, self.teacher(images), targets, cfg.kd_temperature,
-                                         cfg.kd_alpha, hard_loss=loss)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self._call_hooks("after_backward")
-            if cfg.clip_grad or cfg.agc:
-                self.scaler.unscale_(self.optimizer)
-            if cfg.agc:
-                adaptive_clip_(self.agc_parameters, cfg.agc)
-            if cfg.clip_grad:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
+            batch = self.task.prepare(raw, generator)
+            for phase in self.task.phases(self.global_step):
+                step = self.task.training_step(batch, phase, generator)
+                self._optimise(phase, step.loss)
+            with warnings.catch_warnings():  # schedules count batches, also those where a phase did not step
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+                for scheduler in self.schedulers.values():
+                    scheduler.step()
             if self.ema:
                 self.ema.update(self.model)
-            self.running[:2] += torch.stack([loss.detach().double() * len(labels),
-                                             (logits.detach().argmax(1) == labels).sum().double()])
-            self.running[2] += len(labels)
+            self.running[:-1] += torch.stack([step.sums[key] for key in self.task.record_keys])
+            self.running[-1] += step.count
             self.step_in_epoch += 1
             self.global_step += 1
-            images_seen += len(labels) * self.world
-            if self.global_step % check_every == 0 and not math.isfinite(loss.item()):
-                raise NonFiniteLoss(f"loss became {loss.item()} at epoch {self.epoch + 1}, step "
+            seen += step.count * self.world
+            if self.global_step % check_every == 0 and not math.isfinite(step.loss.item()):
+                raise NonFiniteLoss(f"loss became {step.loss.item()} at epoch {self.epoch + 1}, step "
                                     f"{self.step_in_epoch}")
             if bar is not None:
-                rate = images_seen / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix(loss=f"{self.running[0].item() / self.running[2].item():.3f}",
+                rate = seen / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(loss=f"{self.running[0].item() / self.running[-1].item():.3f}",
                                 img_s=f"{rate:.0f}", refresh=False)
                 bar.update(1)
             if distributed.broadcast_flag(self.stop_requested, self.device):
@@ -448,7 +504,7 @@ class Trainer:
             if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 \
                     and self.step_in_epoch < self.steps_per_epoch:
                 self.train_seconds += time.perf_counter() - started
-                started, images_seen = time.perf_counter(), 0
+                started, seen = time.perf_counter(), 0
                 self.save_checkpoint()
         if bar is not None:
             bar.close()
@@ -456,30 +512,33 @@ class Trainer:
 
     def end_epoch(self, seconds: float) -> None:
         totals = distributed.all_reduce_sum(self.running.to(self.device)).cpu()
-        val = evaluate(self.eval_model, self.data.val, self.normalizer, batch_size=self.cfg.eval_batch_size,
-                       device=self.device, channels_last=self.channels_last, rank=self.rank, world=self.world)
-        record = {"epoch": self.epoch + 1, "train_loss": totals[0].item() / totals[2].item(),
-                  "train_top1": totals[1].item() / totals[2].item(), "val_loss": val["loss"],
-                  "val_top1": val["top1"], "lr": self.optimizer.param_groups[0]["lr"],
+        val = self.task.evaluate(self.eval_model, "val")
+        keys = self.task.record_keys
+        record = {"epoch": self.epoch + 1,
+                  **{f"train_{key}": totals[i].item() / totals[-1].item() for i, key in enumerate(keys)},
+                  **{f"val_{key}": val[key] for key in keys},
+                  "lr": self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"],
                   "seconds": round(seconds, 3)}
         if not math.isfinite(record["train_loss"]):
             raise NonFiniteLoss(f"loss became {record['train_loss']} in epoch {self.epoch + 1}")
         self.history.append(record)
         self._call_hooks("on_epoch_end", record)
-        rate = totals[2].item() / max(seconds, 1e-9)
-        if record["val_top1"] > self.best["val_top1"]:
-            self.best = {"val_top1": record["val_top1"], "epoch": record["epoch"]}
+        rate = totals[-1].item() / max(seconds, 1e-9)
+        if self._improved(record[self.monitor]):
+            self.best = {self.monitor: record[self.monitor], "epoch": record["epoch"]}
             self.best_state = {k: v.detach().clone() for k, v in self.eval_model.state_dict().items()}
             if self.is_main and self.out:
                 write_safetensors(self.out / "best.safetensors", self.eval_model.state_dict())
-        self.lr_schedule.epoch_end(record["val_loss"], self.scheduler)
+        for scheduler in self.schedulers.values():
+            scheduler.lr_lambdas[0].epoch_end(record["val_loss"], scheduler)
         self.epoch += 1
         self.step_in_epoch = 0
         self.running.zero_()
         self._write_epoch(record)
         self.save_checkpoint()
-        self._log(f"epoch {record['epoch']:>3}/{self.cfg.epochs}  train loss {record['train_loss']:.4f} "
-                  f"top1 {record['train_top1']:.4f} | val loss {record['val_loss']:.4f} top1 {record['val_top1']:.4f}"
+        train = " ".join(f"{key} {record['train_' + key]:.4f}" for key in keys)
+        val = " ".join(f"{key} {record['val_' + key]:.4f}" for key in keys)
+        self._log(f"epoch {record['epoch']:>3}/{self.cfg.epochs}  train {train} | val {val}"
                   f" | lr {record['lr']:.4g} | {seconds:.1f}s {rate:.0f} img/s")
 
     def finish(self) -> dict:
@@ -490,30 +549,23 @@ class Trainer:
                 self.best_state = load_file(str(self.out / "best.safetensors"))
             if self.best_state is not None:
                 self.eval_model.load_state_dict(self.best_state)
-        test = evaluate(self.eval_model, self.data.test, self.normalizer, batch_size=cfg.eval_batch_size,
-                        device=self.device, channels_last=self.channels_last,
-                        num_classes=len(self.data.classes), rank=self.rank, world=self.world, tta=cfg.test_tta)
-        summary = {"model": cfg.model, "data": cfg.data, "epochs": cfg.epochs,
-                   "params": count_params(self.model),
-                   "macs": count_macs(self.model, self.input_size),
-                   "test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"],
-                   "test_n": test["n"], "test_tta": cfg.test_tta, "test_per_class_top1": dict(zip(self.data.classes, test["per_class_top1"])),
+        out = self.out if self.is_main else None
+        test = self.task.test(self.eval_model, out, f"{cfg.model} on {cfg.data}")
+        summary = {"model": cfg.model, "task": self.task.name, "data": cfg.data, "epochs": cfg.epochs,
+                   "params": count_params(self.model), "macs": count_macs(self.model, self.input_size),
+                   **test,
                    "train_seconds": round(self.train_seconds, 3),
                    "train_img_s": round(self.epoch * self.steps_per_epoch * cfg.batch_size / max(self.train_seconds, 1e-9), 1),
-                   "best_epoch": self.best["epoch"], "best_val_top1": self.best["val_top1"], "kept": cfg.keep,
-                   "epochs_run": self.epoch, "stopped_early": self.stopped_early,
-                   "final_val_top1": self.history[-1]["val_top1"] if self.history else None,
+                   "best_epoch": self.best["epoch"], f"best_{self.monitor}": self.best[self.monitor],
+                   "kept": cfg.keep, "epochs_run": self.epoch, "stopped_early": self.stopped_early,
+                   f"final_{self.monitor}": self.history[-1][self.monitor] if self.history else None,
                    "device": str(self.device), "amp": self.amp, "channels_last": self.channels_last,
                    "world_size": self.world, "seed": cfg.seed}
-        if self.is_main and self.out:
+        if out is not None:
             write_safetensors(self.out / "model.safetensors", self.eval_model.state_dict())
             write_json(self.out / "summary.json", summary)
-            from .plots import plot_confusion
-            plot_confusion(test["confusion"], self.data.classes, self.out / "confusion.png",
-                           f"{cfg.model} on {cfg.data} test: top-1 {test['top1']:.4f}")
         self._call_hooks("on_finish", summary)
-        self._log(f"test top1 {test['top1']:.4f}  top5 {test['top5']:.4f}  loss {test['loss']:.4f}  "
-                  f"({test['n']} images, {self.train_seconds:.0f}s training)")
+        self._log(f"{self.train_seconds:.0f}s training")
         return summary
 
     def run(self) -> dict:
@@ -522,8 +574,8 @@ class Trainer:
             self._log(f"resuming {self.resume_from} at epoch {self.epoch + 1}, step {self.step_in_epoch}")
         self._write_start()
         self._log(f"{self.cfg.model} ({count_params(self.model):,} params) on {self.cfg.data} "
-                  f"{tuple(self.input_size)}: {len(self.data.train)} train / {len(self.data.val)} val / "
-                  f"{len(self.data.test)} test, {self.device}, amp={'bf16' if self.amp and bf16_supported(self.device) else self.amp}, "
+                  f"{tuple(self.input_size)}: {self.task.describe_data()}, {self.device}, "
+                  f"amp={'bf16' if self.amp and bf16_supported(self.device) else self.amp}, "
                   f"channels_last={self.channels_last}, {self.world} process(es)")
         previous = signal.signal(signal.SIGINT, self._on_sigint) if self._main_thread() else None
         try:

@@ -17,43 +17,57 @@ from __future__ import annotations
 
 import torch
 
-from ..core.errors import UsageError
+from ..core.options import at_least, option, option_group, positive, within
 from ..attacks.base import Normalized
 from ..attacks.gradient import FGSM, PGD
 
 ADVERSARIAL_TRAINING = ("fgsm", "pgd")
 
 
-def validate_adversarial(cfg) -> None:
-    if cfg.adv is None:
-        return
-    if cfg.adv not in ADVERSARIAL_TRAINING:
-        raise UsageError(f"--adv {cfg.adv!r}: choose one of {', '.join(ADVERSARIAL_TRAINING)}")
-    if not 0 < cfg.adv_eps <= 1:
-        raise UsageError(f"--adv-eps {cfg.adv_eps}: ε is in pixels of [0, 1], give 0 < ε ≤ 1")
-    if cfg.adv == "pgd" and not (cfg.adv_alpha > 0 and cfg.adv_steps >= 1):
-        raise UsageError("--adv-alpha must be positive and --adv-steps at least 1")
-    if not 0 <= cfg.adv_weight <= 1:
-        raise UsageError(f"--adv-weight {cfg.adv_weight}: α weighs the clean loss, give 0 ≤ α ≤ 1")
+@option_group("adversarial training", "ε and α in pixels of [0, 1] (visionzoo.attacks)")
+class AdversarialOptions:
+    adv: str | None = option(None, "FGSM objective J̃ (Goodfellow) or PGD min-max (Madry)",
+                             choices=ADVERSARIAL_TRAINING)
+    adv_eps: float = option(0.1, "perturbation radius ε (default {default})",
+                            check=within("(0, 1]", "ε is in pixels of [0, 1]"))
+    adv_alpha: float = option(0.01, "PGD step size α (default {default})", check=positive)
+    adv_steps: int = option(40, "PGD steps K (default {default})", check=at_least(1))
+    adv_weight: float = option(0.5, "FGSM: weight α of the clean loss (default {default})",
+                               check=within("[0, 1]", "α weighs the clean loss"))
 
 
-def adversarial_batch(trainer, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
-    """The standardised batch to train on: [x; x̃] with labels [y; y] (FGSM) or x̃ (PGD)."""
-    cfg, normalizer = trainer.cfg, trainer.normalizer
-    # The unwrapped model: the adversary needs input gradients only, no DDP gradient sync.
-    pixel_model = Normalized(trainer.model, normalizer.mean, normalizer.std).to(x.device)
-    mean, std = pixel_model.mean, pixel_model.std
-    pixels = (x.float() * std + mean).clamp(0, 1)
-    if cfg.adv == "fgsm":
-        attack = FGSM(pixel_model, cfg.adv_eps)
-    else:
-        attack = PGD(pixel_model, cfg.adv_eps, cfg.adv_alpha, cfg.adv_steps, generator=generator)
-    adversarial = (attack(pixels, labels) - mean) / std
-    if trainer.channels_last:
-        adversarial = adversarial.contiguous(memory_format=torch.channels_last)
-    if cfg.adv == "fgsm":
-        return torch.cat([x, adversarial.to(x.dtype)]), torch.cat([labels, labels])
-    return adversarial.to(x.dtype), labels
+class AdversarialTraining:
+    """The classification task's batch and objective under `--adv fgsm|pgd` (see the module docstring)."""
+
+    def __init__(self, cfg):
+        self.method, self.eps, self.alpha, self.steps = cfg.adv, cfg.adv_eps, cfg.adv_alpha, cfg.adv_steps
+        self.clean_weight = cfg.adv_weight
+
+    def batch(self, model, normalizer, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+              channels_last: bool = False):
+        """The standardised batch to train on: [x; x̃] with labels [y; y] (FGSM) or x̃ (PGD).
+        `model` is the unwrapped network: the adversary needs input gradients only, no DDP sync."""
+        pixel_model = Normalized(model, normalizer.mean, normalizer.std).to(x.device)
+        mean, std = pixel_model.mean, pixel_model.std
+        pixels = (x.float() * std + mean).clamp(0, 1)
+        if self.method == "fgsm":
+            attack = FGSM(pixel_model, self.eps)
+        else:
+            attack = PGD(pixel_model, self.eps, self.alpha, self.steps, generator=generator)
+        adversarial = (attack(pixels, labels) - mean) / std
+        if channels_last:
+            adversarial = adversarial.contiguous(memory_format=torch.channels_last)
+        if self.method == "fgsm":
+            return torch.cat([x, adversarial.to(x.dtype)]), torch.cat([labels, labels])
+        return adversarial.to(x.dtype), labels
+
+    @property
+    def objective(self):
+        """Goodfellow's J̃ over the two halves for FGSM; None (the plain loss on x̃) for PGD."""
+        if self.method != "fgsm":
+            return None
+        return lambda loss_fn, output, labels, model, smoothing: goodfellow_objective(
+            loss_fn, output, labels, model, smoothing, self.clean_weight)
 
 
 def _half(output, part: slice):

@@ -21,13 +21,34 @@ from contextlib import ExitStack
 import torch
 import torch.nn.functional as F
 
-from ..data.loader import Normalizer, eval_batches
-from ..core.runtime import evaluating
+from torch import nn
+
 from ..core.distributed import all_reduce_sum
+from ..core.errors import UsageError
+from ..core.options import option, option_group, within
+from ..core.runtime import autocast, evaluating
+from ..data.datasets import load_data
+from ..data.loader import Normalizer, eval_batches, train_batches
+from ..registry import create_model
+from .adversarial import AdversarialTraining
+from .base import StepOutput, Task
+from .distillation import Teacher, distillation_loss
+from .plots import plot_confusion, plot_curves
+from .techniques import build_augmentation, check_model_fits
+
+# Mirrored digits and characters are other symbols: no flips there unless asked for.
+NO_FLIP_DATA = {"mnist", "kmnist", "svhn", "digits"}
 
 TTA_MODES = ("none", "flip", "tencrop", "multiscale")
 TTA_ALIASES = {"multicrop": "tencrop"}
 MULTISCALE = (1.0, 1.15, 1.3)
+
+
+@option_group("classification", "the loss and the final test")
+class ClassificationOptions:
+    label_smoothing: float = option(0.1, "ε (default {default})", check=within("[0, 1)"))
+    test_tta: str = option("none", "test-time augmentation of the final test evaluation (default {default}; "
+                                   "`eval --tta` likewise)", choices=TTA_MODES)
 
 
 def tencrop_views(pixels: torch.Tensor, padding: int) -> list[torch.Tensor]:
@@ -111,3 +132,140 @@ def evaluate(model, split, normalizer: Normalizer, *, batch_size: int = 500, dev
         result["confusion"] = confusion.tolist()
         result["per_class_top1"] = (confusion.diag() / confusion.sum(1).clamp_min(1)).tolist()
     return result
+
+
+def classification_loss(output, labels, model, label_smoothing: float):
+    """Cross-entropy, plus `aux_weight`·CE of auxiliary heads when the network returns them.
+
+    A network with its own objective (e.g. CapsNet's margin + reconstruction loss) defines
+    ``training_loss(output, labels, label_smoothing) -> (loss, logits)``, which is used instead.
+    """
+    if hasattr(model, "training_loss"):
+        return model.training_loss(output, labels, label_smoothing)
+    if isinstance(output, tuple):
+        logits, aux = output
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+        weight = getattr(model, "aux_weight", 0.3)
+        for aux_logits in aux:
+            loss = loss + weight * F.cross_entropy(aux_logits.float(), labels, label_smoothing=label_smoothing)
+        return loss, logits
+    return F.cross_entropy(output.float(), labels, label_smoothing=label_smoothing), output
+
+
+class ClassificationTask(Task):
+    """Images → one of K classes: cross-entropy (label smoothing, auxiliary heads, mixup/CutMix soft
+    targets), top-1 per epoch, and a final test with top-5, per-class accuracy, TTA and the
+    confusion matrix. Distillation (Hinton et al.) and adversarial training (Goodfellow et al.,
+    Madry et al.) change its batch and objective, through `Teacher` and `AdversarialTraining`."""
+
+    name = "classification"
+    record_keys = ("loss", "top1")
+    monitor, monitor_mode = "top1", "max"
+
+    def load_data(self) -> None:
+        cfg = self.cfg
+        self.data = load_data(cfg.data, data_dir=cfg.data_dir, download=cfg.download,
+                              val_size=cfg.val_size, seed=cfg.seed, image_size=cfg.image_size)
+        if cfg.train_limit and cfg.train_limit < len(self.data.train):
+            subset = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(cfg.seed))
+            self.data.train = self.data.train.take(subset[:cfg.train_limit])
+        if cfg.test_limit and cfg.test_limit < len(self.data.test):
+            self.data.test = self.data.test.take(torch.arange(cfg.test_limit))
+        self.normalizer = Normalizer(self.data.mean, self.data.std)
+        self.input_size = self.data.input_size
+        self.classes = self.data.classes
+        self.flip = cfg.flip if cfg.flip is not None else cfg.data not in NO_FLIP_DATA
+        self.augmentation = build_augmentation(cfg, self.data, self.flip)
+        self.teacher = Teacher(cfg.teacher, self.device, len(self.classes), self.input_size) if cfg.teacher else None
+        self.adversarial = AdversarialTraining(cfg) if cfg.adv else None
+
+    @property
+    def train_size(self) -> int:
+        return len(self.data.train)
+
+    def describe_data(self) -> str:
+        return f"{len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test"
+
+    def build_model(self, **builder_kwargs) -> nn.Module:
+        self.model_kwargs = {"num_classes": len(self.classes), "in_chans": self.input_size[0],
+                             "image_size": self.input_size[-1], **builder_kwargs}
+        try:
+            return create_model(self.cfg.model, **self.model_kwargs)
+        except TypeError as exc:
+            raise UsageError(f"--model-arg for {self.cfg.model}: {exc}") from None
+
+    def input_batches(self, batch_size: int, epoch: int = 0):
+        for images, _ in train_batches(self.data.train, batch_size, seed=self.cfg.seed, epoch=epoch,
+                                       device=self.device):
+            yield self.normalizer(images)
+
+    def check_model(self, model: nn.Module) -> None:
+        check_model_fits(self.cfg, model)
+
+    def train_batches(self, epoch: int, start_step: int):
+        return train_batches(self.data.train, self.cfg.batch_size, seed=self.cfg.seed, epoch=epoch,
+                             start_step=start_step, device=self.device)
+
+    def prepare(self, batch, generator):
+        images, labels = batch
+        images, targets = self.augmentation(images, labels, len(self.classes), generator)
+        shard = slice(self.rank, None, self.world)
+        return images[shard], labels[shard], targets[shard]
+
+    def training_step(self, batch, phase: str, generator) -> StepOutput:
+        cfg = self.cfg
+        images, labels, targets = batch
+        x = self.normalizer(images, self.channels_last)
+        if self.adversarial:  # FGSM trains on [x; x̃], PGD on x̃ alone
+            x, labels = self.adversarial.batch(self.model, self.normalizer, x, labels, generator,
+                                               self.channels_last)
+            targets = labels
+        with autocast(self.device, self.amp):
+            output = self.net(x)
+        if self.adversarial and self.adversarial.objective:
+            loss, logits = self.adversarial.objective(classification_loss, output, labels, self.model,
+                                                      cfg.label_smoothing)
+        else:
+            loss, logits = classification_loss(output, targets, self.model, cfg.label_smoothing)
+        if self.teacher:  # soft targets at T; the hard objective (CE + aux heads) weighted 1 − α
+            loss = distillation_loss(logits, self.teacher(images), targets, cfg.kd_temperature, cfg.kd_alpha,
+                                     hard_loss=loss)
+        sums = {"loss": loss.detach().double() * len(labels),
+                "top1": (logits.detach().argmax(1) == labels).sum().double()}
+        return StepOutput({"loss": loss}, sums, len(labels))
+
+    def evaluate(self, model: nn.Module, split: str) -> dict:
+        return evaluate(model, getattr(self.data, split), self.normalizer, batch_size=self.cfg.eval_batch_size,
+                        device=self.device, channels_last=self.channels_last, rank=self.rank, world=self.world)
+
+    def test(self, model: nn.Module, out, title: str) -> dict:
+        cfg = self.cfg
+        test = evaluate(model, self.data.test, self.normalizer, batch_size=cfg.eval_batch_size,
+                        device=self.device, channels_last=self.channels_last, num_classes=len(self.classes),
+                        rank=self.rank, world=self.world, tta=cfg.test_tta)
+        if out is not None:
+            plot_confusion(test["confusion"], self.classes, out / "confusion.png",
+                           f"{title} test: top-1 {test['top1']:.4f}")
+        self.log(f"test top1 {test['top1']:.4f}  top5 {test['top5']:.4f}  loss {test['loss']:.4f}  "
+                 f"({test['n']} images)")
+        return {"test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"],
+                "test_n": test["n"], "test_tta": cfg.test_tta,
+                "test_per_class_top1": dict(zip(self.classes, test["per_class_top1"]))}
+
+    def resolved(self) -> dict:
+        pca = self.augmentation.pca
+        return {"flip": self.flip,
+                "fancy_pca": pca and {"eigenvalues": pca[0].tolist(), "eigenvectors": pca[1].tolist()},
+                "input_size": list(self.input_size), "num_classes": len(self.classes),
+                "train_images": len(self.data.train), "val_images": len(self.data.val),
+                "test_images": len(self.data.test), "mean": self.data.mean, "std": self.data.std}
+
+    def model_meta(self) -> dict:
+        cfg = self.cfg
+        return {"classes": self.classes, "mean": self.data.mean, "std": self.data.std,
+                "input_size": list(self.input_size), "data": cfg.data,
+                "data_args": {"val_size": cfg.val_size, "seed": cfg.seed, "image_size": cfg.image_size},
+                "eval": {"batch_size": cfg.eval_batch_size, "channels_last": self.channels_last}}
+
+    def plot_curves(self, history: list[dict], path) -> None:
+        plot_curves(history, path)

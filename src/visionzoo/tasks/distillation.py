@@ -4,6 +4,7 @@ The student matches the teacher's soft targets q_i = exp(z_i/T) / Σ_j exp(z_j/T
 temperature T; since the gradient of the soft term scales as 1/T², it is multiplied by T² so
 that the soft and hard terms keep their relative weight whatever T (Sec. 2). The hard term is the
 ordinary cross-entropy at T = 1 with weight 1 − α, and the student is evaluated at T = 1.
+`visionzoo train --teacher RUN --kd-temperature T --kd-alpha α` (DistillationOptions).
 """
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ import torch.nn.functional as F
 
 from ..data.loader import Normalizer
 from ..core.errors import UsageError
+from ..core.options import option, option_group, positive, within
+
+
+@option_group("knowledge distillation", "loss α·T²·KL(teacher‖student at T) + (1 − α)·CE")
+class DistillationOptions:
+    teacher: str | None = option(None, "trained run directory or .safetensors (eval mode, no gradient)", metavar="RUN")
+    kd_temperature: float = option(4.0, "softmax temperature (default {default})", metavar="T", check=positive)
+    kd_alpha: float = option(0.9, "weight of the soft targets (default {default})", metavar="A",
+                             check=within("[0, 1]", "the weight of the soft targets"))
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,

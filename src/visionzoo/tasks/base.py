@@ -1,0 +1,117 @@
+"""What a kind of learning knows, apart from the loop that runs it (engine/trainer.py).
+
+A task owns its data (splits, batches, per-step preparation such as augmentation and the DDP
+shard), builds its network, says which modules each optimiser trains and in which phases a step
+runs them (one phase for a classifier; a GAN's discriminator and generator), computes a phase's
+losses as a dict (torchvision's convention: the engine back-propagates their sum), evaluates a
+split, and writes its own summary keys and pictures. Everything generic — AMP, channels_last,
+DDP, optimisers, schedules, gradient scaling and clipping, EMA, checkpoints and resume, the NaN
+stop, progress, TensorBoard, the run directory — stays in the engine.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+TASKS = ("classification", "detection", "segmentation", "video", "viewpoint", "generative", "language",
+         "translation", "cloze")
+
+
+@dataclass
+class StepOutput:
+    """One phase of one step: its losses (summed for the backward pass) and running sums.
+
+    `sums` are per-batch totals (e.g. loss × n, correct predictions) kept on the device in float64
+    by the engine and divided by the summed `count` at the end of the epoch: keys as in
+    `Task.record_keys`.
+    """
+    losses: dict[str, torch.Tensor]
+    sums: dict[str, torch.Tensor]
+    count: int
+
+    @property
+    def loss(self) -> torch.Tensor:
+        losses = list(self.losses.values())
+        return losses[0] if len(losses) == 1 else sum(losses)
+
+
+class Task:
+    """The interface the engine calls; see the module docstring. Subclasses fill in the rest."""
+
+    name = "task"
+    record_keys: tuple[str, ...] = ("loss",)   # train_* / val_* columns of every epoch record
+    monitor, monitor_mode = "loss", "min"      # val_<monitor> picks the best epoch: "max" or "min"
+
+    def __init__(self, cfg, *, device: torch.device, rank: int, world: int, channels_last: bool, amp: bool, log):
+        self.cfg, self.device, self.rank, self.world = cfg, device, rank, world
+        self.channels_last, self.amp, self.log = channels_last, amp, log
+        self.model: nn.Module | None = None
+        self.net: nn.Module | None = None
+
+    # ---- data and network ---------------------------------------------------------------------
+    def load_data(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def train_size(self) -> int:
+        raise NotImplementedError
+
+    def describe_data(self) -> str:
+        """The splits' sizes, for the run's first log line."""
+        raise NotImplementedError
+
+    def build_model(self, **builder_kwargs) -> nn.Module:
+        raise NotImplementedError
+
+    def input_batches(self, batch_size: int, epoch: int = 0) -> Iterator[torch.Tensor]:
+        """Network inputs of the training split, ready to feed (data-dependent initialisation)."""
+        raise NotImplementedError
+
+    def check_model(self, model: nn.Module) -> None:
+        """Refuse option combinations the built network cannot train with."""
+
+    def attach(self, model: nn.Module, net: nn.Module) -> None:
+        """The network to train (`net` is it wrapped for DDP where there are several processes)."""
+        self.model, self.net = model, net
+
+    def optimized_modules(self) -> dict[str, nn.Module]:
+        """Optimiser name → the module whose parameters it trains."""
+        return {"model": self.model}
+
+    def phases(self, step: int) -> list[str]:
+        """The optimisers stepped, in order, at global step `step`."""
+        return ["model"]
+
+    # ---- training -----------------------------------------------------------------------------
+    def train_batches(self, epoch: int, start_step: int) -> Iterable:
+        raise NotImplementedError
+
+    def prepare(self, batch, generator: torch.Generator):
+        """A raw batch made ready for the step (augmentation, this process's shard)."""
+        return batch
+
+    def training_step(self, batch, phase: str, generator: torch.Generator) -> StepOutput:
+        raise NotImplementedError
+
+    # ---- evaluation and the run directory ------------------------------------------------------
+    def evaluate(self, model: nn.Module, split: str) -> dict:
+        """Metrics on "val" (each epoch): at least every key of `record_keys`."""
+        raise NotImplementedError
+
+    def test(self, model: nn.Module, out, title: str) -> dict:
+        """The final test: the summary's task keys; pictures into the run directory `out` (if any)."""
+        raise NotImplementedError
+
+    def resolved(self) -> dict:
+        """Settings derived from the data, recorded in config.json's "resolved"."""
+        return {}
+
+    def model_meta(self) -> dict:
+        """What model.json needs beyond the network's name and builder arguments."""
+        return {}
+
+    def plot_curves(self, history: list[dict], path) -> None:
+        """The per-epoch curves picture."""

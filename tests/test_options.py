@@ -1,0 +1,70 @@
+"""Options declared once: every `TrainConfig` field is one `visionzoo train` flag with its help, group and
+choices, generated from the declaration; values are parsed and checked as declared."""
+import argparse
+import dataclasses
+
+import pytest
+
+from visionzoo.core.errors import UsageError
+from visionzoo.core.options import add_options, check_options, declared, given_options, heading, option_groups
+from visionzoo.engine.trainer import TrainConfig
+
+FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
+
+
+def train_parser():
+    parser = argparse.ArgumentParser()
+    add_options(parser, TrainConfig)
+    return parser
+
+
+def test_every_field_has_help_text_and_exactly_one_group():
+    groups = option_groups(TrainConfig)
+    grouped = [field.name for fields in groups.values() for field in fields]
+    assert sorted(grouped) == sorted(FIELDS)
+    assert all(heading(group).title for group in groups)
+    assert all(declared(field).help.strip() for field in FIELDS.values())
+
+
+def test_the_parser_has_exactly_one_flag_per_field_with_the_declared_choices():
+    actions = [action for action in train_parser()._actions if action.dest != "help"]
+    assert sorted(action.dest for action in actions) == sorted(FIELDS)
+    for action in actions:
+        field = FIELDS[action.dest]
+        assert action.option_strings[0] == (declared(field).flag or "--" + field.name.replace("_", "-"))
+        assert action.default is None   # "not given" stays apart from "given the default"
+        assert tuple(action.choices or ()) == (declared(field).choices or ())
+
+
+def test_given_options_holds_only_what_was_given_parsed_as_declared():
+    args = train_parser().parse_args(["--lr", "0.05", "--milestones", "3,6", "--model-arg", "widths=[4,8]",
+                                      "--model-arg", "shortcut=A", "--drop-block", "3,0.1", "--no-flip", "--quiet"])
+    assert given_options(TrainConfig, args) == {
+        "lr": 0.05, "milestones": [3, 6], "model_args": {"widths": [4, 8], "shortcut": "A"},
+        "drop_block": [3, 0.1], "flip": False, "quiet": True}
+    assert given_options(TrainConfig, train_parser().parse_args([])) == {}
+
+
+def test_help_names_the_declared_default():
+    help_text = train_parser().format_help()
+    assert f"peak learning rate (default {TrainConfig().lr})" in help_text
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(optimizer="foo"), "--optimizer 'foo': choose one of sgd, nesterov"),
+    (dict(mixup=-1.0), "--mixup -1.0: must be ≥ 0"),
+    (dict(ema=1.0), "--ema 1.0: must lie in (0, 1)"),
+    (dict(dropout=1.0), "--dropout 1.0: must lie in [0, 1)"),
+    (dict(adv="pgd", adv_steps=0), "--adv-steps 0: must be ≥ 1"),
+    (dict(schedule="multistep"), "--schedule multistep needs --milestones"),                  # within a group
+    (dict(adv="fgsm", teacher="run"), "--adv cannot be combined with --mixup/--cutmix/--teacher"),  # across groups
+])
+def test_check_options_refuses_a_bad_value_in_one_line_naming_the_option(values, message):
+    with pytest.raises(UsageError) as caught:
+        check_options(TrainConfig(**values))
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_the_defaults_and_none_pass():
+    check_options(TrainConfig())
+    check_options(TrainConfig(ema=None, wd_mode=None, norm=None, adv=None))
