@@ -33,7 +33,8 @@ class AlternatingTask(Task):
 
     def load_data(self):
         g = torch.Generator().manual_seed(self.cfg.seed)
-        self.data = SimpleNamespace(train=torch.randn(64, 4, generator=g) + 2, val=torch.randn(16, 4, generator=g) + 2)
+        self.data = SimpleNamespace(train=(torch.randn(64, 4, generator=g) + 2).to(self.device),
+                                    val=(torch.randn(16, 4, generator=g) + 2).to(self.device))
         self.input_size = (4,)
         self.steps_seen: list[list[str]] = []
 
@@ -55,12 +56,12 @@ class AlternatingTask(Task):
         return ["discriminator"] + (["generator"] if step % K == K - 1 else [])
 
     def train_batches(self, epoch, start_step):
-        order = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(epoch))
+        order = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(epoch)).to(self.device)
         for step in range(start_step, len(order) // self.cfg.batch_size):
             yield self.data.train[order[step * self.cfg.batch_size:(step + 1) * self.cfg.batch_size]]
 
     def training_step(self, real, phase, generator):
-        noise = torch.randn(real.shape, generator=generator)
+        noise = torch.randn(real.shape, generator=generator, device=real.device)
         fake = self.model.generator(noise)
         if phase == "discriminator":
             loss = (self.model.discriminator(fake.detach()) - self.model.discriminator(real)).mean()
