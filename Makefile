@@ -1,11 +1,12 @@
 # make demo: fresh machine → .venv, dependencies, Fashion-MNIST, trains the fmnist93 recipe (≥ 93 % in < 2 min), prints test accuracy
-# make test: fresh machine → .venv if missing, the whole test suite
+# make test: fresh machine → .venv if missing, ruff, the whole test suite
+# make test-fast: the same without the tests marked slow (over 20 s, or a forward over 1 GMAC)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test install data clean
+.PHONY: demo test test-fast lint install data clean
 
 install: $(VENV)/.installed
 
@@ -30,8 +31,14 @@ data:
 demo: install data
 	$(PY) -m visionzoo train --recipe fmnist93 --out runs/demo
 
-test: install data
+lint: install
+	$(PY) -m ruff check src tests benchmarks
+
+test: lint data
 	$(PY) -m pytest -q
+
+test-fast: lint data
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf runs .pytest_cache

@@ -15,8 +15,8 @@ import argparse
 import tempfile
 import time
 
-from visionzoo.registry import get_entry
 from visionzoo.engine.trainer import NonFiniteLoss, train
+from visionzoo.registry import get_entry
 
 # Cheapest first; GoogLeNet keeps its full 28×28 grid through every module (1.1 G MACs).
 # Part I (the CNN lineage), then part II (efficient, attention, capsule, transformer, NF networks).
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--val-size", type=int, default=5000)
     parser.add_argument("--test-limit", type=int, help="test on the first N test images (default: all 10 000)")
     args = parser.parse_args()
-    print(f"| network | family | params | MACs (28×28) | test top-1 | training s |")
+    print("| network | family | params | MACs (28×28) | test top-1 | training s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in args.models:
         with tempfile.TemporaryDirectory() as out:

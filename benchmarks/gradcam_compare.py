@@ -50,8 +50,8 @@ def compare(name: str, size: int, images: int, repeat: int) -> dict:
     for i in range(images):
         x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(i))
         target = int(model(x).argmax())
-        ours = lambda: upsample(grad_cam(model, x, target, layer_name), (size, size))  # noqa: E731
-        reference = lambda: theirs(input_tensor=x, targets=[ClassifierOutputTarget(target)])[0]  # noqa: E731
+        ours = lambda: upsample(grad_cam(model, x, target, layer_name), (size, size))
+        reference = lambda: theirs(input_tensor=x, targets=[ClassifierOutputTarget(target)])[0]
         a, b = min_max(ours().numpy()), reference()
         if a.std() > 0 and b.std() > 0:
             correlations.append(float(np.corrcoef(a.ravel(), b.ravel())[0, 1]))

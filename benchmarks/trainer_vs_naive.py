@@ -38,8 +38,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
 from visionzoo.data.datasets import find_fashion_mnist, load_data
+from visionzoo.engine.trainer import TrainConfig, Trainer
 from visionzoo.registry import create_model
-from visionzoo.engine.trainer import Trainer, TrainConfig
+
 
 class PerSampleImages(Dataset):
     """A stronger naive loader: images normalised once, each item cropped and flipped as a tensor."""

@@ -1,4 +1,5 @@
-"""AlexNet, ZFNet, VGG and NiN: their defining properties and twin logits against torchvision/timm."""
+"""AlexNet, ZFNet, VGG and NiN: their defining properties, and a torchvision AlexNet file loaded by
+`create_model(pretrained=...)`. Twin logits: test_twins.py."""
 import pytest
 import torch
 from torch import nn
@@ -156,56 +157,16 @@ def test_nin_cifar10_configuration():
     assert features.shape == (1, 192, 8, 8)
 
 
-# --- Twins ---------------------------------------------------------------------------------------
-
-TORCHVISION_TWINS = ["alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn",
-                     "vgg19", "vgg19_bn"]
-
-
-def _randomise_bn_statistics(model):
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            nn.init.uniform_(m.weight, 0.5, 1.5)
-            nn.init.uniform_(m.bias, -0.5, 0.5)
-
-
-def _assert_same_logits(ours, theirs, size):
-    ours.eval(), theirs.eval()
-    x = torch.randn(2, 3, size, size)
-    with torch.no_grad():
-        assert (ours(x) - theirs(x)).abs().max() <= 1e-4
-
-
-@pytest.mark.parametrize("name", TORCHVISION_TWINS)
-def test_torchvision_twin_logits(name):
-    torchvision = pytest.importorskip("torchvision")
-    torch.manual_seed(0)
-    theirs = getattr(torchvision.models, name)()
-    _randomise_bn_statistics(theirs)
-    ours = vz.create_model(name)
-    ours.load_state_dict(vz.convert_state_dict(name, theirs.state_dict(), "torchvision"))
-    # Both adaptively pool before the classifier, so any size defines them alike: keep it small.
-    _assert_same_logits(ours, theirs, 224 if name == "alexnet" else 64)
-
-
-@pytest.mark.parametrize("name", ["vgg11", "vgg13_bn"])
-def test_timm_twin_logits(name):
-    timm = pytest.importorskip("timm")
-    torch.manual_seed(0)
-    theirs = timm.create_model(name, pretrained=False)
-    _randomise_bn_statistics(theirs)
-    ours = vz.create_model(name)
-    ours.load_state_dict(vz.convert_state_dict(name, theirs.state_dict(), "timm"))
-    _assert_same_logits(ours, theirs, 64)
-
+# --- Weights of the torchvision twin ------------------------------------------------------------
 
 def test_pretrained_torchvision_file(tmp_path):
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
-    theirs = torchvision.models.alexnet(num_classes=10)
+    theirs = torchvision.models.alexnet(num_classes=10).eval()
     path = tmp_path / "alexnet.pth"
     torch.save(theirs.state_dict(), path)
-    ours = vz.create_model("alexnet", num_classes=10, pretrained=str(path))
-    _assert_same_logits(ours, theirs, 224)
+    ours = vz.create_model("alexnet", num_classes=10, pretrained=str(path)).eval()
+    x = torch.randn(2, 3, 63, 63)   # the smallest input every AlexNet layer sees as a 2×2 map or more
+    with torch.no_grad():
+        expected = theirs(x)
+        torch.testing.assert_close(ours(x), expected, rtol=0, atol=1e-5 * expected.abs().max())

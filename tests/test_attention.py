@@ -1,36 +1,25 @@
-"""Attention networks: twin logits (timm), CBAM's Eq. 1–3 by hand, where SE and CBAM sit in a
-block, H = (1 + M)·F of residual attention, split attention's softmax over splits, the
-self-attention block's identity start and normalised rows, and the papers' parameter counts."""
+"""Attention networks: CBAM's Eq. 1–3 by hand, where SE and CBAM sit in a block, H = (1 + M)·F of
+residual attention, split attention's softmax over splits, the self-attention block's identity start
+and normalised rows, and the papers' parameter counts. Twin logits: test_twins.py."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import visionzoo as vz
-from visionzoo.layers.attention import (CBAM, NonLocalBlock, ResidualAttentionModule,
-                                        SplitAttention)
+from visionzoo.layers.attention import CBAM, NonLocalBlock, ResidualAttentionModule, SplitAttention
 from visionzoo.layers.residual import make_shortcut
 from visionzoo.layers.se import SqueezeExcite
 from visionzoo.registry import get_entry, parse_figure
 
-from conftest import assert_twin_logits
-from test_resnet_family import meta_model, randomize_norms
-
-
-@pytest.mark.parametrize("name", ["seresnet50", "seresnext50_32x4d", "resnest50d"])
-def test_twin_logits(name):
-    import timm
-    torch.manual_seed(0)
-    twin = timm.create_model(get_entry(name).twins["timm"]).eval()
-    randomize_norms(twin)
-    assert_twin_logits(name, twin, "timm", torch.randn(1, 3, 64, 64))
+from conftest import randomise_batchnorm
+from test_resnet_family import meta_model
 
 
 def test_cbam_is_channel_then_spatial_attention_by_hand():
     torch.manual_seed(0)
-    cbam = CBAM(8, reduction=2, kernel_size=3).eval()
-    randomize_norms(cbam)
     x = torch.randn(2, 8, 5, 5)
+    cbam = randomise_batchnorm(CBAM(8, reduction=2, kernel_size=3), x)
     w0, b0 = cbam.channel.fc1.weight.view(4, 8), cbam.channel.fc1.bias
     w1, b1 = cbam.channel.fc2.weight.view(8, 4), cbam.channel.fc2.bias
 
@@ -108,9 +97,8 @@ class Constant(nn.Module):
 
 def test_residual_attention_is_one_plus_mask_times_trunk():
     torch.manual_seed(0)
-    module = ResidualAttentionModule(32, levels=2).eval()
-    randomize_norms(module)
     x = torch.randn(2, 32, 12, 12)
+    module = randomise_batchnorm(ResidualAttentionModule(32, levels=2), x)
     with torch.no_grad():
         pre = module.pre(x)
         mask, trunk = module.mask(pre), module.trunk(pre)
@@ -157,9 +145,8 @@ def test_attention_network_parameters(name, modules, tolerance):
 def test_split_attention_weights(radix, groups):
     """Zero logits weight every split equally (softmax over r: 1/r; r = 1: σ(0) = 1/2)."""
     torch.manual_seed(0)
-    layer = SplitAttention(8, 8, radix=radix, groups=groups).eval()
-    randomize_norms(layer)
     x = torch.randn(2, 8, 6, 6)
+    layer = randomise_batchnorm(SplitAttention(8, 8, radix=radix, groups=groups), x)
     with torch.no_grad():
         splits = F.relu(layer.bn0(layer.conv(x))).view(2, radix, 8, 6, 6)
         logits = torch.randn(2, radix * 8)

@@ -4,8 +4,18 @@ import math
 import pytest
 import torch
 
-from visionzoo.data.augment import (ERASE_AREA, ERASE_ASPECT, Augmentation, cutmix, cutout, fancy_pca, mixup,
-                                    pca_basis, random_erasing, scale_jitter)
+from visionzoo.data.augment import (
+    ERASE_AREA,
+    ERASE_ASPECT,
+    Augmentation,
+    cutmix,
+    cutout,
+    fancy_pca,
+    mixup,
+    pca_basis,
+    random_erasing,
+    scale_jitter,
+)
 
 
 def gen(seed=0):

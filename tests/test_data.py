@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from visionzoo.cli.main import main
+from visionzoo.core.errors import DataError, UsageError
+from visionzoo.data import download as dl
 from visionzoo.data.augment import random_crop, random_flip
 from visionzoo.data.datasets import load_data
-from visionzoo.data import download as dl
 from visionzoo.data.download import SOURCES, download, fetch
-from visionzoo.core.errors import DataError, UsageError
 
 
 def write_idx(path, array, magic_type=0x08, gz=True):

@@ -1,5 +1,5 @@
-"""DenseNet and highway networks: twin logits, channel arithmetic, the notes' parameter counts,
-and the highway gate's defining properties (T = 0 → identity, T = 1 → H, C = 1 − T, b_T < 0)."""
+"""DenseNet and highway networks: channel arithmetic, the notes' parameter counts, and the highway
+gate's defining properties (T = 0 → identity, T = 1 → H, C = 1 − T, b_T < 0). Twin logits: test_twins.py."""
 import pytest
 import torch
 from torch import nn
@@ -8,40 +8,6 @@ import visionzoo as vz
 from visionzoo.layers.dense import DenseBlock, DenseLayer, Transition
 from visionzoo.layers.highway import HighwayConv2d, HighwayLinear
 from visionzoo.registry import parse_figure
-
-
-def _randomise_norms(model):
-    """BN statistics and affine parameters away from (0, 1), so that eval-mode logits depend on them."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return model
-
-
-def _assert_twin_logits(name, twin, source):
-    torch.manual_seed(0)
-    twin = _randomise_norms(twin).eval()
-    model = vz.create_model(name).eval()
-    model.load_state_dict(vz.convert_state_dict(name, twin.state_dict(), source))
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert (model(x) - twin(x)).abs().max() <= 1e-4
-
-
-@pytest.mark.parametrize("name", ["densenet121", "densenet161"])
-def test_torchvision_twin_logits(name):
-    import torchvision
-    torch.manual_seed(1)
-    _assert_twin_logits(name, getattr(torchvision.models, name)(), "torchvision")
-
-
-def test_timm_twin_logits():
-    timm = pytest.importorskip("timm")
-    torch.manual_seed(1)
-    _assert_twin_logits("densenet121", timm.create_model("densenet121"), "timm")
 
 
 def _block_channels(model, x):

@@ -1,6 +1,6 @@
-"""Efficient networks: twin logits (torchvision), the channel shuffle's definition, the
-depthwise-separable cost formula, compound scaling of EfficientNet B1–B7, Fire module widths,
-SqueezeNet's Table 1 and bypasses, MobileNet's Table 1 and its multipliers, inverted residuals."""
+"""Efficient networks: the channel shuffle's definition, the depthwise-separable cost formula,
+compound scaling of EfficientNet B1–B7, Fire module widths, SqueezeNet's Table 1 and bypasses,
+MobileNet's Table 1 and its multipliers, inverted residuals. Twin logits: test_twins.py."""
 import math
 
 import pytest
@@ -9,32 +9,11 @@ import torchvision
 from torch import nn
 
 import visionzoo as vz
+from visionzoo.core.profile import layer_table
 from visionzoo.layers.fire import Fire
 from visionzoo.layers.mobile import DepthwiseSeparable, InvertedResidual
 from visionzoo.layers.shuffle import ShuffleUnit, channel_shuffle
 from visionzoo.models import efficientnet as E
-from visionzoo.core.profile import layer_table
-from visionzoo.registry import get_entry
-
-from conftest import assert_twin_logits
-from test_resnet_family import randomize_norms
-
-
-def randomize(model):
-    """Non-trivial BN statistics and biases (zero at initialisation), so a wrong mapping shows."""
-    randomize_norms(model)
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
-            m.bias.data.normal_(0, 0.1)
-
-
-@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0", "efficientnet_b1",
-                                  "shufflenet_v2_x1_0", "squeezenet1_0", "squeezenet1_1"])
-def test_twin_logits(name):
-    torch.manual_seed(0)
-    twin = getattr(torchvision.models, get_entry(name).twins["torchvision"])().eval()
-    randomize(twin)
-    assert_twin_logits(name, twin, "torchvision", torch.randn(1, 3, 64, 64))
 
 
 @pytest.mark.parametrize("name", [f"efficientnet_b{i}" for i in range(8)])

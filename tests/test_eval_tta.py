@@ -94,9 +94,9 @@ def test_per_class_accuracy_and_loss_of_the_averaged_prediction():
 
 def saved_run(directory, data, seed):
     """A run directory as `visionzoo train` leaves it (model.safetensors + model.json), untrained."""
+    from visionzoo.core.io import write_json, write_safetensors
     from visionzoo.data.datasets import load_data
     from visionzoo.registry import create_model
-    from visionzoo.core.io import write_json, write_safetensors
     bundle = load_data(data, val_size=0.1)
     kwargs = {"num_classes": len(bundle.classes), "in_chans": bundle.input_size[0], "image_size": bundle.input_size[-1]}
     torch.manual_seed(seed)

@@ -8,8 +8,7 @@ from torch import nn
 
 import visionzoo as vz
 from visionzoo.cli.main import main
-from visionzoo.explain.attribution import (class_activation_map, grad_cam, guided_backprop,
-                                           guided_grad_cam, saliency)
+from visionzoo.explain.attribution import class_activation_map, grad_cam, guided_backprop, guided_grad_cam, saliency
 from visionzoo.explain.faithfulness import _blurred, area_under, causal_curve
 from visionzoo.explain.hooks import guided_relus
 from visionzoo.explain.neighbours import embed, embed_batches, nearest
@@ -243,7 +242,7 @@ def test_guided_grad_cam_is_guided_backprop_times_the_upsampled_grad_cam():
 def classifier_input(model, x):
     """What enters the network's last linear layer (a forward pre-hook on get_classifier())."""
     seen = []
-    hook = lambda module, args: seen.append(args[0].clone())  # noqa: E731
+    hook = lambda module, args: seen.append(args[0].clone())
     handle = model.get_classifier().register_forward_pre_hook(hook)
     try:
         with torch.no_grad():
@@ -359,7 +358,7 @@ def test_insertion_runs_from_the_blurred_image_to_the_image():
     with torch.no_grad():
         model[1].weight.mul_(10.0)
     x, saliency_map = torch.randn(1, 3, 16, 16), torch.rand(16, 16)
-    probability = lambda image: F.softmax(model(image), 1)[0, 2].detach()  # noqa: E731
+    probability = lambda image: F.softmax(model(image), 1)[0, 2].detach()
     curve = causal_curve(model, x, 2, saliency_map, "insertion", steps=8)
     assert curve.shape == (9,)
     assert torch.allclose(curve[0], probability(_blurred(x)), atol=1e-6)

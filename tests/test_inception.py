@@ -1,12 +1,15 @@
 """Inception family: GoogLeNet's Table 1 layer by layer, BN-Inception's Fig. 5 widths, Reduction-A's
-k, l, m, n, twin logits (torchvision, timm), the auxiliary-loss contract and residual scaling."""
+k, l, m, n, GoogLeNet's input transform as torchvision's, the auxiliary-loss contract and residual
+scaling. Twin logits: test_twins.py."""
 import pytest
 import torch
 from torch import nn
 
 import visionzoo as vz
-from visionzoo.layers import inception as L
 from visionzoo.core.profile import layer_table
+from visionzoo.layers import inception as L
+
+from conftest import randomise_batchnorm
 
 # Table 1 of Szegedy et al. 2015 (002_*.txt of the notes): layer → (output C, H, params in K, ops in M).
 # "convolution 3×3/1" is our conv2 (3×3 reduce, 1×1) + conv3. The table counts weights only, with
@@ -96,50 +99,19 @@ def test_residual_branch_is_scaled():
         torch.testing.assert_close(block(x), x + 0.2 * branch)
 
 
-def _calibrated(model, x):
-    """BN statistics from one batch (so eval-mode BN is neither trivial nor blowing logits up);
-    only the BN layers are in training mode, so no auxiliary head runs."""
-    model.eval()
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in norms:
-        m.momentum = None
-        m.reset_running_stats()
-        m.weight.data.uniform_(0.5, 1.5)
-        m.bias.data.normal_(0, 0.1)
-        m.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
-
-
-def _twin(source, name, **kwargs):
-    if source == "torchvision":
-        import torchvision
-        return getattr(torchvision.models, name)(init_weights=True, **kwargs)
-    timm = pytest.importorskip("timm")
-    return timm.create_model(name, **kwargs)
-
-
-@pytest.mark.parametrize("name, source, side, kwargs", [
-    ("googlenet", "torchvision", 64, {}),
-    ("googlenet", "torchvision", 64, {"transform_input": True}),
-    ("inception_v3", "torchvision", 75, {}),
-    ("inception_v3", "timm", 75, {"aux_logits": False}),
-    ("inception_v4", "timm", 75, {}),
-    ("inception_resnet_v2", "timm", 75, {}),
-])
-def test_twin_logits(name, source, side, kwargs):
-    """Smallest inputs the 299-px networks take (75 px, torchvision's minimum)."""
+def test_googlenet_transform_input_is_torchvisions():
+    """transform_input=True maps ImageNet-normalised inputs to the (x − 0.5)/0.5 scaling of the
+    original Caffe weights, as torchvision's GoogLeNet does. In float64: torchvision scales with
+    Python's double constants, we with float32 tensors, and the rounding would differ."""
+    torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
-    x = torch.randn(2, 3, side, side)
-    twin_kwargs = {} if source == "timm" else kwargs
-    twin = _calibrated(_twin(source, name, **twin_kwargs), x)
-    model = vz.create_model(name, **kwargs).eval()
-    model.load_state_dict(vz.convert_state_dict(name, twin.state_dict(), source))
+    x = torch.randn(2, 3, 47, 47, dtype=torch.float64)   # every convolution sees a 2×2 map or more
+    twin = torchvision.models.googlenet(init_weights=True, transform_input=True).double()
+    randomise_batchnorm(twin, torch.randn(8, 3, 47, 47, dtype=torch.float64))
+    model = vz.create_model("googlenet", transform_input=True).double().eval()
+    model.load_state_dict(vz.convert_state_dict("googlenet", twin.state_dict(), "torchvision"))
     with torch.no_grad():
-        expected, got = twin(x), model(x)
-    assert expected.abs().max() > 1e-2
-    assert (got - expected).abs().max() <= 1e-4
+        torch.testing.assert_close(model(x), twin(x))
 
 
 @pytest.mark.parametrize("name, heads, weight, side", [("googlenet", 2, 0.3, 64),

@@ -9,8 +9,8 @@ from torch import nn
 
 import visionzoo as vz
 from visionzoo.core.errors import UsageError
-from visionzoo.layers.init import initialise, patch_whitening, weighted_layers, whiten_first_conv
 from visionzoo.engine.pretrain import pretrain_autoencoder
+from visionzoo.layers.init import initialise, patch_whitening, weighted_layers, whiten_first_conv
 
 
 def mlp(activation=nn.Sigmoid):

@@ -1,5 +1,5 @@
-"""The residual families' defining properties: twin logits, plain twins, shortcut options,
-pre-activation ordering, Wide ResNet sizes, ResNeXt groups and stochastic depth."""
+"""The residual families' defining properties: plain twins, shortcut options, pre-activation
+ordering, Wide ResNet sizes, ResNeXt groups and stochastic depth. Twin logits: test_twins.py."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,44 +8,14 @@ from torch import nn
 import visionzoo as vz
 from visionzoo.layers.drop import DropPath, linear_drop_path_rates
 from visionzoo.layers.residual import PreActBlock, ZeroPadShortcut
-from visionzoo.registry import get_entry, parse_figure
+from visionzoo.registry import parse_figure
+
+from conftest import randomise_batchnorm
 
 
 def meta_model(name, **kwargs):
     with torch.device("meta"):
         return vz.create_model(name, **kwargs)
-
-
-def randomize_norms(model):
-    """Non-trivial BN statistics and affine parameters, so that a wrong mapping shows."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
-
-
-def reference(source, name):
-    if source == "torchvision":
-        import torchvision
-        return getattr(torchvision.models, name)()
-    import timm
-    return timm.create_model(name)
-
-
-@pytest.mark.parametrize("name, source", [
-    ("resnet18", "torchvision"), ("resnet50", "torchvision"), ("wide_resnet50_2", "torchvision"),
-    ("resnext50_32x4d", "torchvision"), ("resnet18", "timm"), ("preact_resnet18", "timm")])
-def test_twin_logits(name, source):
-    torch.manual_seed(0)
-    twin = reference(source, get_entry(name).twins[source]).eval()
-    randomize_norms(twin)
-    model = vz.create_model(name).eval()
-    model.load_state_dict(vz.convert_state_dict(name, twin.state_dict(), source))
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), twin(x), atol=1e-4, rtol=0)
 
 
 def shortcuts(model):
@@ -102,15 +72,14 @@ def test_shortcut_keyword_in_every_builder(name):
 def test_preact_block_ordering():
     torch.manual_seed(0)
     block = PreActBlock(16, 16).eval()
-    randomize_norms(block)
     x = torch.randn(2, 16, 8, 8)
+    randomise_batchnorm(block, x)
     with torch.no_grad():
         expected = x + block.conv2(F.relu(block.bn2(block.conv1(F.relu(block.bn1(x))))))
         out = block(x)
     torch.testing.assert_close(out, expected)
     assert (out < 0).any()  # nothing after the addition
-    projecting = PreActBlock(16, 32, stride=2).eval()
-    randomize_norms(projecting)
+    projecting = randomise_batchnorm(PreActBlock(16, 32, stride=2), x)
     with torch.no_grad():
         pre = projecting.bn1(x)
         expected = projecting.downsample(pre) + projecting.conv2(projecting.bn2(projecting.conv1(pre)))

@@ -10,15 +10,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 import visionzoo as vz
-from visionzoo.layers.binary import (BinaryConv2d, BinaryLinear, binarize, filter_scale, sign_ste,
-                                     weight_memory_bits)
+from visionzoo.layers.binary import BinaryConv2d, BinaryLinear, binarize, filter_scale, sign_ste, weight_memory_bits
 from visionzoo.layers.capsule import margin_loss, routing, squash
 from visionzoo.layers.spatial_transformer import affine_grid, bilinear_sample
 from visionzoo.models.adaptive import GatedBlock
+from visionzoo.models.mcdnn import MCDNN, committee, contrast_normalised, width_normalised
+from visionzoo.models.odenet import ODEBlock, odeint_fixed
 from visionzoo.weights import load_checkpoint
-from visionzoo.models.mcdnn import (MCDNN, committee, contrast_normalised,
-                                    width_normalised)
-from visionzoo.models.odenet import ODEBlock, ODEFunc, odeint_fixed
 
 
 # ---- CapsNet ------------------------------------------------------------------------------------
@@ -331,7 +329,7 @@ def test_aig_executed_macs_between_skipping_all_and_running_all():
 
 # ---- ODE-Net ------------------------------------------------------------------------------------
 def test_fixed_step_solvers_converge_at_their_order():
-    decay = lambda t, h: -h  # noqa: E731  h(1) = e^{-1}
+    decay = lambda t, h: -h   # h(1) = e^{-1}
     h0 = torch.ones(1, dtype=torch.float64)
     exact = math.exp(-1)
     euler = [abs(odeint_fixed(decay, h0, steps=n, method="euler").item() - exact) for n in (10, 20)]
@@ -352,7 +350,7 @@ def test_odenet_mnist_size_and_gradients():
     model = vz.create_model("odenet_mnist")
     # The authors' layer list, counted by hand: conv 1→64 3×3, GN, conv 64→64 4×4, GN, conv 64→64 4×4;
     # f = GN, conv 65→64 3×3 (t as a channel), GN, conv 65→64 3×3, GN; then GN and FC 64→10.
-    conv = lambda cin, k: cin * 64 * k * k + 64  # noqa: E731
+    conv = lambda cin, k: cin * 64 * k * k + 64
     gn = 2 * 64
     downsampling = conv(1, 3) + gn + conv(64, 4) + gn + conv(64, 4)
     ode_function = gn + conv(65, 3) + gn + conv(65, 3) + gn
