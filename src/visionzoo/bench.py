@@ -90,7 +90,7 @@ def build_twin(name: str, source: str, input_size, num_classes: int) -> tuple[nn
     if source == "torchvision":
         import torchvision
         if channels != 3:
-            raise UsageError(f"--compare torchvision: torchvision networks take 3 channels; use --input-size 3 H W")
+            raise UsageError("--compare torchvision: torchvision networks take 3 channels; use --input-size 3 H W")
         make, size_kwarg, fixed = getattr(torchvision.models, twin_name), "image_size", {}
     else:
         import timm

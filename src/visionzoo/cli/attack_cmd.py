@@ -78,9 +78,9 @@ def run_attack_command(args) -> int:
 
     from ..attacks import Normalized, choose_targets
     from ..attacks.report import plot_adversarial_grid, run_attack
-    from ..data.datasets import load_data
     from ..core.io import write_json
     from ..core.runtime import resolve_device
+    from ..data.datasets import load_data
     from ..weights import load_checkpoint
     args.target = _target(args.target)
     model, meta = load_checkpoint(args.checkpoint)

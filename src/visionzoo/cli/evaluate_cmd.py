@@ -10,10 +10,11 @@ from ..core.errors import UsageError
 
 def run_eval(args) -> int:
     import torch
+
+    from ..core.runtime import resolve_device
     from ..data.datasets import load_data
     from ..data.loader import Normalizer
     from ..tasks.classification import evaluate
-    from ..core.runtime import resolve_device
     from ..weights import load_checkpoint
     device = resolve_device(args.device)
     loaded = [load_checkpoint(path) for path in args.checkpoint]

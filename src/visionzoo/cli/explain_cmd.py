@@ -24,8 +24,8 @@ class _Session:
     """The checkpoint, the image being explained and the data set, loaded when first needed."""
 
     def __init__(self, args):
-        from ..data.loader import Normalizer
         from ..core.runtime import resolve_device
+        from ..data.loader import Normalizer
         from ..weights import load_checkpoint
         self.args = args
         self.model, self.meta = load_checkpoint(args.checkpoint)
@@ -277,7 +277,7 @@ def _neighbours(session) -> list[dict]:
     with evaluating(session.model), torch.no_grad():
         features = embed(session.model, session.normalizer(torch.stack([q[0] for q in queries]).to(session.device)))
     distances, indices = nearest(features.cpu(), bank, k=6)
-    show = lambda image: image[0].numpy() if image.shape[0] == 1 else image[:3].permute(1, 2, 0).numpy()  # noqa: E731
+    show = lambda image: image[0].numpy() if image.shape[0] == 1 else image[:3].permute(1, 2, 0).numpy()
     tiles, captions = [], []
     for (image, label, _), row_d, row_i in zip(queries, distances, indices):
         found_images, found_labels = train.fetch(row_i)

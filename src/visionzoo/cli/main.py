@@ -10,8 +10,7 @@ import sys
 import traceback
 
 from ..core.errors import UsageError
-from . import (attack_cmd, bench_cmd, compress_cmd, evaluate_cmd, explain_cmd, models_cmd, reproduce_cmd,
-               train_cmd)
+from . import attack_cmd, bench_cmd, compress_cmd, evaluate_cmd, explain_cmd, models_cmd, reproduce_cmd, train_cmd
 
 
 class _Parser(argparse.ArgumentParser):

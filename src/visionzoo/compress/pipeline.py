@@ -263,11 +263,11 @@ def _weights_bytes(checkpoint: Path) -> int:
 
 def compress(checkpoint, method: str, out, options: Options | None = None) -> dict:
     """Compress a trained checkpoint into `out`/model.vzc; returns the report (compress.json)."""
+    from ..core.io import write_json
+    from ..core.runtime import resolve_device
     from ..data.datasets import load_data
     from ..data.loader import Normalizer
     from ..tasks.classification import evaluate
-    from ..core.io import write_json
-    from ..core.runtime import resolve_device
     from ..weights import load_checkpoint
     from .plots import plot_report
     options = options or Options()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 
@@ -35,7 +34,7 @@ def run_trainer(meta: dict, settings: RetrainSettings, network: nn.Module | None
                 **overrides):
     """Run the trainer on the checkpoint's data; `network` (trained in place) replaces the network
     it builds, `overrides` are further TrainConfig fields (e.g. a student and its teacher)."""
-    from ..engine.trainer import Trainer, TrainConfig
+    from ..engine.trainer import TrainConfig, Trainer
     data_args = meta.get("data_args", {})
     fields = dict(model=meta["name"], model_args=dict(meta["kwargs"]), data=meta["data"],
                   data_dir=settings.data_dir, val_size=data_args.get("val_size", 5000),

@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

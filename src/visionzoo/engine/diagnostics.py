@@ -20,8 +20,8 @@ import json
 import torch
 from torch import nn
 
-from ..core.io import write_json
 from ..core.figures import save_figure, subplots
+from ..core.io import write_json
 
 PERCENTILES = (15, 50, 85)
 _SAMPLE = 100_000  # percentiles from at most this many activations per layer and step

@@ -24,9 +24,9 @@ from torch import nn
 from ..core.errors import UsageError
 from ..core.options import at_least, option, option_group, positive, within
 from ..layers.activation import ACTIVATIONS
+from ..layers.init import INIT_SCHEMES, WEIGHTED, first_convolution, initialise, whiten_first_conv
 from ..layers.norm import NORMS
 from ..layers.variants import STRUCTURE_FIELDS, finish_variant, parse_drop_block, reshape_variant
-from ..layers.init import INIT_SCHEMES, WEIGHTED, first_convolution, initialise, whiten_first_conv
 from .pretrain import pretrain_autoencoder
 
 PRETRAINING = ("none", "autoencoder")

@@ -45,8 +45,15 @@ from ..tasks.techniques import AugmentationOptions
 from .agc import adaptive_clip_, clipped_parameters
 from .ema import ModelEMA
 from .finetune import freeze_backbone, load_for_finetuning
-from .model_options import (InitialisationOptions, NormalisationOptions, RegularisationOptions, after_optimizer,
-                            apply_model_options, builder_kwargs, structure_options)
+from .model_options import (
+    InitialisationOptions,
+    NormalisationOptions,
+    RegularisationOptions,
+    after_optimizer,
+    apply_model_options,
+    builder_kwargs,
+    structure_options,
+)
 from .optim import OPTIMIZERS, WD_MODES, build_optimizer, resolved_wd_mode, scaled_lr
 from .recipes import RECIPES
 from .schedules import SCHEDULES, LRSchedule

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 
 from ..attacks.base import Normalized
-from ..core.runtime import evaluating
 from ..attacks.gradient import FGSM, RandomNoise
 from ..attacks.report import run_attack
+from ..core.runtime import evaluating
 from .base import Context, Outcome, experiment, verdict
 from .common import figure, precision_note, save_figure, train_registered
 

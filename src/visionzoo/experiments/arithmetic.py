@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..explain.receptive import trace_receptive_fields
 from ..core.profile import count_params
+from ..explain.receptive import trace_receptive_fields
 from .base import Context, Outcome, experiment, verdict
 from .common import figure, save_figure
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..core import figures
 from ..data.datasets import load_data
 from ..data.loader import Normalizer, train_batches
 from ..tasks.classification import evaluate
-from ..core import figures
 from .base import Context
 
 

@@ -90,7 +90,7 @@ def initialisation(ctx: Context) -> Outcome:
     ln_k = math.log(len(bundle.classes))
     return Outcome(
         verdict(vanishes and steady and symmetric and trains_better),
-        f"Small random N(0, 0.01²): last/first activation std "
+        "Small random N(0, 0.01²): last/first activation std "
         + ", ".join(f"{a} {row[a, 'normal']['last_act_std'] / max(row[a, 'normal']['first_act_std'], 1e-12):.1e}" for a in MATCHED)
         + "; matched scheme: " + ", ".join(f"{a}/{MATCHED[a]} {row[a, MATCHED[a]]['last_act_std'] / row[a, MATCHED[a]]['first_act_std']:.2f}" for a in MATCHED)
         + f". Zero init leaves all units identical: {symmetric}. Final training loss (ln {len(bundle.classes)} = {ln_k:.2f} is chance): "

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models.nin import mlpconv
 from ..core.profile import count_params
+from ..models.nin import mlpconv
 from ..tasks.classification import evaluate
 from .base import Context, Outcome, experiment, verdict
 from .common import budget_data, figure, fit, save_figure

@@ -178,7 +178,7 @@ def field_of_layer(rows: list[LayerField], name: str) -> Field:
 
 def _fmt(values) -> str:
     a, b = values
-    text = lambda v: f"{v:g}" if isinstance(v, (int, float)) else str(v)  # noqa: E731
+    text = lambda v: f"{v:g}" if isinstance(v, (int, float)) else str(v)
     return text(a) if a == b else f"{text(a)}×{text(b)}"
 
 

@@ -15,8 +15,8 @@ import matplotlib.patches
 import numpy as np
 import torch
 
-from ..core.io import write_json, write_text
 from ..core.figures import save_figure, subplots
+from ..core.io import write_json, write_text
 
 MANIFEST = "explain.json"
 

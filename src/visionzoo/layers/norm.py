@@ -30,6 +30,7 @@ from ..core.errors import UsageError
 from .residual import BNReLU
 from .surgery import placed_like, replace_modules
 
+
 class LayerNorm2d(nn.LayerNorm):
     """LN over the channels of a (B, C, H, W) map (ConvNeXt's channel LN), separately at every position."""
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from ..core.options import at_least, option, option_group, positive, within
 from ..attacks.base import Normalized
 from ..attacks.gradient import FGSM, PGD
+from ..core.options import at_least, option, option_group, positive, within
 
 ADVERSARIAL_TRAINING = ("fgsm", "pgd")
 

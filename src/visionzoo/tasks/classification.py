@@ -20,7 +20,6 @@ from contextlib import ExitStack
 
 import torch
 import torch.nn.functional as F
-
 from torch import nn
 
 from ..core.distributed import all_reduce_sum

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..data.loader import Normalizer
 from ..core.errors import UsageError
 from ..core.options import option, option_group, positive, within
+from ..data.loader import Normalizer
 
 
 @option_group("knowledge distillation", "loss α·T²·KL(teacher‖student at T) + (1 − α)·CE")

@@ -2,9 +2,9 @@
 methods themselves are in data/augment.py), and the checks that the network can train with it."""
 from __future__ import annotations
 
-from ..data.augment import Augmentation, pca_basis
 from ..core.errors import UsageError
 from ..core.options import at_least, option, option_group, within
+from ..data.augment import Augmentation, pca_basis
 
 PCA_SAMPLE = 10_000   # images whose pixels estimate the colour covariance
 PCA_BATCH = 500       # read and summed this many at a time
