@@ -20,6 +20,17 @@ def test_models_json_and_pattern(capsys):
     assert main(["models", "nothing*"]) == 2
 
 
+def test_models_task_filters_the_table_and_the_json(capsys):
+    assert main(["models", "lenet*", "--task", "classification", "--json"]) == 0
+    cards = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in cards] == ["lenet", "lenet300_100", "lenet5"]
+    assert {c["task"] for c in cards} == {"classification"}
+    assert main(["models", "lenet*", "--task", "cloze"]) == 2
+    assert "no cloze model matches 'lenet*'" in capsys.readouterr().err
+    assert main(["models", "--task", "colouring"]) == 2
+    assert "invalid choice: 'colouring'" in capsys.readouterr().err
+
+
 def test_models_table_has_a_match_column(capsys):
     assert main(["models", "lenet5"]) == 0
     header, row = capsys.readouterr().out.splitlines()

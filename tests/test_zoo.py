@@ -1,9 +1,15 @@
-"""Every registered network: card vs paper, build, forward/backward, the shared interface, seeded init."""
+"""Every registered network: card vs paper, build, forward/backward, the shared interface, seeded init,
+its task and pretrained_cfg; the registry's tasks and its separation of card fields from builder keywords.
+
+Parametrised by name only: cards and models are built inside the tests, so collecting costs nothing.
+"""
 import pytest
 import torch
+from torch import nn
 
 import visionzoo as vz
-from visionzoo.registry import verify_card
+from visionzoo.core.errors import UsageError
+from visionzoo.registry import NORMALISATION, TASKS, get_entry, register_model, verify_card
 
 from conftest import logits_of
 
@@ -18,6 +24,7 @@ def test_card_matches_paper(name):
     for key in ("name", "family", "paper", "year", "input_size", "params", "macs",
                 "paper_params", "paper_macs"):
         assert key in card
+    assert card["task"] == get_entry(name).task
     assert card["params"] > 0 and card["macs"] > 0
     ok, why = verify_card(card)
     assert ok, f"{name}: {why}"
@@ -90,29 +97,91 @@ def test_count_macs_against_torchvision():
         assert abs(vz.count_macs(tv, (3, 224, 224)) - macs) / macs < 0.01, name
 
 
-def _trainer_cases() -> list[str]:
-    """The cheapest network of each family, plus the cheapest of each family's networks with their
-    own objective or aux heads.
+FAMILIES = sorted({get_entry(name).family for name in MODELS})
+
+
+def _trainer_cases(family: str) -> list[str]:
+    """The cheapest network of the family, and the cheapest of its networks with their own
+    objective or aux heads.
 
     Every network's 28×28×1 forward/backward is tested above; through the whole trainer it is
     enough to cover each family and each way a network can shape the loss.
     """
-    cheapest: dict[tuple[str, bool], tuple[int, str]] = {}
-    for name in MODELS:
-        card = vz.model_card(name)
+    cheapest: dict[bool, tuple[int, str]] = {}
+    for name in (n for n in MODELS if get_entry(n).family == family):
+        macs = vz.model_card(name)["macs"]
         with torch.device("meta"):
             model = vz.create_model(name)
-        key = (card["family"], hasattr(model, "training_loss") or hasattr(model, "aux_weight"))
-        if card["macs"] < cheapest.get(key, (float("inf"), ""))[0]:
-            cheapest[key] = (card["macs"], name)
+        own_loss = hasattr(model, "training_loss") or hasattr(model, "aux_weight")
+        if macs < cheapest.get(own_loss, (float("inf"), ""))[0]:
+            cheapest[own_loss] = (macs, name)
     return sorted(name for _, name in cheapest.values())
 
 
-@pytest.mark.parametrize("name", _trainer_cases())
-def test_trains_through_the_trainer_on_small_grey_images(name, tmp_path):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_trains_through_the_trainer_on_small_grey_images(family, tmp_path):
     """`visionzoo train --model NAME` works (two steps on 28×28×1 fake data, then val and test)."""
     from visionzoo.engine.trainer import train
-    summary = train(model=name, data="fake", epochs=1, batch_size=8, train_limit=16, val_size=16,
-                    quiet=True, out=str(tmp_path), eval_batch_size=100)
-    assert summary["test_n"] == 200 and 0 <= summary["test_top1"] <= 1
-    assert (tmp_path / "model.safetensors").exists()
+    for name in _trainer_cases(family):
+        out = tmp_path / name
+        summary = train(model=name, data="fake", epochs=1, batch_size=8, train_limit=16, val_size=16,
+                        quiet=True, out=str(out), eval_batch_size=100)
+        assert summary["test_n"] == 200 and 0 <= summary["test_top1"] <= 1, name
+        assert (out / "model.safetensors").exists(), name
+
+
+def test_every_network_has_one_task_and_list_models_filters_by_it():
+    by_task = {task: vz.list_models(task=task) for task in TASKS}
+    assert sorted(sum(by_task.values(), [])) == MODELS
+    assert {"resnet50", "vit_b_16", "lenet"} <= set(by_task["classification"])
+    assert vz.list_models("resnet*", task="classification") == [
+        n for n in by_task["classification"] if n.startswith("resnet")]
+    with pytest.raises(UsageError, match="classification, detection, segmentation"):
+        vz.list_models(task="colouring")
+    with pytest.raises(UsageError, match="colouring"):
+        register_model("colourer", family="x", paper="x", year=2024, task="colouring")
+
+
+def test_card_fields_and_builder_keywords_cannot_be_confused():
+    def takes_task(num_classes=10, in_chans=3, task="x"):
+        raise AssertionError("never built")
+
+    def takes_width(num_classes=10, in_chans=3, width=1):
+        raise AssertionError("never built")
+
+    with pytest.raises(RuntimeError, match="task"):
+        register_model("zoo_test_shadowed", family="x", paper="x", year=2024)(takes_task)
+    with pytest.raises(RuntimeError, match="widht"):
+        register_model("zoo_test_typo", family="x", paper="x", year=2024, widht=2)(takes_width)
+    assert vz.list_models("zoo_test_*") == []
+
+
+@pytest.mark.parametrize("name", vz.list_models(task="classification"))
+def test_pretrained_cfg_names_the_input_conv_and_the_classifier(name):
+    """timm's keys: first_conv is the Conv2d reading the image, classifier the module that
+    get_classifier returns; input size, classes and normalisation are those the model is built for."""
+    entry = get_entry(name)
+    with torch.device("meta"):
+        model = vz.create_model(name)
+    cfg = model.pretrained_cfg
+    assert model.default_cfg is cfg
+    assert cfg["input_size"] == entry.input_size and cfg["num_classes"] == entry.num_classes
+    assert (cfg["mean"], cfg["std"]) == NORMALISATION[entry.dataset or "imagenet"]
+    if cfg["first_conv"] is None:   # a fully connected network
+        assert not any(isinstance(m, nn.Conv2d) for m in model.modules())
+    else:
+        first_conv = model.get_submodule(cfg["first_conv"])
+        assert isinstance(first_conv, nn.Conv2d) and first_conv.in_channels == entry.input_size[0]
+    classifier = model.get_classifier()
+    expected = list(classifier) if isinstance(classifier, nn.ModuleList) else [classifier]   # MCDNN's columns
+    named = [model.get_submodule(n) for n in
+             (cfg["classifier"] if isinstance(cfg["classifier"], tuple) else (cfg["classifier"],))]
+    assert len(named) == len(expected) and all(a is b for a, b in zip(named, expected))
+
+
+def test_pretrained_cfg_follows_the_built_variant():
+    cfg = vz.create_model("resnet18", num_classes=10, in_chans=1, image_size=28).pretrained_cfg
+    assert cfg["input_size"] == (1, 28, 28) and cfg["num_classes"] == 10
+    grey_mean = sum(NORMALISATION["imagenet"][0]) / 3
+    assert cfg["mean"] == (grey_mean,) and len(cfg["std"]) == 1
+    assert vz.create_model("resnet20_cifar").pretrained_cfg["mean"] == NORMALISATION["cifar10"][0]

@@ -17,10 +17,12 @@ def _fmt(n, unit=""):
 
 def run_models(args) -> int:
     from ..registry import list_models, model_card, verify_card
-    names = list_models(args.pattern)
+    names = list_models(args.pattern, task=args.task)
     if not names:
         from ..core.errors import UsageError
-        raise UsageError(f"no model matches {args.pattern!r}; see `visionzoo models`")
+        which = f"no {args.task} model" if args.task else "no model"
+        matching = f" matches {args.pattern!r}" if args.pattern else " is registered"
+        raise UsageError(f"{which}{matching}; see `visionzoo models`")
     cards = [model_card(n) for n in names]
     failures = 0
     if args.json:
@@ -74,8 +76,10 @@ def run_info(args) -> int:
 
 
 def add_commands(commands) -> None:
+    from ..registry import TASKS
     p = commands.add_parser("models", help="list the zoo with measured vs paper params and MACs")
     p.add_argument("pattern", nargs="?", default=None, help="fnmatch pattern, e.g. 'resnet*'")
+    p.add_argument("--task", choices=TASKS, help="only the networks of this task")
     p.add_argument("--verify", action="store_true", help="print each verdict in full; exit 1 if a network misses its paper's figures")
     p.add_argument("--json", action="store_true", help="print the model cards as JSON")
     p.set_defaults(run=run_models)

@@ -244,7 +244,7 @@ class Trainer:
         self.resume_from = Path(resume) if resume else None
 
         seed_everything(cfg.seed)
-        task_name = getattr(registry.get_entry(cfg.model), "task", "classification")  # TODO until cards carry it
+        task_name = registry.get_entry(cfg.model).task
         if task_name not in TASK_CLASSES:
             raise UsageError(f"--model {cfg.model} is a {task_name} network; `visionzoo train` has no "
                              f"{task_name} task yet (tasks: {', '.join(TASK_CLASSES)})")

@@ -19,6 +19,9 @@ one tensor); `executed_macs(x)` reports what executing only the open branches co
 the network's MACs minus (1 − z̄_l) × the MACs of branch l, with z̄_l from `block_execution_rates(x)`
 (its mean is the fraction of blocks executed). `model_card` counts every branch (the upper bound).
 
+Feature stages: those of the ResNet, except that a stage's map is the output ReLU of its last
+block (the blocks run through `gated_forward`, never as ``layer{i}`` modules).
+
 `aig_resnet20_cifar`: the CIFAR ResNet-20 of He et al. (3 stages × 3 basic blocks, 16/32/64
 filters, option-A shortcuts) with every block gated, downsampling blocks included. The paper's
 CIFAR-10 network, ConvNet-AIG 110, is the same construction on ResNet-110: ``depth=110``
@@ -31,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..layers.residual import BasicBlock
 from ..core.runtime import evaluating
+from ..layers.residual import BasicBlock
 from ..registry import register_model
 from .resnet import ResNet
 
@@ -95,6 +98,10 @@ class AIGResNet(ResNet):
             gates.append(gate)
         return self.norm(x), torch.stack(gates, 1)
 
+    def stage_modules(self):
+        stem, *stages = super().stage_modules()
+        return [stem, *(f"{stage}.{len(getattr(self, stage)) - 1}.relu" for stage in stages)]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_gates(x)[0]
 
@@ -137,4 +144,4 @@ def aig_cifar_resnet(num_classes=10, in_chans=3, depth=20, **kwargs):
 
 
 register_model("aig_resnet20_cifar", family="convnet_aig", paper=_PAPER, year=2018,
-               input_size=(3, 32, 32), num_classes=10, depth=20)(aig_cifar_resnet)
+               input_size=(3, 32, 32), num_classes=10, dataset="cifar10", depth=20)(aig_cifar_resnet)

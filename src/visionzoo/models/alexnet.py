@@ -23,6 +23,9 @@ Padding 1 on conv1 and ceil-mode pooling give the figure's 110, 55, 26, 13 and 6
 The paper names "contrast normalisation across feature maps" without constants; it is the
 AlexNet response normalisation here. Initialisation of Sec. 3: weights N(0, 0.01²), biases 0.
 
+Feature stages (timm's vgg, for this family and VGG): the last layer before each max-pool
+(its activation, or its response normalisation) and the final max-pool.
+
 Small inputs (``image_size < 64``): the first convolution becomes 3×3 stride 1 and the first
 max-pool is dropped; any later max-pool that would leave a map smaller than 2×2 is dropped too
 (an `nn.Identity` keeps the layer indices), and the adaptive pool before the classifier pools to
@@ -113,8 +116,14 @@ class AlexNet(ImageClassifier):
         super().__init__()
         self.num_classes = num_classes
         self.features = nn.Sequential(*features)
+        # A dropped pool (nn.Identity) still ends its stage: the indices follow the plan.
+        pools = [i for i, layer in enumerate(features) if isinstance(layer, (nn.MaxPool2d, nn.Identity))]
+        self.feature_stages = [f"features.{i}" for i in (*(i - 1 for i in pools), len(features) - 1)]
         self.avgpool = nn.AdaptiveAvgPool2d(pool_size)
         self.classifier = nn.Sequential(*classifier)
+
+    def stage_modules(self):
+        return self.feature_stages
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

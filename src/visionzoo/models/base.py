@@ -5,15 +5,44 @@ linear layer for a fresh one with k outputs (0 removes it, leaving pre-logit fea
 A family sets ``self.classifier_name`` to the dotted path of its last linear layer and either
 uses the default head (global average pool → flatten → dropout → that linear) or overrides
 `forward_head`.
+
+Backbone features (timm's ``feature_info`` and ``features_only``, models/features.py): a family
+declares `stage_modules()`, the dotted names of the modules whose outputs are its stage feature
+maps, shallow to deep; ``feature_info`` measures each stage's channels and input stride
+(reduction) on the meta device at ``pretrained_cfg["input_size"]`` (set by `create_model`).
+A network built for one input size (position embeddings, a flattening linear layer) sets
+``fixed_input_size``, timm's name for it.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .features import probe_feature_info
+
 
 class ImageClassifier(nn.Module):
     classifier_name = "fc"
+    fixed_input_size = False
+
+    def stage_modules(self) -> list[str]:
+        raise NotImplementedError(f"{type(self).__name__} declares no feature stages")
+
+    def stage_map(self, output: torch.Tensor, image_size) -> torch.Tensor:
+        """A stage module's output as a (B, C, H, W) map: a feature vector becomes a 1×1 map;
+        token networks override this."""
+        return output[..., None, None] if output.dim() == 2 else output
+
+    @property
+    def feature_info(self) -> list[dict]:
+        """``[{"num_chs", "reduction", "module"}, …]``, one per stage (timm's feature_info)."""
+        if getattr(self, "_feature_info", None) is None:
+            cfg = getattr(self, "pretrained_cfg", None)
+            if cfg is None:
+                raise RuntimeError(f"{type(self).__name__}.feature_info is measured at "
+                                   "pretrained_cfg['input_size']; build the network with create_model")
+            self._feature_info = probe_feature_info(self, cfg["input_size"])
+        return [dict(stage) for stage in self._feature_info]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

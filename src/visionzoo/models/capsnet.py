@@ -18,6 +18,9 @@ Outputs: the logits are the capsule lengths ‖v_k‖ (the paper's prediction is
 capsule). In training mode the forward returns ``(lengths, digit_capsules, images)`` so that
 `training_loss` can mask and decode; in eval mode just the lengths.
 
+Feature stages: Conv1 (256@20×20) and the primary capsules, laid out again as the PrimaryCaps
+convolution's 32·8 maps (6×6) — the routed digit capsules have no spatial layout.
+
 Interface: `forward_features` returns the primary capsules (batch, 1152, 8); the "classifier" is
 the routed digit-capsule layer, so `reset_classifier(k)` builds k new digit capsules (and a
 decoder for them); k = 0 leaves the flattened primary capsules. Other input sizes change the
@@ -72,6 +75,18 @@ class CapsNet(ImageClassifier):
             nn.Linear(16 * num_classes, 512), nn.ReLU(inplace=True), nn.Linear(512, 1024),
             nn.ReLU(inplace=True), nn.Linear(1024, self.image_numel), nn.Sigmoid()).to(device)
 
+    def stage_modules(self):
+        return ["conv1", "primary_caps"]
+
+    def stage_map(self, output, image_size):
+        if output.dim() == 4:
+            return output
+        # (B, types·positions, dim) → channel type·dim + d at each position, as PrimaryCapsules reads it.
+        batch, types, dim = len(output), self.primary_caps.num_capsules, self.primary_caps.capsule_dim
+        height, width = ((side - 8 - 9) // 2 + 1 for side in image_size)
+        return output.reshape(batch, types, height, width, dim).permute(0, 1, 4, 2, 3) \
+            .reshape(batch, types * dim, height, width)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.primary_caps(self.conv1(x))
 
@@ -101,6 +116,6 @@ class CapsNet(ImageClassifier):
 
 
 @register_model(family="capsnet", paper=_PAPER, year=2017, input_size=(1, 28, 28), num_classes=10,
-                paper_params="8.2M")
+                dataset="mnist", paper_params="8.2M")
 def capsnet(num_classes=10, in_chans=1, image_size=None, **kwargs):
     return CapsNet(num_classes, in_chans, image_size or 28, **kwargs)

@@ -13,6 +13,8 @@ T/S/B/L are the defaults). Head: global average pool → LN → linear. ConvNeXt
 and Sec. 3 (28.6M/4.5G, 50M/8.7G, 89M/15.4G, 198M/34.4G at 224²) under torchvision's names,
 whose parameter names ours share.
 
+Feature stages (timm's convnext): the four stages, ``features.1``, ``.3``, ``.5``, ``.7``.
+
 Small images: with ``image_size < 64`` the stem patchifies 2×2 (stride 2) instead of 4×4, and
 a downsampling layer pads an odd map by one row and column (zero) instead of dropping them, so
 28×28 inputs go 14 → 7 → 4 → 2 through the four stages (32×32: 16 → 8 → 4 → 2). At 224² every
@@ -102,6 +104,9 @@ class ConvNeXt(ImageClassifier):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
+
+    def stage_modules(self):
+        return [f"features.{i}" for i in range(1, len(self.features), 2)]   # between the downsamplings
 
     def forward_features(self, x):
         return self.features(x)

@@ -15,6 +15,10 @@ Paper figures: CIFAR parameters from Table 2 (its C10 networks, 10 classes); Den
 DenseNet-264 parameters and multiply-adds as the notes' EfficientNet table quotes them
 (14M / 3.5B, 34M / 6.0B). The notes print no figures for 121, 161 and 201.
 
+Feature stages (timm's densenet): the stem's activation ``features.relu0`` (the bare
+``features.conv0`` of the CIFAR stem), every dense block but the last (before its transition),
+and the final BN-ReLU ``features.relu5``.
+
 Small-input adaptation: with ``image_size < 64`` (or ``small_input=True``) the ImageNet stem
 (7×7/2 conv + 3×3/2 max-pool, a 4× reduction) becomes a 3×3 stride-1 conv (still followed by
 norm0/relu0, without max-pool), so 28×28 inputs reach the last block at 3×3 instead of 0×0.
@@ -67,12 +71,17 @@ class DenseNet(ImageClassifier):
                 transition = Transition(channels, compression, drop_rate)
                 self.features.add_module(f"transition{i + 1}", transition)
                 channels = transition.out_channels
+        self.num_blocks = len(block_config)
         self.features.add_module("norm5", nn.BatchNorm2d(channels))
         self.features.add_module("relu5", nn.ReLU(inplace=True))
         self.num_features = channels
         self.classifier = nn.Linear(channels, num_classes)
         msra_init(self)
         nn.init.zeros_(self.classifier.bias)
+
+    def stage_modules(self):
+        stem = "features.relu0" if hasattr(self.features, "relu0") else "features.conv0"
+        return [stem, *(f"features.denseblock{i}" for i in range(1, self.num_blocks)), "features.relu5"]
 
     def forward_features(self, x):
         return self.features(x)
@@ -114,5 +123,5 @@ for _name, _depth, _k, _bc, _params in (("densenet40_12", 40, 12, False, "1.0M")
                                         ("densenet_bc_250_24", 250, 24, True, "15.3M"),
                                         ("densenet_bc_190_40", 190, 40, True, "25.6M")):
     register_model(_name, family="densenet", paper=_PAPER, year=2016, input_size=(3, 32, 32),
-                   num_classes=10, paper_params=_params, depth=_depth, growth_rate=_k,
+                   num_classes=10, dataset="cifar10", paper_params=_params, depth=_depth, growth_rate=_k,
                    bottleneck=_bc, compression=0.5 if _bc else 1.0)(_cifar_densenet)

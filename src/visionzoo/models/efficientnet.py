@@ -23,6 +23,9 @@ Layout and parameter names follow torchvision's efficientnet_b*; BN ε is PyTorc
 B0–B4 (torchvision's twins were trained in PyTorch) and TensorFlow's 1e-3 for B5–B7 (the paper's
 setting, which torchvision keeps for its ported B5–B7 weights).
 
+Feature stages (timm's efficientnet): the last MBConv stage of each resolution (16, 24, 40, 112,
+320 channels in B0); the final 1×1 convolution belongs to the head.
+
 Small-input adaptation: with ``image_size < 64`` the stem convolution has stride 1 instead of 2,
 so a 28×28 input leaves the body at 2×2 rather than 1×1.
 """
@@ -35,6 +38,7 @@ from torch import nn
 from ..layers.drop import linear_drop_path_rates
 from ..layers.mobile import ConvBNAct, MBConv, make_divisible
 from ..registry import register_model
+from .features import resolution_ends
 from .mobilenet import DropoutLinearHead, mobile_init
 
 _PAPER = dict(family="efficientnet", year=2019,
@@ -90,6 +94,8 @@ class EfficientNet(DropoutLinearHead):
                                      drop_path=next(rates), bn_eps=bn_eps))
                 channels = out
             layers.append(nn.Sequential(*blocks))
+        self.feature_stages = resolution_ends("features", [1 if small_input else 2,
+                                                           *(stride for _, _, stride, _, _ in stages)])
         head = scale_width(B0_HEAD, width)
         layers.append(ConvBNAct(channels, head, 1, act=nn.SiLU, bn_eps=bn_eps))
         self.features = nn.Sequential(*layers)

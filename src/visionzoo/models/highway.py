@@ -19,6 +19,9 @@ pooling and a linear classifier — 19 weight layers like the paper's deeper CIF
 (2.0M parameters against its 2.3M), no batch normalisation, as in 2015. Any input of 4×4 or more
 works unchanged (28×28 ends at 7×7).
 
+Feature stages: the last highway layer of each convolutional stage; the fully connected network
+has no feature maps, its one stage is its last layer as a 1×1 map (reduction: the input side).
+
 Gate biases start at ``gate_bias=-2`` (the notes: −1 … −3; the paper searched −1 … −10); plain
 layers get He initialisation and zero biases.
 """
@@ -44,11 +47,15 @@ class _HighwayNet(ImageClassifier):
 
     classifier_name = "classifier"
 
-    def __init__(self, layers, num_features, num_classes):
+    def __init__(self, layers, num_features, num_classes, feature_stages):
         super().__init__()
         self.num_classes, self.num_features = num_classes, num_features
         self.features = nn.Sequential(*layers)
+        self.feature_stages = feature_stages
         self.classifier = _he_init(nn.Linear(num_features, num_classes), "linear")
+
+    def stage_modules(self):
+        return self.feature_stages
 
     def forward_features(self, x):
         return self.features(x)
@@ -56,6 +63,7 @@ class _HighwayNet(ImageClassifier):
 
 class HighwayMLP(_HighwayNet):
     """Flatten → plain fully-connected layer → depth − 1 highway (or plain) layers → classifier."""
+    fixed_input_size = True
 
     def __init__(self, num_classes=10, in_chans=1, image_size=28, depth=10, width=None,
                  plain=False, act="relu", gate_bias=-2.0):
@@ -65,7 +73,7 @@ class HighwayMLP(_HighwayNet):
         for _ in range(depth - 1):
             layers += ([_he_init(nn.Linear(width, width), act), activation(act)] if plain
                        else [HighwayLinear(width, act, gate_bias)])
-        super().__init__(layers, width, num_classes)
+        super().__init__(layers, width, num_classes, [f"features.{len(layers) - 1}"])
 
 
 class HighwayConvNet(_HighwayNet):
@@ -73,22 +81,23 @@ class HighwayConvNet(_HighwayNet):
 
     def __init__(self, num_classes=10, in_chans=3, widths=(32, 64, 128), blocks=5, act="relu",
                  gate_bias=-2.0):
-        layers, cin = [], in_chans
+        layers, cin, stage_ends = [], in_chans, []
         for i, width in enumerate(widths):
             layers += [nn.MaxPool2d(2)] if i else []
             layers += [_he_init(nn.Conv2d(cin, width, 3, padding=1), act), activation(act)]
             layers += [HighwayConv2d(width, 3, act, gate_bias) for _ in range(blocks)]
+            stage_ends.append(f"features.{len(layers) - 1}")
             cin = width
-        super().__init__(layers, cin, num_classes)
+        super().__init__(layers, cin, num_classes, stage_ends)
 
 
 @register_model(family="highway", paper=_PAPER + " (Sec. 3.1, MNIST)", year=2015,
-                input_size=(1, 28, 28), num_classes=10)
+                input_size=(1, 28, 28), num_classes=10, dataset="mnist")
 def highway_fc(num_classes=10, in_chans=1, image_size=None, **kwargs):
     return HighwayMLP(num_classes, in_chans, image_size or 28, **kwargs)
 
 
 @register_model(family="highway", paper=_PAPER + " (Sec. 3.2, CIFAR-10; our configuration)",
-                year=2015, input_size=(3, 32, 32), num_classes=10)
+                year=2015, input_size=(3, 32, 32), num_classes=10, dataset="cifar10")
 def highway_conv(num_classes=10, in_chans=3, **kwargs):
     return HighwayConvNet(num_classes, in_chans, **kwargs)

@@ -25,6 +25,12 @@ loss is ``CE(logits) + model.aux_weight · Σ CE(aux_i)`` (0.3 for GoogLeNet, Se
 the authors' TF-slim training setting); in eval mode only the logits. ``aux_logits=False`` builds
 no auxiliary heads. Label smoothing (v3 Sec. 7) belongs to the trainer's loss, not the network.
 
+Feature stages: the last stage before each grid reduction, and the last stage (timm's choice
+for v3 and Inception-ResNet-v2) — conv1, conv3, inception3b, 4e, 5b for GoogLeNet (LRN 2 instead
+of conv3 in the paper's network); conv1, conv3, inception3b, 4d, 5b for BN-Inception, whose 3c
+and 4e reduce the grid themselves. Inception-v4 taps, as timm does, Mixed3a (features.3), the
+first layer of the 1/4 grid, rather than Mixed4a after it.
+
 Small-input adaptation (``image_size`` < 64 for GoogLeNet/BN-Inception, < 75 — torchvision's
 minimum — for the 299-px networks, or ``small_input=True``): the stem keeps the grid — a 3×3
 stride-1 first convolution (GoogLeNet, BN-Inception) or stride-1, "same"-padded stem
@@ -70,16 +76,18 @@ def init_weights(model: nn.Module) -> None:
 class Inception(ImageClassifier):
     """Named stages in order → global average pool → dropout → linear.
 
-    `aux` maps a stage name to ``(head name, head)``: the head reads that stage's output in training.
+    `feature_stages` names the stages whose outputs are the feature maps. `aux` maps a stage name
+    to ``(head name, head)``: the head reads that stage's output in training.
     `transform_input` re-normalises ImageNet-normalised input to the (x − 0.5)/0.5 scaling that
     torchvision's Google-trained googlenet/inception_v3 weights expect (its flag of that name).
     """
 
-    def __init__(self, stages, num_features, num_classes, classifier="fc", drop_rate=0.0, aux=None,
-                 aux_weight=0.0, transform_input=False):
+    def __init__(self, stages, num_features, num_classes, feature_stages, classifier="fc", drop_rate=0.0,
+                 aux=None, aux_weight=0.0, transform_input=False):
         super().__init__()
         self.num_classes, self.num_features = num_classes, num_features
         self.stage_names = [name for name, _ in stages]
+        self.feature_stages = list(feature_stages)
         for name, module in stages:
             self.add_module(name, module)
         self.aux_taps = {}
@@ -102,6 +110,9 @@ class Inception(ImageClassifier):
             if aux_out is not None and name in self.aux_taps:
                 aux_out.append(getattr(self, self.aux_taps[name])(x))
         return x
+
+    def stage_modules(self):
+        return self.feature_stages
 
     def forward_features(self, x):
         return self._stages(x)
@@ -204,8 +215,10 @@ def _googlenet(num_classes=1000, in_chans=3, image_size=None, small_input=None, 
         if aux_logits and name in ("inception4a", "inception4d"):
             head = f"aux{len(aux) + 1}"
             aux[name] = (head, L.GoogLeNetAux(cin, num_classes, norm=not paper_exact))
-    return Inception(stages, cin, num_classes, drop_rate=0.4, aux=aux, aux_weight=0.3 if aux else 0.0,
-                     transform_input=transform_input)
+    feature_stages = ("conv1", "lrn2" if paper_exact else "conv3", "inception3b", "inception4e",
+                      "inception5b")
+    return Inception(stages, cin, num_classes, feature_stages, drop_rate=0.4, aux=aux,
+                     aux_weight=0.3 if aux else 0.0, transform_input=transform_input)
 
 
 _AUX_EXCLUDED = ("the paper's figure leaves out the training-only auxiliary classifiers, "
@@ -228,7 +241,8 @@ def bn_inception(num_classes=1000, in_chans=3, image_size=None, small_input=None
         module = L.bn_inception_module(cin, *row, stride=stride)
         stages.append((name, module))
         cin = module.out_channels
-    return Inception(stages, cin, num_classes)
+    feature_stages = ("conv1", "conv3", "inception3b", "inception4d", "inception5b")
+    return Inception(stages, cin, num_classes, feature_stages)
 
 
 # ---- Inception-v3 -------------------------------------------------------------------------
@@ -252,8 +266,9 @@ def inception_v3(num_classes=1000, in_chans=3, image_size=None, small_input=None
                ("Mixed_7a", L.InceptionV3D(768)), ("Mixed_7b", L.InceptionV3E(1280)),
                ("Mixed_7c", L.InceptionV3E(2048))]
     aux = {"Mixed_6e": ("AuxLogits", L.InceptionV3Aux(768, num_classes))} if aux_logits else {}
-    return Inception(stages, 2048, num_classes, drop_rate=0.2, aux=aux, aux_weight=0.4 if aux else 0.0,
-                     transform_input=transform_input)
+    feature_stages = ("Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e", "Mixed_7c")
+    return Inception(stages, 2048, num_classes, feature_stages, drop_rate=0.2, aux=aux,
+                     aux_weight=0.4 if aux else 0.0, transform_input=transform_input)
 
 
 # ---- Inception-v4, Inception-ResNet ---------------------------------------------------------
@@ -271,7 +286,9 @@ def inception_v4(num_classes=1000, in_chans=3, image_size=None, small_input=None
     features += [L.inception_v4_a() for _ in range(4)] + [L.reduction_a(384, 192, 224, 256, 384)]
     features += [L.inception_v4_b() for _ in range(7)] + [L.reduction_v4_b()]
     features += [L.InceptionV4C() for _ in range(3)]
-    return Inception([("features", nn.Sequential(*features))], 1536, num_classes, "last_linear", 0.2)
+    feature_stages = [f"features.{i}" for i in (2, 3, 9, 17, 21)]
+    return Inception([("features", nn.Sequential(*features))], 1536, num_classes, feature_stages,
+                     "last_linear", 0.2)
 
 
 def _repeat(n, *branches, channels, scale):
@@ -301,7 +318,8 @@ def inception_resnet_v1(num_classes=1000, in_chans=3, image_size=None, small_inp
                ("repeat_1", _repeat(10, *_V1_B, channels=896, scale=0.10)),
                ("mixed_7a", L.reduction_resnet_b(896, 384, 256, (256, 256))),
                ("repeat_2", _repeat(5, *_V1_C, channels=1792, scale=0.20))]
-    return Inception(stages, 1792, num_classes, "classif", 0.2)
+    feature_stages = ("conv2d_2b", "conv2d_4a", "repeat", "repeat_1", "repeat_2")
+    return Inception(stages, 1792, num_classes, feature_stages, "classif", 0.2)
 
 
 @register_model(family="inception", paper=_V4, year=2016, input_size=(3, 299, 299), paper_params="56M",
@@ -321,4 +339,5 @@ def inception_resnet_v2(num_classes=1000, in_chans=3, image_size=None, small_inp
                ("repeat_2", _repeat(9, *_V2_C, channels=2080, scale=0.20)),
                ("block8", L.InceptionResNetBlock(2080, *_V2_C, scale=1.0, activate=False)),
                ("conv2d_7b", L.BasicConv2d(2080, 1536, 1))]
-    return Inception(stages, 1536, num_classes, "classif", 0.2)
+    feature_stages = ("conv2d_2b", "conv2d_4a", "repeat", "repeat_1", "conv2d_7b")
+    return Inception(stages, 1536, num_classes, feature_stages, "classif", 0.2)

@@ -11,6 +11,11 @@ ReLU and max-pooling — the Caffe "LeNet-5" that Deep Compression prunes.
 
 `lenet300_100` is the paper's fully connected 784-300-100-10 network (Sec. III.C, "2-layer NN,
 300-100 HU"), ReLU here as in Han et al.'s pruning experiments: 266,610 weights ("267K", notes 000).
+
+Feature stages: the activation before each subsampling or pooling layer, and the last layer
+(LeNet-5's C5, LeNet's adaptive max-pool, whose reduction is the input side over its 4×4 map).
+The fully connected network has no feature maps: its one stage is the last hidden layer (fc2,
+rectified) as a 1×1 map whose reduction is the input side.
 """
 from __future__ import annotations
 
@@ -108,6 +113,9 @@ class LeNet5(ImageClassifier):
                 nn.init.uniform_(m.weight, -2.4 / fan_in, 2.4 / fan_in)
                 nn.init.zeros_(m.bias)
 
+    def stage_modules(self):
+        return ["features.1", "features.5", "features.9"]
+
     def forward_features(self, x):
         if x.shape[-1] < 32:  # MNIST-sized input: pad to the paper's 32×32 field
             pad_w, pad_h = 32 - x.shape[-1], 32 - x.shape[-2]
@@ -137,6 +145,9 @@ class LeNet(ImageClassifier):
         self.fc1 = nn.Sequential(nn.Linear(800, 500), nn.ReLU(inplace=True))
         self.fc2 = nn.Linear(500, num_classes)
 
+    def stage_modules(self):
+        return ["features.1", "features.4", "features.5"]
+
     def forward_features(self, x):
         return self.features(x)
 
@@ -146,19 +157,20 @@ class LeNet(ImageClassifier):
 
 
 @register_model(family="lenet", paper=_PAPER, year=1998, input_size=(1, 32, 32), num_classes=10,
-                paper_params=60_000)
+                dataset="mnist", paper_params=60_000)
 def lenet5(num_classes=10, in_chans=1, **kwargs):
     return LeNet5(num_classes, in_chans, **kwargs)
 
 
 @register_model(family="lenet", paper="Seed notes 001 (More on CNN), PyTorch LeNet after " + _PAPER,
-                year=1998, input_size=(1, 28, 28), num_classes=10)
+                year=1998, input_size=(1, 28, 28), num_classes=10, dataset="mnist")
 def lenet(num_classes=10, in_chans=1, **kwargs):
     return LeNet(num_classes, in_chans, **kwargs)
 
 
 class LeNet300100(ImageClassifier):
     classifier_name = "fc3"
+    fixed_input_size = True
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, image_size: int = 28):
         super().__init__()
@@ -166,6 +178,13 @@ class LeNet300100(ImageClassifier):
         self.fc1 = nn.Linear(in_chans * image_size * image_size, 300)
         self.fc2 = nn.Linear(300, 100)
         self.fc3 = nn.Linear(100, num_classes)
+
+    def stage_modules(self):
+        return ["fc2"]
+
+    def stage_map(self, output, image_size):
+        # The ReLU is functional, no module's output: fc2's units rectified, as forward_features gives them.
+        return F.relu(output)[..., None, None]
 
     def forward_features(self, x):
         return F.relu(self.fc2(F.relu(self.fc1(torch.flatten(x, 1)))))
@@ -176,6 +195,6 @@ class LeNet300100(ImageClassifier):
 
 @register_model(family="lenet", paper=_PAPER + "; pruned in Han, Pool, Tran, Dally. Learning both Weights and "
                 "Connections for Efficient Neural Networks. NeurIPS 2015", year=1998, input_size=(1, 28, 28),
-                num_classes=10, paper_params="267K")
+                num_classes=10, dataset="mnist", paper_params="267K")
 def lenet300_100(num_classes=10, in_chans=1, image_size=28, **kwargs):
     return LeNet300100(num_classes, in_chans, image_size, **kwargs)

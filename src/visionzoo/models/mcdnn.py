@@ -18,6 +18,10 @@ them is the negative log-likelihood of the committee. Preprocessings implemented
   standard deviation floored at its image mean), the kind of contrast normalisation the paper
   applies to NORB, CIFAR-10 and traffic signs.
 
+Feature stages of a column: the tanh before each max-pool and the last max-pool; of the committee,
+each column's last map (the maps `forward_features` stacks). Columns resize their input to 29×29,
+so the maps do not grow with the input and a reduction is 29 over the map side.
+
 `mcdnn` is a 5-column committee: original, width 10, 14, 18 and contrast-normalised.
 `mcdnn_column` is one column (``preprocessing=...`` picks it), trained on its own with
 ``visionzoo train --model mcdnn_column --model-arg preprocessing=width10``; `committee` joins trained
@@ -96,6 +100,9 @@ class MCDNNColumn(ImageClassifier):
                 nn.init.uniform_(m.weight, -0.05, 0.05)
                 nn.init.zeros_(m.bias)
 
+    def stage_modules(self):
+        return ["features.1", "features.4", "features.5"]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = preprocess(x, self.preprocessing)
         if x.shape[-2:] != (COLUMN_SIZE, COLUMN_SIZE):
@@ -119,6 +126,13 @@ class MCDNN(ImageClassifier):
         self.columns = nn.ModuleList(columns)
         self.num_classes = columns[0].num_classes
         self.num_features = sum(c.num_features for c in columns)
+
+    @property
+    def classifier_name(self) -> tuple[str, ...]:
+        return tuple(f"columns.{i}.fc" for i in range(len(self.columns)))
+
+    def stage_modules(self):
+        return [f"columns.{i}.features" for i in range(len(self.columns))]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([column.forward_features(x) for column in self.columns], 1)
@@ -153,7 +167,8 @@ def committee(columns) -> MCDNN:
     return MCDNN(columns).eval()
 
 
-_MNIST = dict(family="mcdnn", paper=_PAPER, year=2012, input_size=(1, 29, 29), num_classes=10)
+_MNIST = dict(family="mcdnn", paper=_PAPER, year=2012, input_size=(1, 29, 29), num_classes=10,
+              dataset="mnist")
 
 
 @register_model(**_MNIST)

@@ -14,6 +14,9 @@ and a linear head. Both MLPs are `layers.transformer.Mlp`. The configurations of
 under timm's names, whose parameter names ours share. Table 1's counts leave out the 1000-way
 head (mixer_s16_224: 18.0M + 0.5M).
 
+Feature stages (timm's mlp_mixer): every Mixer layer ``blocks.i``, its table reshaped to a
+(B, C, H/P, W/P) map, so every reduction is the patch size P.
+
 Small images: with ``image_size < 64`` the patches are 4×4 (28×28 → S = 49 tokens). The token
 MLP's weights are S-wide, so a Mixer is built for one input size (``image_size``, 224 by default).
 """
@@ -26,6 +29,7 @@ from ..layers.drop import DropPath, linear_drop_path_rates
 from ..layers.transformer import Mlp, PatchEmbed, init_transformer_weights
 from ..registry import register_model
 from .base import ImageClassifier
+from .features import tokens_to_map
 
 _MIXER = dict(family="mixer", year=2021,
               paper="Tolstikhin, Houlsby, Kolesnikov, Beyer, Zhai, Unterthiner, Yung, Steiner, "
@@ -54,6 +58,7 @@ class MixerBlock(nn.Module):
 class MlpMixer(ImageClassifier):
     """Per-patch linear embedding → N Mixer layers → LN → average over patches → linear head."""
     classifier_name = "head"
+    fixed_input_size = True
 
     def __init__(self, image_size=224, patch_size=16, dim=512, depth=8, tokens_mlp_dim=256,
                  channels_mlp_dim=2048, num_classes=1000, in_chans=3, drop_path_rate=0.0):
@@ -68,6 +73,12 @@ class MlpMixer(ImageClassifier):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, num_classes)
         init_transformer_weights(self)
+
+    def stage_modules(self):
+        return [f"blocks.{i}" for i in range(len(self.blocks))]
+
+    def stage_map(self, tokens, image_size):
+        return tokens_to_map(tokens, image_size, self.stem.patch_size)
 
     def forward_features(self, x):
         x = self.stem(x)

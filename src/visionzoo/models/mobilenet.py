@@ -17,6 +17,9 @@
   width (rounded to multiples of 8; the last 1280 is never made thinner). Layout and parameter
   names follow torchvision's mobilenet_v2.
 
+Feature stages (timm's mobilenetv2 and efficientnet): the last block of each resolution; v2's
+final 1×1 convolution to 1280 (the head's) is not one.
+
 Small-input adaptation: with ``image_size < 64`` the stem convolution has stride 1 instead of 2,
 so a 28×28 input leaves the body at 2×2 (four stride-2 stages remain) rather than 1×1.
 """
@@ -27,6 +30,7 @@ from torch import nn
 from ..layers.mobile import ConvBNAct, DepthwiseSeparable, InvertedResidual, make_divisible
 from ..registry import register_model
 from .base import ImageClassifier
+from .features import resolution_ends
 
 _V1 = dict(family="mobilenet", year=2017,
            paper="Howard, Zhu, Chen, Kalenichenko, Wang, Weyand, Andreetto, Adam. MobileNets: "
@@ -62,6 +66,9 @@ class DropoutLinearHead(ImageClassifier):
     """Average pool → ``classifier = Sequential(Dropout, Linear)`` (torchvision's layout)."""
     classifier_name = "classifier.1"
 
+    def stage_modules(self):
+        return self.feature_stages
+
     def build_head(self, num_features, num_classes, dropout):
         self.num_features = num_features
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(num_features, num_classes))
@@ -89,9 +96,14 @@ class MobileNetV1(ImageClassifier):
             layers.append(DepthwiseSeparable(channels, out, stride, act=nn.ReLU6))
             channels = out
         self.features = nn.Sequential(*layers)
+        self.feature_stages = resolution_ends("features",
+                                              [1 if small_input else 2, *(s for _, s in V1_BODY)])
         self.num_features = channels
         self.fc = nn.Linear(channels, num_classes)
         mobile_init(self)
+
+    def stage_modules(self):
+        return self.feature_stages
 
     def forward_features(self, x):
         return self.features(x)
@@ -105,12 +117,15 @@ class MobileNetV2(DropoutLinearHead):
         super().__init__()
         self.num_classes = num_classes
         channels = make_divisible(32 * width_mult)
-        layers = [ConvBNAct(in_chans, channels, 3, 1 if small_input else 2, act=nn.ReLU6)]
+        strides = [1 if small_input else 2]
+        layers = [ConvBNAct(in_chans, channels, 3, strides[0], act=nn.ReLU6)]
         for t, c, n, s in V2_BOTTLENECKS:
             out = make_divisible(c * width_mult)
             for i in range(n):
-                layers.append(InvertedResidual(channels, out, s if i == 0 else 1, t))
+                strides.append(s if i == 0 else 1)
+                layers.append(InvertedResidual(channels, out, strides[-1], t))
                 channels = out
+        self.feature_stages = resolution_ends("features", strides)
         head = make_divisible(1280 * max(1.0, width_mult))
         layers.append(ConvBNAct(channels, head, 1, act=nn.ReLU6))
         self.features = nn.Sequential(*layers)

@@ -24,6 +24,10 @@ converter folds their ratio to ours into the learnable gains, so the outputs agr
 Every gain starts at 1, so the branch is live at initialisation and the variance follows the
 analytic β (timm zero-initialises the last gain of each branch instead).
 
+Feature stages (timm's nf_resnet and nfnet): the stem convolution at 1/2 resolution (``stem.conv``,
+or ``stem.conv3`` of the deep stem), stages 1 to 3, and the final activation after stage 4 (and
+NFNet's 1×1 convolution to 3072), the map the head pools.
+
 Small images: with ``image_size < 64`` the stem reduces 2× instead of 4× or not at all.
 NF-ResNet: one 3×3 stride-1 scaled-WS convolution and no max-pool (the ResNets' small stem),
 28×28 → 28, 14, 7, 4 through the stages. NFNet: only its last stem convolution keeps stride 2,
@@ -105,6 +109,8 @@ class NormFreeNet(ImageClassifier):
         self.num_classes = num_classes
         act, gamma = _ACTIVATIONS[activation]
         self.stem, channels = self.make_stem(stem, in_chans, act, gamma)
+        self.feature_stages = ["stem.conv3" if stem.startswith("deep_quad") else "stem.conv",
+                               *(f"stages.{i}" for i in range(len(depths) - 1)), "final_act"]
         self.expected_vars = []
         rates = iter(linear_drop_path_rates(sum(depths), drop_path_rate))
         expected_var = 1.0
@@ -151,6 +157,9 @@ class NormFreeNet(ImageClassifier):
             layers[f"conv{i + 1}"] = ScaledStdConv2d(cin, cout, 3, stride, gamma=gamma)
             cin = cout
         return nn.Sequential(layers), cin
+
+    def stage_modules(self):
+        return self.feature_stages
 
     def forward_features(self, x):
         return self.final_act(self.final_conv(self.stages(self.stem(x))))

@@ -19,6 +19,8 @@ averages the class maps; ``pre_logits=True`` averages the incoming map instead, 
 ``reset_classifier(0)`` (an identity classifier) reproduces since that map is already rectified.
 The paper gives no initialisation; visionzoo uses He (MSRA) initialisation, biases 0.
 
+Feature stages: the output of every mlpconv layer (each ends its resolution).
+
 Small inputs: `nin_cifar10` works at 28×28 as it is (last map 7×7). For `nin_imagenet` with
 ``image_size < 64`` the first convolution becomes 3×3 stride 1 and the first max-pool is dropped
 (28×28 → 7×7 last map).
@@ -60,13 +62,17 @@ class NiN(ImageClassifier):
                 layers += [pool, nn.Dropout(dropout)]
             layers.append(mlpconv(channels, widths, kernel, stride, padding))
             channels = widths[-1]
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*layers)   # mlpconv i is layer 3·i
+        self.num_mlpconvs = len(blocks)
         self.num_features = channels
         self.classifier = nn.Conv2d(channels, num_classes, 1)
         msra_init(self)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.zeros_(m.bias)
+
+    def stage_modules(self):
+        return [f"features.{3 * i}" for i in range(self.num_mlpconvs)]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -90,7 +96,8 @@ _IMAGENET = (((96, 96, 96), 11, 4, 0), ((256, 256, 256), 5, 1, 2), ((384, 384, 3
 _SMALL_STEM = ((96, 96, 96), 3, 1, 1)
 
 
-@register_model(family="nin", paper=_PAPER, year=2013, input_size=(3, 32, 32), num_classes=10)
+@register_model(family="nin", paper=_PAPER, year=2013, input_size=(3, 32, 32), num_classes=10,
+                dataset="cifar10")
 def nin_cifar10(num_classes=10, in_chans=3):
     return NiN(_CIFAR10, num_classes, in_chans)
 

@@ -19,6 +19,9 @@ vector-Jacobian products by autograd — memory O(1) in the number of steps. Its
 backpropagation's up to the solver's error (h(t) is recomputed backwards, not stored). The
 adaptive dopri5 solver of the paper is not implemented (torchdiffeq is not a dependency).
 
+Feature stages: the two downsampling ReLUs (26×26 and 13×13 at 28×28) and the GN-ReLU after the
+ODE block (7×7); the ODE block is one continuous stage, its solver's steps are no stages.
+
 Parameters: 0.208M here against the table's 0.22M. The authors' default "conv" downsampling
 above gives 0.208M; their "res" downsampling (two pre-activation residual blocks) gives 0.233M,
 and it is the one that reproduces the table's ResNet row exactly (0.60M), so the table's 0.22M
@@ -148,12 +151,15 @@ class ODENet(ImageClassifier):
         self.num_features = width
         self.fc = nn.Linear(width, num_classes)
 
+    def stage_modules(self):
+        return ["downsampling.2", "downsampling.5", "norm"]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.ode(self.downsampling(x)))
 
 
 @register_model(family="odenet", paper=_PAPER, year=2018, input_size=(1, 28, 28), num_classes=10,
-                paper_params="0.22M",
+                dataset="mnist", paper_params="0.22M",
                 mismatch_reason="the authors' released MNIST ODE-Net ('conv' downsampling) has 0.208M; "
                                 "see the module docstring for why the table's 0.22M fits no variant")
 def odenet_mnist(num_classes=10, in_chans=1, **kwargs):

@@ -11,6 +11,9 @@ Residual units are pre-activation bottlenecks, so a BN-ReLU precedes the pooling
 the notes' table (Attention-56: 31.9M parameters, 6.3 GFLOPs; Attention-92: 51.3M, 10.4 GFLOPs
 — Table 4 gives Attention-92 at 224×224, the size these are counted at).
 
+Feature stages: the stem's ReLU, the three attention stages and the 2048-channel units with
+their final BN-ReLU (``final``).
+
 Small inputs (< 64 px): a 3×3 stride-1 stem without max-pool, so 28×28 images meet stage 1 at
 28×28; the masks pool with padding (28 → 14 → 7 → 4) and interpolate back to each level's size.
 """
@@ -59,6 +62,9 @@ class ResidualAttentionNet(ImageClassifier):
         self.num_features = 2 * cin
         self.fc = nn.Linear(self.num_features, num_classes)
         msra_init(self)
+
+    def stage_modules(self):
+        return ["stem.2", *(f"stages.{i}" for i in range(len(self.stages))), "final"]
 
     def forward_features(self, x):
         return self.final(self.stages(self.stem(x)))

@@ -24,6 +24,11 @@
 Every residual family takes ``drop_path_rate``: stochastic depth (Huang et al. ECCV 2016) with
 drop probability l/L · drop_path_rate for block l of L (layers/drop.py).
 
+Feature stages (timm's resnet): the stem's activation (``relu``; the bare ``conv1`` of a
+pre-activation network), then ``layer1`` … ``layer{N-1}``, and the last stage ``layer{N}`` (or the
+final BN-ReLU ``norm`` of a pre-activation network, the map its head reads). ResNet-9: the output
+of each resolution's last layer.
+
 Small-input adaptation: with ``image_size < 64`` the ImageNet stem (7×7/2 conv + 3×3/2 max-pool,
 a 4× reduction) becomes a 3×3 stride-1 convolution without max-pool, so 28×28 inputs reach the
 last stage at 4×4 instead of 1×1. It is chosen automatically by the trainer from the data, or
@@ -50,7 +55,7 @@ _RESNEXT = dict(family="resnext", year=2017,
                 paper="Xie, Girshick, Dollár, Tu, He. Aggregated Residual Transformations for Deep "
                       "Neural Networks. CVPR 2017")
 _PAGE = "Page. How to train your ResNet (DAWNBench CIFAR-10 ResNet-9). Myrtle.ai 2018"
-_CIFAR = dict(input_size=(3, 32, 32), num_classes=10)
+_CIFAR = dict(input_size=(3, 32, 32), num_classes=10, dataset="cifar10")
 
 
 def msra_init(model: nn.Module) -> None:
@@ -91,7 +96,8 @@ class ResNet(ImageClassifier):
             self.maxpool = nn.Identity()
         else:
             raise ValueError(f"stem must be 'imagenet', 'deep' or 'small', not {stem!r}")
-        post = not block.preact
+        self.preact = block.preact
+        post = not self.preact
         self.bn1 = nn.BatchNorm2d(self.inplanes) if post else nn.Identity()
         self.relu = nn.ReLU(inplace=True) if post else nn.Identity()
         rates = iter(linear_drop_path_rates(sum(layers), drop_path_rate))
@@ -108,6 +114,10 @@ class ResNet(ImageClassifier):
         self.num_features = self.inplanes
         self.fc = nn.Linear(self.num_features, num_classes)
         msra_init(self)
+
+    def stage_modules(self):
+        return ["conv1" if self.preact else "relu", *(f"layer{i + 1}" for i in range(self.num_stages - 1)),
+                "norm" if self.preact else f"layer{self.num_stages}"]
 
     def forward_features(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -248,6 +258,9 @@ class ResNet9(ImageClassifier):
         self.fc = nn.Linear(w3, num_classes, bias=False)
         msra_init(self)
 
+    def stage_modules(self):
+        return ["features.0", "features.2", "features.3", "features.5"]
+
     def forward_features(self, x):
         return self.features(x)
 
@@ -256,12 +269,13 @@ class ResNet9(ImageClassifier):
         return x if pre_logits else self.fc(x)
 
 
-@register_model(family="resnet", paper=_PAGE, year=2018, input_size=(3, 32, 32), num_classes=10)
+@register_model(family="resnet", paper=_PAGE, year=2018, input_size=(3, 32, 32), num_classes=10,
+                dataset="cifar10")
 def resnet9(num_classes=10, in_chans=3, **kwargs):
     return ResNet9(num_classes, in_chans, **kwargs)
 
 
 @register_model(family="resnet", paper=_PAGE + " (quarter width, for 28×28 grey images)", year=2018,
-                input_size=(1, 28, 28), num_classes=10)
+                input_size=(1, 28, 28), num_classes=10, dataset="fashion-mnist")
 def resnet9_slim(num_classes=10, in_chans=1, widths=(16, 32, 64, 128), **kwargs):
     return ResNet9(num_classes, in_chans, widths=widths, **kwargs)

@@ -12,6 +12,9 @@
   (1.5×), 244/488/976 (2×); 41M/1.4M, 146M/2.3M, 299M/3.5M, 591M/7.4M. Layout and parameter
   names follow torchvision's shufflenet_v2_x*.
 
+Feature stages: conv1 and stages 2–4 (v2's conv5 belongs to the head, as in timm's
+MobileNets; after the stride-2 max-pool no layer runs at 1/4 resolution).
+
 Small-input adaptation: with ``image_size < 64`` conv1 has stride 1 and the max-pool is dropped,
 so a 28×28 input reaches the last stage at 4×4 instead of 1×1.
 """
@@ -64,6 +67,9 @@ class ShuffleNet(ImageClassifier):
         self.conv5 = ConvBNAct(channels, last_width, 1) if last_width else nn.Identity()
         self.num_features = last_width or channels
         self.fc = nn.Linear(self.num_features, num_classes)
+
+    def stage_modules(self):
+        return ["conv1", "stage2", "stage3", "stage4"]
 
     def forward_features(self, x):
         x = self.maxpool(self.conv1(x))

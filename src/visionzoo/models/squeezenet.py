@@ -15,6 +15,9 @@ accuracy with 50x fewer parameters and <0.5MB model size", arXiv 2016.
 Layout and parameter names follow torchvision (`features.i`, `classifier.1`), so its SqueezeNet
 1.0/1.1 weights load unchanged.
 
+Feature stages: the layer before each max-pool (conv1's ReLU, fire4, fire8 in 1.0) and the last
+Fire module.
+
 Small-input adaptation: with ``image_size < 64`` conv1 becomes a 3×3 stride-1 convolution and the
 first max-pool is dropped, so a 28×28 input reaches conv10 at 7×7 instead of 1×1.
 """
@@ -75,6 +78,9 @@ class SqueezeNet(ImageClassifier):
                                bypass=bypass_for(channels, e1 + e3, bypass)))
             channels = e1 + e3
         self.features = nn.Sequential(*layers)
+        # The small stem's nn.Identity stands where the first pool was: it ends a stage too.
+        pools = [i for i, layer in enumerate(layers) if isinstance(layer, (nn.MaxPool2d, nn.Identity))]
+        self.feature_stages = [f"features.{i}" for i in (*(i - 1 for i in pools), len(layers) - 1)]
         self.num_features = channels
         self.classifier = nn.Sequential(nn.Dropout(dropout), self.new_final_conv(num_classes),
                                         nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1))
@@ -90,6 +96,9 @@ class SqueezeNet(ImageClassifier):
         nn.init.normal_(conv.weight, 0.0, 0.01)
         nn.init.zeros_(conv.bias)
         return conv
+
+    def stage_modules(self):
+        return self.feature_stages
 
     def forward_features(self, x):
         return self.features(x)

@@ -14,6 +14,10 @@ transformer has the input's size, so the classifier's FC input is fixed by ``ima
 (28 by default, the paper's 28×28 distorted digits; it must be at least 28 for the 5×5 and
 7×7 stacks). Convolutions He-initialised with zero biases (msra_init leaves the linear
 layers, so θ keeps its identity start).
+
+Feature stages: the classifier CNN's ReLU before each max-pool and its last max-pool (the
+transformer's output is a resampled image, not a feature map). The localisation network's
+linear layer fixes the input size, so a reduction is the input side over the map side.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ def _conv_relu(cin: int, cout: int, kernel: int) -> list[nn.Module]:
 
 
 class STCNN(ImageClassifier):
+    fixed_input_size = True
+
     def __init__(self, num_classes: int = 10, in_chans: int = 1, image_size: int = 28):
         super().__init__()
         if image_size < 28:
@@ -53,6 +59,9 @@ class STCNN(ImageClassifier):
             if isinstance(m, nn.Conv2d):
                 nn.init.zeros_(m.bias)
 
+    def stage_modules(self):
+        return ["features.1", "features.4", "features.5"]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(self.transformer(x))
 
@@ -61,6 +70,7 @@ class STCNN(ImageClassifier):
         return x if pre_logits else self.fc(x)
 
 
-@register_model(family="stn", paper=_PAPER, year=2015, input_size=(1, 28, 28), num_classes=10)
+@register_model(family="stn", paper=_PAPER, year=2015, input_size=(1, 28, 28), num_classes=10,
+                dataset="mnist")
 def stn_cnn(num_classes=10, in_chans=1, image_size=None):
     return STCNN(num_classes, in_chans, image_size or 28)

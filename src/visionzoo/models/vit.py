@@ -20,6 +20,9 @@ Small images: the paper's 16×16 patches would leave a 28×28 image one token. W
 E_pos always has (image_size / P)² + 1 rows, so a network is built for one input size.
 `vit_tiny_patch4_28` is ViT-Ti/4 for Fashion-MNIST (28×28×1, 10 classes).
 
+Feature stages (timm's vit): every encoder block ``blocks.i``, its patch tokens (without the
+class token) reshaped to a (B, D, H/P, W/P) map, so every reduction is the patch size P.
+
 torchvision's ViTs name their layers differently (its MSA is nn.MultiheadAttention, whose
 packed in_proj_weight is our U_qkv, q, k, v stacked in that order): `torchvision_vit_to_ours`
 renames them; timm's ViTs share our names.
@@ -35,6 +38,7 @@ from ..layers.drop import linear_drop_path_rates
 from ..layers.transformer import EncoderBlock, PatchEmbed, init_transformer_weights
 from ..registry import register_model
 from .base import ImageClassifier
+from .features import tokens_to_map
 
 _VIT = dict(family="vit", year=2020,
             paper="Dosovitskiy, Beyer, Kolesnikov, Weissenborn, Zhai, Unterthiner, Dehghani, "
@@ -49,6 +53,7 @@ SMALL_IMAGE_PATCH = 4
 class VisionTransformer(ImageClassifier):
     """Patch embedding + class token + E_pos → L encoder blocks → LN → linear head on z_L⁰."""
     classifier_name = "head"
+    fixed_input_size = True
 
     def __init__(self, image_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12,
                  mlp_dim=3072, num_classes=1000, in_chans=3, dropout=0.0, attn_drop=0.0,
@@ -68,6 +73,12 @@ class VisionTransformer(ImageClassifier):
         self.head = nn.Linear(embed_dim, num_classes)
         init_transformer_weights(self)
         nn.init.normal_(self.pos_embed, std=0.02)
+
+    def stage_modules(self):
+        return [f"blocks.{i}" for i in range(len(self.blocks))]
+
+    def stage_map(self, tokens, image_size):
+        return tokens_to_map(tokens[:, 1:], image_size, self.patch_embed.patch_size)
 
     def forward_features(self, x):
         patches = self.patch_embed(x)
@@ -147,4 +158,4 @@ register_model("vit_ti_16", **_DEIT, paper_params="5M", mismatch_reason=_TI_ROUN
 register_model("vit_s_16", **_DEIT, paper_params="22M", **_twins(None, "vit_small_patch16_224"),
                **_S)(vision_transformer)
 register_model("vit_tiny_patch4_28", **_VIT, input_size=(1, 28, 28), num_classes=10,
-               image_size=28, patch_size=SMALL_IMAGE_PATCH, **_TI)(vision_transformer)
+               dataset="fashion-mnist", image_size=28, patch_size=SMALL_IMAGE_PATCH, **_TI)(vision_transformer)

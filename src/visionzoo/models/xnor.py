@@ -7,7 +7,8 @@ the zoo's own real-valued network (`alexnet`, `resnet18`, `nin_cifar10`) passed 
 `layers.binary.binarize`, which swaps every convolution and linear layer but the first and the
 last for its binary-weight (``bwn``) or XNOR twin. Parameter names stay those of the real
 network; XNOR layers add the BatchNorm of the paper's BN → BinActiv → BinConv block. Small-input
-adaptation is that of the real network. The paper prints accuracies, not parameter or MAC counts.
+adaptation and feature stages are those of the real network. The paper prints accuracies, not
+parameter or MAC counts.
 """
 from __future__ import annotations
 
@@ -42,4 +43,4 @@ for _mode in ("bwn", "xnor"):
     register_model(f"{_mode}_resnet18", family="xnor_net", paper=_PAPER, year=2016,
                    mode=_mode)(_binary_resnet18)
 register_model("xnor_nin_cifar10", family="xnor_net", paper=_PAPER, year=2016, input_size=(3, 32, 32),
-               num_classes=10, mode="xnor")(_binary_nin_cifar10)
+               num_classes=10, dataset="cifar10", mode="xnor")(_binary_nin_cifar10)

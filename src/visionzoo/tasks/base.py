@@ -16,9 +16,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-TASKS = ("classification", "detection", "segmentation", "video", "viewpoint", "generative", "language",
-         "translation", "cloze")
-
 
 @dataclass
 class StepOutput:
