@@ -1,11 +1,14 @@
 """`visionzoo models` and `visionzoo info`: the zoo table, verification, per-layer costs."""
 import json
 
+import pytest
+
 from visionzoo.cli.main import main
 from visionzoo.core.profile import count_macs, count_params, layer_table
 from visionzoo.registry import create_model, parse_figure, verify_card
 
 
+@pytest.mark.slow  # every card measured: 32 s on 2 cores
 def test_models_verify_passes_and_lists_every_network(capsys):
     assert main(["models", "--verify"]) == 0
     out = capsys.readouterr().out
