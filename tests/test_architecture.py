@@ -11,7 +11,7 @@ PACKAGE = Path(visionzoo.__file__).parent
 # Bottom to top; a part may import its own layer and the layers below it.
 LAYERS = [
     {"core"},
-    {"layers"},
+    {"layers", "metrics"},
     {"models", "registry", "weights"},
     {"data"},
     {"attacks"},

@@ -1,0 +1,31 @@
+"""Evaluation metrics, pure torch (design/interface.md, "Metrics"); segmentation scores from
+`visionzoo.metrics.segmentation` (Dice, IoU, pixel accuracy; see its docstring for the papers).
+
+Each metric module imports only torch and `visionzoo.core`, so any layer above can use it.
+"""
+
+from __future__ import annotations
+
+from visionzoo.metrics.segmentation import (
+    PerClass,
+    confusion_matrix,
+    dice,
+    dice_from_confusion,
+    iou,
+    iou_from_confusion,
+    pixel_accuracy,
+    pixel_accuracy_from_confusion,
+    scores_from_confusion,
+)
+
+__all__ = [
+    "PerClass",
+    "confusion_matrix",
+    "dice",
+    "dice_from_confusion",
+    "iou",
+    "iou_from_confusion",
+    "pixel_accuracy",
+    "pixel_accuracy_from_confusion",
+    "scores_from_confusion",
+]
