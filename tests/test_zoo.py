@@ -14,6 +14,9 @@ from visionzoo.registry import NORMALISATION, TASKS, get_entry, parse_figure, re
 from conftest import logits_of
 
 MODELS = vz.list_models()
+# The classifier interface (logits (N, classes), forward_features/forward_head, reset_classifier, the
+# classification trainer); other tasks' networks are tested in their own files (test_unet.py).
+CLASSIFIERS = vz.list_models(task="classification")
 # Above this many forward MACs the paper-size pass is forward only (CPU time), and marked slow.
 BACKWARD_MAC_LIMIT = 1e9
 # Over 20 s at 28×28 on a 2-core CPU (measured 36 s).
@@ -42,7 +45,7 @@ def test_card_matches_paper(name):
     assert ok, f"{name}: {why}"
 
 
-@pytest.mark.parametrize("name", [_slow_if(name, _over_a_gmac(name)) for name in MODELS])
+@pytest.mark.parametrize("name", [_slow_if(name, _over_a_gmac(name)) for name in CLASSIFIERS])
 def test_paper_size_forward_backward(name):
     card = vz.model_card(name)
     torch.manual_seed(0)
@@ -61,7 +64,7 @@ def test_paper_size_forward_backward(name):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", [_slow_if(name, name in SLOW_SMALL_GREY) for name in MODELS])
+@pytest.mark.parametrize("name", [_slow_if(name, name in SLOW_SMALL_GREY) for name in CLASSIFIERS])
 def test_small_grey_input_interface_and_seeded_init(name):
     states = []
     for seed in (0, 0, 1):
@@ -109,7 +112,7 @@ def test_count_macs_against_torchvision():
         assert abs(vz.count_macs(tv, (3, 224, 224)) - macs) / macs < 0.01, name
 
 
-FAMILIES = sorted({get_entry(name).family for name in MODELS})
+FAMILIES = sorted({get_entry(name).family for name in CLASSIFIERS})
 
 
 def _trainer_cases(family: str) -> list[str]:
@@ -120,7 +123,7 @@ def _trainer_cases(family: str) -> list[str]:
     enough to cover each family and each way a network can shape the loss.
     """
     cheapest: dict[bool, tuple[int, str]] = {}
-    for name in (n for n in MODELS if get_entry(n).family == family):
+    for name in (n for n in CLASSIFIERS if get_entry(n).family == family):
         macs = vz.model_card(name)["macs"]
         with torch.device("meta"):
             model = vz.create_model(name)
@@ -168,7 +171,7 @@ def test_card_fields_and_builder_keywords_cannot_be_confused():
     assert vz.list_models("zoo_test_*") == []
 
 
-@pytest.mark.parametrize("name", vz.list_models(task="classification"))
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_pretrained_cfg_names_the_input_conv_and_the_classifier(name):
     """timm's keys: first_conv is the Conv2d reading the image, classifier the module that
     get_classifier returns; input size, classes and normalisation are those the model is built for."""

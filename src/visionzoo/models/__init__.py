@@ -24,6 +24,7 @@ from . import (  # noqa: F401  # noqa: F401  # noqa: F401  # noqa: F401  # noqa:
     shufflenet,
     squeezenet,
     stn,
+    unet,
     vgg,
     vit,
     xnor,
