@@ -7,6 +7,7 @@ from torch import nn
 import visionzoo as vz
 from visionzoo.core.errors import UsageError
 from visionzoo.layers.activation import Maxout, add_maxout, swap_activation
+from visionzoo.layers.batchnorm import BatchNorm2dManual
 from visionzoo.layers.norm import FEATURE_NORMS, reparametrise_weights, swap_norm
 from visionzoo.layers.pooling import StochasticPool2d, swap_max_pool
 from visionzoo.layers.residual import BNReLU
@@ -47,8 +48,9 @@ def test_norm_swap_leaves_no_batchnorm_and_the_model_trains(kind):
     count = swap_norm(model, kind)
     assert count == sum(1 for _ in small_resnet().modules() if isinstance(_, nn.BatchNorm2d))
     norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))]
-    if kind == "batch":
-        assert all(type(m) is nn.BatchNorm2d for m in norms) and len(norms) == count
+    if kind in ("batch", "batch_manual"):
+        expected = BatchNorm2dManual if kind == "batch_manual" else nn.BatchNorm2d
+        assert all(type(m) is expected for m in norms) and len(norms) == count
     else:
         assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     if kind in ("layer", "instance", "group"):

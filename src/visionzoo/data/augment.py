@@ -8,7 +8,8 @@ call), so these are our own batched versions.
 - random crop with zero padding and horizontal flip (the CIFAR recipe of He et al., Deep Residual
   Learning, 2016, Sec. 4.2: pad 4, crop 32×32, flip);
 - scale jittering (Simonyan & Zisserman, VGG, Sec. 3.1: rescale to a random S ∈ [S_min, S_max],
-  then crop the training size); here S is a factor of the image side, one per batch;
+  then crop the training size); here S is a factor of the image side, one per batch or, as VGG
+  does, one per image (`per_image`: the images of one size are rescaled together);
 - fancy PCA (Krizhevsky et al., AlexNet, Sec. 4.1): add [p₁ p₂ p₃][α₁λ₁ α₂λ₂ α₃λ₃]ᵀ to every
   pixel, with p_i, λ_i the eigenvectors/eigenvalues of the training set's RGB covariance
   (pixels in [0, 1]) and α_i ~ N(0, σ²) once per image; with C channels the covariance is C×C,
@@ -82,14 +83,33 @@ def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> 
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def scale_jitter(x: torch.Tensor, scale_min: float, scale_max: float, generator: torch.Generator) -> torch.Tensor:
-    """Rescale the batch by S ∈ [scale_min, scale_max] (≥ 1), then crop a random window of the original size."""
+def _rescaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    return max(h, round(h * scale)), max(w, round(w * scale))
+
+
+def _rescale_crop(x: torch.Tensor, big_h: int, big_w: int, generator: torch.Generator) -> torch.Tensor:
+    """x (all images) resized to big_h × big_w, and a random window of the original size from each."""
     n, _, h, w = x.shape
-    scale = scale_min + (scale_max - scale_min) * float(_uniform(1, generator, x.device))
-    big_h, big_w = max(h, round(h * scale)), max(w, round(w * scale))
     resized = F.interpolate(x.float(), size=(big_h, big_w), mode="bilinear", align_corners=False, antialias=False)
-    crops = _windows(resized, _integers(big_h - h + 1, (n,), generator, x.device),
-                     _integers(big_w - w + 1, (n,), generator, x.device), h, w)
+    return _windows(resized, _integers(big_h - h + 1, (n,), generator, x.device),
+                    _integers(big_w - w + 1, (n,), generator, x.device), h, w)
+
+
+def scale_jitter(x: torch.Tensor, scale_min: float, scale_max: float, generator: torch.Generator,
+                 per_image: bool = False) -> torch.Tensor:
+    """Rescale by S ∈ [scale_min, scale_max] (≥ 1), one S for the batch or one per image, then crop
+    a random window of the original size."""
+    n, _, h, w = x.shape
+    if not per_image:
+        scale = scale_min + (scale_max - scale_min) * float(_uniform(1, generator, x.device))
+        crops = _rescale_crop(x, *_rescaled_size(h, w, scale), generator)
+    else:
+        scales = (scale_min + (scale_max - scale_min) * _uniform(n, generator, x.device)).tolist()
+        sizes = [_rescaled_size(h, w, s) for s in scales]
+        crops = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+        for size in sorted(set(sizes)):  # one interpolation per distinct rescaled size, not per image
+            index = torch.tensor([i for i, other in enumerate(sizes) if other == size], device=x.device)
+            crops[index] = _rescale_crop(x[index], *size, generator)
     return crops.round().clamp(0, 255).to(x.dtype) if not x.is_floating_point() else crops
 
 
@@ -182,6 +202,7 @@ class Augmentation:
     crop: int = 0
     flip: bool = False
     scale_jitter: tuple[float, float] | None = None
+    scale_jitter_per_image: bool = False
     fancy_pca: float = 0.0
     pca: tuple[torch.Tensor, torch.Tensor] | None = None   # eigenvalues, eigenvectors
     random_erasing: float = 0.0
@@ -197,7 +218,7 @@ class Augmentation:
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int, generator: torch.Generator):
         """(augmented pixels, targets): class indices, or per-class probabilities when mixing."""
         if self.scale_jitter:
-            images = scale_jitter(images, *self.scale_jitter, generator)
+            images = scale_jitter(images, *self.scale_jitter, generator, self.scale_jitter_per_image)
         if self.crop:
             images = random_crop(images, self.crop, generator)
         if self.flip:

@@ -55,7 +55,8 @@ class InitialisationOptions:
 
 @option_group("normalisation and activations")
 class NormalisationOptions:
-    norm: str | None = option(None, "replace the network's feature-map normalisation: batch, layer (GroupNorm G=1), "
+    norm: str | None = option(None, "replace the network's feature-map normalisation: batch, batch_manual (BN with "
+                                    "the notes' hand-derived backward pass), layer (GroupNorm G=1), "
                                     "instance (G=C), group (G=32), none; weight/spectral reparametrise every "
                                     "Conv/Linear weight instead (any network)", choices=NORMS)
     act: str | None = option(None, "replace every activation module (prelu: per channel, prelu_shared: one slope; "

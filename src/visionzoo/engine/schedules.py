@@ -1,7 +1,9 @@
 """Learning-rate schedules as one multiplier of the base rate per optimisation step.
 
-Linear warmup (Goyal et al., Accurate, Large Minibatch SGD, 2017, Sec. 2.2: start small, reach η
-after the warmup epochs) followed by step decay (×γ every `step_size` epochs), multi-step decay (×γ
+Linear warmup in one of two forms: `zero` (from near zero, (t+1)/T of the rate at step t < T) or
+`goyal` (Goyal et al., Accurate, Large Minibatch SGD, 2017, Sec. 2.2, "gradual warmup": start at
+the small-batch rate η and rise by a constant amount per iteration to kη, k = B/B₀ of the linear
+scaling rule, at the end of the warmup; as a multiplier of the peak kη, from 1/k to 1), followed by step decay (×γ every `step_size` epochs), multi-step decay (×γ
 at each milestone epoch, as in ResNet's ÷10 at 32k and 48k iterations), cosine annealing
 (Loshchilov & Hutter, SGDR, 2017, Eq. 5 without restarts: η_min + (η − η_min)(1 + cos(πt/T))/2,
 η_min = `final_factor`·η), one-cycle (Smith & Topin, Super-Convergence, 2018: linear rise from
@@ -14,14 +16,20 @@ from __future__ import annotations
 import math
 
 SCHEDULES = ("step", "multistep", "plateau", "cosine", "onecycle", "constant")
+WARMUP_FORMS = ("zero", "goyal")
 PLATEAU_THRESHOLD = 1e-4   # relative improvement that counts, as torch's ReduceLROnPlateau
 
 
 def lr_factor(step: int, *, total_steps: int, steps_per_epoch: int, schedule: str,
               warmup_steps: int = 0, step_size: int = 30, gamma: float = 0.1,
-              pct_start: float = 0.25, final_factor: float = 0.0, milestones=()) -> float:
+              pct_start: float = 0.25, final_factor: float = 0.0, milestones=(),
+              warmup_from: float | None = None) -> float:
+    """The multiplier of the peak rate at optimisation step `step`. `warmup_from` (Goyal's 1/k)
+    makes the warmup linear from that factor at step 0 to 1 at `warmup_steps`; None is the zero form."""
     if warmup_steps and step < warmup_steps:
-        return (step + 1) / warmup_steps
+        if warmup_from is None:
+            return (step + 1) / warmup_steps
+        return warmup_from + (1 - warmup_from) * step / warmup_steps
     if schedule in ("constant", "plateau"):   # plateau reductions are applied by LRSchedule
         return 1.0
     if schedule == "multistep":

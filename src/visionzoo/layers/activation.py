@@ -14,9 +14,10 @@ A swap replaces every activation *module* of the network — ReLU, ReLU6, leaky 
 GELU, SiLU, tanh, LeNet-5's scaled tanh, and the ReLU of the fused BN-ReLU unit of
 pre-activation networks. Sigmoid modules are gates (SE, CBAM, attention masks) and stay;
 activations written as function calls inside a block (e.g. ShuffleNet's unit output) stay too.
-A module reused at several places (ResNet blocks share one ReLU) becomes one new module, so a
-channel-wise PReLU there shares its slopes between those places (same width required; else a
-UsageError points to prelu_shared). Channel counts come from an evaluation-mode forward pass, so
+The zoo's networks own one module per rectifier (a block's
+`relu1`, `relu2`, `relu`), so a PReLU swap gives every layer its own slopes, as He et al. learn
+them; a module reused at several places in a network of one's own becomes one new module whose
+slopes those places share (same width required; else a UsageError points to prelu_shared). Channel counts come from an evaluation-mode forward pass, so
 an activation used only in training (an auxiliary head) gets a single shared slope.
 """
 from __future__ import annotations

@@ -127,13 +127,14 @@ class SplitAttentionBottleneck(Bottleneck):
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = conv1x1(cin, width)
         self.bn1 = nn.BatchNorm2d(width)
+        self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = SplitAttention(width, width, radix=radix, groups=groups)
         self.avd_last = nn.AvgPool2d(3, stride, 1) if stride > 1 else nn.Identity()
         self.conv3 = conv1x1(width, self.out_channels)
         self.bn3 = nn.BatchNorm2d(self.out_channels)
 
     def residual_branch(self, x):
-        out = self.avd_last(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        out = self.avd_last(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         return self.bn3(self.conv3(out))
 
 

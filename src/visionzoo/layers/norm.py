@@ -1,6 +1,7 @@
 """Normalisation of feature maps and of weights, and swapping one for another (`--norm`).
 
-- Batch norm: Ioffe & Szegedy, ICML 2015, Algorithm 1. At inference BN uses the running mean and
+- Batch norm: Ioffe & Szegedy, ICML 2015, Algorithm 1 (``batch_manual``: the same with the notes'
+  hand-derived backward pass, layers/batchnorm.py). At inference BN uses the running mean and
   the *unbiased* running variance, σ² = m/(m−1) · E[σ²_B] (Alg. 2, step 10); a convolution's
   effective mini-batch is m' = m·p·q (Sec. 3.2). PyTorch's running_var is that estimate
   (tests/test_norm_act.py checks it).
@@ -27,6 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from ..core.errors import UsageError
+from .batchnorm import BatchNorm2dManual
 from .residual import BNReLU
 from .surgery import placed_like, replace_modules
 
@@ -38,7 +40,7 @@ class LayerNorm2d(nn.LayerNorm):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-FEATURE_NORMS = ("batch", "layer", "instance", "group", "none")
+FEATURE_NORMS = ("batch", "batch_manual", "layer", "instance", "group", "none")
 WEIGHT_NORMS = ("weight", "spectral")
 NORMS = FEATURE_NORMS + WEIGHT_NORMS
 GN_GROUPS = 32
@@ -52,6 +54,8 @@ def group_count(channels: int, groups: int = GN_GROUPS) -> int:
 def make_feature_norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
+    if kind == "batch_manual":
+        return BatchNorm2dManual(channels)
     groups = {"layer": 1, "instance": channels, "group": group_count(channels)}.get(kind)
     if groups is None:
         return nn.Identity()

@@ -73,7 +73,9 @@ def make_shortcut(cin: int, cout: int, stride: int, option: str, norm: bool = Tr
 
 class BasicBlock(nn.Module):
     """Post-activation block: relu(drop_path(A(F(x))) + shortcut(x)), F = conv-BN-ReLU-conv-BN,
-    A the optional attention module (identity by default)."""
+    A the optional attention module (identity by default). Every rectifier is a module of its own
+    (`relu1`, `relu2` in the branch, `relu` after the addition), so `--act prelu` learns one set
+    of slopes per layer, as He et al. (ICCV 2015) do."""
     expansion = 1
     preact = False
 
@@ -94,11 +96,12 @@ class BasicBlock(nn.Module):
     def make_branch(self, cin, planes, stride, groups, base_width):
         self.conv1 = conv3x3(cin, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, self.out_channels)
         self.bn2 = nn.BatchNorm2d(self.out_channels)
 
     def residual_branch(self, x):
-        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
 
     def forward(self, x):
         out = self.drop_path(self.attention(self.residual_branch(x)))
@@ -119,14 +122,16 @@ class Bottleneck(BasicBlock):
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = conv1x1(cin, width)
         self.bn1 = nn.BatchNorm2d(width)
+        self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(width, width, stride, groups)
         self.bn2 = nn.BatchNorm2d(width)
+        self.relu2 = nn.ReLU(inplace=True)
         self.conv3 = conv1x1(width, self.out_channels)
         self.bn3 = nn.BatchNorm2d(self.out_channels)
 
     def residual_branch(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
         return self.bn3(self.conv3(out))
 
 

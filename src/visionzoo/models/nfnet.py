@@ -73,7 +73,9 @@ class NFBlock(nn.Module):
             return ScaledStdConv2d(i, o, k, s, groups=g, gamma=gamma)
 
         self.alpha, self.beta = alpha, beta
-        self.act = act()
+        self.act = act()  # on the block's input; the branch's rectifiers follow, one module each
+        self.act1, self.act2 = act(), act()
+        self.act2b = act() if extra_conv else None
         if stride > 1 or cin != cout:
             pool = (nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
                     if stride > 1 else nn.Identity())
@@ -90,10 +92,10 @@ class NFBlock(nn.Module):
     def forward(self, h):
         x = self.act(h) / self.beta
         shortcut = h if self.downsample is None else self.downsample(x)
-        out = self.conv2(self.act(self.conv1(x)))
+        out = self.act2(self.conv2(self.act1(self.conv1(x))))
         if self.conv2b is not None:
-            out = self.conv2b(self.act(out))
-        out = self.conv3(self.act(out))
+            out = self.act2b(self.conv2b(out))
+        out = self.conv3(out)
         if self.attn_last is not None:
             out = SE_GAIN * self.attn_last(out)
         return shortcut + self.alpha * self.drop_path(out)

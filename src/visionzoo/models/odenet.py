@@ -83,11 +83,11 @@ class ODEFunc(nn.Module):
         super().__init__()
         self.norm1, self.norm2, self.norm3 = (group_norm(channels) for _ in range(3))
         self.conv1, self.conv2 = ConcatConv2d(channels, channels), ConcatConv2d(channels, channels)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu1, self.relu2 = nn.ReLU(inplace=True), nn.ReLU(inplace=True)
 
     def forward(self, t: float, h: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(t, self.relu(self.norm1(h)))
-        return self.norm3(self.conv2(t, self.relu(self.norm2(out))))
+        out = self.conv1(t, self.relu1(self.norm1(h)))
+        return self.norm3(self.conv2(t, self.relu2(self.norm2(out))))
 
 
 class _AdjointSolve(torch.autograd.Function):

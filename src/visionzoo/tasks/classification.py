@@ -15,6 +15,7 @@ ordinary cross-entropy. Views (`tta`):
 """
 from __future__ import annotations
 
+import functools
 import math
 from contextlib import ExitStack
 
@@ -41,11 +42,15 @@ NO_FLIP_DATA = {"mnist", "kmnist", "svhn", "digits"}
 TTA_MODES = ("none", "flip", "tencrop", "multiscale")
 TTA_ALIASES = {"multicrop": "tencrop"}
 MULTISCALE = (1.0, 1.15, 1.3)
+SMOOTHING_FORMS = ("uniform", "notes")
 
 
 @option_group("classification", "the loss and the final test")
 class ClassificationOptions:
     label_smoothing: float = option(0.1, "ε (default {default})", check=within("[0, 1)"))
+    label_smoothing_form: str = option("uniform", "uniform (default, as before: true class 1 − ε + ε/K, the others "
+                                                  "ε/K, PyTorch's) or notes (true class 1 − ε, the others "
+                                                  "ε/(K − 1))", choices=SMOOTHING_FORMS)
     test_tta: str = option("none", "test-time augmentation of the final test evaluation (default {default}; "
                                    "`eval --tta` likewise)", choices=TTA_MODES)
 
@@ -133,8 +138,28 @@ def evaluate(model, split, normalizer: Normalizer, *, batch_size: int = 500, dev
     return result
 
 
-def classification_loss(output, labels, model, label_smoothing: float):
-    """Cross-entropy, plus `aux_weight`·CE of auxiliary heads when the network returns them.
+def smoothed_targets(labels: torch.Tensor, num_classes: int, epsilon: float, form: str = "uniform") -> torch.Tensor:
+    """Label-smoothed target distributions (n, K) of class indices, or of soft targets (mixup/CutMix),
+    linearly: `uniform` (Szegedy et al., Inception-v3, Sec. 7, as PyTorch) q = (1 − ε)·y + ε/K;
+    `notes` (001, "Label smoothing") q = (1 − ε)·y + ε/(K − 1)·(1 − y), i.e. 1 − ε on the true class."""
+    y = F.one_hot(labels, num_classes).float() if labels.dim() == 1 else labels.float()
+    if form == "uniform":
+        return (1 - epsilon) * y + epsilon / num_classes
+    if form == "notes":
+        return (1 - epsilon) * y + epsilon / (num_classes - 1) * (1 - y)
+    raise ValueError(f"unknown label smoothing form {form!r}; choose one of {', '.join(SMOOTHING_FORMS)}")
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, epsilon: float, form: str) -> torch.Tensor:
+    logits = logits.float()
+    if form == "uniform" or not epsilon:
+        return F.cross_entropy(logits, labels, label_smoothing=epsilon)
+    return F.cross_entropy(logits, smoothed_targets(labels, logits.shape[1], epsilon, form))
+
+
+def classification_loss(output, labels, model, label_smoothing: float, smoothing_form: str = "uniform"):
+    """Cross-entropy against label-smoothed targets (`smoothed_targets`), plus `aux_weight`·CE of
+    auxiliary heads when the network returns them.
 
     A network with its own objective (e.g. CapsNet's margin + reconstruction loss) defines
     ``training_loss(output, labels, label_smoothing) -> (loss, logits)``, which is used instead.
@@ -143,12 +168,12 @@ def classification_loss(output, labels, model, label_smoothing: float):
         return model.training_loss(output, labels, label_smoothing)
     if isinstance(output, tuple):
         logits, aux = output
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+        loss = _cross_entropy(logits, labels, label_smoothing, smoothing_form)
         weight = getattr(model, "aux_weight", 0.3)
         for aux_logits in aux:
-            loss = loss + weight * F.cross_entropy(aux_logits.float(), labels, label_smoothing=label_smoothing)
+            loss = loss + weight * _cross_entropy(aux_logits, labels, label_smoothing, smoothing_form)
         return loss, logits
-    return F.cross_entropy(output.float(), labels, label_smoothing=label_smoothing), output
+    return _cross_entropy(output, labels, label_smoothing, smoothing_form), output
 
 
 class ClassificationTask(Task):
@@ -221,11 +246,11 @@ class ClassificationTask(Task):
             targets = labels
         with autocast(self.device, self.amp):
             output = self.net(x)
+        loss_fn = functools.partial(classification_loss, smoothing_form=cfg.label_smoothing_form)
         if self.adversarial and self.adversarial.objective:
-            loss, logits = self.adversarial.objective(classification_loss, output, labels, self.model,
-                                                      cfg.label_smoothing)
+            loss, logits = self.adversarial.objective(loss_fn, output, labels, self.model, cfg.label_smoothing)
         else:
-            loss, logits = classification_loss(output, targets, self.model, cfg.label_smoothing)
+            loss, logits = loss_fn(output, targets, self.model, cfg.label_smoothing)
         if self.teacher:  # soft targets at T; the hard objective (CE + aux heads) weighted 1 − α
             loss = distillation_loss(logits, self.teacher(images), targets, cfg.kd_temperature, cfg.kd_alpha,
                                      hard_loss=loss)

@@ -28,10 +28,12 @@ def _scale_range(text: str) -> str | None:
 
 @option_group("augmentation")
 class AugmentationOptions:
-    crop: int = option(2, "random crop with this zero padding (default {default}; 0 = off)")
+    crop: int = option(2, "random crop with this zero padding (default {default}; 0 = off)", check=at_least(0))
     flip: bool | None = option(None, "horizontal flips (default: on, off for digit data sets)")
     scale_jitter: str | None = option(None, "rescale each batch by S ∈ [SMIN, SMAX] ≥ 1, crop back (VGG)",
                                       metavar="SMIN,SMAX", check=_scale_range)
+    scale_jitter_per: str = option("batch", "draw S once per batch (default, as before) or per image (as VGG)",
+                                   choices=("batch", "image"))
     fancy_pca: float = option(0.0, "AlexNet lighting noise along the RGB principal components (0.1)",
                               metavar="STD", check=at_least(0))
     random_erasing: float = option(0.0, "erase a random rectangle with probability P (Zhong et al.)", metavar="P",
@@ -45,6 +47,9 @@ def check_model_fits(cfg, model) -> None:
     """Mixing and distillation need plain logits and cross-entropy: not a network with its own objective."""
     if hasattr(model, "training_loss") and (cfg.mixup or cfg.cutmix or cfg.teacher):
         raise UsageError(f"--mixup/--cutmix/--teacher: {cfg.model} trains with its own objective (hard labels only)")
+    if hasattr(model, "training_loss") and cfg.label_smoothing and cfg.label_smoothing_form != "uniform":
+        raise UsageError(f"--label-smoothing-form {cfg.label_smoothing_form}: {cfg.model} trains with its own "
+                         "objective, which smooths the uniform way; leave the form at uniform")
 
 
 def build_augmentation(cfg, data, flip: bool) -> Augmentation:
@@ -56,5 +61,6 @@ def build_augmentation(cfg, data, flip: bool) -> Augmentation:
         pca = pca_basis(data.train.fetch(chunk)[0] for chunk in index.sort().values.split(PCA_BATCH))
     return Augmentation(crop=cfg.crop, flip=flip,
                         scale_jitter=parse_pair(cfg.scale_jitter, "--scale-jitter") if cfg.scale_jitter else None,
+                        scale_jitter_per_image=cfg.scale_jitter_per == "image",
                         fancy_pca=cfg.fancy_pca, pca=pca, random_erasing=cfg.random_erasing, cutout=cfg.cutout,
                         cutout_fill=tuple(255.0 * m for m in data.mean), mixup=cfg.mixup, cutmix=cfg.cutmix)
