@@ -1,10 +1,15 @@
 """Loading weights: visionzoo safetensors checkpoints and torchvision/timm twin state_dicts.
 
 Nothing from outside is unpickled: safetensors is read as tensors, and a `.pth`/`.pt` file is
-read with ``torch.load(weights_only=True)``.
+read with ``torch.load(weights_only=True)``. A `model.json` is checked field by field (`check_meta`:
+types, class count, input size, one positive mean/std per channel, each within a ceiling) and its
+network is first built on the meta device, so that its size is known, and compared with the
+safetensors header, before any weight is allocated.
 """
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +17,14 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from .core.errors import UsageError
+from .core.errors import DataError, UsageError
+from .core.io import torch_load_refusing_pickles
+
+MAX_CLASSES = 1 << 17          # ImageNet-21k has 21,841
+MAX_CHANNELS = 64
+MAX_SIDE = 8192                # pixels of an input side
+MAX_PARAMS = 1 << 30           # elements of all weights and buffers (4 GiB of float32; ViT-H/14 has 2^29.2)
+MAX_META_BYTES = 16 << 20
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -21,12 +33,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         path = path / "model.safetensors"
     if not path.exists():
         raise UsageError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
+    if path.suffix != ".safetensors":
+        state = torch_load_refusing_pickles(path)
+    else:
+        try:
             return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or foreign file
-        raise UsageError(f"cannot read weights from {path}: {exc}") from None
+        except Exception as exc:  # safetensors' own errors: truncated or malformed file
+            raise DataError(f"cannot read weights from {path}: {str(exc).splitlines()[0]}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -61,14 +74,132 @@ def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
                      f"(twins: {', '.join(get_entry(name).twins) or 'none'})")
 
 
-def model_from_meta(meta: dict) -> nn.Module:
-    """The untrained network that `model.json`'s description names, with the trained variant's modules."""
+def _is_count(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def check_meta(meta, where: str) -> None:
+    """Raise DataError, naming `where` and the field, unless `meta` is a well-formed model description."""
+    def bad(what: str):
+        return DataError(f"{where}: {what}; not a visionzoo model description (write it again with visionzoo)")
+    if not isinstance(meta, dict):
+        raise bad("not a JSON object")
+    if not isinstance(meta.get("name"), str):
+        raise bad("no network \"name\"")
+    kwargs = meta.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise bad("\"kwargs\" is not an object")
+    classes = meta.get("classes")
+    if classes is not None and not (isinstance(classes, list) and len(classes) <= MAX_CLASSES
+                                    and all(isinstance(name, (str, int)) for name in classes)):
+        raise bad(f"\"classes\" is not a list of at most {MAX_CLASSES} names")
+    if "num_classes" in kwargs:
+        if not _is_count(kwargs["num_classes"], 1, MAX_CLASSES):
+            raise bad(f"num_classes {kwargs['num_classes']!r} is not a count in 1..{MAX_CLASSES}")
+        if classes is not None and meta.get("task", "classification") == "classification" \
+                and len(classes) != kwargs["num_classes"]:
+            raise bad(f"{len(classes)} class names for num_classes {kwargs['num_classes']}")
+    if "in_chans" in kwargs and not _is_count(kwargs["in_chans"], 1, MAX_CHANNELS):
+        raise bad(f"in_chans {kwargs['in_chans']!r} is not a count in 1..{MAX_CHANNELS}")
+    for key in ("image_size", "img_size"):
+        if key in kwargs and not (_is_count(kwargs[key], 1, MAX_SIDE) or kwargs[key] is None):
+            raise bad(f"{key} {kwargs[key]!r} is not a side in 1..{MAX_SIDE}")
+    size = meta.get("input_size")
+    if size is not None and not (isinstance(size, list) and len(size) == 3 and _is_count(size[0], 1, MAX_CHANNELS)
+                                 and all(_is_count(side, 1, MAX_SIDE) for side in size[1:])):
+        raise bad(f"input_size {size!r} is not [channels ≤ {MAX_CHANNELS}, height, width ≤ {MAX_SIDE}]")
+    for key in ("mean", "std"):
+        values = meta.get(key)
+        if values is None:
+            continue
+        if not (isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 and math.isfinite(v) for v in values)):
+            raise bad(f"{key} {values!r} is not a list of finite numbers")
+        if size is not None and len(values) != size[0]:
+            raise bad(f"{len(values)} {key} values for {size[0]} input channels")
+    if meta.get("std") is not None and not all(v > 0 for v in meta["std"]):
+        raise bad(f"std {meta['std']} must be positive")
+    if meta.get("options") is not None and not isinstance(meta["options"], dict):
+        raise bad("\"options\" is not an object")
+
+
+def check_data_fits(meta: dict, data, spec: str) -> None:
+    """UsageError unless the data set `spec` (a loaded DataBundle) has the input channels and classes of
+    the model `meta` describes (e.g. --data cifar10 for a network trained on grey images)."""
+    channels = (meta.get("input_size") or [None])[0]
+    found = data.input_size[0]
+    if channels is not None and found != channels:
+        raise UsageError(f"--data {spec}: its images have {found} channel(s), the network takes {channels}; "
+                         "give a data set like the one it was trained on")
+    classes = meta.get("classes")
+    if classes and meta.get("task", "classification") == "classification" and len(data.classes) > len(classes):
+        raise UsageError(f"--data {spec}: {len(data.classes)} classes, the network knows {len(classes)}")
+
+
+def model_from_meta(meta: dict, where: str = "model.json", shapes: dict | None = None) -> nn.Module:
+    """The untrained network that `model.json`'s description names, with the trained variant's modules.
+
+    `meta` is checked (`check_meta`) and the network first built on the meta device: one of more than
+    MAX_PARAMS elements, or whose state_dict differs from `shapes` (name → shape, e.g. read from a
+    safetensors header), is refused before anything is allocated.
+    """
+    check_meta(meta, where)
+    with torch.device("meta"):
+        skeleton = _build(meta, where)
+    state = skeleton.state_dict()
+    elements = sum(tensor.numel() for tensor in state.values())
+    if elements > MAX_PARAMS:
+        raise DataError(f"{where}: the network it describes has {elements:,} elements, above the "
+                        f"{MAX_PARAMS:,} a model file may ask for")
+    if shapes is not None:
+        _compare_shapes({name: tuple(tensor.shape) for name, tensor in state.items()}, shapes, where)
+    return _build(meta, where)
+
+
+def _build(meta: dict, where: str) -> nn.Module:
     from .registry import create_model
-    model = create_model(meta["name"], **meta["kwargs"])
-    if meta.get("options"):  # the trained variant's modules (--act, --norm, …)
-        from .layers.variants import rebuild_model
-        rebuild_model(model, meta["options"], meta["input_size"])
+    try:
+        model = create_model(meta["name"], **meta.get("kwargs", {}))
+        if meta.get("options"):  # the trained variant's modules (--act, --norm, …)
+            from .layers.variants import rebuild_model
+            rebuild_model(model, meta["options"], meta.get("input_size"))
+    except UsageError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise DataError(f"{where}: cannot build the network it describes ({str(exc).splitlines()[0]})") from None
     return model
+
+
+def _compare_shapes(expected: dict, found: dict, where: str) -> None:
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if missing or unexpected:
+        names = ", ".join((missing or unexpected)[:3])
+        raise DataError(f"{where}: the weights {'lack' if missing else 'hold unexpected'} tensors such as {names}; "
+                        "they belong to another network or settings")
+    for name, shape in expected.items():
+        if tuple(found[name]) != shape:
+            raise DataError(f"{where}: {name} has shape {tuple(found[name])} in the weights but {shape} in the "
+                            "network model.json describes")
+
+
+def safetensors_shapes(path: Path) -> dict:
+    """Tensor name → shape from a safetensors header, without reading a tensor."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except Exception as exc:  # safetensors' own errors: truncated or malformed header
+        raise DataError(f"cannot read weights from {path}: {str(exc).splitlines()[0]}") from None
+
+
+def read_meta(path: Path) -> dict:
+    """A `model.json`, bounded in size and parsed; the caller checks its fields."""
+    if path.stat().st_size > MAX_META_BYTES:
+        raise DataError(f"{path}: larger than {MAX_META_BYTES >> 20} MB; not a visionzoo model description")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a visionzoo model description ({exc})") from None
 
 
 # Readers of the other containers a trained model is saved in, by file suffix (a toolkit above
@@ -83,7 +214,6 @@ def register_checkpoint_reader(suffix: str, read: Callable[[Path], tuple[nn.Modu
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     """Rebuild a trained model from `model.json` + `model.safetensors` alone (run dir or file),
     or from another registered container such as `model.vzc` (a file or its directory)."""
-    import json
     path = Path(path)
     for suffix, read in CHECKPOINT_READERS.items():
         if path.suffix == suffix or (path.is_dir() and (path / f"model{suffix}").exists()
@@ -95,11 +225,13 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
         raise UsageError(f"{weights} does not exist; give a run directory or its model.safetensors")
     if not meta_path.exists():
         raise UsageError(f"{meta_path} is missing: it says how to rebuild the model")
+    meta = read_meta(meta_path)
+    shapes = safetensors_shapes(weights) if weights.suffix == ".safetensors" else None
+    model = model_from_meta(meta, str(meta_path), shapes)
     try:
-        meta = json.loads(meta_path.read_text())
-        model = model_from_meta(meta)
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UsageError(f"{meta_path}: not a visionzoo model description ({exc})") from None
-    model.load_state_dict(read_state_dict(weights))
+        model.load_state_dict(read_state_dict(weights))
+    except RuntimeError as exc:
+        raise DataError(f"{weights} does not fit the network {meta_path} describes "
+                        f"({str(exc).splitlines()[-1].strip()})") from None
     model.eval()
     return model, meta

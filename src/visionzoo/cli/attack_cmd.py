@@ -6,10 +6,11 @@ panda figure: clean / perturbation ×10 / adversarial with predicted labels and 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..core.errors import UsageError
+from ..core.io import json_text
+from ..core.options import argument, at_least, positive
 
 METHODS = ("fgsm", "pgd", "lbfgs", "onepixel", "substitute", "noise")
 NEEDS_EPS = ("fgsm", "pgd", "substitute", "noise")
@@ -74,6 +75,14 @@ def _factory(args, model, data, device):
 
 
 def run_attack_command(args) -> int:
+    if not args.out:
+        return _attack(args)
+    from ..core.rundir import claim_output
+    with claim_output(args.out, ("attack.json", "attack.png"), overwrite=args.overwrite):
+        return _attack(args)
+
+
+def _attack(args) -> int:
     import torch
 
     from ..attacks import Normalized, choose_targets
@@ -81,12 +90,13 @@ def run_attack_command(args) -> int:
     from ..core.io import write_json
     from ..core.runtime import resolve_device
     from ..data.datasets import load_data
-    from ..weights import load_checkpoint
+    from ..weights import check_data_fits, load_checkpoint
     args.target = _target(args.target)
     model, meta = load_checkpoint(args.checkpoint)
     _check(args, len(meta["classes"]))
     device = resolve_device(args.device)
     data = load_data(args.data or meta["data"], data_dir=args.data_dir, **meta.get("data_args", {}))
+    check_data_fits(meta, data, args.data or meta["data"])
     split = data.split(args.split)
     n = min(args.n, len(split))
     images, labels = split.fetch(torch.arange(n))
@@ -115,7 +125,7 @@ def run_attack_command(args) -> int:
                               f"{args.method}{eps} on {meta['name']}: robust accuracy "
                               f"{report['robust_acc']:.3f} (clean {report['clean_acc']:.3f})")
     if args.json:
-        print(json.dumps(report))
+        print(json_text(report))
     else:
         print(f"{args.method} on {meta['name']} ({report['data']} {args.split}, {n} images"
               f"{'' if args.eps is None else f', ε = {args.eps:g} ' + args.norm}): clean {report['clean_acc']:.4f}  "
@@ -130,25 +140,26 @@ def add_commands(commands) -> None:
     p.add_argument("checkpoint", help="run directory or its model.safetensors")
     p.add_argument("--method", required=True, choices=METHODS,
                    help="fgsm, pgd, lbfgs (Szegedy), onepixel (DE), substitute (black box), noise (control)")
-    p.add_argument("--eps", type=float, help="ε in pixels of [0, 1] (optional for lbfgs and onepixel)")
+    p.add_argument("--eps", type=argument(float, at_least(0)), help="ε in pixels of [0, 1] (optional for lbfgs and onepixel)")
     g = p.add_argument_group("attack settings")
-    g.add_argument("--alpha", type=float, help="PGD step size (default 2.5·ε/steps)")
-    g.add_argument("--steps", type=int, help="PGD steps (40), L-BFGS iterations (50), DE generations (100)")
-    g.add_argument("--restarts", type=int, default=1, help="PGD random restarts (default 1)")
+    g.add_argument("--alpha", type=argument(float, positive), help="PGD step size (default 2.5·ε/steps)")
+    g.add_argument("--steps", type=argument(int, positive), help="PGD steps (40), L-BFGS iterations (50), DE generations (100)")
+    g.add_argument("--restarts", type=argument(int, positive), default=1, help="PGD random restarts (default 1)")
     g.add_argument("--norm", choices=("linf", "l2"), default="linf", help="PGD ball (default linf)")
     g.add_argument("--target", help="random, least_likely or a class index (default: untargeted)")
-    g.add_argument("--popsize", type=int, default=400, help="one-pixel population (default 400)")
-    g.add_argument("--pixels", type=int, default=1, help="one-pixel: pixels changed (default 1)")
-    g.add_argument("--rounds", type=int, default=6, help="substitute: augmentation rounds ρ (default 6)")
-    g.add_argument("--seed-size", type=int, default=150, help="substitute: seed images from the val split (150)")
+    g.add_argument("--popsize", type=argument(int, positive), default=400, help="one-pixel population (default 400)")
+    g.add_argument("--pixels", type=argument(int, positive), default=1, help="one-pixel: pixels changed (default 1)")
+    g.add_argument("--rounds", type=argument(int, at_least(0)), default=6, help="substitute: augmentation rounds ρ (default 6)")
+    g.add_argument("--seed-size", type=argument(int, positive), default=150, help="substitute: seed images from the val split (150)")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("data and output")
-    g.add_argument("--n", type=int, default=1000, help="images attacked: the first N of the split (default 1000)")
+    g.add_argument("--n", type=argument(int, positive), default=1000, help="images attacked: the first N of the split (default 1000)")
     g.add_argument("--split", default="test", choices=("train", "val", "test"))
     g.add_argument("--data", help="data set spec (default: the one it was trained on)")
     g.add_argument("--data-dir")
-    g.add_argument("--batch-size", type=int, default=250)
+    g.add_argument("--batch-size", type=argument(int, positive), default=250)
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     g.add_argument("--out", help="write attack.json and attack.png here")
     g.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    g.add_argument("--overwrite", action="store_true", help="replace the attack.json and attack.png in --out")
     p.set_defaults(run=run_attack_command)

@@ -1,7 +1,7 @@
 """`visionzoo bench`: img/s, latency, memory and GFLOP/s of a network (visionzoo.bench)."""
 from __future__ import annotations
 
-import json
+from ..core.io import json_text
 
 
 def run_bench(args) -> int:
@@ -12,7 +12,7 @@ def run_bench(args) -> int:
                       repeats=args.repeats, device=args.device, num_classes=args.num_classes,
                       threads=args.threads)
     result = benchmark(cfg)
-    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    print(json_text(result, indent=2) if args.json else format_report(result))
     return 0
 
 

@@ -5,9 +5,12 @@ Writes DIR/model.vzc (readable by `visionzoo eval DIR`), DIR/compress.json and t
 """
 from __future__ import annotations
 
-import json
-
 from ..core.errors import UsageError
+from ..core.io import json_text
+from ..core.options import argument, at_least, positive, within
+
+# what `compress` writes into --out (compress/pipeline.py)
+COMPRESS_PRODUCTS = ("model.vzc", "compress.json", "layers.png", "curves.png", "weights.png", "sensitivity.png")
 
 
 def _layer_sparsity(items: list[str] | None) -> dict[str, float]:
@@ -57,11 +60,14 @@ def _print_table(report: dict) -> None:
 
 def run_compress(args) -> int:
     from ..compress.pipeline import compress
-    report = compress(args.checkpoint, args.method, args.out, _options(args))
+    from ..core.rundir import claim_output
+    options = _options(args)
+    with claim_output(args.out, COMPRESS_PRODUCTS, overwrite=args.overwrite):
+        report = compress(args.checkpoint, args.method, args.out, options)
     if args.json:
         # the per-layer rows, curves and codebooks are in compress.json; stdout keeps the summary
         details = {k: v for k, v in report["details"].items() if k != "codebooks"}
-        print(json.dumps({k: v for k, v in report.items() if k not in ("layers", "retraining")} | {"details": details}))
+        print(json_text({k: v for k, v in report.items() if k not in ("layers", "retraining")} | {"details": details}))
     else:
         _print_table(report)
         print(f"wrote {args.out}/model.vzc, compress.json, {', '.join(report['plots'])}")
@@ -79,35 +85,36 @@ def add_commands(commands) -> None:
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--out", required=True, help="directory for model.vzc, compress.json and pictures")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs already in --out")
     p.add_argument("--quiet", action="store_true", help="no retraining progress lines")
     g = p.add_argument_group("pruning (prune, deep)")
-    g.add_argument("--sparsity", type=float, default=defaults.sparsity, help="fraction of each layer's weights removed")
+    g.add_argument("--sparsity", type=argument(float, within("[0, 1)")), default=defaults.sparsity, help="fraction of each layer's weights removed")
     g.add_argument("--layer-sparsity", action="append", metavar="LAYER=FRACTION",
                    help="per-layer override, repeatable (layer names as in `visionzoo info`)")
-    g.add_argument("--iterations", type=int, default=defaults.iterations, help="prune → retrain rounds")
+    g.add_argument("--iterations", type=argument(int, positive), default=defaults.iterations, help="prune → retrain rounds")
     g.add_argument("--sensitivity", action="store_true", help="scan accuracy vs sparsity per layer (sensitivity.png)")
     g = p.add_argument_group("weight sharing and storage (deep, kmeans)")
-    g.add_argument("--conv-bits", type=int, default=defaults.conv_bits, help="log2 k of conv layers")
-    g.add_argument("--fc-bits", type=int, default=defaults.fc_bits, help="log2 k of fully connected layers")
-    g.add_argument("--conv-index-bits", type=int, default=defaults.conv_index_bits, help="relative-index bits, conv")
-    g.add_argument("--fc-index-bits", type=int, default=defaults.fc_index_bits, help="relative-index bits, fc")
+    g.add_argument("--conv-bits", type=argument(int, positive), default=defaults.conv_bits, help="log2 k of conv layers")
+    g.add_argument("--fc-bits", type=argument(int, positive), default=defaults.fc_bits, help="log2 k of fully connected layers")
+    g.add_argument("--conv-index-bits", type=argument(int, positive), default=defaults.conv_index_bits, help="relative-index bits, conv")
+    g.add_argument("--fc-index-bits", type=argument(int, positive), default=defaults.fc_index_bits, help="relative-index bits, fc")
     g.add_argument("--init", choices=INITS, default=defaults.init, help="centroid initialisation")
-    g.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs, help="centroid fine-tuning epochs")
-    g.add_argument("--finetune-lr", type=float, default=defaults.finetune_lr)
+    g.add_argument("--finetune-epochs", type=argument(int, at_least(0)), default=defaults.finetune_epochs, help="centroid fine-tuning epochs")
+    g.add_argument("--finetune-lr", type=argument(float, positive), default=defaults.finetune_lr)
     g.add_argument("--no-huffman", action="store_true", help="fixed-width codes instead of Huffman")
     g = p.add_argument_group("binarize, channels, distill")
     g.add_argument("--mode", choices=("bwn", "xnor"), default=defaults.mode)
-    g.add_argument("--channel-ratio", type=float, default=defaults.channel_ratio,
+    g.add_argument("--channel-ratio", type=argument(float, within("[0, 1)")), default=defaults.channel_ratio,
                    help="fraction of filters removed from each prunable convolution")
     g.add_argument("--student", help="zoo network to distil into (e.g. lenet5)")
-    g.add_argument("--temperature", type=float, default=defaults.temperature)
-    g.add_argument("--alpha", type=float, default=defaults.alpha, help="weight of the soft-target loss")
+    g.add_argument("--temperature", type=argument(float, positive), default=defaults.temperature)
+    g.add_argument("--alpha", type=argument(float, within("[0, 1]")), default=defaults.alpha, help="weight of the soft-target loss")
     g = p.add_argument_group("retraining (the trainer's settings)")
-    g.add_argument("--epochs", type=int, default=retrain.epochs, help="retraining epochs (per pruning round)")
-    g.add_argument("--lr", type=float, default=retrain.lr)
+    g.add_argument("--epochs", type=argument(int, at_least(0)), default=retrain.epochs, help="retraining epochs (per pruning round)")
+    g.add_argument("--lr", type=argument(float, positive), default=retrain.lr)
     g.add_argument("--optimizer", default=retrain.optimizer)
-    g.add_argument("--batch-size", type=int, default=retrain.batch_size)
-    g.add_argument("--train-limit", type=int, help="retrain on a seeded subset of this many images")
+    g.add_argument("--batch-size", type=argument(int, positive), default=retrain.batch_size)
+    g.add_argument("--train-limit", type=argument(int, positive), help="retrain on a seeded subset of this many images")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     g.add_argument("--data-dir")
     g.add_argument("--seed", type=int, default=retrain.seed)

@@ -8,13 +8,14 @@ saliency map made, next to those of a random map.
 from __future__ import annotations
 
 import argparse
-import json
 from functools import cached_property
 from pathlib import Path
 
 import torch
 
 from ..core.errors import UsageError
+from ..core.io import json_text
+from ..core.options import argument, at_least, positive
 
 METHODS = ("filters", "receptive-field", "patches", "occlusion", "cam", "gradcam", "guided", "saliency",
            "neighbours")
@@ -91,15 +92,13 @@ class _Session:
 
 
 def _read_image(path: str, input_size) -> torch.Tensor:
-    from PIL import Image
-    from torchvision.transforms.v2.functional import pil_to_tensor, resize
+    from torchvision.transforms.v2.functional import resize
+
+    from ..data.formats import read_image
     channels, height, width = input_size
-    try:
-        with Image.open(path) as image:
-            pixels = pil_to_tensor(image.convert("RGB" if channels == 3 else "L"))
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--image {path}: cannot read it as an image ({exc})") from None
-    return resize(pixels, [height, width], antialias=True)
+    if not Path(path).is_file():
+        raise UsageError(f"--image {path}: no such file")
+    return resize(read_image(Path(path), channels), [height, width], antialias=True)
 
 
 def _entry(file: str, method: str, caption: str, metrics: dict | None = None) -> dict:
@@ -308,6 +307,14 @@ def _score_random(session) -> None:
 
 
 def run_explain(args) -> int:
+    from ..core.rundir import claim_output
+    # one process at a time, and no temporary file of a killed run left; the pictures of several calls
+    # gather in one index.html by design, so an existing directory is added to, not refused
+    with claim_output(args.out, ()):
+        return _explain(args)
+
+
+def _explain(args) -> int:
     from ..explain.render import add_to_index, save_curves
     methods = _methods(args.method)
     if args.image and args.index_given:
@@ -331,7 +338,7 @@ def run_explain(args) -> int:
     report = {"out": str(session.out), "files": [e["file"] for e in entries] + ["index.html"],
               "metrics": session.scores}
     if args.json:
-        print(json.dumps(report))
+        print(json_text(report))
     else:
         for entry in entries:
             print(f"{session.out / entry['file']}: {entry['caption']}")
@@ -355,18 +362,18 @@ def add_commands(commands) -> None:
     p.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}, or a comma-separated list "
                                                    "(e.g. occlusion,cam,gradcam,guided,saliency --metric)")
     p.add_argument("--image", metavar="PATH", help="explain this image file (resized to the network's input)")
-    p.add_argument("--index", type=int, default=0, action=_IndexAction, metavar="I",
+    p.add_argument("--index", type=argument(int, at_least(0)), default=0, action=_IndexAction, metavar="I",
                    help="explain this image of --split (default 0)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"),
                    help="split of --index and of the top-activating patches (default test)")
-    p.add_argument("--class", dest="target_class", type=int, metavar="K", help="class to explain (default: the predicted one)")
+    p.add_argument("--class", dest="target_class", type=argument(int, at_least(0)), metavar="K", help="class to explain (default: the predicted one)")
     p.add_argument("--layer", metavar="NAME", help="module name (default: the last Conv2d; the first for filters)")
     p.add_argument("--unit", type=int, nargs=2, metavar=("ROW", "COL"),
                    help="receptive-field: the unit of --layer to draw (default: the centre of each map)")
     p.add_argument("--channel", type=int, action="append", metavar="C", help="channel for patches, repeatable (default 0..7)")
-    p.add_argument("--occluder", type=int, metavar="SIDE", help="side of the grey occluding square (default a quarter of the image)")
+    p.add_argument("--occluder", type=argument(int, positive), metavar="SIDE", help="side of the grey occluding square (default a quarter of the image)")
     p.add_argument("--metric", action="store_true", help="deletion / insertion AUC of every saliency map")
-    p.add_argument("--limit", type=int, default=10000, metavar="N",
+    p.add_argument("--limit", type=argument(int, positive), default=10000, metavar="N",
                    help="images searched for patches and neighbours (default 10000)")
     p.add_argument("--data-dir")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -1,7 +1,8 @@
 """`visionzoo models` (the zoo against its papers) and `visionzoo info` (per-layer table)."""
 from __future__ import annotations
 
-import json
+from ..core.io import json_text
+from ..core.options import argument, positive
 
 
 def _fmt(n, unit=""):
@@ -28,7 +29,7 @@ def run_models(args) -> int:
     if args.json:
         for card in cards:
             card["match"], card["verdict"] = verify_card(card)
-        print(json.dumps(cards, indent=2))
+        print(json_text(cards, indent=2))
         return 1 if args.verify and not all(c["match"] for c in cards) else 0
     header = f"{'name':<24} {'family':<12} {'year':>4} {'params':>9} {'paper':>7} {'MACs':>9} {'paper':>7}  match"
     print(header)
@@ -85,7 +86,7 @@ def add_commands(commands) -> None:
     p.set_defaults(run=run_models)
     p = commands.add_parser("info", help="per-layer table of one network: output shape, params, MACs")
     p.add_argument("name")
-    p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"))
+    p.add_argument("--input-size", type=argument(int, positive), nargs=3, metavar=("C", "H", "W"))
     p.add_argument("--num-classes", type=int)
     p.add_argument("--depth", type=int, default=2, help="module nesting depth to show (default 2)")
     p.add_argument("--receptive-field", action="store_true",

@@ -24,6 +24,7 @@ def add_commands(commands) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the training runs an interrupted (or earlier) run left in --out: runs with "
                              "the same settings go on from their last checkpoint, finished ones are reused")
+    parser.add_argument("--overwrite", action="store_true", help="replace the outputs already in --out")
     parser.set_defaults(run=run)
 
 
@@ -39,7 +40,11 @@ def run(args) -> int:
         raise UsageError("reproduce: give an experiment NAME or --list")
     exp = get_experiment(args.name)
     out = args.out or f"reproduce/{exp.name}"
-    results = reproduce(exp, args.budget, out, args.seed, args.resume)
+    from ..core.rundir import claim_output
+    # its training runs (runs/) are kept by --resume, replaced by --overwrite
+    with claim_output(out, ("results.json", "report.md", "report.html", "runs"), overwrite=args.overwrite,
+                      resume=args.resume):
+        results = reproduce(exp, args.budget, out, args.seed, args.resume)
     print(f"{exp.name} ({args.budget}, {results['seconds']:.1f} s): {results['verdict']} — {results['result']}")
     print(f"report: {out}/report.md")
     return 0

@@ -40,9 +40,9 @@ def run_train(args) -> int:
         _refuse_changes_on_resume(fields, args.resume)
     try:
         train(TrainConfig(**fields), resume=args.resume)
-    except Interrupted:
+    except Interrupted as stop:
         print(f"interrupted: checkpoint saved in {args.out or args.resume}; continue with --resume", file=sys.stderr)
-        return 130
+        return 128 + int(stop.signum)   # 130 for Ctrl-C, 143 for SIGTERM, as the shell reports them
     except NonFiniteLoss as exc:
         where = args.out or args.resume
         kept = (f"the last good checkpoint is kept in {where}" if where and (Path(where) / "checkpoint.pt").exists()

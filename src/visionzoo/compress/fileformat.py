@@ -6,8 +6,11 @@ float32 values (`quantize.py`), and both streams are Huffman-coded (`huffman.py`
 layers (XNOR-Net, Rastegari et al. ECCV 2016, Sec. 3.1) store one sign bit per weight and one
 float32 α per output filter.
 
-Layout: b"VZC1", a little-endian u32 header length, the zlib-compressed JSON header, then the
-payload. The header holds the checkpoint's `model.json` description (name, kwargs, classes,
+Layout: b"VZC2", the SHA-256 digest of everything after it, a little-endian u64 total file
+length, a u32 header length, the zlib-compressed JSON header, then the payload. A flipped bit
+anywhere fails the digest, a cut file fails the length first (reported as truncation), and every
+size the header declares is checked against the file's own length and `MAX_ELEMENTS` before
+anything is allocated or decoded. The header holds the checkpoint's `model.json` description (name, kwargs, classes,
 normalisation, data), the architecture changes to replay after `create_model` (binarisation,
 removed channels), and one descriptor per state_dict tensor: shape, dtype, encoding, the byte
 length of each of its payload parts and the code lengths of its Huffman tables.
@@ -23,7 +26,9 @@ Decoding any of them gives back the tensor bit for bit.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -33,13 +38,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.errors import UsageError
+from ..core.errors import DataError, UsageError
 from ..core.io import write_bytes
 from ..weights import model_from_meta, register_checkpoint_reader
 from . import huffman
 from .sparse import RelativeCSR, from_relative_csr, relative_csr
 
-MAGIC = b"VZC1"
+MAGIC = b"VZC2"
+_PREAMBLE = struct.Struct("<4s32sQI")   # magic, SHA-256 of the rest, file length, header length
+_DIGESTED_FROM = 36           # the digest covers every byte after itself
+MAX_ELEMENTS = 1 << 28        # elements of one tensor (1 GiB of float32; VGG's fc6 has 2^26.6)
+MAX_TOTAL_ELEMENTS = 1 << 30  # elements of the whole decoded state_dict
+MAX_HEADER_BYTES = 64 << 20   # the decompressed JSON header
+MAX_SYMBOL_BITS = 16          # code and index widths: alphabets of at most 2^16 symbols
+KINDS = ("raw", "sparse", "shared", "binary")
 
 
 @dataclass
@@ -185,30 +197,142 @@ def save_compressed(path, model: nn.Module, meta: dict, codings: dict[str, Layer
         descriptors.append(_encode(writer, name, tensor, coding or LayerCoding()))
     header = zlib.compress(json.dumps({"meta": meta, "transforms": transforms or [],
                                        "tensors": descriptors}, separators=(",", ":")).encode(), 9)
-    blob = MAGIC + struct.pack("<I", len(header)) + header + b"".join(writer.parts)
-    write_bytes(path, blob)
+    body = header + b"".join(writer.parts)
+    length = _PREAMBLE.size + len(body)
+    checked = struct.pack("<QI", length, len(header)) + body
+    write_bytes(path, MAGIC + hashlib.sha256(checked).digest() + checked)
     for descriptor in descriptors:
         descriptor["bytes"] = sum(descriptor["parts"].values())
     return descriptors
 
 
+def _corrupt(path, what: str) -> DataError:
+    return DataError(f"{path}: {what}; the file is corrupt, write it again with `visionzoo compress`")
+
+
+def _verified_body(path, data: bytes) -> tuple[bytes, bytes]:
+    """The header (decompressed, bounded) and the payload of a `.vzc` file whose length and digest hold."""
+    if data[:4] != MAGIC:
+        if data[:4] == b"VZC1":
+            raise DataError(f"{path}: written by an older visionzoo without a checksum; compress the model again")
+        raise DataError(f"{path}: not a visionzoo compressed model (bad magic)")
+    if len(data) < _PREAMBLE.size:
+        raise DataError(f"{path}: truncated ({len(data)} bytes, shorter than the file's preamble)")
+    _, digest, length, header_length = _PREAMBLE.unpack_from(data)
+    if len(data) != length:
+        what = "truncated" if len(data) < length else "longer than written"
+        raise DataError(f"{path}: {what} ({len(data)} of the {length} bytes it declares)")
+    if hashlib.sha256(data[_DIGESTED_FROM:]).digest() != digest:
+        raise _corrupt(path, "checksum mismatch")
+    if _PREAMBLE.size + header_length > length:
+        raise _corrupt(path, "header longer than the file")
+    inflate = zlib.decompressobj()
+    try:
+        header = inflate.decompress(data[_PREAMBLE.size:_PREAMBLE.size + header_length], MAX_HEADER_BYTES)
+    except zlib.error as exc:
+        raise _corrupt(path, f"header does not decompress ({exc})") from None
+    if inflate.unconsumed_tail:
+        raise _corrupt(path, f"header inflates beyond {MAX_HEADER_BYTES >> 20} MB")
+    return header, data[_PREAMBLE.size + header_length:]
+
+
+def _count(value, ceiling: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= ceiling:
+        raise ValueError(f"{what} {value!r} is not a count in 0..{ceiling}")
+    return value
+
+
+def _check_stream(descriptor: dict, key: str, bits: int, most: int) -> None:
+    """A symbol stream: at most `most` symbols, each taking at least one bit (Huffman) or `bits` bits of its part."""
+    name, count = descriptor["name"], _count(descriptor.get(f"{key}_count"), most, f"{descriptor['name']}: {key}_count")
+    lengths = descriptor.get(f"{key}_lengths")
+    if lengths is None:
+        width = bits
+    else:
+        if not isinstance(lengths, list) or len(lengths) > 1 << bits:
+            raise ValueError(f"{name}: a Huffman table of more than 2^{bits} symbols")
+        for length in lengths:
+            _count(length, huffman.MAX_CODE_BITS, f"{name}: Huffman code length")
+        if sum(2.0 ** -length for length in lengths if length) > 1:
+            raise ValueError(f"{name}: Huffman code lengths that no prefix code has")
+        width = 1
+    if count * width > 8 * _part(descriptor, key):
+        raise ValueError(f"{name}: {count} symbols do not fit the {_part(descriptor, key)} bytes of its {key}")
+
+
+def _part(descriptor: dict, key: str) -> int:
+    if key not in descriptor["parts"]:
+        raise ValueError(f"{descriptor['name']}: no {key} part")
+    return descriptor["parts"][key]
+
+
+def _check_descriptor(descriptor: dict, payload_left: int) -> int:
+    """Raise ValueError unless every size `descriptor` declares is sane and fits the bytes left; its element count."""
+    if not isinstance(descriptor, dict) or not isinstance(descriptor.get("name"), str):
+        raise ValueError("a tensor descriptor without a name")
+    name, shape = descriptor["name"], descriptor.get("shape")
+    if not isinstance(shape, list) or len(shape) > 8:
+        raise ValueError(f"{name}: shape {shape!r} is not a list of at most 8 sizes")
+    numel = math.prod(_count(size, MAX_ELEMENTS, f"{name}: size") for size in shape)
+    _count(numel, MAX_ELEMENTS, f"{name}: element count")
+    parts = descriptor.get("parts")
+    if not isinstance(parts, dict):
+        raise ValueError(f"{name}: no part sizes")
+    total = sum(_count(size, payload_left, f"{name}: part {key}") for key, size in parts.items())
+    if total > payload_left:
+        raise ValueError(f"{name}: its parts ({total} bytes) run past the end of the file")
+    kind = descriptor.get("kind")
+    if kind == "raw":
+        dtype = getattr(torch, str(descriptor.get("dtype")), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"{name}: unknown dtype {descriptor.get('dtype')!r}")
+        if _part(descriptor, "data") != numel * dtype.itemsize:
+            raise ValueError(f"{name}: {_part(descriptor, 'data')} bytes for {numel} {dtype} values")
+        return numel
+    if kind not in KINDS or not shape:
+        raise ValueError(f"{name}: storage kind {kind!r} of a tensor of shape {shape}")
+    rows = shape[0]
+    if kind == "binary":
+        if _part(descriptor, "alpha") != 4 * rows or _part(descriptor, "signs") != -(-numel // 8):
+            raise ValueError(f"{name}: binary parts of the wrong size for shape {shape}")
+        return numel
+    if descriptor.get("sparse") or kind == "sparse":
+        index_bits = _count(descriptor.get("index_bits"), MAX_SYMBOL_BITS, f"{name}: index_bits")
+        row_bits = _count(descriptor.get("row_bits"), 32, f"{name}: row_bits")
+        if rows * row_bits > 8 * _part(descriptor, "rows"):
+            raise ValueError(f"{name}: {rows} row counts do not fit its rows part")
+        _check_stream(descriptor, "gaps", index_bits, numel)
+    if kind == "sparse":
+        if 4 * descriptor["gaps_count"] != _part(descriptor, "values"):
+            raise ValueError(f"{name}: {descriptor['gaps_count']} entries but {_part(descriptor, 'values')} value bytes")
+    else:
+        bits = _count(descriptor.get("bits"), MAX_SYMBOL_BITS, f"{name}: bits")
+        if _part(descriptor, "codebook") > 4 << bits:
+            raise ValueError(f"{name}: a codebook of more than 2^{bits} values")
+        _check_stream(descriptor, "codes", bits, numel)
+    return numel
+
+
 def read_compressed(path) -> tuple[dict, dict[str, torch.Tensor]]:
     """The header and the decoded state_dict of a `.vzc` file."""
     data = Path(path).read_bytes()
+    header_bytes, payload = _verified_body(path, data)
     try:
-        if data[:4] != MAGIC:
-            raise ValueError("not a visionzoo compressed model (bad magic)")
-        (length,) = struct.unpack("<I", data[4:8])
-        header = json.loads(zlib.decompress(data[8:8 + length]))
-        offset, state = 8 + length, {}
+        header = json.loads(header_bytes)
+        if not isinstance(header, dict) or not isinstance(header.get("tensors"), list):
+            raise ValueError("the header lists no tensors")
+        offset, elements, state = 0, 0, {}
         for descriptor in header["tensors"]:
+            elements += _check_descriptor(descriptor, len(payload) - offset)
+            if elements > MAX_TOTAL_ELEMENTS:
+                raise ValueError(f"more than {MAX_TOTAL_ELEMENTS} elements in all")
             parts = {}
             for key, size in descriptor["parts"].items():
-                parts[key] = data[offset:offset + size]
+                parts[key] = payload[offset:offset + size]
                 offset += size
             state[descriptor["name"]] = _decode(descriptor, parts)
-    except (ValueError, KeyError, struct.error, zlib.error) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError, struct.error) as exc:
+        raise _corrupt(path, f"inconsistent contents ({exc})") from None
     return header, state
 
 
@@ -234,13 +358,13 @@ def load_compressed(path) -> tuple[nn.Module, dict]:
     if not path.exists():
         raise UsageError(f"{path} does not exist; give a .vzc file or the directory `visionzoo compress` wrote")
     header, state = read_compressed(path)
-    meta = header["meta"]
+    meta = header.get("meta")
+    model = model_from_meta(meta, where=str(path))
     try:
-        model = model_from_meta(meta)
-    except (KeyError, TypeError) as exc:
-        raise UsageError(f"{path}: not a visionzoo model description ({exc})") from None
-    replay(model, header["transforms"])
-    model.load_state_dict(state)
+        replay(model, header.get("transforms", []))
+        model.load_state_dict(state)
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise DataError(f"{path}: its tensors do not fit the network it names ({str(exc).splitlines()[0]})") from None
     model.eval()
     return model, meta
 

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+
+from .errors import DataError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -35,11 +40,27 @@ def write_atomic(path: Path, write) -> None:
         os.close(directory)
 
 
+def strict_json(obj):
+    """`obj` with every NaN or infinite float replaced by None: JSON has no NaN, and a reader of
+    `--json` output or of our files (jq, JavaScript, Python's strict mode) refuses Python's `NaN`."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: strict_json(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(value) for value in obj]
+    return obj
+
+
+def json_text(obj, **dumps_options) -> str:
+    """Standard JSON text of `obj`; NaN and ±inf become null (see `strict_json`)."""
+    return json.dumps(strict_json(obj), allow_nan=False, **dumps_options)
+
+
 def write_json(path, obj) -> None:
     def write(tmp):
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
+            f.write(json_text(obj, indent=2) + "\n")
     write_atomic(path, write)
 
 
@@ -61,4 +82,23 @@ def write_torch(path, obj) -> None:
 
 
 def read_torch(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A file written by `write_torch`, loaded without unpickling anything but tensors and plain containers.
+
+    Raises DataError in one line: truncated (no zip directory at its end), refused (it holds other
+    Python objects; torch's advice to load it with weights_only=False is not passed on) or corrupt.
+    """
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: truncated, or not a file written by visionzoo (no zip directory at its end)")
+    return torch_load_refusing_pickles(path)
+
+
+def torch_load_refusing_pickles(path):
+    """`torch.load(weights_only=True)` whose failures are one line naming `path`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise DataError(f"{path}: holds Python objects other than tensors; refused, as nothing but weights "
+                        "is ever unpickled") from None
+    except (RuntimeError, EOFError, ValueError, KeyError, zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{path}: corrupt ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None

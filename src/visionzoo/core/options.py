@@ -15,6 +15,7 @@ import argparse
 import copy
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -155,6 +156,8 @@ def check_options(config) -> None:
             value, spec = getattr(config, field.name), declared(field)
             if value is None:
                 continue
+            if _non_finite(value):  # NaN or ±inf is no setting of any option (--lr inf trains to all-NaN weights)
+                raise UsageError(f"{flag_of(field)} {value!r}: must be a finite number")
             if spec.choices is not None and value not in spec.choices:
                 raise UsageError(f"{flag_of(field)} {value!r}: choose one of {', '.join(map(str, spec.choices))}")
             problem = spec.check(value) if spec.check else None
@@ -163,6 +166,32 @@ def check_options(config) -> None:
     for cls in reversed(type(config).__mro__):
         if "check_combination" in vars(cls):
             vars(cls)["check_combination"](config)
+
+
+def _non_finite(value) -> bool:
+    """A float, or a list / dict holding one, that is NaN or infinite."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(item) for item in value)
+    if isinstance(value, dict):
+        return any(_non_finite(item) for item in value.values())
+    return False
+
+
+def argument(kind: type, check: Check) -> Callable[[str], Any]:
+    """An argparse `type=` for options outside the option groups: `kind(text)`, finite, passing `check`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        problem = "must be a finite number" if _non_finite(value) else check(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text}: {problem}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 # Checks for `option(check=...)`.

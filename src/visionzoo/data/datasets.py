@@ -58,15 +58,10 @@ class FolderSplit:
                            self.image_size, self.channels)
 
     def fetch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from PIL import Image
-        from torchvision.transforms.v2.functional import pil_to_tensor, resize
+        from torchvision.transforms.v2.functional import resize
         images = []
         for i in index.tolist():
-            try:
-                with Image.open(self.files[i]) as image:
-                    pixels = pil_to_tensor(image.convert("RGB" if self.channels == 3 else "L"))
-            except Exception as exc:
-                raise DataError(f"{self.files[i]}: cannot decode image ({exc})") from None
+            pixels = formats.read_image(self.files[i], self.channels)
             images.append(resize(pixels, [self.image_size, self.image_size], antialias=True))
         return torch.stack(images), self.labels[index]
 
@@ -250,12 +245,24 @@ def _folder_split(path: Path, image_size: int):
     classes = sorted(p.name for p in base.iterdir() if p.is_dir())
     if not classes:
         raise UsageError(f"{base}: no class sub-folders (expected {base}/CLASS/IMAGE.png)")
+    for cls in classes:
+        if not cls.isprintable():   # a newline would break class lists, model.json readers, confusion plots
+            raise DataError(f"{base / cls!r}: a class folder whose name holds a newline or control character; "
+                            "rename it")
+    for name, tree in trees.items():
+        unknown = sorted({p.name for p in tree.iterdir() if p.is_dir()} - set(classes))
+        if unknown:
+            raise DataError(f"{tree}: classes {', '.join(unknown[:3])} are not in {base}; a network cannot learn "
+                            "them (add their training images, or remove them)")
+    inside = root.resolve()
 
     def collect(tree: Path):
         files, labels = [], []
         for label, cls in enumerate(classes):
             for f in sorted((tree / cls).glob("*")) if (tree / cls).is_dir() else []:
                 if f.suffix.lower() in IMAGE_SUFFIXES:
+                    if not f.resolve().is_relative_to(inside):
+                        raise DataError(f"{f}: a link to {f.resolve()}, outside {root}; copy the image in instead")
                     files.append(f)
                     labels.append(label)
         if not files:
@@ -279,6 +286,8 @@ def load_data(spec: str = "fashion-mnist", *, data_dir=None, download: bool = Fa
         if "val" not in splits:
             train, splits["val"] = _carve(train, _val_count(len(train), val_size), seed)
         bundle = DataBundle(spec, train, splits["val"], splits["test"], classes)
+        for split in splits.values():   # a corrupt image is found now, named, not after hours of training
+            formats.check_images(split.files, split.channels)
     else:
         if spec not in _LOADERS:
             raise UsageError(f"unknown data set {spec!r}; choose one of {', '.join(DATA_SPECS)}")

@@ -3,51 +3,104 @@
 IDX (MNIST family; LeCun's format: magic 0x00000803 images / 0x00000801 labels, big-endian
 sizes), CIFAR python batches (pickles parsed with an allow-list that admits only NumPy array
 reconstruction, so no arbitrary object is ever created), SVHN .mat (MATLAB v5, via SciPy).
-Every problem raises `DataError` naming the file.
+Every problem raises `DataError` naming the file. Every size a file declares is checked against
+the file's own length and a ceiling (`MAX_IDX_BYTES`, PIL's `MAX_IMAGE_PIXELS`) before anything of
+that size is allocated or decompressed.
 """
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import struct
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..core.errors import DataError
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot read ({exc}); delete it and fetch it again") from None
+MAX_IDX_BYTES = 4 << 30   # an IDX payload (EMNIST's largest is 0.55 GB)
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _cannot_read(path: Path, exc: Exception) -> DataError:
+    return DataError(f"{path}: cannot read ({exc or type(exc).__name__}); delete it and fetch it again")
 
 
 def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
-    """An IDX file as an array; checks the magic number, rank and payload length."""
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
-    ndim = data[3]
-    if ndim != expected_ndim:
-        raise DataError(f"{path}: IDX file of rank {ndim}, expected {expected_ndim} "
-                        f"({'images' if expected_ndim == 3 else 'labels'})")
-    if len(data) < 4 + 4 * ndim:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    payload = data[4 + 4 * ndim:]
-    expected = int(np.prod(shape)) * dtype.itemsize
+    """An IDX file as an array; checks the magic number, rank, element type (uint8 images, integer
+    labels) and payload length, the length before reading (a .gz is inflated only that far)."""
+    try:
+        with _open(path) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+                raise DataError(f"{path}: not an IDX file (bad magic number {head.hex() or 'empty'})")
+            ndim = head[3]
+            if ndim != expected_ndim:
+                raise DataError(f"{path}: IDX file of rank {ndim}, expected {expected_ndim} "
+                                f"({'images' if expected_ndim == 3 else 'labels'})")
+            dtype = np.dtype(_IDX_DTYPES[head[2]])
+            if expected_ndim == 3 and dtype != np.uint8:
+                raise DataError(f"{path}: IDX images of type {dtype}; visionzoo reads 8-bit images (type 0x08)")
+            if dtype.kind not in "iu":
+                raise DataError(f"{path}: IDX labels of type {dtype}; labels must be integers")
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            shape = struct.unpack(f">{ndim}I", dims)
+            expected = math.prod(shape) * dtype.itemsize   # Python integers: no overflow
+            if expected > MAX_IDX_BYTES:
+                raise DataError(f"{path}: the IDX header promises {expected:,} bytes ({shape}), above the "
+                                f"{MAX_IDX_BYTES:,} this reader accepts (corrupt file)")
+            if path.suffix != ".gz" and path.stat().st_size != 4 + 4 * ndim + expected:
+                raise DataError(f"{path}: IDX payload has {path.stat().st_size - 4 - 4 * ndim} bytes, the header "
+                                f"promises {expected} (truncated or corrupt file)")
+            payload = f.read(expected + 1)   # one byte more tells a longer file
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _cannot_read(path, exc) from None
     if len(payload) != expected:
-        raise DataError(f"{path}: IDX payload has {len(payload)} bytes, the header promises "
-                        f"{expected} (truncated or corrupt file)")
+        raise DataError(f"{path}: IDX payload has {len(payload)}{'+' if len(payload) > expected else ''} bytes, "
+                        f"the header promises {expected} (truncated or corrupt file)")
     return np.frombuffer(payload, dtype=dtype).reshape(shape)
+
+
+def read_image(path: Path, channels: int) -> torch.Tensor:
+    """An image file as uint8 (channels, H, W): 1 (grey) or 3 (RGB) channels; 16-bit images scaled to 8 bits
+    (not clipped at 255). An image of more pixels than PIL's `MAX_IMAGE_PIXELS` (a decompression bomb)
+    is refused before it is decoded."""
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > (Image.MAX_IMAGE_PIXELS or math.inf):
+                    raise DataError(f"{path}: {image.width}×{image.height} pixels, above PIL's limit of "
+                                    f"{Image.MAX_IMAGE_PIXELS:,} (a decompression bomb?)")
+                if image.mode in ("I;16", "I;16B", "I;16L", "I", "I;16N"):
+                    # 16-bit grey: scale 0..65535 to 0..255 (PIL's convert("L") clips at 255)
+                    wide = np.asarray(image, dtype=np.int64)
+                    grey = Image.fromarray((wide.clip(0, 65535) >> 8).astype(np.uint8), "L")
+                    image = grey.convert("RGB") if channels == 3 else grey
+                else:
+                    image = image.convert("RGB" if channels == 3 else "L")
+                pixels = np.array(image, dtype=np.uint8)
+    except DataError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: {exc}") from None
+    except Exception as exc:
+        raise DataError(f"{path}: cannot decode image ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    tensor = torch.from_numpy(pixels)
+    return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
@@ -115,3 +168,9 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if len(y) and (y.min() < 1 or y.max() > 10):
         raise DataError(f"{path}: SVHN labels must lie in 1..10")
     return np.ascontiguousarray(x.transpose(3, 2, 0, 1)), y % 10
+
+
+def check_images(files, channels: int) -> None:
+    """Decode every image of a folder split once (DataError naming the first that fails)."""
+    for path in files:
+        read_image(path, channels)

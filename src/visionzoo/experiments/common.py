@@ -107,7 +107,8 @@ def train_registered(ctx: Context, model: str, run_name: str, **settings):
     spec = data_spec(ctx)
     cfg = TrainConfig(model=model, data=spec, quiet=True, seed=ctx.seed, crop=0, flip=False, label_smoothing=0.0,
                       amp=trainer_amp(ctx), val_size=ctx.pick(64, 5000, 5000),
-                      out=None if ctx.budget == "smoke" else str(ctx.out / "runs" / run_name))
+                      out=None if ctx.budget == "smoke" else str(ctx.out / "runs" / run_name),
+                      overwrite=True)   # the experiment's own directory is claimed by `visionzoo reproduce`
     cfg = dataclasses.replace(cfg, **settings)
     trainer = Trainer(cfg, resume=cfg.out if ctx.resume and _same_run(cfg) else None)
     return trainer.run(), trainer
@@ -119,7 +120,7 @@ def _same_run(cfg) -> bool:
         return False
     saved = json.loads((Path(cfg.out) / "config.json").read_text())
     wanted = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    return all(saved.get(key) == value for key, value in wanted.items() if key not in ("out", "quiet"))
+    return all(saved.get(key) == value for key, value in wanted.items() if key not in ("out", "quiet", "overwrite"))
 
 
 def save_figure(fig, ctx: Context, name: str) -> str:
