@@ -3,9 +3,9 @@ evaluated on a split, with test-time augmentation; several checkpoints form an e
 averages their softmax outputs. Reports top-1/top-5 accuracy and error, loss, per-class accuracy."""
 from __future__ import annotations
 
-import json
-
 from ..core.errors import UsageError
+from ..core.io import json_text
+from ..core.options import argument, positive
 
 
 def run_eval(args) -> int:
@@ -15,10 +15,17 @@ def run_eval(args) -> int:
     from ..data.datasets import load_data
     from ..data.loader import Normalizer
     from ..tasks.classification import evaluate
-    from ..weights import load_checkpoint
+    from ..weights import check_data_fits, load_checkpoint
     device = resolve_device(args.device)
     loaded = [load_checkpoint(path) for path in args.checkpoint]
     meta = loaded[0][1]
+    if meta.get("task", "classification") == "segmentation":
+        if len(loaded) > 1:
+            raise UsageError("ensembles are for classifiers; evaluate one segmentation run at a time")
+        if args.tta != "none":
+            raise UsageError("--tta is for classifiers; a segmentation run is evaluated on the plain images")
+        from .segment_cmd import run_segmentation_eval
+        return run_segmentation_eval(args, *loaded[0])
     for path, (_, other) in zip(args.checkpoint[1:], loaded[1:]):
         if other.get("classes") != meta.get("classes") or other.get("input_size") != meta.get("input_size"):
             raise UsageError(f"{path}: its classes or input size differ from {args.checkpoint[0]}'s; "
@@ -28,18 +35,22 @@ def run_eval(args) -> int:
     models = [model.to(device, memory_format=fmt) for model, _ in loaded]
     normalizers = [Normalizer(m["mean"], m["std"]) for _, m in loaded]
     data = load_data(args.data or meta["data"], data_dir=args.data_dir, **dict(meta.get("data_args", {})))
+    check_data_fits(meta, data, args.data or meta["data"])
     classes = meta.get("classes") or data.classes
+    batch_size = args.batch_size or meta.get("eval", {}).get("batch_size", 500)
+    if args.bn_recalibrate:
+        recalibrate(models, normalizers, data.train, batch_size, seed=meta.get("data_args", {}).get("seed", 0),
+                    device=device, channels_last=channels_last)
     result = evaluate(models, data.split(args.split), normalizers, tta=args.tta,
-                      batch_size=args.batch_size or meta.get("eval", {}).get("batch_size", 500),
-                      device=device, channels_last=channels_last, num_classes=len(classes))
+                      batch_size=batch_size, device=device, channels_last=channels_last, num_classes=len(classes))
     per_class = dict(zip(classes, result.pop("per_class_top1")))
     result.pop("confusion")
     names = [m["name"] for _, m in loaded]
     result = {"split": args.split, **result, "top1_error": 1 - result["top1"], "top5_error": 1 - result["top5"],
               "per_class_top1": per_class, "tta": args.tta, "models": names, "model": names[0],
-              "data": args.data or meta["data"]}
+              "data": args.data or meta["data"], "bn_recalibrated": args.bn_recalibrate}
     if args.json:
-        print(json.dumps(result))
+        print(json_text(result))
         return 0
     what = names[0] if len(names) == 1 else f"ensemble of {len(names)} ({', '.join(names)})"
     print(f"{what} on {result['data']} {args.split} ({result['n']} images, tta {args.tta}): "
@@ -49,6 +60,15 @@ def run_eval(args) -> int:
     for name, accuracy in per_class.items():
         print(f"  {name:<{width}}  {accuracy:.4f}")
     return 0
+
+
+def recalibrate(models, normalizers, train, batch_size: int, *, seed: int, device, channels_last: bool) -> None:
+    """BN's population statistics over the (unaugmented) training split, for every network (Alg. 2)."""
+    from ..data.loader import train_batches
+    from ..layers.batchnorm import recalibrate_batchnorm
+    for model, normalizer in zip(models, normalizers):
+        batches = train_batches(train, batch_size, seed=seed, epoch=0, device=device)  # equal m: last partial dropped
+        recalibrate_batchnorm(model, (normalizer(images, channels_last) for images, _ in batches))
 
 
 def add_commands(commands) -> None:
@@ -63,7 +83,10 @@ def add_commands(commands) -> None:
     p.add_argument("--tta", default="none", choices=TTA_MODES + tuple(TTA_ALIASES),
                    help="test-time augmentation: flip (+mirror), tencrop = multicrop (corners, centre, mirrors), "
                         "multiscale (rescaled inputs, dense evaluation where the network has it)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=argument(int, positive))
+    p.add_argument("--bn-recalibrate", action="store_true",
+                   help="first set every BN's running statistics to the training split's population estimates "
+                        "(one pass: μ = E[μ_B], σ² = m/(m−1)·E[σ²_B], Ioffe & Szegedy Alg. 2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(run=run_eval)

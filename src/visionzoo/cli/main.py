@@ -1,4 +1,4 @@
-"""`visionzoo` / `python -m visionzoo`: models, info, train, eval, bench, attack, compress, explain, reproduce.
+"""`visionzoo` / `python -m visionzoo`: models, info, train, eval, segment, bench, attack, compress, explain, reproduce.
 
 Exit status: 0 success; 2 bad usage or bad input (one line on stderr); 1 any other failure
 (`--debug` shows the traceback); 130 interrupted by Ctrl-C after saving a checkpoint.
@@ -10,7 +10,17 @@ import sys
 import traceback
 
 from ..core.errors import UsageError
-from . import attack_cmd, bench_cmd, compress_cmd, evaluate_cmd, explain_cmd, models_cmd, reproduce_cmd, train_cmd
+from . import (
+    attack_cmd,
+    bench_cmd,
+    compress_cmd,
+    evaluate_cmd,
+    explain_cmd,
+    models_cmd,
+    reproduce_cmd,
+    segment_cmd,
+    train_cmd,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (models_cmd, train_cmd, evaluate_cmd, bench_cmd, attack_cmd, compress_cmd, explain_cmd,
-                   reproduce_cmd):
+    for module in (models_cmd, train_cmd, evaluate_cmd, segment_cmd, bench_cmd, attack_cmd, compress_cmd,
+                   explain_cmd, reproduce_cmd):
         module.add_commands(commands)
     return parser
 

@@ -226,6 +226,17 @@ def _carve(split, count: int, seed: int):
     return split.take(order[count:]), split.take(order[:count])
 
 
+def fill_splits(splits: dict, val_size: float | int, seed: int) -> dict:
+    """A tree's splits completed: a missing test split is a fifth of train (seed 0, fixed), a missing
+    validation split is carved from what remains with the run's seed."""
+    train = splits["train"]
+    if "test" not in splits:
+        train, splits["test"] = _carve(train, max(1, len(train) // 5), 0)
+    if "val" not in splits:
+        train, splits["val"] = _carve(train, _val_count(len(train), val_size), seed)
+    return {**splits, "train": train}
+
+
 def _channel_stats(split, limit: int = 10000) -> tuple[list[float], list[float]]:
     n = min(len(split), limit)
     images, _ = split.fetch(torch.arange(n))
@@ -280,12 +291,8 @@ def load_data(spec: str = "fashion-mnist", *, data_dir=None, download: bool = Fa
     """
     if spec.startswith("folder:"):
         splits, classes = _folder_split(Path(spec[len("folder:"):]).expanduser(), image_size or 64)
-        train = splits["train"]
-        if "test" not in splits:
-            train, splits["test"] = _carve(train, max(1, len(train) // 5), 0)
-        if "val" not in splits:
-            train, splits["val"] = _carve(train, _val_count(len(train), val_size), seed)
-        bundle = DataBundle(spec, train, splits["val"], splits["test"], classes)
+        splits = fill_splits(splits, val_size, seed)
+        bundle = DataBundle(spec, splits["train"], splits["val"], splits["test"], classes)
         for split in splits.values():   # a corrupt image is found now, named, not after hours of training
             formats.check_images(split.files, split.channels)
     else:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..core.errors import DataError, UsageError
 from .augment import _integers, _uniform, _windows
 from .cells import cells_splits
-from .datasets import IMAGE_SUFFIXES, DataBundle, TensorSplit, _carve, _channel_stats, _load_idx_set, _val_count
+from .datasets import IMAGE_SUFFIXES, DataBundle, TensorSplit, _channel_stats, _load_idx_set, fill_splits
 
 IGNORE_INDEX = 255
 SEGMENTATION_DATA = ("lv-phantom", "fmnist-masks", "cells", "seg-folder:PATH")
@@ -390,12 +390,8 @@ def load_segmentation_data(spec: str, *, data_dir=None, download: bool = False, 
                   "test": TensorSplit(resize_images(x_test, image_size), resize_masks(y_test, image_size))}
     else:
         raise UsageError(f"unknown segmentation data set {spec!r}; choose one of {', '.join(SEGMENTATION_DATA)}")
-    train = splits["train"]
-    if "test" not in splits:
-        train, splits["test"] = _carve(train, max(1, len(train) // 5), 0)
-    if "val" not in splits:
-        train, splits["val"] = _carve(train, _val_count(len(train), val_size), seed)
-    bundle = DataBundle(spec, train, splits["val"], splits["test"], classes)
+    splits = fill_splits(splits, val_size, seed)
+    bundle = DataBundle(spec, splits["train"], splits["val"], splits["test"], classes)
     bundle.mean, bundle.std = _channel_stats(bundle.train)
     return bundle
 

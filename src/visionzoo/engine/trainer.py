@@ -36,11 +36,14 @@ from ..core.errors import UsageError
 from ..core.io import read_torch, write_json, write_safetensors, write_text, write_torch
 from ..core.options import at_least, check_options, option, option_group, positive, within
 from ..core.profile import count_macs, count_params
+from ..core.rundir import claim_output, no_space
 from ..core.runtime import bf16_supported, resolve_device, seed_everything
 from ..data.loader import steps_per_epoch
+from ..layers.batchnorm import recalibrate_batchnorm, running_batch_norms
 from ..tasks.adversarial import AdversarialOptions
 from ..tasks.classification import ClassificationOptions, ClassificationTask
 from ..tasks.distillation import DistillationOptions
+from ..tasks.segmentation import SegmentationOptions, SegmentationTask
 from ..tasks.techniques import AugmentationOptions
 from .agc import adaptive_clip_, clipped_parameters
 from .ema import ModelEMA
@@ -56,10 +59,10 @@ from .model_options import (
 )
 from .optim import OPTIMIZERS, WD_MODES, build_optimizer, resolved_wd_mode, scaled_lr
 from .recipes import RECIPES
-from .schedules import SCHEDULES, LRSchedule
+from .schedules import SCHEDULES, WARMUP_FORMS, LRSchedule
 
 # The task of a run follows from its model's registry card.
-TASK_CLASSES = {"classification": ClassificationTask}
+TASK_CLASSES = {"classification": ClassificationTask, "segmentation": SegmentationTask}
 SWITCH = ("auto", "on", "off")
 
 
@@ -103,10 +106,11 @@ class ModelDataOptions:
     data_dir: str | None = option(None, "data root (default $VISIONZOO_DATA or ~/.cache/visionzoo; Fashion-MNIST "
                                         "also from /usr/share/datasets/fashion-mnist)")
     download: bool = option(False, "fetch a missing data set")
-    image_size: int | None = option(None, "resize images to this square side")
-    train_limit: int | None = option(None, "train on a seeded subset of N images (quick experiments)", metavar="N")
+    image_size: int | None = option(None, "resize images to this square side", check=positive)
+    train_limit: int | None = option(None, "train on a seeded subset of N images (quick experiments)", metavar="N",
+                                     check=positive)
     test_limit: int | None = option(None, "final test on the first N test images only (quick experiments)",
-                                    metavar="N")
+                                    metavar="N", check=positive)
     val_size: float = option(5000, "validation images carved from train: count or fraction (default {default})")
 
 
@@ -116,13 +120,13 @@ class OptimisationOptions:
     batch_size: int = option(256, "global batch (default {default})", check=positive)
     lr: float = option(0.2, "peak learning rate (default {default})", check=positive)
     optimizer: str = option("nesterov", "default {default}", choices=OPTIMIZERS)
-    momentum: float = option(0.9, "default {default}")
-    weight_decay: float = option(5e-4, "on weights, not biases/norms (default {default})")
+    momentum: float = option(0.9, "default {default}", check=within("[0, 1)"))
+    weight_decay: float = option(5e-4, "on weights, not biases/norms (default {default})", check=at_least(0))
     schedule: str = option("onecycle", "default {default}", choices=SCHEDULES)
-    warmup_epochs: float = option(0.0, "linear warmup length (default {default})")
-    step_size: int = option(30, "epochs between step decays (default {default})")
-    gamma: float = option(0.1, "decay factor of step, multistep and plateau (default {default})")
-    clip_grad: float | None = option(None, "clip the global gradient norm")
+    warmup_epochs: float = option(0.0, "linear warmup length (default {default})", check=at_least(0))
+    step_size: int = option(30, "epochs between step decays (default {default})", check=positive)
+    gamma: float = option(0.1, "decay factor of step, multistep and plateau (default {default})", check=positive)
+    clip_grad: float | None = option(None, "clip the global gradient norm", check=positive)
     milestones: list = option([], "multistep: epochs where the rate is multiplied by γ", parse=_epoch_list,
                               metavar="E1,E2,...", check=_increasing)
     plateau_patience: int = option(2, "plateau: epochs without a lower val loss before the rate is multiplied "
@@ -138,6 +142,8 @@ class OptimisationOptions:
     keep: str = option("best", "weights tested and saved: the best validation epoch's (default) or the last "
                                "epoch's (for schedules that anneal to zero, where a small validation split's "
                                "pick is noise)", choices=("best", "last"))
+    bn_recalibrate: bool = option(False, "before the final test, set every BN's running statistics to the training "
+                                         "set's: one pass, μ = E[μ_B], σ² = m/(m−1)·E[σ²_B] (Ioffe & Szegedy, Alg. 2)")
 
     def check_combination(self) -> None:
         if self.optimizer == "adamw" and self.wd_mode == "l2":
@@ -166,6 +172,20 @@ class LargeBatchOptions:
                                         metavar="B0", check=positive)
     sync_bn: bool = option(False, "BN statistics over the global batch, CUDA workers only (default: per worker, "
                                   "as in Goyal et al.)")
+    warmup_form: str = option("zero", "zero (default: the warmup rises from near 0 to the rate) or goyal (gradual "
+                                      "warmup from --lr to --lr × k, k = batch/B0; needs --lr-scale-batch)",
+                              choices=WARMUP_FORMS)
+
+    def check_combination(self) -> None:
+        if self.warmup_form != "goyal":
+            return
+        if not self.lr_scale_batch or not self.warmup_epochs:
+            raise UsageError("--warmup-form goyal rises from --lr to k × --lr: it needs --lr-scale-batch B0 "
+                             "(k = batch/B0) and --warmup-epochs, e.g. --lr-scale-batch 256 --warmup-epochs 5")
+        if self.batch_size <= self.lr_scale_batch:
+            raise UsageError(f"--warmup-form goyal: --batch-size {self.batch_size} ≤ --lr-scale-batch "
+                             f"{self.lr_scale_batch} gives k ≤ 1, nothing to warm up to; use a larger batch "
+                             "or --warmup-form zero")
 
 
 @option_group("speed and device")
@@ -179,7 +199,9 @@ class DeviceOptions:
 @option_group("run directory")
 class RunOptions:
     out: str | None = option(None, "write the run directory here")
-    checkpoint_every: int = option(0, "also checkpoint every N steps (default: epochs only)", metavar="N")
+    overwrite: bool = option(False, "replace the run already in --out (its files are deleted first)")
+    checkpoint_every: int = option(0, "also checkpoint every N steps (default: epochs only)", metavar="N",
+                                   check=at_least(0))
     seed: int = option(0, "default {default}")
     tensorboard: bool = option(False, "write TensorBoard events")
     diagnostics: bool = option(False, "record per-layer gradient norms, activation percentiles, dead ReLUs")
@@ -187,8 +209,8 @@ class RunOptions:
 
 
 @dataclass
-class TrainConfig(RegularisationOptions, NormalisationOptions, InitialisationOptions, AdversarialOptions,
-                  RunOptions, DeviceOptions, LargeBatchOptions, TransferOptions, DistillationOptions,
+class TrainConfig(SegmentationOptions, RegularisationOptions, NormalisationOptions, InitialisationOptions,
+                  AdversarialOptions, RunOptions, DeviceOptions, LargeBatchOptions, TransferOptions, DistillationOptions,
                   AugmentationOptions, ClassificationOptions, OptimisationOptions, ModelDataOptions):
     """Every setting of a run, flat: the option groups of the engine, the tasks and the network options.
 
@@ -214,7 +236,10 @@ class NonFiniteLoss(RuntimeError):
 
 
 class Interrupted(Exception):
-    pass
+    """Ctrl-C or SIGTERM stopped the run after a checkpoint; `signum` says which."""
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.signum = signum
 
 
 class Trainer:
@@ -260,6 +285,8 @@ class Trainer:
         if cfg.freeze_backbone:
             freeze_backbone(model)
         self.task.check_model(model)
+        if cfg.bn_recalibrate and not running_batch_norms(model):
+            raise UsageError(f"--bn-recalibrate: {cfg.model} has no batch normalisation with running statistics")
         self.steps_per_epoch = steps_per_epoch(self.task.train_size, cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.lr = scaled_lr(cfg.lr, cfg.batch_size, cfg.lr_scale_batch)  # global batch of all workers
@@ -310,6 +337,7 @@ class Trainer:
             schedule = LRSchedule(  # its own object: LambdaLR saves the plateau state it carries
                 patience=cfg.plateau_patience, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
                 schedule=cfg.schedule, warmup_steps=int(cfg.warmup_epochs * self.steps_per_epoch),
+                warmup_from=cfg.lr / self.lr if cfg.warmup_form == "goyal" else None,
                 step_size=cfg.step_size, gamma=cfg.gamma, milestones=list(cfg.milestones))
             self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
             self.scalers[name] = torch.amp.GradScaler(
@@ -377,31 +405,62 @@ class Trainer:
             raise UsageError(f"--resume: {path} does not exist (the run saved no checkpoint yet); start it again without --resume")
         try:
             state = read_torch(path)
-        except Exception as exc:
-            raise UsageError(f"--resume: cannot read {path} ({exc})") from None
-        if set(state.get("optimizers", {})) != set(self.optimizers):
+        except UsageError as exc:
+            raise UsageError(f"--resume: {exc}") from None
+        if not isinstance(state, dict) or set(state.get("optimizers", {})) != set(self.optimizers):
             raise UsageError(f"--resume: {path} holds no state for the optimisers {', '.join(self.optimizers)} "
                              "(written by an older visionzoo, or for another task); start the run again")
-        self.model.load_state_dict(state["model"])
-        if self.ema:
-            self.ema.load_state_dict(state["ema"])
-        for name in self.optimizers:
-            self.optimizers[name].load_state_dict(state["optimizers"][name])
-            self.schedulers[name].load_state_dict(state["schedulers"][name])
-            self.scalers[name].load_state_dict(state["scalers"][name])
-        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
-        self.global_step = state["global_step"]
-        self.running = state["running"].clone().to(self.device)
-        self.history, self.best = state["history"], state["best"]
-        self.train_seconds = state["train_seconds"]
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        np_state = list(np.random.get_state())
-        np_state[1] = state["numpy_rng"].numpy().astype(np.uint32)
-        np.random.set_state(tuple(np_state))
-        py_state = json.loads(state["python_rng"])
-        random.setstate((py_state[0], tuple(py_state[1]), py_state[2]))
+        self._check_checkpoint(state, path)
+        try:
+            self.model.load_state_dict(state["model"])
+            if self.ema:
+                self.ema.load_state_dict(state["ema"])
+            for name in self.optimizers:
+                self.optimizers[name].load_state_dict(state["optimizers"][name])
+                self.schedulers[name].load_state_dict(state["schedulers"][name])
+                self.scalers[name].load_state_dict(state["scalers"][name])
+            self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
+            self.global_step = state["global_step"]
+            self.running = state["running"].clone().to(self.device)
+            self.history, self.best = state["history"], state["best"]
+            self.train_seconds = state["train_seconds"]
+            torch.set_rng_state(state["torch_rng"])
+            if state["cuda_rng"]:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            np_state = list(np.random.get_state())
+            np_state[1] = state["numpy_rng"].numpy().astype(np.uint32)
+            np.random.set_state(tuple(np_state))
+            py_state = json.loads(state["python_rng"])
+            random.setstate((py_state[0], tuple(py_state[1]), py_state[2]))
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise UsageError(f"--resume: {path} is damaged ({str(exc).strip().splitlines()[0]}); "
+                             "start the run again") from None
+
+    # what a checkpoint must hold, and of which type, before any of it is loaded
+    _CHECKPOINT_FIELDS = {"model": dict, "optimizers": dict, "schedulers": dict, "scalers": dict, "ema": dict,
+                          "epoch": int, "step_in_epoch": int, "global_step": int, "running": torch.Tensor,
+                          "history": list, "best": dict, "train_seconds": (int, float), "torch_rng": torch.Tensor,
+                          "cuda_rng": list, "numpy_rng": torch.Tensor, "python_rng": str}
+
+    def _check_checkpoint(self, state: dict, path: Path) -> None:
+        """UsageError, one line, unless `state` has this run's fields, types, weight shapes and position."""
+        def damaged(what: str):
+            return UsageError(f"--resume: {path} is damaged ({what}); start the run again")
+        for key, kind in self._CHECKPOINT_FIELDS.items():
+            if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+                raise damaged(f"{key} is missing or not a {getattr(kind, '__name__', 'number')}")
+        own = self.model.state_dict()
+        saved = state["model"]
+        if set(saved) != set(own):
+            raise damaged(f"its weights are those of another network, e.g. {sorted(set(saved) ^ set(own))[0]}")
+        for name, tensor in own.items():
+            if not isinstance(saved[name], torch.Tensor) or saved[name].shape != tensor.shape:
+                raise damaged(f"{name} is not a tensor of shape {tuple(tensor.shape)}")
+        if not (0 <= state["epoch"] <= self.cfg.epochs and 0 <= state["step_in_epoch"] <= self.steps_per_epoch
+                and state["global_step"] >= 0):
+            raise damaged(f"epoch {state['epoch']}, step {state['step_in_epoch']} lie outside the run")
+        if state["running"].shape != self.running.shape:
+            raise damaged("its running sums belong to another task")
 
     # ---- the run directory -------------------------------------------------------------------
     def model_meta(self) -> dict:
@@ -450,6 +509,7 @@ class Trainer:
 
     def _on_sigint(self, signum, frame):
         self.stop_requested = True
+        self.stop_signal = signum
 
     def _optimise(self, phase: str, loss: torch.Tensor) -> None:
         """Backward pass and step of one phase's optimiser: gradient scaling, clipping, AGC."""
@@ -507,7 +567,7 @@ class Trainer:
                 bar.update(1)
             if distributed.broadcast_flag(self.stop_requested, self.device):
                 self.train_seconds += time.perf_counter() - started
-                raise Interrupted
+                raise Interrupted(getattr(self, "stop_signal", signal.SIGINT))
             if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 \
                     and self.step_in_epoch < self.steps_per_epoch:
                 self.train_seconds += time.perf_counter() - started
@@ -528,6 +588,10 @@ class Trainer:
                   "seconds": round(seconds, 3)}
         if not math.isfinite(record["train_loss"]):
             raise NonFiniteLoss(f"loss became {record['train_loss']} in epoch {self.epoch + 1}")
+        # a finite loss is computed before the step: the last step can still leave NaN or infinite weights
+        if not all(torch.isfinite(value).all() for value in self.eval_model.state_dict().values()
+                   if value.is_floating_point()):
+            raise NonFiniteLoss(f"the weights became non-finite in epoch {self.epoch + 1}")
         self.history.append(record)
         self._call_hooks("on_epoch_end", record)
         rate = totals[-1].item() / max(seconds, 1e-9)
@@ -556,6 +620,9 @@ class Trainer:
                 self.best_state = load_file(str(self.out / "best.safetensors"))
             if self.best_state is not None:
                 self.eval_model.load_state_dict(self.best_state)
+        if cfg.bn_recalibrate:  # the saved model.safetensors carries these statistics too
+            batches = recalibrate_batchnorm(self.eval_model, self.task.input_batches(cfg.batch_size))
+            self._log(f"BN statistics recalibrated over {batches} training batches")
         out = self.out if self.is_main else None
         test = self.task.test(self.eval_model, out, f"{cfg.model} on {cfg.data}")
         summary = {"model": cfg.model, "task": self.task.name, "data": cfg.data, "epochs": cfg.epochs,
@@ -575,7 +642,26 @@ class Trainer:
         self._log(f"{self.train_seconds:.0f}s training")
         return summary
 
+    # what a run writes: a directory holding any of them holds a run (core/rundir.py)
+    RUN_PRODUCTS = ("config.json", "model.json", "checkpoint.pt", "metrics.jsonl", "best.safetensors",
+                    "model.safetensors", "summary.json", "curves.png", "confusion.png", "segmentation.png",
+                    "diagnostics.json", "diagnostics.png", "tensorboard")
+
     def run(self) -> dict:
+        """Train to the end, holding the run directory (one run, one process) meanwhile."""
+        if not (self.is_main and self.out):
+            return self._run_held()
+        with claim_output(self.out, self.RUN_PRODUCTS, overwrite=self.cfg.overwrite,
+                          resume=self.resume_from is not None, flag="--resume" if self.resume_from else "--out"):
+            try:
+                return self._run_held()
+            except OSError as exc:
+                if no_space(exc):
+                    raise UsageError(f"no space left on {self.out}: free some and continue with --resume "
+                                     f"{self.out}") from None
+                raise
+
+    def _run_held(self) -> dict:
         if self.resume_from:
             self.load_checkpoint(self.resume_from / "checkpoint.pt")
             self._log(f"resuming {self.resume_from} at epoch {self.epoch + 1}, step {self.step_in_epoch}")
@@ -584,7 +670,9 @@ class Trainer:
                   f"{tuple(self.input_size)}: {self.task.describe_data()}, {self.device}, "
                   f"amp={'bf16' if self.amp and bf16_supported(self.device) else self.amp}, "
                   f"channels_last={self.channels_last}, {self.world} process(es)")
-        previous = signal.signal(signal.SIGINT, self._on_sigint) if self._main_thread() else None
+        # SIGTERM (kill, a scheduler's stop) is handled as Ctrl-C: checkpoint, message, exit
+        handled = (signal.SIGINT, signal.SIGTERM) if self._main_thread() else ()
+        previous = {signum: signal.signal(signum, self._on_sigint) for signum in handled}
         try:
             while self.epoch < self.cfg.epochs and not self.stopped_early:
                 started = self.train_seconds
@@ -595,8 +683,8 @@ class Trainer:
             self.save_checkpoint()
             raise
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             if self.writer:
                 self.writer.close()
 

@@ -13,6 +13,7 @@ from . import (  # noqa: F401
                initialisation,
                nin_gap,
                overfitting,
+               segmentation,
                sweeps,
                transformations,
 )

@@ -459,8 +459,9 @@ def unet_with_encoder(num_classes=21, in_chans=3, encoder="resnet18", decoder_ch
                            center=center, encoder_weights=encoder_weights)
 
 
-# The paper prints no parameter or MAC count (31.03 M parameters for two classes is the count of Fig. 1).
-register_model("unet", **_PAPER, input_size=(1, 572, 572), num_classes=2)(unet)
+# The paper prints no parameter or MAC total: 31.03 M is Fig. 1's layers counted for two classes (the
+# figure the literature quotes), so `visionzoo models --verify` checks the built network against it.
+register_model("unet", **_PAPER, input_size=(1, 572, 572), num_classes=2, paper_params="31.03M")(unet)
 register_model("unet_same", **{**_PAPER, "paper": _PAPER["paper"] + " (padded 3×3 convolutions)"},
                input_size=(1, 64, 64), num_classes=2, padding="same")(unet)
 register_model("unet_small", **{**_PAPER, "paper": _PAPER["paper"] + " (padded, quarter width, batch norm)"},

@@ -112,3 +112,23 @@ class Task:
 
     def plot_curves(self, history: list[dict], path) -> None:
         """The per-epoch curves picture."""
+
+
+class ImageTask(Task):
+    """A task whose data is an image `DataBundle` (data/datasets.py): splits, classes, mean and std.
+
+    What its run directory records about the data is the same for every such task; subclasses set
+    `data`, `classes` and `input_size` in `load_data`.
+    """
+
+    def resolved(self) -> dict:
+        return {"input_size": list(self.input_size), "num_classes": len(self.classes),
+                "train_images": len(self.data.train), "val_images": len(self.data.val),
+                "test_images": len(self.data.test), "mean": self.data.mean, "std": self.data.std}
+
+    def model_meta(self) -> dict:
+        cfg = self.cfg
+        return {"classes": self.classes, "mean": self.data.mean, "std": self.data.std,
+                "input_size": list(self.input_size), "data": cfg.data,
+                "data_args": {"val_size": cfg.val_size, "seed": cfg.seed, "image_size": cfg.image_size},
+                "eval": {"batch_size": cfg.eval_batch_size, "channels_last": self.channels_last}}

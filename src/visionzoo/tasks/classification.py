@@ -31,7 +31,7 @@ from ..data.datasets import load_data
 from ..data.loader import Normalizer, eval_batches, train_batches
 from ..registry import create_model
 from .adversarial import AdversarialTraining
-from .base import StepOutput, Task
+from .base import ImageTask, StepOutput
 from .distillation import Teacher, distillation_loss
 from .plots import plot_confusion, plot_curves
 from .techniques import build_augmentation, check_model_fits
@@ -176,7 +176,7 @@ def classification_loss(output, labels, model, label_smoothing: float, smoothing
     return _cross_entropy(output, labels, label_smoothing, smoothing_form), output
 
 
-class ClassificationTask(Task):
+class ClassificationTask(ImageTask):
     """Images → one of K classes: cross-entropy (label smoothing, auxiliary heads, mixup/CutMix soft
     targets), top-1 per epoch, and a final test with top-5, per-class accuracy, TTA and the
     confusion matrix. Distillation (Hinton et al.) and adversarial training (Goodfellow et al.,
@@ -280,16 +280,7 @@ class ClassificationTask(Task):
         pca = self.augmentation.pca
         return {"flip": self.flip,
                 "fancy_pca": pca and {"eigenvalues": pca[0].tolist(), "eigenvectors": pca[1].tolist()},
-                "input_size": list(self.input_size), "num_classes": len(self.classes),
-                "train_images": len(self.data.train), "val_images": len(self.data.val),
-                "test_images": len(self.data.test), "mean": self.data.mean, "std": self.data.std}
-
-    def model_meta(self) -> dict:
-        cfg = self.cfg
-        return {"classes": self.classes, "mean": self.data.mean, "std": self.data.std,
-                "input_size": list(self.input_size), "data": cfg.data,
-                "data_args": {"val_size": cfg.val_size, "seed": cfg.seed, "image_size": cfg.image_size},
-                "eval": {"batch_size": cfg.eval_batch_size, "channels_last": self.channels_last}}
+                **super().resolved()}
 
     def plot_curves(self, history: list[dict], path) -> None:
         plot_curves(history, path)

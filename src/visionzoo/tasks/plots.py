@@ -6,17 +6,20 @@ from pathlib import Path
 from ..core.figures import save_figure, subplots
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
+def plot_curves(history: list[dict], path: Path, *, metric: str = "top1", metric_label: str = "top-1 accuracy",
+                loss_label: str = "cross-entropy") -> None:
+    """Loss and the task's metric per epoch, training and validation."""
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_metric) = subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "-o"), ("val", "-s")):
         ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
-        ax_acc.plot(epochs, [h[f"{split}_top1"] for h in history], style, label=split)
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy", title="accuracy")
-    for ax in (ax_loss, ax_acc):
+        ax_metric.plot(epochs, [h[f"{split}_{metric}"] for h in history], style, label=split)
+    ax_loss.set(xlabel="epoch", ylabel=loss_label, title="loss")
+    ax_metric.set(xlabel="epoch", ylabel=metric_label, title=metric)
+    for ax in (ax_loss, ax_metric):
         ax.grid(alpha=0.3)
         ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
     save_figure(fig, path)
 
 

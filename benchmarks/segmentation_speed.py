@@ -1,0 +1,99 @@
+"""Our encoder U-Net against segmentation_models_pytorch's `Unet`, same encoder and image size (issue 22).
+
+Both networks are built in one process with the same encoder (a ResNet, random weights: smp's
+`encoder_weights=None`, ours from the zoo), the same decoder channels (256, 128, 64, 32, 16) and
+classes; their parameter counts are printed so that the same network is compared. Training steps
+(forward, pixel-wise cross-entropy, backward, SGD step) and inference forwards alternate between
+the two, `--repeats` times, and the median rates are compared: ratio = ours / smp (> 1: ours faster).
+smp is a benchmark-only dependency (`pip install segmentation-models-pytorch`), never imported by
+visionzoo.
+
+    .venv/bin/python benchmarks/segmentation_speed.py [--encoders resnet18,resnet34] [--size 128]
+        [--channels 3] [--batch-size 16] [--dtype fp32|bf16] [--repeats 5] [--steps 5] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import visionzoo as vz
+
+
+def build(encoder: str, classes: int, channels: int):
+    import segmentation_models_pytorch as smp
+    torch.manual_seed(0)
+    ours = vz.create_model(f"unet_{encoder}", num_classes=classes, in_chans=channels)
+    torch.manual_seed(0)
+    theirs = smp.Unet(encoder, encoder_weights=None, in_channels=channels, classes=classes)
+    return ours, theirs
+
+
+def rate(model, x, masks, *, train: bool, steps: int, dtype: str) -> float:
+    """Images per second over `steps` training steps or inference forwards."""
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) if train else None
+    model.train(train)
+    started = time.perf_counter()
+    for _ in range(steps):
+        if train:
+            with autocast:
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), masks)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        else:
+            with torch.no_grad(), autocast:
+                model(x)
+    return steps * len(x) / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--encoders", default="resnet18,resnet34")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--classes", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+          f"{args.channels}×{args.size}², {args.dtype}, channels_last, median of {args.repeats} interleaved repeats")
+    print("| encoder | params ours / smp | train img/s ours | smp | ratio | infer img/s ours | smp | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    for encoder in args.encoders.split(","):
+        ours, theirs = build(encoder, args.classes, args.channels)
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(args.batch_size, args.channels, args.size, args.size, generator=generator)
+        x = x.contiguous(memory_format=torch.channels_last)
+        masks = torch.randint(0, args.classes, (args.batch_size, args.size, args.size), generator=generator)
+        ours, theirs = (m.to(memory_format=torch.channels_last) for m in (ours, theirs))
+        found = {"train": ([], []), "infer": ([], [])}
+        for mode in found:
+            for model in (ours, theirs):   # warm-up
+                rate(model, x, masks, train=mode == "train", steps=1, dtype=args.dtype)
+            for _ in range(args.repeats):
+                for slot, model in enumerate((ours, theirs)):
+                    found[mode][slot].append(rate(model, x, masks, train=mode == "train", steps=args.steps,
+                                                  dtype=args.dtype))
+        medians = {mode: [statistics.median(v) for v in pair] for mode, pair in found.items()}
+        params = [sum(p.numel() for p in m.parameters()) for m in (ours, theirs)]
+        print(f"| {encoder} | {params[0]:,} / {params[1]:,} "
+              f"| {medians['train'][0]:.1f} | {medians['train'][1]:.1f} | {medians['train'][0] / medians['train'][1]:.3f} "
+              f"| {medians['infer'][0]:.1f} | {medians['infer'][1]:.1f} | {medians['infer'][0] / medians['infer'][1]:.3f} |",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

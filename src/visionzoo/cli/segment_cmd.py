@@ -1,0 +1,161 @@
+"""`visionzoo segment RUN`: a trained segmentation network's masks drawn over images, and `eval` for
+segmentation runs.
+
+`segment` labels test images of the run's data set (`--index`, repeatable; the first eight by
+default) or image files (`--image`, any size: a network without padding predicts through the
+overlap-tile strategy, a padded one on the reflection-padded image) and writes, into `--out`,
+one PNG per image with the image, the true mask (data set images) and the predicted mask side by
+side, the predicted index masks as palette PNGs (`masks/`), and `index.html` linking them.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+from ..core.errors import UsageError
+
+
+def _load_run(path: str, device):
+    from ..weights import load_checkpoint
+    model, meta = load_checkpoint(path)
+    if meta.get("task") != "segmentation":
+        raise UsageError(f"{path} holds a {meta.get('task', 'classification')} network ({meta.get('name')}); "
+                         "`visionzoo segment` needs a segmentation run (e.g. --model unet_small --data lv-phantom)")
+    fmt = _memory_format(meta)
+    return model.to(device, memory_format=fmt), meta
+
+
+def _memory_format(meta: dict):
+    import torch
+    return torch.channels_last if meta.get("eval", {}).get("channels_last") else torch.contiguous_format
+
+
+def run_segmentation_eval(args, model, meta: dict) -> int:
+    """`visionzoo eval` of a segmentation run: loss, Dice, IoU, pixel accuracy, per class."""
+    from ..core.runtime import resolve_device
+    from ..data.loader import Normalizer
+    from ..data.segmentation import load_segmentation_data
+    from ..tasks.segmentation import evaluate, finite_or_none
+    device = resolve_device(args.device)
+    model = model.to(device, memory_format=_memory_format(meta))
+    spec = args.data or meta["data"]
+    data = load_segmentation_data(spec, data_dir=args.data_dir, **dict(meta.get("data_args", {})))
+    classes = meta["classes"]
+    if len(data.classes) != len(classes):
+        raise UsageError(f"--data {spec} has {len(data.classes)} classes, the network {len(classes)}; "
+                         "evaluate on data with the classes it was trained on")
+    result = evaluate(model, data.split(args.split), Normalizer(meta["mean"], meta["std"]),
+                      num_classes=len(classes), batch_size=args.batch_size or meta.get("eval", {}).get("batch_size", 64),
+                      device=device, channels_last=meta.get("eval", {}).get("channels_last", False))
+    result = {"split": args.split, "n": result["n"], "dice": result["dice"], "iou": result["iou"],
+              "pixel_acc": result["pixel_acc"], "loss": result["loss"],
+              "dice_per_class": dict(zip(classes, finite_or_none(result["dice_per_class"]))),
+              "iou_per_class": dict(zip(classes, finite_or_none(result["iou_per_class"]))),
+              "model": meta["name"], "data": spec}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{meta['name']} on {spec} {args.split} ({result['n']} images): dice {result['dice']:.4f}  "
+          f"iou {result['iou']:.4f}  pixel_acc {result['pixel_acc']:.4f}  loss {result['loss']:.4f}")
+    width = max(len(c) for c in classes)
+    for name in classes:
+        dice, iou = result["dice_per_class"][name], result["iou_per_class"][name]
+        shown = "undefined (in neither truth nor prediction)" if dice is None else f"dice {dice:.4f}  iou {iou:.4f}"
+        print(f"  {name:<{width}}  {shown}")
+    return 0
+
+
+def _read_image(path: Path, channels: int):
+    from ..data.formats import read_image
+    if not path.is_file():
+        raise UsageError(f"--image {path}: no such file")
+    return read_image(path, channels)
+
+
+def _write_mask(path: Path, mask) -> None:
+    import torch
+    from PIL import Image
+
+    from ..core.io import write_atomic
+    from ..tasks.segmentation import MASK_COLOURS
+    image = Image.fromarray(mask.to(torch.uint8).numpy(), mode="P")
+    image.putpalette(MASK_COLOURS.flatten().tolist())
+    write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def run_segment(args) -> int:
+    import torch
+
+    from ..core.io import write_json, write_text
+    from ..core.runtime import evaluating, resolve_device
+    from ..data.loader import Normalizer
+    from ..data.segmentation import load_segmentation_data
+    from ..metrics import confusion_matrix, scores_from_confusion
+    from ..tasks.segmentation import finite_or_none, plot_segmentations, predict
+    if args.image and args.index:
+        raise UsageError("give --image or --index, not both")
+    device = resolve_device(args.device)
+    model, meta = _load_run(args.run_dir, device)
+    classes, channels = meta["classes"], meta["input_size"][0]
+    normalizer = Normalizer(meta["mean"], meta["std"])
+    if args.image:
+        items = [(Path(p).stem, _read_image(Path(p), channels), None) for p in args.image]
+    else:
+        data = load_segmentation_data(meta["data"], data_dir=args.data_dir, **dict(meta.get("data_args", {})))
+        split = data.split(args.split)
+        indices = args.index or list(range(min(8, len(split))))
+        bad = [i for i in indices if not 0 <= i < len(split)]
+        if bad:
+            raise UsageError(f"--index {bad[0]}: the {args.split} split has images 0..{len(split) - 1}")
+        images, masks = split.fetch(torch.tensor(indices))
+        items = [(f"{args.split}_{i}", images[k], masks[k]) for k, i in enumerate(indices)]
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a directory")
+    report = []
+    with torch.no_grad(), evaluating(model):
+        for name, image, truth in items:
+            x = normalizer(image[None].to(device), meta.get("eval", {}).get("channels_last", False))
+            predicted = predict(model, x).argmax(1)[0].cpu()
+            entry = {"name": name, "picture": f"{name}.png", "mask": f"masks/{name}.png",
+                     "size": list(image.shape[-2:])}
+            title = f"{meta['name']}: {name}"
+            if truth is not None:
+                scores = scores_from_confusion(confusion_matrix(predicted, truth, len(classes)))
+                entry.update(dice=None if math.isnan(scores["dice"]) else scores["dice"],
+                             dice_per_class=dict(zip(classes, finite_or_none(scores["dice_per_class"]))))
+                title += f" (Dice {scores['dice']:.3f})" if entry["dice"] is not None else ""
+            plot_segmentations(image[None], None if truth is None else truth[None], predicted[None], classes,
+                               out / entry["picture"], title)
+            _write_mask(out / entry["mask"], predicted)
+            report.append(entry)
+    rows = "\n".join(
+        f'<tr><td><a href="{html.escape(e["picture"])}"><img src="{html.escape(e["picture"])}" height="220"></a></td>'
+        f'<td>{html.escape(e["name"])}<br>{e["size"][0]}×{e["size"][1]} px<br>'
+        f'{"Dice %.4f" % e["dice"] if e.get("dice") is not None else ""}<br>'
+        f'<a href="{html.escape(e["mask"])}">predicted mask (palette PNG)</a></td></tr>' for e in report)
+    write_text(out / "index.html", f"<!doctype html><meta charset='utf-8'><title>{html.escape(meta['name'])} "
+               f"segmentations</title><h1>{html.escape(meta['name'])}: {len(report)} images</h1>"
+               f"<p>classes: {html.escape(', '.join(classes))}</p><table>{rows}</table>\n")
+    write_json(out / "segmentations.json", {"model": meta["name"], "classes": classes, "images": report})
+    if args.json:
+        print(json.dumps({"out": str(out), "images": report}))
+    else:
+        print(f"{len(report)} segmentations in {out}; open {out / 'index.html'}")
+    return 0
+
+
+def add_commands(commands) -> None:
+    p = commands.add_parser("segment", help="draw a segmentation run's predicted masks over images")
+    p.add_argument("run_dir", metavar="RUN", help="run directory (or model.safetensors) of a segmentation network")
+    p.add_argument("--image", action="append", metavar="PATH", help="an image file of any size (repeatable)")
+    p.add_argument("--index", action="append", type=int, metavar="I",
+                   help="an image of the run's data set (repeatable; default the first 8)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--data-dir")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs and index.html")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(run=run_segment)

@@ -1,0 +1,131 @@
+"""The segmentation task through the engine and the command line: a run's keys, exact resume, `eval`
+and `segment`, the weight map in the loss, refused classification options."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
+from visionzoo.metrics import confusion_matrix, scores_from_confusion
+from visionzoo.tasks.segmentation import pixel_loss, predict
+
+
+def config(out, **overrides) -> TrainConfig:
+    settings = dict(model="unet_small", data="lv-phantom", epochs=2, batch_size=16, lr=0.01, optimizer="adamw",
+                    train_limit=48, val_size=16, test_limit=16, eval_batch_size=16, amp="off", quiet=True,
+                    out=str(out), seed=0, model_args={"base_width": 4})
+    return TrainConfig(**{**settings, **overrides})
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "visionzoo", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seg") / "run"
+    Trainer(config(out)).run()
+    return out
+
+
+def test_run_reports_the_segmentation_keys_and_pictures(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["task"] == "segmentation" and summary["test_n"] == 16
+    for key in ("test_dice", "test_iou", "test_pixel_acc", "test_loss"):
+        assert 0 <= summary[key] <= (1 if key != "test_loss" else 10)
+    assert set(summary["test_dice_per_class"]) == {"background", "myocardium", "cavity"}
+    assert (run_dir / "segmentation.png").stat().st_size > 0 and (run_dir / "curves.png").exists()
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and "val_dice" in records[0]
+
+
+def test_interrupted_run_resumes_bit_identical(run_dir, tmp_path):
+    stopped = Trainer(config(tmp_path / "stopped"))
+    original = stopped.task.training_step
+
+    def interrupt_after_4_steps(*args):
+        if stopped.global_step == 4:
+            stopped.stop_requested = True
+        return original(*args)
+
+    stopped.task.training_step = interrupt_after_4_steps
+    with pytest.raises(Interrupted):
+        stopped.run()
+    resumed = Trainer(TrainConfig(quiet=True), resume=str(tmp_path / "stopped"))
+    resumed.run()
+    from safetensors.torch import load_file
+    whole, again = load_file(str(run_dir / "model.safetensors")), load_file(str(tmp_path / "stopped" / "model.safetensors"))
+    assert whole.keys() == again.keys() and all(torch.equal(whole[k], again[k]) for k in whole)
+
+
+def test_eval_json_has_the_contract_keys(run_dir):
+    result = cli("eval", run_dir, "--json", "--split", "val")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in ("split", "n", "dice", "iou", "pixel_acc", "dice_per_class", "iou_per_class", "loss"):
+        assert key in report
+    assert report["split"] == "val" and report["n"] == 16
+    assert report["dice"] == pytest.approx(scores_from_report(report), abs=1e-12)
+
+
+def scores_from_report(report) -> float:
+    defined = [v for k, v in report["dice_per_class"].items() if k != "background" and v is not None]
+    return sum(defined) / len(defined)
+
+
+def test_segment_writes_overlays_masks_and_index(run_dir, tmp_path):
+    result = cli("segment", run_dir, "--index", 0, "--index", 3, "--out", tmp_path / "seg", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [e["name"] for e in report["images"]] == ["test_0", "test_3"]
+    for entry in report["images"]:
+        assert (tmp_path / "seg" / entry["picture"]).exists()
+        mask = Image.open(tmp_path / "seg" / entry["mask"])
+        assert mask.mode == "P" and mask.size == (64, 64)
+    assert "test_3.png" in (tmp_path / "seg" / "index.html").read_text()
+
+
+def test_segment_an_image_of_another_size(run_dir, tmp_path):
+    picture = tmp_path / "slice.png"
+    Image.fromarray((torch.rand(50, 70) * 255).byte().numpy()).save(picture)
+    result = cli("segment", run_dir, "--image", picture, "--out", tmp_path / "seg")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "seg" / "masks" / "slice.png").size == (70, 50)
+
+
+def test_bad_inputs_are_one_line_exit_2(run_dir, tmp_path):
+    for args, text in ((["segment", run_dir, "--index", "5000", "--out", tmp_path / "x"], "split has images"),
+                       (["segment", run_dir, "--image", tmp_path / "missing.png", "--out", tmp_path / "x"], "no such"),
+                       (["eval", run_dir, run_dir], "one segmentation run"),
+                       (["train", "--model", "unet_small", "--data", "lv-phantom", "--mixup", "0.2", "--epochs", "1"],
+                        "classification option")):
+        result = cli(*args)
+        assert result.returncode == 2 and text in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_weight_map_weighs_the_loss():
+    logits = torch.randn(2, 3, 8, 8)
+    masks = torch.randint(0, 3, (2, 8, 8))
+    masks[0, 0, 0] = 255
+    weights = torch.rand(2, 8, 8)
+    per_pixel = torch.nn.functional.cross_entropy(logits, masks, ignore_index=255, reduction="none")
+    labelled = (masks != 255).sum()
+    assert pixel_loss(logits, masks) == pytest.approx((per_pixel.sum() / labelled).item())
+    assert pixel_loss(logits, masks, weights) == pytest.approx(((per_pixel * weights).sum() / labelled).item())
+
+
+def test_predict_pads_to_the_divisor_and_crops_back():
+    import visionzoo as vz
+    model = vz.create_model("unet_small", num_classes=3, in_chans=1, base_width=4).eval()
+    x = torch.randn(1, 1, 50, 70)
+    with torch.no_grad():
+        out = predict(model, x)
+        assert out.shape == (1, 3, 50, 70)
+        padded = torch.nn.functional.pad(x, (0, 10, 0, 14), mode="reflect")
+        torch.testing.assert_close(out, model(padded)[..., :50, :70])
+    scores = scores_from_confusion(confusion_matrix(out.argmax(1), out.argmax(1), 3))
+    assert scores["pixel_acc"] == 1.0
