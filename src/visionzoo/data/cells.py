@@ -68,6 +68,6 @@ def _cells_chunk(n: int, generator: torch.Generator, size: int, cells: tuple[int
     nucleus = (d1 < cell_radius.gather(1, owner.flatten(1)).view_as(d1) * 0.35) & inside
     image = 60 + 30 * texture
     image = torch.where(inside, cell_level + 25 * texture - 35 * nucleus.float(), image)
-    image = torch.where(inside & border, cell_level - 25, image)
+    image = torch.where(inside & border, cell_level - 10, image)
     image = image + 12 * torch.randn(n, size, size, generator=generator)
     return image.round().clamp(0, 255).to(torch.uint8)[:, None], mask, instances
