@@ -8,6 +8,7 @@ weights. Per network this script trains a float baseline, then runs
   prune   Han's per-layer sparsities, 2 prune → retrain rounds of 2 epochs (CSR, float32 values),
   deep    the pruned model → k-means weight sharing → centroid fine-tuning → Huffman + CSR,
   bwn / xnor   binarised inner layers, fine-tuned,
+  twn / ttq    ternary inner layers (TWN, TTQ), fine-tuned, 2 bits per weight,
 with `visionzoo.compress.pipeline.compress` (what `visionzoo compress` runs) and writes a
 markdown table. LeNet-300-100 is the zoo's `lenet300_100` (784-300-100-10, ReLU). The VGG-style
 network is `vgg11_bn` with Han's VGG-16 per-layer sparsities (13× pruned, 49× Deep Compression,
@@ -64,7 +65,10 @@ def run_network(name: str, out: Path, args) -> list[dict]:
             # weights, so the masks are the same), then shared and fine-tuned
             ("deep", out / name / "prune", Options(finetune_epochs=1, **{**common, "retrain": replace(settings, epochs=0)})),
             ("bwn", base, Options(mode="bwn", retrain=settings)),
-            ("xnor", base, Options(mode="xnor", retrain=settings))]
+            ("xnor", base, Options(mode="xnor", retrain=settings)),
+            ("twn", base, Options(ternary_mode="twn", retrain=settings)),
+            # TTQ's scale gradients are sums over a layer's weights: Adam's step does not grow with them
+            ("ttq", base, Options(ternary_mode="ttq", retrain=replace(settings, optimizer="adam", lr=1e-3)))]
     if han["conv"]:  # Li et al.'s filter removal: half of each removable convolution's filters
         runs.append(("channels", base, Options(channel_ratio=0.5, retrain=settings)))
     runs = [run for run in runs if run[0] in args.methods]
@@ -73,7 +77,7 @@ def run_network(name: str, out: Path, args) -> list[dict]:
              "speedup": 1.0, "seconds": summary["train_seconds"]}]
     for label, source, options in runs:
         started = time.perf_counter()
-        method = "binarize" if label in ("bwn", "xnor") else label
+        method = {"bwn": "binarize", "xnor": "binarize", "twn": "ternary", "ttq": "ternary"}.get(label, label)
         report = compress(source, method, out / name / label, options)
         rows.append({"network": name, "method": label, "top1": report["top1_after"],
                      "bytes": report["bytes_after"], "ratio": float_bytes / report["bytes_after"],
@@ -131,7 +135,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--train-limit", type=int, default=12000)
-    parser.add_argument("--methods", nargs="+", default=["prune", "deep", "bwn", "xnor", "channels"])
+    parser.add_argument("--methods", nargs="+", default=["prune", "deep", "bwn", "xnor", "twn", "ttq", "channels"])
     args = parser.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)

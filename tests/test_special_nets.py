@@ -269,8 +269,8 @@ def test_binarize_keeps_first_and_last_layers_real_and_saves_32x_memory():
     layers = [m for m in xnor.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert type(layers[0]) is nn.Conv2d and type(layers[-1]) is nn.Conv2d
     assert all(isinstance(m, BinaryConv2d) and m.mode == "xnor" for m in layers[1:-1])
-    with pytest.raises(ValueError):
-        binarize(nn.Sequential(nn.Conv2d(1, 1, 1)), mode="ternary")
+    with pytest.raises(ValueError):  # ternary weights are layers.ternary's (tests/test_ternary.py)
+        binarize(nn.Sequential(nn.Conv2d(1, 1, 1)), mode="twn")
 
 
 # ---- ConvNet-AIG --------------------------------------------------------------------------------

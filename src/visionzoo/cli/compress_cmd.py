@@ -1,4 +1,4 @@
-"""`visionzoo compress CHECKPOINT --method prune|deep|kmeans|binarize|distill|channels --out DIR`.
+"""`visionzoo compress CHECKPOINT --method prune|deep|kmeans|binarize|ternary|distill|channels --out DIR`.
 
 Writes DIR/model.vzc (readable by `visionzoo eval DIR`), DIR/compress.json and the pictures
 (`visionzoo.compress.pipeline` says what each method does and what the report holds).
@@ -40,7 +40,7 @@ def _options(args):
                    iterations=args.iterations, sensitivity=args.sensitivity, conv_bits=args.conv_bits,
                    fc_bits=args.fc_bits, conv_index_bits=args.conv_index_bits, fc_index_bits=args.fc_index_bits,
                    init=args.init, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-                   huffman=not args.no_huffman, mode=args.mode, channel_ratio=args.channel_ratio,
+                   huffman=not args.no_huffman, mode=args.mode, ternary_mode=args.ternary_mode, channel_ratio=args.channel_ratio,
                    student=args.student, temperature=args.temperature, alpha=args.alpha, retrain=settings)
 
 
@@ -79,7 +79,7 @@ def add_commands(commands) -> None:
     from ..compress.quantize import INITS
     from ..compress.retrain import RetrainSettings
     defaults, retrain = Options(), RetrainSettings()
-    p = commands.add_parser("compress", help="prune, quantise, binarise, distil or slim a trained checkpoint",
+    p = commands.add_parser("compress", help="prune, quantise, binarise, ternarise, distil or slim a trained checkpoint",
                             description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="run directory, its model.safetensors, or a .vzc file")
     p.add_argument("--method", required=True, choices=METHODS)
@@ -102,8 +102,11 @@ def add_commands(commands) -> None:
     g.add_argument("--finetune-epochs", type=argument(int, at_least(0)), default=defaults.finetune_epochs, help="centroid fine-tuning epochs")
     g.add_argument("--finetune-lr", type=argument(float, positive), default=defaults.finetune_lr)
     g.add_argument("--no-huffman", action="store_true", help="fixed-width codes instead of Huffman")
-    g = p.add_argument_group("binarize, channels, distill")
-    g.add_argument("--mode", choices=("bwn", "xnor"), default=defaults.mode)
+    g = p.add_argument_group("binarize, ternary, channels, distill")
+    g.add_argument("--mode", choices=("bwn", "xnor"), default=defaults.mode, help="binarize: BWN or XNOR-Net")
+    g.add_argument("--ternary-mode", choices=("twn", "ttq"), default=defaults.ternary_mode,
+                   help="ternary: TWN (Δ = 0.7·E|W|, one α) or TTQ (learned W_p, W_n; retrain it with "
+                        "--optimizer adam --lr 1e-3: its scale gradients are sums over a layer)")
     g.add_argument("--channel-ratio", type=argument(float, within("[0, 1)")), default=defaults.channel_ratio,
                    help="fraction of filters removed from each prunable convolution")
     g.add_argument("--student", help="zoo network to distil into (e.g. lenet5)")

@@ -4,7 +4,8 @@ Han, Mao, Dally, "Deep Compression", ICLR 2016, Fig. 1: a pruned layer is stored
 relative indices (`sparse.py`), a weight-shared layer as log₂ k-bit codes into a codebook of k
 float32 values (`quantize.py`), and both streams are Huffman-coded (`huffman.py`). Binary
 layers (XNOR-Net, Rastegari et al. ECCV 2016, Sec. 3.1) store one sign bit per weight and one
-float32 α per output filter.
+float32 α per output filter; ternary layers (TWN, Li & Liu 2016; TTQ, Zhu et al. ICLR 2017) two
+bits per weight and two float32 scales per layer.
 
 Layout: b"VZC2", the SHA-256 digest of everything after it, a little-endian u64 total file
 length, a u32 header length, the zlib-compressed JSON header, then the payload. A flipped bit
@@ -12,7 +13,7 @@ anywhere fails the digest, a cut file fails the length first (reported as trunca
 size the header declares is checked against the file's own length and `MAX_ELEMENTS` before
 anything is allocated or decoded. The header holds the checkpoint's `model.json` description (name, kwargs, classes,
 normalisation, data), the architecture changes to replay after `create_model` (binarisation,
-removed channels), and one descriptor per state_dict tensor: shape, dtype, encoding, the byte
+ternarisation, removed channels), and one descriptor per state_dict tensor: shape, dtype, encoding, the byte
 length of each of its payload parts and the code lengths of its Huffman tables.
 
 Encodings of a tensor (a weight is read as output units × the rest):
@@ -21,7 +22,9 @@ Encodings of a tensor (a weight is read as output units × the rest):
   Huffman), float32 values, filler zeros included;
 - ``shared``: codebook + dense codes (fixed log₂ k bits or Huffman); with ``sparse`` the codes
   of the non-zeros only, in the sparse layout above (code 0, the value 0, marks fillers);
-- ``binary``: α per row and the packed sign bits.
+- ``binary``: α per row and the packed sign bits;
+- ``ternary``: the scales (W_p, W_n) of the values +W_p, 0, −W_n and the 2-bit codes
+  (0 → 0, 1 → +W_p, 2 → −W_n; 3 is invalid), four per byte, the first in the lowest two bits.
 Decoding any of them gives back the tensor bit for bit.
 """
 from __future__ import annotations
@@ -51,12 +54,12 @@ MAX_ELEMENTS = 1 << 28        # elements of one tensor (1 GiB of float32; VGG's 
 MAX_TOTAL_ELEMENTS = 1 << 30  # elements of the whole decoded state_dict
 MAX_HEADER_BYTES = 64 << 20   # the decompressed JSON header
 MAX_SYMBOL_BITS = 16          # code and index widths: alphabets of at most 2^16 symbols
-KINDS = ("raw", "sparse", "shared", "binary")
+KINDS = ("raw", "sparse", "shared", "binary", "ternary")
 
 
 @dataclass
 class LayerCoding:
-    """How one weight is stored: `kind` raw|sparse|shared|binary; `bits` of the shared codes;
+    """How one weight is stored: `kind` raw|sparse|shared|binary|ternary; `bits` of the shared codes;
     `index_bits` of relative indices when `sparse`; `huffman` for the code and index streams."""
     kind: str = "raw"
     sparse: bool = False
@@ -80,6 +83,22 @@ def _raw_bytes(tensor: torch.Tensor) -> bytes:
 
 def _from_raw(data: bytes, dtype: str, shape) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=getattr(torch, dtype)).reshape(shape).clone()
+
+
+def pack_ternary(codes: np.ndarray) -> bytes:
+    """Codes in {−1, 0, +1} as 2-bit symbols (−1 → 2, 0 → 0, +1 → 1), four per byte, low bits first."""
+    symbols = np.where(codes < 0, 2, codes).astype(np.uint8).ravel()
+    symbols = np.concatenate([symbols, np.zeros(-len(symbols) % 4, dtype=np.uint8)]).reshape(-1, 4)
+    return (symbols << np.array([0, 2, 4, 6], dtype=np.uint8)).sum(1, dtype=np.uint8).tobytes()
+
+
+def unpack_ternary(data: bytes, count: int) -> np.ndarray:
+    """The first `count` codes of `pack_ternary`'s bytes, as int8 in {−1, 0, +1}."""
+    packed = np.frombuffer(data, dtype=np.uint8)
+    symbols = ((packed[:, None] >> np.array([0, 2, 4, 6], dtype=np.uint8)) & 3).ravel()[:count]
+    if (symbols == 3).any():
+        raise ValueError("a ternary code 3, which no value has")
+    return np.where(symbols == 2, -1, symbols).astype(np.int8)
 
 
 def _write_symbols(writer: _Writer, descriptor: dict, key: str, symbols: np.ndarray, bits: int,
@@ -144,6 +163,14 @@ def _encode(writer: _Writer, name: str, tensor: torch.Tensor, coding: LayerCodin
             raise ValueError(f"{name}: weights are not ±α per output unit; binarise them first")
         writer.add(descriptor, "alpha", alpha.astype(np.float32).tobytes())
         writer.add(descriptor, "signs", np.packbits(signs.ravel()).tobytes())
+    elif coding.kind == "ternary":
+        positive, negative = matrix[matrix > 0], matrix[matrix < 0]
+        scales = np.array([positive.max(initial=0), -negative.min(initial=0)], dtype=np.float32)
+        codes = np.sign(matrix).astype(np.int8)
+        if not np.array_equal(np.where(codes > 0, scales[0], np.where(codes < 0, -scales[1], 0)), matrix):
+            raise ValueError(f"{name}: weights are not +W_p, 0, −W_n; ternarise them first")
+        writer.add(descriptor, "scales", scales.tobytes())
+        writer.add(descriptor, "codes", pack_ternary(codes))
     elif coding.kind == "sparse":
         encoded = relative_csr(matrix, coding.index_bits)
         _write_sparse_layout(writer, descriptor, encoded, coding)
@@ -171,6 +198,10 @@ def _decode(descriptor: dict, parts: dict[str, bytes]) -> torch.Tensor:
         alpha = np.frombuffer(parts["alpha"], dtype=np.float32)
         signs = np.unpackbits(np.frombuffer(parts["signs"], dtype=np.uint8))[:shape2d[0] * shape2d[1]]
         matrix = np.where(signs.reshape(shape2d).astype(bool), alpha[:, None], -alpha[:, None])
+    elif kind == "ternary":
+        positive, negative = np.frombuffer(parts["scales"], dtype=np.float32)
+        codes = unpack_ternary(parts["codes"], shape2d[0] * shape2d[1]).reshape(shape2d)
+        matrix = np.where(codes > 0, positive, np.where(codes < 0, -negative, np.float32(0)))
     elif kind == "sparse":
         matrix = _read_sparse_layout(descriptor, parts, shape2d, np.frombuffer(parts["values"], dtype=np.float32))
     else:
@@ -296,6 +327,10 @@ def _check_descriptor(descriptor: dict, payload_left: int) -> int:
         if _part(descriptor, "alpha") != 4 * rows or _part(descriptor, "signs") != -(-numel // 8):
             raise ValueError(f"{name}: binary parts of the wrong size for shape {shape}")
         return numel
+    if kind == "ternary":
+        if _part(descriptor, "scales") != 8 or _part(descriptor, "codes") != -(-numel // 4):
+            raise ValueError(f"{name}: ternary parts of the wrong size for shape {shape}")
+        return numel
     if descriptor.get("sparse") or kind == "sparse":
         index_bits = _count(descriptor.get("index_bits"), MAX_SYMBOL_BITS, f"{name}: index_bits")
         row_bits = _count(descriptor.get("row_bits"), 32, f"{name}: row_bits")
@@ -339,10 +374,13 @@ def read_compressed(path) -> tuple[dict, dict[str, torch.Tensor]]:
 def replay(model: nn.Module, transforms: list) -> None:
     """Re-apply the recorded architecture changes to a freshly created model, in order."""
     from ..layers.binary import binarize
+    from ..layers.ternary import ternarize
     from .channels import set_widths
     for kind, argument in transforms:
         if kind == "binarize":
             binarize(model, argument)
+        elif kind == "ternarize":
+            ternarize(model, argument)
         elif kind == "channels":
             set_widths(model, argument)
         else:

@@ -7,6 +7,7 @@ Methods (each followed by retraining with the zoo's trainer, `retrain.py`):
   trained quantisation with weight sharing → Huffman coding, in the sparse format;
 - ``kmeans``: weight sharing alone (dense codes; Deep Compression Sec. 3);
 - ``binarize``: BWN or XNOR-Net (Rastegari et al., ECCV 2016);
+- ``ternary``: TWN (Li & Liu 2016) or TTQ (Zhu et al., ICLR 2017), 2 bits per weight;
 - ``channels``: whole filters removed (Li et al., ICLR 2017);
 - ``distill``: a smaller zoo network trained on the checkpoint's soft targets (Hinton et al. 2015).
 
@@ -34,7 +35,7 @@ from .fileformat import LayerCoding, load_compressed, save_compressed
 from .quantize import INITS, CentroidHook, layer_bits, share_weights
 from .retrain import RetrainSettings, retrain, run_trainer
 
-METHODS = ("prune", "deep", "kmeans", "binarize", "distill", "channels")
+METHODS = ("prune", "deep", "kmeans", "binarize", "ternary", "distill", "channels")
 SENSITIVITY_LEVELS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 
@@ -53,9 +54,10 @@ class Options:
     init: str = "linear"
     finetune_epochs: int = 1
     finetune_lr: float = 1e-3
-    finetune_optimizer: str = "adamw"
+    finetune_optimizer: str = "sgd"
     huffman: bool = True
     mode: str = "bwn"
+    ternary_mode: str = "twn"
     channel_ratio: float = 0.5
     student: str | None = None
     temperature: float = 4.0
@@ -78,6 +80,8 @@ class Options:
             raise UsageError(f"--iterations must be at least 1, got {self.iterations}")
         if self.mode not in ("bwn", "xnor"):
             raise UsageError(f"--mode {self.mode!r}: choose bwn or xnor")
+        if self.ternary_mode not in ("twn", "ttq"):
+            raise UsageError(f"--ternary-mode {self.ternary_mode!r}: choose twn or ttq")
         if method == "distill":
             self._validate_student()
         if not 0 < self.temperature:
@@ -158,9 +162,7 @@ def _share(model, meta, options: Options, masks) -> tuple[dict, list, dict]:
     shared = share_weights(model, options.conv_bits, options.fc_bits, options.init, masks,
                            seed=options.retrain.seed)
     initial = {n: s.codebook.tolist() for n, s in shared.items()}
-    settings = dataclasses.replace(options.retrain, epochs=options.finetune_epochs, lr=options.finetune_lr,
-                                   optimizer=options.finetune_optimizer)
-    history = retrain(model, meta, settings, [CentroidHook(model, shared)])
+    history = retrain(model, meta, finetune_settings(options), [CentroidHook(model, shared)])
     codebooks = {}
     for name, s in shared.items():
         codes = s.codes.flatten()
@@ -174,6 +176,16 @@ def _share(model, meta, options: Options, masks) -> tuple[dict, list, dict]:
                               index_bits=_index_bits(layers[n], options), huffman=options.huffman)
                for n, s in shared.items()}
     return codings, history, codebooks
+
+
+def finetune_settings(options: Options) -> RetrainSettings:
+    """Centroid fine-tuning's trainer settings. By default plain SGD without momentum or weight
+    decay, which with `CentroidHook` is Deep Compression's update (Sec. 3.3): every centroid moves
+    by −η times the summed gradient of its weights."""
+    plain = options.finetune_optimizer == "sgd"
+    return dataclasses.replace(options.retrain, epochs=options.finetune_epochs, lr=options.finetune_lr,
+                               optimizer=options.finetune_optimizer, weight_decay=0.0,
+                               momentum=0.0 if plain else options.retrain.momentum)
 
 
 def _deep(model, meta, options, accuracy) -> Compressed:
@@ -203,6 +215,20 @@ def _binarize(model, meta, options, accuracy) -> Compressed:
                "weight_bits_before": bits_before, "weight_bits_after": weight_memory_bits(model),
                "memory_saving": bits_before / weight_memory_bits(model)}
     return Compressed(model, meta, codings, [["binarize", options.mode]], details, history)
+
+
+def _ternary(model, meta, options, accuracy) -> Compressed:
+    from ..layers.ternary import ternarize, weight_memory_bits
+    from .ternary import materialize, ternary_layer_names
+    bits_before = weight_memory_bits(model)
+    ternarize(model, options.ternary_mode)
+    history = retrain(model, meta, options.retrain)
+    scales = materialize(model)
+    codings = {n: LayerCoding("ternary") for n in ternary_layer_names(model)}
+    details = {"ternary_mode": options.ternary_mode, "ternary_layers": scales,
+               "weight_bits_before": bits_before, "weight_bits_after": weight_memory_bits(model),
+               "memory_saving": bits_before / weight_memory_bits(model)}
+    return Compressed(model, meta, codings, [["ternarize", options.ternary_mode]], details, history)
 
 
 def _channels(model, meta, options, accuracy) -> Compressed:
@@ -286,7 +312,8 @@ def compress(checkpoint, method: str, out, options: Options | None = None) -> di
     input_size = tuple(meta["input_size"])
     params_before, macs_before = count_params(model), count_macs(model, input_size)
     top1_before = accuracy(model)
-    steps = {"prune": _prune, "deep": _deep, "kmeans": _kmeans, "binarize": _binarize, "channels": _channels}
+    steps = {"prune": _prune, "deep": _deep, "kmeans": _kmeans, "binarize": _binarize, "ternary": _ternary,
+             "channels": _channels}
     if method == "distill":
         result = _distill(model, meta, options, checkpoint)
     else:

@@ -20,6 +20,7 @@ class RetrainSettings:
     epochs: int = 2
     lr: float = 0.01
     optimizer: str = "nesterov"
+    momentum: float = 0.9
     schedule: str = "cosine"
     batch_size: int = 128
     weight_decay: float = 5e-4
@@ -30,20 +31,26 @@ class RetrainSettings:
     quiet: bool = True
 
 
-def run_trainer(meta: dict, settings: RetrainSettings, network: nn.Module | None = None, hooks=(),
-                **overrides):
-    """Run the trainer on the checkpoint's data; `network` (trained in place) replaces the network
-    it builds, `overrides` are further TrainConfig fields (e.g. a student and its teacher)."""
-    from ..engine.trainer import TrainConfig, Trainer
+def train_config(meta: dict, settings: RetrainSettings, **overrides):
+    """The trainer's TrainConfig for retraining on the checkpoint's data; `overrides` are further fields."""
+    from ..engine.trainer import TrainConfig
     data_args = meta.get("data_args", {})
     fields = dict(model=meta["name"], model_args=dict(meta["kwargs"]), data=meta["data"],
                   data_dir=settings.data_dir, val_size=data_args.get("val_size", 5000),
                   image_size=data_args.get("image_size"), epochs=settings.epochs, lr=settings.lr,
-                  optimizer=settings.optimizer, schedule=settings.schedule,
+                  optimizer=settings.optimizer, momentum=settings.momentum, schedule=settings.schedule,
                   batch_size=settings.batch_size, weight_decay=settings.weight_decay,
                   label_smoothing=0.0, train_limit=settings.train_limit, device=settings.device,
                   channels_last="off", seed=settings.seed, quiet=settings.quiet)
-    trainer = Trainer(TrainConfig(**{**fields, **overrides}))
+    return TrainConfig(**{**fields, **overrides})
+
+
+def run_trainer(meta: dict, settings: RetrainSettings, network: nn.Module | None = None, hooks=(),
+                **overrides):
+    """Run the trainer on the checkpoint's data; `network` (trained in place) replaces the network
+    it builds, `overrides` are further TrainConfig fields (e.g. a student and its teacher)."""
+    from ..engine.trainer import Trainer
+    trainer = Trainer(train_config(meta, settings, **overrides))
     if network is not None:
         trainer.set_model(network)
     trainer.hooks.extend(hooks)

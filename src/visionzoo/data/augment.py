@@ -14,6 +14,10 @@ call), so these are our own batched versions.
   pixel, with p_i, λ_i the eigenvectors/eigenvalues of the training set's RGB covariance
   (pixels in [0, 1]) and α_i ~ N(0, σ²) once per image; with C channels the covariance is C×C,
   so on grey images it is a random brightness shift α·λ;
+- additive Gaussian noise as vicinal risk minimisation (Chapelle, Weston, Bottou, Vapnik, "Vicinal
+  Risk Minimization", NIPS 2000: a Gaussian vicinity N(x, σ²I) around each training point; the
+  notes' "adding noise" regulariser): x + σ·255·n, n ~ N(0, I) per pixel, in pixel space with σ in
+  units of [0, 1], clamped to the valid range [0, 255] so every noisy image is still an image;
 - random erasing (Zhong et al., Random Erasing Data Augmentation, AAAI 2020, Algorithm 1): with probability p erase a rectangle of area
   S_e ∈ [s_l, s_h]·S and aspect r_e ∈ [r_1, 1/r_1] that fits the image, filled with random values;
 - cutout (DeVries & Taylor 2017): a SIZE×SIZE square centred anywhere, clipped at the borders;
@@ -134,6 +138,12 @@ def fancy_pca(x: torch.Tensor, eigenvalues: torch.Tensor, eigenvectors: torch.Te
     return x.float() + shift[:, :, None, None]
 
 
+def gaussian_noise(x: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
+    """x + N(0, (255·std)²) per pixel, clamped to [0, 255] (pixel units; std in units of [0, 1])."""
+    noise = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device)
+    return (x.float() + 255.0 * std * noise).clamp(0, 255)
+
+
 def random_erasing(x: torch.Tensor, p: float, generator: torch.Generator, *, area=ERASE_AREA,
                    aspect: float = ERASE_ASPECT) -> torch.Tensor:
     """Algorithm 1 of Zhong et al. on the pixel grid, batched: boxes are drawn for every pending
@@ -197,13 +207,14 @@ def cutmix(x: torch.Tensor, targets: torch.Tensor, alpha: float, generator: torc
 @dataclass
 class Augmentation:
     """The training augmentations of a run, applied to a batch in a fixed order: geometry
-    (scale jitter, crop, flip), colour (fancy PCA), occlusion (cutout, random erasing), then
+    (scale jitter, crop, flip), colour (fancy PCA), noise (Gaussian), occlusion (cutout, random erasing), then
     mixing (mixup or CutMix; with both, one of them per batch with probability ½, as in timm)."""
     crop: int = 0
     flip: bool = False
     scale_jitter: tuple[float, float] | None = None
     scale_jitter_per_image: bool = False
     fancy_pca: float = 0.0
+    gauss_noise: float = 0.0
     pca: tuple[torch.Tensor, torch.Tensor] | None = None   # eigenvalues, eigenvectors
     random_erasing: float = 0.0
     cutout: int = 0
@@ -225,6 +236,8 @@ class Augmentation:
             images = random_flip(images, generator)
         if self.fancy_pca:
             images = fancy_pca(images, *self.pca, self.fancy_pca, generator)
+        if self.gauss_noise:
+            images = gaussian_noise(images, self.gauss_noise, generator)
         if self.cutout:
             images = cutout(images, self.cutout, generator, self.cutout_fill)
         if self.random_erasing:

@@ -5,6 +5,7 @@ from . import (  # noqa: F401
                arithmetic,
                batchnorm,
                calibration,
+               closed_form,
                compression,
                depth,
                dropout_ensemble,

@@ -4,7 +4,10 @@
   Efficient Convolutional Neural Networks for Mobile Vision Applications", arXiv 2017. The body of
   Table 1 (the notes' table): a 3×3/2 convolution of 32 filters, 13 depthwise-separable layers
   (64 … 1024 channels, stride 2 where the table halves the map), 7×7 average pool, FC; 4.2M
-  parameters and 569M multiply-adds (Table 4). Activations are ReLU6, as the notes say (the
+  parameters and 569M multiply-adds (Table 4). Table 1's last depthwise layer (3×3×1024 on the
+  7×7 map) is printed "Conv dw / s2", but its output is listed as 7×7 again and the 7×7 average
+  pool follows: a typo, so we use stride 1 there (as do the authors' TF-Slim model and timm);
+  with stride 2 the map would be 4×4 and the multiply-adds would miss Table 4's 569M. Activations are ReLU6, as the notes say (the
   paper's Fig. 3 draws ReLU). Width multiplier α (``width_mult``, Sec. 3.3): every layer has
   αM inputs and αN outputs, Table 6 (0.75: 2.6M / 325M, 0.5: 1.3M / 149M, 0.25: 0.5M / 41M).
   Resolution multiplier ρ (``resolution_mult``, Sec. 3.4): the network is unchanged, it is fed

@@ -4,7 +4,10 @@
   ImageNet ResNet-18/34/50/101/152 of Table 1 (the notes' table, FLOPs 1.8/3.6/3.8/7.6/11.3 G),
   the CIFAR-10 ResNets of Sec. 4.2 (6n+2 layers, 16/32/64 filters, option-A shortcuts), and
   their plain twins (Fig. 3 middle, ``residual=False``). ``shortcut="A"|"B"|"C"`` picks the
-  option of Sec. 4.1 in every builder.
+  option of Sec. 4.1 in every builder. ResNet-1202's card quotes 19.4M, He et al.'s own count
+  (Table 6), which the 200 basic blocks per stage of 16/32/64 filters do have; the WRN and
+  DenseNet comparison tables of the notes print 10.2M for it (and for stochastic depth's
+  1202-layer net), the count of pre-activation ResNet-1001 carried into the wrong row.
 - Pre-activation ResNet: He, Zhang, Ren, Sun, "Identity Mappings in Deep Residual Networks",
   ECCV 2016. BN → ReLU → conv units (Fig. 1(b)), a final BN-ReLU before pooling; the CIFAR
   bottleneck ResNet-164 (1.7M) and ResNet-1001 (10.2M) of the notes' tables, and an 18-layer
@@ -189,7 +192,7 @@ register_model("plain18", **_HE, paper_macs="1.8G", residual=False, **_R18)(imag
 register_model("plain34", **_HE, paper_macs="3.6G", residual=False, **_R34)(imagenet_resnet)
 
 for _depth, _params in ((20, "0.27M"), (32, "0.46M"), (44, "0.66M"), (56, "0.85M"), (110, "1.7M"),
-                        (1202, "19.4M")):
+                        (1202, "19.4M")):  # He et al. Table 6, not the WRN table's 10.2M (see above)
     _cfg = dict(**_HE, **_CIFAR, paper_params=_params, block=BasicBlock,
                 layers=((_depth - 2) // 6,) * 3, widths=(16, 32, 64), shortcut="A")
     register_model(f"resnet{_depth}_cifar", **_cfg)(cifar_resnet)

@@ -36,6 +36,8 @@ class AugmentationOptions:
                                    choices=("batch", "image"))
     fancy_pca: float = option(0.0, "AlexNet lighting noise along the RGB principal components (0.1)",
                               metavar="STD", check=at_least(0))
+    gauss_noise: float = option(0.0, "add N(0, STD²) noise per pixel (pixels in [0, 1], clamped): vicinal risk "
+                                "minimisation (Chapelle et al.)", metavar="STD", check=at_least(0))
     random_erasing: float = option(0.0, "erase a random rectangle with probability P (Zhong et al.)", metavar="P",
                                    check=within("[0, 1]", "a probability"))
     cutout: int = option(0, "mask a SIZE×SIZE square (at the data mean)", metavar="SIZE", check=at_least(0))
@@ -62,5 +64,5 @@ def build_augmentation(cfg, data, flip: bool) -> Augmentation:
     return Augmentation(crop=cfg.crop, flip=flip,
                         scale_jitter=parse_pair(cfg.scale_jitter, "--scale-jitter") if cfg.scale_jitter else None,
                         scale_jitter_per_image=cfg.scale_jitter_per == "image",
-                        fancy_pca=cfg.fancy_pca, pca=pca, random_erasing=cfg.random_erasing, cutout=cfg.cutout,
+                        fancy_pca=cfg.fancy_pca, gauss_noise=cfg.gauss_noise, pca=pca, random_erasing=cfg.random_erasing, cutout=cfg.cutout,
                         cutout_fill=tuple(255.0 * m for m in data.mean), mixup=cfg.mixup, cutmix=cfg.cutmix)
