@@ -6,15 +6,21 @@ figures (on the meta device, once per name: cards are built on demand and cached
 
 Every created network carries timm's ``pretrained_cfg`` (alias ``default_cfg``): input size,
 mean and std of the data set it is trained on (ImageNet's unless its entry names another),
-number of classes, ``first_conv`` and ``classifier`` (dotted module names), ``fixed_input_size``.
+number of classes, ``first_conv`` and ``classifier`` (dotted module names), ``fixed_input_size``,
+``crop_pct`` and ``interpolation``. `create_model` follows timm's conventions: ``pretrained``
+False/None/a file (True is refused: no weights are hosted), ``img_size``, ``drop_rate``,
+``drop_path_rate``, ``global_pool``, and unknown keywords refused before anything is built.
 ``create_model(name, features_only=True, out_indices=…)`` returns its stage feature maps instead
 (models/features.py).
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
 import inspect
+import re
+import textwrap
 from dataclasses import dataclass, field, fields
 from typing import Callable
 
@@ -142,26 +148,41 @@ def list_models(pattern: str | None = None, *, task: str | None = None) -> list[
 
 
 def create_model(name: str, *, num_classes: int | None = None, in_chans: int | None = None,
-                 pretrained: str | None = None, features_only: bool = False, out_indices=None,
+                 pretrained: str | bool | None = None, features_only: bool = False, out_indices=None,
                  **kwargs) -> nn.Module:
     """Build a registered network; with no arguments, the paper's own configuration.
 
     `pretrained` is a path to a visionzoo checkpoint (safetensors) or a torchvision/timm
-    state_dict of the twin architecture, converted on the fly. ``image_size=S`` tells networks
-    that adapt to small inputs (e.g. a 3×3 stride-1 stem below 64 px) what they will see; it is
-    dropped for networks that work at any size unchanged. ``features_only=True`` returns a
-    `FeatureExtractor` whose forward gives the stage feature maps `out_indices` selects (timm's
-    semantics: None every stage, n the last n, or a sequence of indices).
+    state_dict of the twin architecture, converted on the fly; False or None means none, and True
+    is refused (visionzoo hosts no weights). A file made for another class count or input channels
+    is adapted as timm does (`weights.load_pretrained`). ``image_size=S`` (timm: ``img_size``)
+    tells networks that adapt to small inputs (e.g. a 3×3 stride-1 stem below 64 px) what they will
+    see; it is dropped for networks that work at any size unchanged. timm's ``drop_rate`` (dropout
+    before the classifier), ``drop_path_rate`` (stochastic depth) and ``global_pool`` ("avg",
+    "max", or "" with num_classes=0 for the unpooled map) are taken where the network has that
+    part, and refused in one line where it has not. Any other keyword must be one the builder
+    takes (`accepted_keywords`); an unknown one is refused before anything is built.
+    ``features_only=True`` returns a `FeatureExtractor` whose forward gives the stage feature maps
+    `out_indices` selects (timm's semantics: None every stage, n the last n, or a sequence of indices).
     """
     entry = get_entry(name)
     if out_indices is not None and not features_only:
         raise UsageError("out_indices selects the stages of features_only=True")
+    pretrained = _pretrained_file(pretrained)
+    if "img_size" in kwargs:
+        if "image_size" in kwargs:
+            raise UsageError("give img_size or image_size (the same thing), not both")
+        kwargs["image_size"] = kwargs.pop("img_size")
+    drop_rate, global_pool = kwargs.pop("drop_rate", None), kwargs.pop("global_pool", None)
+    _check_keywords(entry, kwargs)
     image_size = kwargs.get("image_size")
-    if "image_size" in kwargs and "image_size" not in inspect.signature(entry.builder).parameters:
-        kwargs.pop("image_size")
     num_classes = entry.num_classes if num_classes is None else num_classes
     in_chans = entry.input_size[0] if in_chans is None else in_chans
-    model = entry.builder(num_classes=num_classes, in_chans=in_chans, **{**entry.defaults, **kwargs})
+    model = _build(entry, num_classes, in_chans, kwargs)
+    if drop_rate is not None:
+        _set_drop_rate(model, name, drop_rate)
+    if global_pool is not None:
+        _set_global_pool(model, name, global_pool, num_classes)
     side = entry.input_size[1:] if image_size is None else (image_size, image_size)
     model.pretrained_cfg = model.default_cfg = _pretrained_cfg(entry, model, (in_chans, *side), num_classes)
     if pretrained is not None:
@@ -175,9 +196,201 @@ def create_model(name: str, *, num_classes: int | None = None, in_chans: int | N
     return model
 
 
+def _build(entry: ModelEntry, num_classes: int, in_chans: int, kwargs: dict) -> nn.Module:
+    try:
+        return entry.builder(num_classes=num_classes, in_chans=in_chans, **{**entry.defaults, **kwargs})
+    except TypeError as exc:   # a keyword the up-front check could not judge
+        found = re.search(r"unexpected keyword argument '(\w+)'|multiple values for (?:keyword )?argument '(\w+)'",
+                          str(exc))
+        keyword = found and (found[1] or found[2])
+        if keyword in kwargs:
+            raise UsageError(f"{entry.name} takes no keyword {keyword}") from None
+        raise
+
+
+def _pretrained_file(pretrained):
+    """timm's pretrained flag or a weights file: False/None → None, a path → itself, True refused."""
+    if pretrained is True:
+        raise UsageError("pretrained=True: visionzoo hosts no weights; give a file instead, "
+                         "pretrained=\"path.pth\" or \"path.safetensors\" (ours or the torchvision/timm twin's)")
+    return None if pretrained is False else pretrained
+
+
+# Keywords create_model itself takes, besides the builder's.
+CREATE_KEYWORDS = ("num_classes", "in_chans", "pretrained", "features_only", "out_indices", "img_size",
+                   "drop_rate", "global_pool")
+
+
+def _check_keywords(entry: ModelEntry, kwargs: dict) -> None:
+    """Refuse, before building, a keyword no builder in the chain takes; drop image_size where no
+    builder takes it (the network works at any size)."""
+    try:
+        accepted = accepted_keywords(entry.name, kwargs)
+    except (OSError, RuntimeError):   # source unreadable: the builder's own TypeError is translated
+        accepted = set(kwargs) | {n for n in inspect.signature(entry.builder).parameters if n != "image_size"}
+    if "image_size" in kwargs and "image_size" not in accepted:
+        kwargs.pop("image_size")
+    if "drop_path_rate" in kwargs and "drop_path_rate" not in accepted:
+        raise UsageError(f"{entry.name} has no stochastic depth; drop_path_rate does not apply to it")
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        takes = sorted((accepted - {"num_classes", "in_chans"}) | set(CREATE_KEYWORDS))
+        raise UsageError(f"{entry.name} takes no keyword {', '.join(unknown)}; it takes {', '.join(takes)}")
+
+
+def accepted_keywords(name: str, kwargs: dict | None = None) -> frozenset[str]:
+    """Every keyword ``create_model(name, …)`` may pass to the builder: the builder's own parameters
+    and, where it forwards ``**kwargs``, those of each callee, followed through the source (classes,
+    ``super().__init__``, a block class passed as a keyword such as ``block=BasicBlock``), less the
+    ones each call site fixes itself. `kwargs` are the caller's, which may choose such a block.
+
+    RuntimeError when a forwarding chain cannot be followed: a family must keep it readable.
+    """
+    entry = get_entry(name)
+    bound = {**entry.defaults, **(kwargs or {})}
+    return frozenset(_accepted(entry.builder, bound, owner=None))
+
+
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def _accepted(target: Callable, bound: dict, owner: type | None) -> set[str]:
+    """Keywords `target` (a function, or a class whose __init__ runs with `owner` as the instance's
+    class) takes, directly or through its ``**kwargs``."""
+    if isinstance(target, type):
+        owner = target
+        defining = next(c for c in target.__mro__ if "__init__" in vars(c))
+        if defining is object or defining is nn.Module:
+            return set()
+        return _accepted_by_function(vars(defining)["__init__"], bound, owner, defining)
+    return _accepted_by_function(target, bound, owner, None)
+
+
+def _accepted_by_function(function: Callable, bound: dict, owner: type | None, defining: type | None) -> set[str]:
+    parameters = inspect.signature(function).parameters
+    named = {n for n, p in parameters.items() if p.kind in _NAMED} - {"self"}
+    var_keyword = next((n for n, p in parameters.items() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+    if var_keyword is None:
+        return named
+    calls = _forwarding_calls(function, var_keyword)
+    if not calls:
+        raise RuntimeError(f"{function.__qualname__} takes **{var_keyword} but passes it to no call")
+    accepted = set(named)
+    for call in calls:
+        callee = _resolve_callee(call.func, function, bound, parameters, owner, defining)
+        fixed = {k.arg: k.value for k in call.keywords if k.arg is not None}
+        callee_bound = {**bound, **{k: _resolve_name(v, function) for k, v in fixed.items()
+                                    if _resolve_name(v, function) is not None}}
+        if isinstance(callee, tuple):   # super().__init__ or a method of the instance's class
+            callee_function, callee_defining = callee
+            below = _accepted_by_function(callee_function, callee_bound, owner, callee_defining)
+        else:
+            below = _accepted(callee, callee_bound, None)
+        positional = _positional_names(callee, len(call.args)) if not any(
+            isinstance(a, ast.Starred) for a in call.args) else set()
+        accepted |= below - set(fixed) - positional
+    return accepted
+
+
+def _forwarding_calls(function: Callable, var_keyword: str) -> list[ast.Call]:
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    if not (tree.body and getattr(tree.body[0], "name", None) == function.__name__):
+        raise OSError(f"the source of {function.__qualname__} changed since it was imported")
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and any(k.arg is None and isinstance(k.value, ast.Name) and k.value.id == var_keyword
+                    for k in node.keywords)]
+
+
+def _resolve_name(node: ast.expr, function: Callable):
+    if isinstance(node, ast.Name):
+        value = function.__globals__.get(node.id)
+        return value if callable(value) else None
+    return None
+
+
+def _resolve_callee(func: ast.expr, function: Callable, bound: dict, parameters, owner, defining):
+    where = function.__qualname__
+    if isinstance(func, ast.Attribute) and func.attr == "__init__" and isinstance(func.value, ast.Call) \
+            and isinstance(func.value.func, ast.Name) and func.value.func.id == "super" and owner is not None:
+        mro = owner.__mro__
+        for cls in mro[mro.index(defining) + 1:]:
+            if "__init__" in vars(cls):
+                return vars(cls)["__init__"], cls
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self" \
+            and owner is not None:   # a method, as the instance's class resolves it (e.g. make_branch)
+        cls = next((c for c in owner.__mro__ if func.attr in vars(c)), None)
+        if cls is not None and inspect.isfunction(vars(cls)[func.attr]):
+            return vars(cls)[func.attr], cls
+    if isinstance(func, ast.Name):
+        if func.id in parameters:   # a callable passed in, e.g. ResNet's block
+            value = bound.get(func.id, parameters[func.id].default)
+            if callable(value):
+                return value
+        else:
+            value = _resolve_name(func, function)
+            if value is not None:
+                return value
+    raise RuntimeError(f"{where}: cannot tell where its keyword arguments go ({ast.unparse(func)})")
+
+
+def _positional_names(callee, count: int) -> set[str]:
+    function = callee[0] if isinstance(callee, tuple) else callee
+    if isinstance(function, type):
+        function = next(vars(c)["__init__"] for c in function.__mro__ if "__init__" in vars(c))
+    names = [n for n, p in inspect.signature(function).parameters.items() if n != "self"
+             and p.kind in (*_NAMED, inspect.Parameter.POSITIONAL_ONLY)]
+    return set(names[:count])
+
+
+def _set_drop_rate(model: nn.Module, name: str, rate: float) -> None:
+    """timm's drop_rate: the dropout right before the classifier (a fresh one on a pool → linear head)."""
+    from .models.base import ImageClassifier
+    if not 0 <= rate < 1:
+        raise UsageError(f"drop_rate={rate}: a dropout probability in [0, 1)")
+    head_drop = getattr(model, "head_drop", None)
+    if isinstance(head_drop, nn.Dropout):
+        head_drop.p = rate
+        return
+    if type(model).forward_head is ImageClassifier.forward_head:
+        model.head_drop = nn.Dropout(rate)
+        return
+    parent_name, _, child = getattr(model, "classifier_name", "").rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else None
+    if isinstance(parent, nn.Sequential) and child.isdigit() and int(child) > 0 \
+            and isinstance(parent[int(child) - 1], nn.Dropout):
+        parent[int(child) - 1].p = rate
+        return
+    raise UsageError(f"{name} has no dropout right before its classifier; drop_rate does not apply to it")
+
+
+GLOBAL_POOLS = ("avg", "max", "")
+
+
+def _set_global_pool(model: nn.Module, name: str, pool: str, num_classes: int) -> None:
+    """timm's global_pool on a global-average-pool → linear head: "avg", "max", or "" (no pooling,
+    for num_classes=0: the head returns the feature map)."""
+    from .models.base import ImageClassifier
+    if pool not in GLOBAL_POOLS:
+        raise UsageError(f"global_pool={pool!r}: choose \"avg\", \"max\" or \"\"")
+    if type(model).forward_head is not ImageClassifier.forward_head:
+        raise UsageError(f"{name}'s head is not global average pooling then the classifier; "
+                         "global_pool does not apply to it")
+    if pool == "" and num_classes != 0:
+        raise UsageError("global_pool=\"\" leaves the feature map unpooled; pair it with num_classes=0")
+    model.global_pool = pool
+    if pool == "":
+        model.reset_classifier(0)
+
+
+# Families whose published evaluation resizes bicubically (timm's configurations); the rest bilinearly.
+BICUBIC_FAMILIES = frozenset({"vit", "mixer", "convnext", "efficientnet", "nfnet"})
+
+
 def _pretrained_cfg(entry: ModelEntry, model: nn.Module, input_size, num_classes: int) -> dict:
     """timm's pretrained_cfg keys for `model` as built: its input size and normalisation, classes,
-    first convolution (in module order) and classifier."""
+    first convolution (in module order) and classifier, and the evaluation resize: ``crop_pct``
+    (centre crop / resized side: ImageNet's 0.875; 1.0 for the small data sets, used uncropped) and
+    ``interpolation``."""
     mean, std = NORMALISATION[entry.dataset or "imagenet"]
     channels = input_size[0]
     if len(mean) != channels:  # built for other channels than the data set's: its channel average
@@ -186,7 +399,9 @@ def _pretrained_cfg(entry: ModelEntry, model: nn.Module, input_size, num_classes
     return {"architecture": entry.name, "input_size": tuple(input_size), "mean": mean, "std": std,
             "num_classes": num_classes, "first_conv": first_conv,
             "classifier": getattr(model, "classifier_name", None),
-            "fixed_input_size": getattr(model, "fixed_input_size", False)}
+            "fixed_input_size": getattr(model, "fixed_input_size", False),
+            "crop_pct": 1.0 if entry.dataset else 0.875,
+            "interpolation": "bicubic" if entry.family in BICUBIC_FAMILIES else "bilinear"}
 
 
 def convert_state_dict(name: str, state_dict: dict, source: str) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,7 +49,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
-    """Load our own checkpoint, or a twin's state_dict converted from whichever source fits."""
+    """Load our own checkpoint, or a twin's state_dict converted from whichever source fits.
+
+    A file that fits but for the classifier (another class count) or the first convolution's input
+    channels is adapted as timm's ``load_pretrained`` does, with one warning saying so: the
+    classifier keeps its fresh initialisation, and an RGB first convolution becomes
+    `adapt_input_conv`'s.
+    """
     from .registry import convert_state_dict, get_entry
     state = read_state_dict(path)
     own = model.state_dict()
@@ -62,6 +69,13 @@ def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
         if set(converted) == set(own) and all(converted[k].shape == own[k].shape for k in own):
             model.load_state_dict(converted)
             return
+    for source, converted in candidates:
+        adapted = _adapted_state(model, converted, own)
+        if adapted is not None:
+            state_dict, notes = adapted
+            model.load_state_dict(state_dict)
+            warnings.warn(f"{path}: {'; '.join(notes)}", stacklevel=3)
+            return
     missing = sorted(set(own) - set(state))[:3]
     if missing:
         why = f"keys such as {missing} are missing"
@@ -72,6 +86,54 @@ def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
                f"e.g. its num_classes")
     raise UsageError(f"{path} does not fit {name}: {why} "
                      f"(twins: {', '.join(get_entry(name).twins) or 'none'})")
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """An RGB first convolution's (O, 3, k, k) weight for `in_chans` input channels, as timm does:
+    one channel sums the three (a grey image's response equals the RGB one's for R = G = B);
+    more channels tile R, G, B and scale by 3 / in_chans, keeping the response's scale."""
+    if weight.shape[1] != 3:
+        raise UsageError(f"the first convolution of the weights takes {weight.shape[1]} channels; "
+                         "only an RGB (3-channel) one can be adapted to other input channels")
+    work = weight.float()
+    if in_chans == 1:
+        adapted = work.sum(1, keepdim=True)
+    else:
+        adapted = work.repeat(1, math.ceil(in_chans / 3), 1, 1)[:, :in_chans] * (3 / in_chans)
+    return adapted.to(weight.dtype)
+
+
+def _adapted_state(model: nn.Module, state: dict, own: dict) -> tuple[dict, list[str]] | None:
+    """`state` for `model` with its classifier kept fresh and its first convolution adapted where
+    only those differ (names from ``pretrained_cfg``); None if anything else differs."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    heads = cfg.get("classifier")
+    heads = (heads,) if isinstance(heads, str) else tuple(heads or ())
+    first_conv_weight = f"{cfg.get('first_conv')}.weight"
+
+    def in_head(key: str) -> bool:
+        return any(key.startswith(f"{head}.") for head in heads)
+
+    if {k for k in state if not in_head(k)} != {k for k in own if not in_head(k)}:
+        return None
+    adapted, notes = {}, []
+    for key, tensor in own.items():
+        found = state.get(key)
+        if found is not None and found.shape == tensor.shape:
+            adapted[key] = found
+        elif in_head(key):
+            adapted[key] = tensor
+            note = f"classifier {', '.join(heads)} replaced (a fresh one for the model's classes)"
+            if note not in notes:
+                notes.append(note)
+        elif key == first_conv_weight and found.dim() == 4 and found.shape[0] == tensor.shape[0] \
+                and found.shape[2:] == tensor.shape[2:]:
+            adapted[key] = adapt_input_conv(found, tensor.shape[1])
+            notes.append(f"first convolution {cfg['first_conv']} adapted from {found.shape[1]} to "
+                         f"{tensor.shape[1]} input channels (timm's adapt_input_conv)")
+        else:
+            return None
+    return adapted, notes
 
 
 def _is_count(value, low: int, high: int) -> bool:

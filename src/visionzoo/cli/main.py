@@ -28,10 +28,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
+class _Version(argparse.Action):
+    """`--version`: printed lazily, so that building the parser never imports torch; read from the
+    package itself, so that a source tree on PYTHONPATH (not pip-installed) answers too."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import torch
+
+        import visionzoo
+        print(f"visionzoo {visionzoo.__version__} (torch {torch.__version__})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="visionzoo", description=__doc__.split("\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    parser.add_argument("--version", action=_Version, help="print visionzoo's and torch's versions and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (models_cmd, train_cmd, evaluate_cmd, segment_cmd, bench_cmd, attack_cmd, compress_cmd,
                    explain_cmd, reproduce_cmd):

@@ -90,9 +90,9 @@ def builder_kwargs(cfg) -> dict:
     try:
         with torch.device("meta"):
             create_model(cfg.model, drop_path_rate=cfg.drop_path, **cfg.model_args)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"--drop-path: {cfg.model} has no stochastic depth ({exc}); residual, "
-                         "ConvNeXt, EfficientNet, NFNet, ViT and Mixer networks have") from None
+    except (TypeError, ValueError):   # create_model's own line names the model; say which have it
+        raise UsageError(f"--drop-path: {cfg.model} has no stochastic depth; residual, ConvNeXt, EfficientNet, "
+                         "NFNet, ViT and Mixer networks have") from None
     return {"drop_path_rate": cfg.drop_path}
 
 

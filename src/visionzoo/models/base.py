@@ -3,8 +3,8 @@
 ``forward(x) = forward_head(forward_features(x))``; ``reset_classifier(k)`` swaps the last
 linear layer for a fresh one with k outputs (0 removes it, leaving pre-logit features).
 A family sets ``self.classifier_name`` to the dotted path of its last linear layer and either
-uses the default head (global average pool → flatten → dropout → that linear) or overrides
-`forward_head`.
+uses the default head (global average pool → flatten → dropout → that linear; ``global_pool``
+"max" takes the maximum instead, "" keeps the map) or overrides `forward_head`.
 
 Backbone features (timm's ``feature_info`` and ``features_only``, models/features.py): a family
 declares `stage_modules()`, the dotted names of the modules whose outputs are its stage feature
@@ -48,8 +48,9 @@ class ImageClassifier(nn.Module):
         raise NotImplementedError
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if x.dim() == 4:
-            x = x.mean((2, 3))
+        pool = getattr(self, "global_pool", "avg")   # timm's global_pool, set by create_model
+        if x.dim() == 4 and pool:
+            x = x.amax((2, 3)) if pool == "max" else x.mean((2, 3))
         x = getattr(self, "head_drop", nn.Identity())(x)
         return x if pre_logits else self.get_classifier()(x)
 

@@ -70,6 +70,7 @@ class VisionTransformer(ImageClassifier):
             EncoderBlock(embed_dim, num_heads, mlp_dim, dropout, attn_drop, rate)
             for rate in linear_drop_path_rates(depth, drop_path_rate)))
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head_drop = nn.Dropout(0.0)   # timm's drop_rate (create_model sets it)
         self.head = nn.Linear(embed_dim, num_classes)
         init_transformer_weights(self)
         nn.init.normal_(self.pos_embed, std=0.02)
@@ -86,13 +87,13 @@ class VisionTransformer(ImageClassifier):
             raise ValueError(f"this ViT has position embeddings for {self.num_patches} patches, "
                              f"the {tuple(x.shape[-2:])} input gives {patches.shape[1]}; "
                              f"build it with image_size={x.shape[-1]}")
-        x_class = self.cls_token.expand(len(x), -1, -1)
+        x_class = self.cls_token.expand(x.shape[0], -1, -1)   # a symbolic batch under torch.export
         z = torch.cat([x_class, patches], dim=1) + self.pos_embed   # z_0, Eq. 1
         z = self.blocks(self.pos_drop(z))                           # z_L, Eq. 2–3
         return self.norm(z)                                         # LN of every token
 
     def forward_head(self, x, pre_logits=False):
-        y = x[:, 0]                                                 # y = LN(z_L⁰), Eq. 4
+        y = self.head_drop(x[:, 0])                                 # y = LN(z_L⁰), Eq. 4
         return y if pre_logits else self.head(y)
 
 
