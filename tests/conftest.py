@@ -43,3 +43,9 @@ def randomise_batchnorm(model, batch):
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return model.eval()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Model cards measured by the tests go to a cache of their own, not the user's ~/.cache/visionzoo."""
+    os.environ.setdefault("VISIONZOO_CACHE", str(tmp_path_factory.mktemp("cache")))

@@ -356,7 +356,8 @@ def test_compress_cli_end_to_end_and_eval_reads_the_compressed_model(run_dir, tm
                  "--train-limit", "256", "--finetune-epochs", "1", "--out", str(out), "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    report = json.loads(captured.out)
+    report = json.loads(captured.out)   # stdout is the JSON alone; the retraining's progress is on stderr
+    assert "epoch   1/1  train loss" in captured.err
     for key in ("method", "params", "nonzero", "sparsity", "top1_before", "top1_after", "bytes_before", "bytes_after"):
         assert key in report
     assert report["sparsity"] == pytest.approx(0.8 * 430500 / 431080, abs=1e-3)  # weights pruned, biases kept

@@ -32,6 +32,7 @@ from torch import nn
 from . import registry
 from .core.errors import UsageError
 from .core.profile import count_macs, count_params
+from .core.progress import note, progress
 
 DTYPES = ("fp32", "bf16")
 TWIN_SOURCES = ("torchvision", "timm")
@@ -55,6 +56,7 @@ class BenchConfig:
     num_classes: int | None = None
     peak_seconds: float = 1.0  # how long one timed run of the peak convolution should last
     threads: int | None = None  # CPU threads for this benchmark (default: torch's, one per core)
+    quiet: bool = True  # no progress on stderr (`visionzoo bench` shows it unless --quiet)
 
     def validate(self) -> None:
         registry.get_entry(self.model)
@@ -323,6 +325,7 @@ def _benchmark(cfg: BenchConfig) -> dict:
         twin, twin_name = build_twin(cfg.model, cfg.compare, input_size, num_classes)
         runners.append(Runner(f"{cfg.compare} {twin_name}", twin, cfg, input_size, num_classes, device))
     for runner in runners:
+        note(f"{runner.label}: warm-up ({cfg.warmup} steps of each kind) and memory", quiet=cfg.quiet)
         _first_steps(runner, input_size, cfg.warmup)
     memory = {id(r): {kind: None for kind in ("train", "infer")} for r in runners}
     memory_kind = "unavailable"
@@ -330,7 +333,7 @@ def _benchmark(cfg: BenchConfig) -> dict:
         for kind in ("train", "infer"):
             memory[id(runner)][kind], memory_kind = step_memory_mib(runner, kind)
     times = {id(r): {kind: [] for kind in ("train", "infer", "train_cpu", "infer_cpu")} for r in runners}
-    for repeat in range(cfg.repeats):
+    for repeat in progress(range(cfg.repeats), desc="timing", unit="repeats", quiet=cfg.quiet):
         order = runners if repeat % 2 == 0 else runners[::-1]  # who goes first alternates
         for kind in ("train", "infer"):
             for runner in order:

@@ -2,7 +2,9 @@
 
 `register_model` records a builder with the paper it comes from, its task and the paper's own
 parameter and MAC counts; `create_model` builds it, `model_card` measures it next to those
-figures (on the meta device, once per name: cards are built on demand and cached).
+figures (on the meta device, once per name: cards are built on demand and cached); `model_cards`
+keeps them across processes in a JSON file ($VISIONZOO_CACHE or ~/.cache/visionzoo), keyed by
+the builder's entry and source, so that `visionzoo models` lists the zoo in seconds.
 
 Every created network carries timm's ``pretrained_cfg`` (alias ``default_cfg``): input size,
 mean and std of the data set it is trained on (ImageNet's unless its entry names another),
@@ -18,10 +20,14 @@ from __future__ import annotations
 import ast
 import difflib
 import fnmatch
+import hashlib
 import inspect
+import json
+import os
 import re
 import textwrap
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -138,13 +144,25 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def list_models(pattern: str | None = None, *, task: str | None = None) -> list[str]:
-    """Sorted registered names, filtered by an fnmatch pattern such as ``"resnet*"`` and a task."""
+def list_models(pattern: str | None = None, *, task: str | None = None, family: str | None = None) -> list[str]:
+    """Sorted registered names, filtered by an fnmatch pattern such as ``"resnet*"``, a task and a family."""
     if task is not None:
         _check_task(task)
     _load_all()
+    if family is not None and family not in families():
+        known = families()
+        close = difflib.get_close_matches(family, known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"choose one of {', '.join(known)}"
+        raise UsageError(f"unknown family {family!r}; {hint}")
     return [name for name, entry in sorted(_REGISTRY.items())
-            if (pattern is None or fnmatch.fnmatch(name, pattern)) and task in (None, entry.task)]
+            if (pattern is None or fnmatch.fnmatch(name, pattern)) and task in (None, entry.task)
+            and family in (None, entry.family)]
+
+
+def families() -> list[str]:
+    """Sorted family names of the registered networks."""
+    _load_all()
+    return sorted({entry.family for entry in _REGISTRY.values()})
 
 
 def create_model(name: str, *, num_classes: int | None = None, in_chans: int | None = None,
@@ -415,25 +433,109 @@ def convert_state_dict(name: str, state_dict: dict, source: str) -> dict:
 
 
 _CARD_CACHE: dict[str, dict] = {}
+CARD_CACHE_FILE = "model_cards.json"
+_CARD_CACHE_VERSION = 1
+# Code every card's figures depend on besides the builder's own module: the building blocks, the
+# shared model base and the counters. A change there makes every cached card stale.
+_SHARED_SOURCES = ("layers", "models/base.py", "core/profile.py")
 
 
 def model_card(name: str) -> dict:
     """Name, task, family, paper, year, input size, measured params/MACs and the paper's figures."""
-    if name in _CARD_CACHE:
-        return dict(_CARD_CACHE[name])
+    if name not in _CARD_CACHE:
+        _CARD_CACHE[name] = _measure_card(name)
+    return dict(_CARD_CACHE[name])
+
+
+def _measure_card(name: str) -> dict:
     from .core.profile import count_macs, count_params
     entry = get_entry(name)
     with torch.device("meta"):
         model = create_model(name)
-    card = {
+    return {
         "name": name, "task": entry.task, "family": entry.family, "paper": entry.paper, "year": entry.year,
         "input_size": list(entry.input_size), "num_classes": entry.num_classes,
         "params": count_params(model), "macs": count_macs(model, entry.input_size),
         "paper_params": entry.paper_params, "paper_macs": entry.paper_macs,
         "twins": dict(entry.twins), "mismatch_reason": entry.mismatch_reason,
     }
-    _CARD_CACHE[name] = card
-    return dict(card)
+
+
+def card_cache_path() -> Path:
+    """Where `model_cards` keeps measured cards: $VISIONZOO_CACHE or ~/.cache/visionzoo."""
+    root = os.environ.get("VISIONZOO_CACHE") or Path.home() / ".cache" / "visionzoo"
+    return Path(root) / CARD_CACHE_FILE
+
+
+def _source_digest(path: Path) -> bytes:
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.relative_to(path.parent).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.digest()
+
+
+_SHARED_DIGEST: list[bytes] = []
+
+
+def card_key(name: str) -> str:
+    """What a cached card of `name` was measured from: the card's entry (builder keywords, paper
+    figures, …), the source of the builder's module and of the code shared by every network."""
+    entry = get_entry(name)
+    if not _SHARED_DIGEST:
+        package = Path(__file__).parent
+        _SHARED_DIGEST.append(b"".join(_source_digest(package / part) for part in _SHARED_SOURCES))
+    digest = hashlib.sha256(_SHARED_DIGEST[0])
+    digest.update(repr((_CARD_CACHE_VERSION, torch.__version__, entry.name, entry.family, entry.paper, entry.year,
+                        entry.input_size, entry.num_classes, entry.paper_params, entry.paper_macs, entry.task,
+                        sorted(entry.twins.items()), entry.mismatch_reason, sorted(entry.defaults.items(), key=str),
+                        entry.builder.__module__, entry.builder.__qualname__)).encode())
+    module = inspect.getmodule(entry.builder)
+    source = getattr(module, "__file__", None)
+    digest.update(Path(source).read_bytes() if source else inspect.getsource(entry.builder).encode())
+    return digest.hexdigest()
+
+
+_CARD_FIELDS = frozenset(("name", "task", "family", "paper", "year", "input_size", "num_classes", "params", "macs",
+                          "paper_params", "paper_macs", "twins", "mismatch_reason"))
+
+
+def _read_card_cache(path: Path) -> dict:
+    """The cached cards by name; an unreadable, corrupt or foreign file counts as empty."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not (isinstance(stored, dict) and stored.get("version") == _CARD_CACHE_VERSION
+            and isinstance(stored.get("cards"), dict)):
+        return {}
+    return {name: item for name, item in stored["cards"].items()
+            if isinstance(item, dict) and isinstance(item.get("key"), str) and isinstance(item.get("card"), dict)}
+
+
+def model_cards(names: list[str], *, quiet: bool = True) -> list[dict]:
+    """The cards of `names`, measured once and then read from the cache file (`card_cache_path`):
+    a card is measured again when its `card_key` changed (stale) or the file is corrupt. The file is
+    rewritten atomically when anything was measured; an unwritable cache only costs the speed."""
+    from .core.io import write_json
+    from .core.progress import progress
+    path = card_cache_path()
+    stored = _read_card_cache(path)
+    keys = {name: card_key(name) for name in names}
+    stale = [name for name in names if not (name in stored and stored[name]["key"] == keys[name]
+                                            and set(stored[name]["card"]) == _CARD_FIELDS)]
+    for name in progress(stale, desc="measuring model cards", quiet=quiet or not stale, unit="models"):
+        stored[name] = {"key": keys[name], "card": _CARD_CACHE[name] if name in _CARD_CACHE else _measure_card(name)}
+    cards = []
+    for name in names:
+        _CARD_CACHE[name] = stored[name]["card"]
+        cards.append(json.loads(json.dumps(stored[name]["card"])))   # a copy the caller may change
+    if stale:
+        try:
+            write_json(path, {"version": _CARD_CACHE_VERSION, "cards": stored})
+        except OSError:
+            pass
+    return cards
 
 
 PARAM_TOLERANCE, MAC_TOLERANCE = 0.01, 0.05

@@ -10,7 +10,7 @@ def run_bench(args) -> int:
                       batch_size=args.batch_size, dtype=args.dtype, channels_last=args.channels_last,
                       compile=args.compile, compare=args.compare, peak=args.peak, warmup=args.warmup,
                       repeats=args.repeats, device=args.device, num_classes=args.num_classes,
-                      threads=args.threads)
+                      threads=args.threads, quiet=args.quiet)
     result = benchmark(cfg)
     print(json_text(result, indent=2) if args.json else format_report(result))
     return 0
@@ -37,4 +37,5 @@ def add_commands(commands) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="default auto: CUDA when present")
     p.add_argument("--threads", type=int, help="CPU threads (default: one per core; 1 is steadier on a shared machine)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(run=run_bench)

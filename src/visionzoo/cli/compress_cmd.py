@@ -5,6 +5,9 @@ Writes DIR/model.vzc (readable by `visionzoo eval DIR`), DIR/compress.json and t
 """
 from __future__ import annotations
 
+import contextlib
+import sys
+
 from ..core.errors import UsageError
 from ..core.io import json_text
 from ..core.options import argument, at_least, positive, within
@@ -31,7 +34,7 @@ def _options(args):
     from ..compress.retrain import RetrainSettings
     settings = RetrainSettings(epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size,
                                train_limit=args.train_limit, device=args.device, data_dir=args.data_dir,
-                               seed=args.seed, quiet=args.json or args.quiet)
+                               seed=args.seed, quiet=args.quiet)
     if args.epochs < 0:
         raise UsageError(f"--epochs must be 0 or more, got {args.epochs}")
     if args.finetune_epochs < 0:
@@ -62,7 +65,9 @@ def run_compress(args) -> int:
     from ..compress.pipeline import compress
     from ..core.rundir import claim_output
     options = _options(args)
-    with claim_output(args.out, COMPRESS_PRODUCTS, overwrite=args.overwrite):
+    # with --json, stdout holds the JSON alone: the retraining's epoch lines go to stderr with its progress
+    with claim_output(args.out, COMPRESS_PRODUCTS, overwrite=args.overwrite), \
+            contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
         report = compress(args.checkpoint, args.method, args.out, options)
     if args.json:
         # the per-layer rows, curves and codebooks are in compress.json; stdout keeps the summary
@@ -86,7 +91,7 @@ def add_commands(commands) -> None:
     p.add_argument("--out", required=True, help="directory for model.vzc, compress.json and pictures")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs already in --out")
-    p.add_argument("--quiet", action="store_true", help="no retraining progress lines")
+    p.add_argument("--quiet", action="store_true", help="no retraining progress lines (on stderr)")
     g = p.add_argument_group("pruning (prune, deep)")
     g.add_argument("--sparsity", type=argument(float, within("[0, 1)")), default=defaults.sparsity, help="fraction of each layer's weights removed")
     g.add_argument("--layer-sparsity", action="append", metavar="LAYER=FRACTION",

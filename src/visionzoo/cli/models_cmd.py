@@ -17,14 +17,14 @@ def _fmt(n, unit=""):
 
 
 def run_models(args) -> int:
-    from ..registry import list_models, model_card, verify_card
-    names = list_models(args.pattern, task=args.task)
+    from ..registry import list_models, model_cards, verify_card
+    names = list_models(args.pattern, task=args.task, family=args.family)
     if not names:
         from ..core.errors import UsageError
-        which = f"no {args.task} model" if args.task else "no model"
+        which = " ".join(["no", *(w for w in (args.family, args.task) if w), "model"])
         matching = f" matches {args.pattern!r}" if args.pattern else " is registered"
         raise UsageError(f"{which}{matching}; see `visionzoo models`")
-    cards = [model_card(n) for n in names]
+    cards = model_cards(names, quiet=args.quiet)   # measured once, then read from the card cache
     failures = 0
     if args.json:
         for card in cards:
@@ -81,6 +81,8 @@ def add_commands(commands) -> None:
     p = commands.add_parser("models", help="list the zoo with measured vs paper params and MACs")
     p.add_argument("pattern", nargs="?", default=None, help="fnmatch pattern, e.g. 'resnet*'")
     p.add_argument("--task", choices=TASKS, help="only the networks of this task")
+    p.add_argument("--family", help="only the networks of this family, e.g. resnet")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr while cards are measured")
     p.add_argument("--verify", action="store_true", help="print each verdict in full; exit 1 if a network misses its paper's figures")
     p.add_argument("--json", action="store_true", help="print the model cards as JSON")
     p.set_defaults(run=run_models)

@@ -6,8 +6,11 @@ results.json, its PNG figures, report.md and report.html into --out.
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 
 from ..core.errors import UsageError
+from ..core.progress import note
 
 
 def add_commands(commands) -> None:
@@ -25,6 +28,7 @@ def add_commands(commands) -> None:
                         help="continue the training runs an interrupted (or earlier) run left in --out: runs with "
                              "the same settings go on from their last checkpoint, finished ones are reused")
     parser.add_argument("--overwrite", action="store_true", help="replace the outputs already in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.set_defaults(run=run)
 
 
@@ -41,10 +45,18 @@ def run(args) -> int:
     exp = get_experiment(args.name)
     out = args.out or f"reproduce/{exp.name}"
     from ..core.rundir import claim_output
+    from ..engine.trainer import Interrupted
     # its training runs (runs/) are kept by --resume, replaced by --overwrite
-    with claim_output(out, ("results.json", "report.md", "report.html", "runs"), overwrite=args.overwrite,
-                      resume=args.resume):
-        results = reproduce(exp, args.budget, out, args.seed, args.resume)
+    try:
+        with claim_output(out, ("results.json", "report.md", "report.html", "runs"), overwrite=args.overwrite,
+                          resume=args.resume):
+            note(f"{exp.name} ({args.budget}): running into {out}", quiet=args.quiet)
+            results = reproduce(exp, args.budget, out, args.seed, args.resume, quiet=args.quiet)
+    except (Interrupted, KeyboardInterrupt) as stop:
+        # a Trainer stopped by Ctrl-C or SIGTERM has saved its checkpoint; finished runs are kept
+        print(f"interrupted: the training runs so far are kept in {out}/runs; continue with `visionzoo reproduce "
+              f"{exp.name} --budget {args.budget} --out {out} --seed {args.seed} --resume`", file=sys.stderr)
+        return 128 + int(getattr(stop, "signum", signal.SIGINT))
     print(f"{exp.name} ({args.budget}, {results['seconds']:.1f} s): {results['verdict']} — {results['result']}")
     print(f"report: {out}/report.md")
     return 0

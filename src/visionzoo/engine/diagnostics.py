@@ -11,7 +11,9 @@
 A module called several times in one forward pass (a ReLU shared by a block) records each call.
 Recorded every `every` steps (about 20 points per epoch) from a forward hook that only measures
 on those steps, and written to diagnostics.json + diagnostics.png in the run directory at the end
-of every epoch. A resumed run keeps the records made before its checkpoint.
+of every epoch. A resumed run keeps the records made before its checkpoint. With --tensorboard
+the new points also go to the run's events, as diagnostics/grad_norm/LAYER,
+diagnostics/dead_fraction/LAYER and diagnostics/p15|p50|p85/LAYER.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ class TrainingDiagnostics:
         # A resumed run keeps what was recorded before its checkpoint, whose step is known only
         # once training restarts.
         self.resumed = bool(trainer.resume_from and saved and saved.exists())
+        self.logged_before = 0   # points of earlier steps are in the TensorBoard events already
         if self.resumed:
             self.layers = json.loads(saved.read_text())["layers"]
 
@@ -59,7 +62,7 @@ class TrainingDiagnostics:
         if not self.resumed:
             return
         self.resumed = False
-        step = self.trainer.global_step
+        step = self.logged_before = self.trainer.global_step
         for entry in self.layers.values():
             for series in (v for v in entry.values() if isinstance(v, dict)):
                 keep = sum(s < step for s in series["step"])
@@ -123,10 +126,27 @@ class TrainingDiagnostics:
     def write(self, trainer) -> None:
         if not (trainer.is_main and trainer.out):
             return
+        if trainer.writer:
+            self._write_events(trainer.writer)
+            self.logged_before = trainer.global_step
         write_json(trainer.out / "diagnostics.json", {
             "every": self.every, "steps_per_epoch": trainer.steps_per_epoch,
             "percentiles": list(PERCENTILES), "layers": self.layers})
         plot_diagnostics(self.layers, trainer.out / "diagnostics.png", trainer.steps_per_epoch)
+
+    def _write_events(self, writer) -> None:
+        """The points recorded since the last write, to TensorBoard under diagnostics/…."""
+        for name, entry in self.layers.items():
+            for key, series in entry.items():
+                if not isinstance(series, dict):
+                    continue
+                for field, values in series.items():
+                    if field == "step":
+                        continue
+                    tag = f"diagnostics/{key if field == 'value' else field}/{name}"
+                    for step, value in zip(series["step"], values):
+                        if step >= self.logged_before:
+                            writer.add_scalar(tag, value, step)
 
 
 def plot_diagnostics(layers: dict, path, steps_per_epoch: int, most: int = 8) -> None:

@@ -42,6 +42,7 @@ class Context:
     out: Path
     seed: int
     resume: bool = False  # continue the Trainer runs already in out/runs (see common.train_registered)
+    quiet: bool = False   # no progress lines on stderr
 
     def pick(self, smoke, quick, full):
         return {"smoke": smoke, "quick": quick, "full": full}[self.budget]

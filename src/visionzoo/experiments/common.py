@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import figures
+from ..core.progress import note
 from ..data.datasets import load_data
 from ..data.loader import Normalizer, train_batches
 from ..tasks.classification import evaluate
@@ -110,6 +111,7 @@ def train_registered(ctx: Context, model: str, run_name: str, **settings):
                       out=None if ctx.budget == "smoke" else str(ctx.out / "runs" / run_name),
                       overwrite=True)   # the experiment's own directory is claimed by `visionzoo reproduce`
     cfg = dataclasses.replace(cfg, **settings)
+    note(f"training {run_name}: {cfg.model} on {cfg.data}, {cfg.epochs} epochs", quiet=ctx.quiet)
     trainer = Trainer(cfg, resume=cfg.out if ctx.resume and _same_run(cfg) else None)
     return trainer.run(), trainer
 

@@ -59,17 +59,18 @@ def _html(exp: Experiment, outcome: Outcome, header: dict) -> str:
     return "\n".join(parts + ["</body></html>"]) + "\n"
 
 
-def reproduce(exp: Experiment, budget: str, out, seed: int = 0, resume: bool = False) -> dict:
+def reproduce(exp: Experiment, budget: str, out, seed: int = 0, resume: bool = False, quiet: bool = False) -> dict:
     """Run `exp` at `budget` into directory `out`; returns the results.json contents.
 
     With `resume`, Trainer runs already in out/runs with the same settings are continued from their
-    last checkpoint (reused as they are when finished) instead of trained again.
+    last checkpoint (reused as they are when finished) instead of trained again. Unless `quiet`,
+    each training run is announced on stderr.
     """
     if budget not in BUDGETS:
         raise UsageError(f"--budget {budget!r}: choose one of {', '.join(BUDGETS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(budget, out, seed, resume)
+    ctx = Context(budget, out, seed, resume, quiet)
     torch.manual_seed(seed)
     started = time.perf_counter()
     outcome = exp.run(ctx)
