@@ -96,7 +96,7 @@ def test_goyal_warmup_rises_linearly_from_one_over_k_to_one():
 
 
 def test_goyal_warmup_starts_the_trainer_at_the_small_batch_rate(tmp_path):
-    cfg = TrainConfig(model="lenet", data="digits", epochs=2, batch_size=64, lr=0.05, lr_scale_batch=16,
+    cfg = TrainConfig(model="lenet", data="digits", image_size=16, epochs=2, batch_size=64, lr=0.05, lr_scale_batch=16,
                       warmup_epochs=1, warmup_form="goyal", schedule="constant", train_limit=256, val_size=64,
                       quiet=True, device="cpu")
     cfg.validate()

@@ -464,3 +464,67 @@ def test_folder_classes_must_come_from_train_be_printable_and_stay_inside(tmp_pa
     (tmp_path / "c/train/x/link.png").symlink_to(tmp_path / "secret.png")
     with pytest.raises(DataError, match="outside"):
         load_data(f"folder:{tmp_path / 'c'}", val_size=2)
+
+
+# ---- family 5 (continued): images smaller than the network takes --------------------------------------
+
+def test_the_smallest_side_found_on_the_meta_device_is_the_one_a_real_forward_pass_finds():
+    from visionzoo.core.probe import runs_on, smallest_side
+    network = nn.Sequential(nn.Conv2d(1, 2, 5), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 4),
+                            nn.AdaptiveAvgPool2d(1))
+    before = [p.clone() for p in network.parameters()]
+
+    def really_runs(side):
+        try:
+            network(torch.zeros(1, 1, side, side))
+        except RuntimeError:
+            return False
+        return True
+    with torch.no_grad():
+        first = next(side for side in range(1, 40) if really_runs(side))
+    assert smallest_side(lambda side: runs_on(network, (1, side, side)), 32) == first
+    assert all(torch.equal(a, b) and b.device.type == "cpu" for a, b in zip(before, network.parameters()))
+
+
+def image_of_side(path, side: int) -> None:
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (side, side), (40, 90, 200)).save(path)
+
+
+def test_training_on_images_smaller_than_the_network_takes_is_one_line_naming_both_sizes(tmp_path):
+    import re
+
+    from visionzoo.registry import create_model
+    for c in "ab":
+        for i in range(6):
+            image_of_side(tmp_path / "tree" / c / f"{i}.png", 1)
+    result = cli("train", "--model", "lenet", "--data", f"folder:{tmp_path / 'tree'}", "--image-size", "1",
+                 "--epochs", "1", "--quiet", "--out", tmp_path / "run")
+    one_line_exit_2(result, "--image-size 1", "1×1 pixels")
+    side = int(re.search(r"the (\d+)×\1 the network takes at least", result.stderr).group(1))
+    with torch.no_grad():   # the minimum named is the real one: built at that side it runs, one less it does not
+        create_model("lenet", num_classes=2, in_chans=3, image_size=side).eval()(torch.zeros(1, 3, side, side))
+        with pytest.raises(RuntimeError):
+            create_model("lenet", num_classes=2, in_chans=3, image_size=side - 1).eval()(
+                torch.zeros(1, 3, side - 1, side - 1))
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_eval_and_attack_of_images_smaller_than_the_network_takes_are_one_line(small_run, capsys):
+    import re
+    from types import SimpleNamespace
+
+    from visionzoo.cli.main import main
+    from visionzoo.weights import load_checkpoint
+    model, _ = load_checkpoint(small_run)   # lenet on 28×28 images; digits are 8×8
+    for command in (["eval", small_run, "--data", "digits"],
+                    ["attack", small_run, "--data", "digits", "--method", "fgsm", "--eps", "0.1", "--n", "4"]):
+        code = main([str(part) for part in command])
+        result = SimpleNamespace(returncode=code, stderr=capsys.readouterr().err)
+        one_line_exit_2(result, "--data digits", "8×8 pixels", "trained on 28×28")
+        side = int(re.search(r"the (\d+)×\1 the network takes at least", result.stderr).group(1))
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 1, side, side))
+            with pytest.raises(RuntimeError):
+                model(torch.zeros(1, 1, side - 1, side - 1))

@@ -93,7 +93,7 @@ def test_image_size_resizes_images_and_masks_nearest(small_sets):
 def test_specs_and_unknown_spec():
     assert is_segmentation_data("lv-phantom") and is_segmentation_data("seg-folder:/x")
     assert not is_segmentation_data("fashion-mnist") and not is_segmentation_data("folder:/x")
-    with pytest.raises(UsageError, match="lv-phantom, fmnist-masks, seg-folder:PATH"):
+    with pytest.raises(UsageError, match="lv-phantom, fmnist-masks, cells, seg-folder:PATH"):
         load_segmentation_data("cityscapes")
 
 

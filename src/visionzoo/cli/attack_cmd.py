@@ -88,15 +88,18 @@ def _attack(args) -> int:
     from ..attacks import Normalized, choose_targets
     from ..attacks.report import plot_adversarial_grid, run_attack
     from ..core.io import write_json
+    from ..core.probe import check_trained_input
     from ..core.runtime import resolve_device
-    from ..data.datasets import load_data
+    from ..data.datasets import load_data, trained_data_args
     from ..weights import check_data_fits, load_checkpoint
     args.target = _target(args.target)
     model, meta = load_checkpoint(args.checkpoint)
     _check(args, len(meta["classes"]))
     device = resolve_device(args.device)
-    data = load_data(args.data or meta["data"], data_dir=args.data_dir, **meta.get("data_args", {}))
-    check_data_fits(meta, data, args.data or meta["data"])
+    spec = args.data or meta["data"]
+    data = load_data(spec, data_dir=args.data_dir, lazy=True, **trained_data_args(meta, spec))
+    check_data_fits(meta, data, spec)
+    check_trained_input(model, data.input_size, meta["input_size"], f"--data {spec}")
     split = data.split(args.split)
     n = min(args.n, len(split))
     images, labels = split.fetch(torch.arange(n))

@@ -11,8 +11,9 @@ from ..core.options import argument, positive
 def run_eval(args) -> int:
     import torch
 
+    from ..core.probe import check_trained_input
     from ..core.runtime import resolve_device
-    from ..data.datasets import load_data
+    from ..data.datasets import load_data, trained_data_args
     from ..data.loader import Normalizer
     from ..tasks.classification import evaluate
     from ..weights import check_data_fits, load_checkpoint
@@ -34,15 +35,19 @@ def run_eval(args) -> int:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     models = [model.to(device, memory_format=fmt) for model, _ in loaded]
     normalizers = [Normalizer(m["mean"], m["std"]) for _, m in loaded]
-    data = load_data(args.data or meta["data"], data_dir=args.data_dir, **dict(meta.get("data_args", {})))
-    check_data_fits(meta, data, args.data or meta["data"])
+    spec = args.data or meta["data"]
+    data = load_data(spec, data_dir=args.data_dir, lazy=True, **trained_data_args(meta, spec))
+    check_data_fits(meta, data, spec)
+    for model, model_meta in loaded:
+        check_trained_input(model, data.input_size, model_meta["input_size"], f"--data {spec}")
     classes = meta.get("classes") or data.classes
     batch_size = args.batch_size or meta.get("eval", {}).get("batch_size", 500)
     if args.bn_recalibrate:
         recalibrate(models, normalizers, data.train, batch_size, seed=meta.get("data_args", {}).get("seed", 0),
                     device=device, channels_last=channels_last)
     result = evaluate(models, data.split(args.split), normalizers, tta=args.tta,
-                      batch_size=batch_size, device=device, channels_last=channels_last, num_classes=len(classes))
+                      batch_size=batch_size, device=device, channels_last=channels_last, num_classes=len(classes),
+                      quiet=args.quiet)
     per_class = dict(zip(classes, result.pop("per_class_top1")))
     result.pop("confusion")
     names = [m["name"] for _, m in loaded]
@@ -89,4 +94,5 @@ def add_commands(commands) -> None:
                         "(one pass: μ = E[μ_B], σ² = m/(m−1)·E[σ²_B], Ioffe & Szegedy Alg. 2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(run=run_eval)

@@ -41,8 +41,9 @@ class _Session:
 
     @cached_property
     def data(self):
-        from ..data.datasets import load_data
-        return load_data(self.meta["data"], data_dir=self.args.data_dir, **self.meta.get("data_args", {}))
+        from ..data.datasets import load_data, trained_data_args
+        return load_data(self.meta["data"], data_dir=self.args.data_dir, lazy=True,
+                         **trained_data_args(self.meta, self.meta["data"]))
 
     @cached_property
     def sample(self) -> tuple[torch.Tensor, int | None, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -24,22 +25,33 @@ KMNIST_CLASSES = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
 DIGIT_CLASSES = [str(i) for i in range(10)]
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+STATS_CHUNK = 256   # images per step of the channel statistics (224-px RGB: 150 MB of float32)
+RESIZE_CHUNK = 1024   # images resized at once when a whole split is (128-px grey: 64 MB of float32)
 
 
 @dataclass
 class TensorSplit:
-    """An in-memory split: uint8 images (N, C, H, W) and int64 labels (N,)."""
+    """An in-memory split: uint8 images (N, C, H, W) and int64 labels (N,).
+
+    With `image_size`, the images are held at their stored size and resized as they are fetched:
+    a subset is taken (`take`), or a few images are read, before any resizing is paid for;
+    `resized()` then resizes what is left once.
+    """
     images: torch.Tensor
     labels: torch.Tensor
+    image_size: int | None = None
 
     def __len__(self):
         return len(self.labels)
 
     def take(self, index: torch.Tensor) -> "TensorSplit":
-        return TensorSplit(self.images[index], self.labels[index])
+        return TensorSplit(self.images[index], self.labels[index], self.image_size)
 
     def fetch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[index], self.labels[index]
+        return _resize(self.images[index], self.image_size), self.labels[index]
+
+    def resized(self) -> "TensorSplit":
+        return TensorSplit(_resize(self.images, self.image_size), self.labels)
 
 
 @dataclass
@@ -76,8 +88,9 @@ class DataBundle:
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
 
-    @property
+    @cached_property
     def input_size(self) -> tuple[int, int, int]:
+        """(C, H, W) of the training images (read once: one image decoded or resized)."""
         sample, _ = self.train.fetch(torch.arange(1))
         return tuple(sample.shape[1:])
 
@@ -213,12 +226,17 @@ def _val_count(n_train: int, val_size: float | int) -> int:
     return count
 
 
-def _resized(images: np.ndarray, size: int | None) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(images))
-    if size is None or tuple(tensor.shape[-2:]) == (size, size):
-        return tensor
+def _resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """(N, C, H, W) images as size × size squares (antialiased; each image on its own, so resizing a
+    subset gives the subset of the resized images). RESIZE_CHUNK images at a time, so the float
+    working copy is that of a chunk, not of the set."""
+    if size is None or tuple(images.shape[-2:]) == (size, size):
+        return images
     from torchvision.transforms.v2.functional import resize
-    return resize(tensor, [size, size], antialias=True)
+    out = torch.empty((*images.shape[:-2], size, size), dtype=images.dtype)
+    for start in range(0, len(images), RESIZE_CHUNK):
+        out[start:start + RESIZE_CHUNK] = resize(images[start:start + RESIZE_CHUNK], [size, size], antialias=True)
+    return out
 
 
 def _carve(split, count: int, seed: int):
@@ -237,11 +255,30 @@ def fill_splits(splits: dict, val_size: float | int, seed: int) -> dict:
     return {**splits, "train": train}
 
 
-def _channel_stats(split, limit: int = 10000) -> tuple[list[float], list[float]]:
-    n = min(len(split), limit)
-    images, _ = split.fetch(torch.arange(n))
-    x = images.double() / 255.0
-    return x.mean((0, 2, 3)).tolist(), x.std((0, 2, 3)).clamp_min(1e-6).tolist()
+def _channel_stats(split, limit: int = 10000, chunk: int = STATS_CHUNK) -> tuple[list[float], list[float]]:
+    """Per-channel mean and (unbiased) standard deviation of the first `limit` images in [0, 1].
+
+    Read `chunk` images at a time, in float32, and merged with Chan, Golub & LeVeque's pairwise
+    update of (count, mean, M2) in float64, so memory stays that of one chunk whatever the set's size.
+    """
+    count, mean, m2 = 0, None, None
+    for start in range(0, min(len(split), limit), chunk):
+        images, _ = split.fetch(torch.arange(start, min(start + chunk, len(split), limit)))
+        x = images.float() / 255.0
+        n = x.numel() // x.shape[1]
+        chunk_mean = x.mean((0, 2, 3))
+        chunk_m2 = (x - chunk_mean.view(1, -1, 1, 1)).square().sum((0, 2, 3)).double()
+        chunk_mean = chunk_mean.double()
+        if mean is None:
+            count, mean, m2 = n, chunk_mean, chunk_m2
+            continue
+        delta = chunk_mean - mean
+        total = count + n
+        mean = mean + delta * (n / total)
+        m2 = m2 + chunk_m2 + delta.square() * (count * n / total)
+        count = total
+    std = (m2 / max(count - 1, 1)).sqrt().clamp_min(1e-6)
+    return mean.tolist(), std.tolist()
 
 
 def _folder_split(path: Path, image_size: int):
@@ -282,28 +319,52 @@ def _folder_split(path: Path, image_size: int):
     return {name: collect(tree) for name, tree in trees.items()} or {"train": collect(root)}, classes
 
 
+def trained_data_args(meta: dict, spec: str) -> dict:
+    """`load_data`'s arguments for data set `spec` read by a trained network (its model.json): those of
+    its training run; folder images, which are resized in any case, to the network's input side when
+    the run gave no --image-size (rather than to the folders' default of 64)."""
+    args = dict(meta.get("data_args", {}))
+    if spec.startswith("folder:") and args.get("image_size") is None and meta.get("input_size"):
+        args["image_size"] = meta["input_size"][-1]
+    return args
+
+
 def load_data(spec: str = "fashion-mnist", *, data_dir=None, download: bool = False,
-              val_size: float | int = 5000, seed: int = 0, image_size: int | None = None) -> DataBundle:
+              val_size: float | int = 5000, seed: int = 0, image_size: int | None = None,
+              train_limit: int | None = None, test_limit: int | None = None, lazy: bool = False) -> DataBundle:
     """Load a data set by its spec, carve the validation split, compute the input normalisation.
 
     `image_size` resizes every image to a square of that side (once, at load, for in-memory sets;
-    per batch for folders, where it defaults to 64).
+    per batch for folders, where it defaults to 64). `train_limit` keeps a seeded subset of the
+    training split and `test_limit` the first images of the test split, chosen before anything is
+    resized, so memory follows what is used; the normalisation still comes from the whole training
+    split. `lazy` (for commands that read a few images of a trained network's data: `eval`,
+    `explain`, `attack`) resizes in-memory images as they are fetched, leaves folder images to be
+    decoded when read, and skips the normalisation, which the network's model.json holds.
     """
     if spec.startswith("folder:"):
         splits, classes = _folder_split(Path(spec[len("folder:"):]).expanduser(), image_size or 64)
         splits = fill_splits(splits, val_size, seed)
-        bundle = DataBundle(spec, splits["train"], splits["val"], splits["test"], classes)
-        for split in splits.values():   # a corrupt image is found now, named, not after hours of training
-            formats.check_images(split.files, split.channels)
     else:
         if spec not in _LOADERS:
             raise UsageError(f"unknown data set {spec!r}; choose one of {', '.join(DATA_SPECS)}")
         (x_train, y_train), (x_test, y_test), classes = _LOADERS[spec](spec, data_dir, download)
         _check_labels(y_train, len(classes), f"{spec} training labels")
         _check_labels(y_test, len(classes), f"{spec} test labels")
-        train = TensorSplit(_resized(x_train, image_size), torch.from_numpy(y_train))
-        test = TensorSplit(_resized(x_test, image_size), torch.from_numpy(y_test))
-        train, val = _carve(train, _val_count(len(train), val_size), seed)
-        bundle = DataBundle(spec, train, val, test, classes)
-    bundle.mean, bundle.std = _channel_stats(bundle.train)
-    return bundle
+        stored = lambda images, labels: TensorSplit(torch.from_numpy(np.ascontiguousarray(images)),
+                                                    torch.from_numpy(labels), image_size)
+        train, val = _carve(stored(x_train, y_train), _val_count(len(x_train), val_size), seed)
+        splits = {"train": train, "val": val, "test": stored(x_test, y_test)}
+    mean, std = ([], []) if lazy else _channel_stats(splits["train"])
+    if train_limit and train_limit < len(splits["train"]):
+        subset = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(seed))
+        splits["train"] = splits["train"].take(subset[:train_limit])
+    if test_limit and test_limit < len(splits["test"]):
+        splits["test"] = splits["test"].take(torch.arange(test_limit))
+    if not lazy:
+        for name, split in splits.items():
+            if isinstance(split, FolderSplit):   # a corrupt image is found now, named, not after hours of training
+                formats.check_images(split.files, split.channels)
+            else:
+                splits[name] = split.resized()
+    return DataBundle(spec, splits["train"], splits["val"], splits["test"], classes, mean, std)

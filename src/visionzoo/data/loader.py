@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+EVAL_BATCH_VALUES = 2 ** 23   # 32 MB of float32: 55 RGB images of 224 px a batch; 500 of CIFAR or 28-px grey as before
+
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
@@ -44,9 +46,15 @@ def train_batches(split, batch_size: int, *, seed: int, epoch: int, start_step: 
 
 
 def eval_batches(split, batch_size: int, *, rank: int = 0, world: int = 1, device="cpu"):
-    """Every image once, in order; rank r takes a contiguous share."""
+    """Every image once, in order; rank r takes a contiguous share. A batch holds at most
+    EVAL_BATCH_VALUES pixel values, so that large images come in fewer per batch: the memory of an
+    evaluation (its activations grow with the batch's pixels) stays bounded whatever their size,
+    and what is summed over the batches does not depend on how they are cut."""
     n = len(split)
     lo, hi = n * rank // world, n * (rank + 1) // world
+    if hi > lo:
+        values = split.fetch(torch.arange(lo, lo + 1))[0][0].numel()
+        batch_size = max(1, min(batch_size, EVAL_BATCH_VALUES // values))
     for start in range(lo, hi, batch_size):
         images, labels = split.fetch(torch.arange(start, min(start + batch_size, hi)))
         yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)

@@ -26,10 +26,12 @@ from torch import nn
 from ..core.distributed import all_reduce_sum
 from ..core.errors import UsageError
 from ..core.options import option, option_group, within
+from ..core.probe import check_buildable_input
+from ..core.progress import progress
 from ..core.runtime import autocast, evaluating
 from ..data.datasets import load_data
 from ..data.loader import Normalizer, eval_batches, train_batches
-from ..registry import create_model
+from ..registry import create_model, get_entry
 from .adversarial import AdversarialTraining
 from .base import ImageTask, StepOutput
 from .distillation import Teacher, distillation_loss
@@ -106,9 +108,10 @@ def log_probabilities(ensemble, pixels: torch.Tensor, *, tta: str = "none", chan
 
 def evaluate(model, split, normalizer: Normalizer, *, batch_size: int = 500, device="cpu",
              channels_last: bool = False, num_classes: int | None = None, rank: int = 0,
-             world: int = 1, tta: str = "none") -> dict:
+             world: int = 1, tta: str = "none", quiet: bool = True) -> dict:
     """Metrics of `model` (or a list of models, an ensemble, with a list of normalisers) on `split`;
-    with `num_classes`, also the confusion matrix (true × predicted) and per-class accuracy."""
+    with `num_classes`, also the confusion matrix (true × predicted) and per-class accuracy. Unless
+    `quiet`, progress on stderr (core/progress.py)."""
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     normalizers = list(normalizer) if isinstance(normalizer, (list, tuple)) else [normalizer]
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # n, top1, top5, loss sum
@@ -117,6 +120,8 @@ def evaluate(model, split, normalizer: Normalizer, *, batch_size: int = 500, dev
         for m in models:
             modes.enter_context(evaluating(m))
         ensemble = members(models, normalizers, tta)
+        shown = modes.enter_context(progress(total=len(split) // world, desc="evaluating", unit="images",
+                                             quiet=quiet or rank != 0))
         for images, labels in eval_batches(split, batch_size, rank=rank, world=world, device=device):
             log_p = log_probabilities(ensemble, images, tta=tta, channels_last=channels_last)
             k = min(5, log_p.shape[1])
@@ -127,6 +132,7 @@ def evaluate(model, split, normalizer: Normalizer, *, batch_size: int = 500, dev
                                    F.nll_loss(log_p, labels, reduction="sum").double()])
             if num_classes:
                 confusion.index_put_((labels, top[:, 0]), torch.ones_like(labels), accumulate=True)
+            shown.update(len(labels))
     totals = all_reduce_sum(totals)
     n = int(totals[0].item())
     result = {"n": n, "top1": totals[1].item() / max(n, 1), "top5": totals[2].item() / max(n, 1),
@@ -188,13 +194,9 @@ class ClassificationTask(ImageTask):
 
     def load_data(self) -> None:
         cfg = self.cfg
-        self.data = load_data(cfg.data, data_dir=cfg.data_dir, download=cfg.download,
-                              val_size=cfg.val_size, seed=cfg.seed, image_size=cfg.image_size)
-        if cfg.train_limit and cfg.train_limit < len(self.data.train):
-            subset = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(cfg.seed))
-            self.data.train = self.data.train.take(subset[:cfg.train_limit])
-        if cfg.test_limit and cfg.test_limit < len(self.data.test):
-            self.data.test = self.data.test.take(torch.arange(cfg.test_limit))
+        self.data = load_data(cfg.data, data_dir=cfg.data_dir, download=cfg.download, val_size=cfg.val_size,
+                              seed=cfg.seed, image_size=cfg.image_size, train_limit=cfg.train_limit,
+                              test_limit=cfg.test_limit)
         self.normalizer = Normalizer(self.data.mean, self.data.std)
         self.input_size = self.data.input_size
         self.classes = self.data.classes
@@ -211,12 +213,17 @@ class ClassificationTask(ImageTask):
         return f"{len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test"
 
     def build_model(self, **builder_kwargs) -> nn.Module:
+        cfg = self.cfg
         self.model_kwargs = {"num_classes": len(self.classes), "in_chans": self.input_size[0],
                              "image_size": self.input_size[-1], **builder_kwargs}
+        build = lambda side: create_model(cfg.model, **{**self.model_kwargs, "image_size": side})
         try:
-            return create_model(self.cfg.model, **self.model_kwargs)
+            model = build(self.input_size[-1])
         except TypeError as exc:
-            raise UsageError(f"--model-arg for {self.cfg.model}: {exc}") from None
+            raise UsageError(f"--model-arg for {cfg.model}: {exc}") from None
+        what = f"--image-size {cfg.image_size}" if cfg.image_size else f"--data {cfg.data}"
+        check_buildable_input(model, build, self.input_size, get_entry(cfg.model).input_size[-1], what)
+        return model
 
     def input_batches(self, batch_size: int, epoch: int = 0):
         for images, _ in train_batches(self.data.train, batch_size, seed=self.cfg.seed, epoch=epoch,
