@@ -6,7 +6,7 @@ import torch
 
 from visionzoo.cli.main import main
 from visionzoo.experiments import all_experiments
-from visionzoo.experiments.base import HELD, INCONCLUSIVE, NOT_HELD
+from visionzoo.experiments.base import HELD, INCONCLUSIVE, NOT_HELD, NOTE_TITLES
 
 NAMES = [e.name for e in all_experiments()]
 
@@ -40,6 +40,7 @@ def test_list_names_every_experiment_and_its_section(capsys):
     listing = capsys.readouterr().out
     for exp in all_experiments():
         assert exp.name in listing and exp.notes in listing and exp.heading in listing
+        assert NOTE_TITLES[exp.notes] in listing   # the file also named by what it covers
 
 
 def test_unknown_name_exits_2_with_close_matches(capsys):

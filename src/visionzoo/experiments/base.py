@@ -23,6 +23,12 @@ HELD, NOT_HELD, INCONCLUSIVE = "held", "did not hold", "inconclusive"
 NOTES = {"000": "000_e96df65c1af0f638.txt", "001": "001_567742d75749625f.txt",
          "002": "002_9472858059750a08.txt", "003": "003_5a47d36ff1978e01.txt",
          "004": "004_30b5e5b740003981.txt"}
+# What each file of the notes covers (their index, /work/shared/seeds/README.md), for readers who
+# do not know the files by their hashed names.
+NOTE_TITLES = {"000_e96df65c1af0f638.txt": "paper digests", "001_567742d75749625f.txt": "more on CNN",
+               "002_9472858059750a08.txt": "a paper-by-paper course",
+               "003_5a47d36ff1978e01.txt": "a broader deep-learning course",
+               "004_30b5e5b740003981.txt": "design patterns"}
 
 
 @dataclass
@@ -62,7 +68,8 @@ class Experiment:
 
     @property
     def section(self) -> str:
-        return f"{self.notes} § {self.heading}"
+        """The heading first, then the notes' file by what it covers and by name."""
+        return f"“{self.heading}”, notes {self.notes[:3]} ({NOTE_TITLES[self.notes]}, {self.notes})"
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
