@@ -60,3 +60,49 @@ def test_freeze_backbone_leaves_backbone_weights_and_bn_statistics_unchanged_aft
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(k.startswith(head) for k in changed)
     assert any("running_mean" in k for k in before)   # the network does have BN statistics to protect
+
+
+# ImageNet weights onto small grey images (issue 28, item 2)
+
+def _imagenet_resnet18_file(tmp_path):
+    import torchvision
+    torch.manual_seed(0)
+    path = tmp_path / "tv_resnet18.pth"
+    state = torchvision.models.resnet18().state_dict()
+    torch.save(state, path)
+    return path, state
+
+
+@pytest.mark.parametrize("stem", ["keep", "map"])
+def test_imagenet_weights_fine_tune_onto_small_grey_images(tmp_path, stem):
+    from visionzoo.engine.trainer import TrainConfig, Trainer
+    from visionzoo.weights import adapt_input_conv, resize_kernel
+    path, state = _imagenet_resnet18_file(tmp_path)
+    cfg = TrainConfig(model="resnet18", data="digits", image_size=32, finetune=str(path), finetune_stem=stem,
+                      epochs=1, batch_size=32, train_limit=64, val_size=32, quiet=True, device="cpu")
+    with pytest.warns(UserWarning, match="adapted from 3 to 1 input channels"):
+        trainer = Trainer(cfg)
+    conv1 = trainer.model.state_dict()["conv1.weight"]
+    grey = adapt_input_conv(state["conv1.weight"], 1)
+    expected = grey if stem == "keep" else resize_kernel(grey, (3, 3))
+    assert conv1.shape == expected.shape == ((64, 1, 7, 7) if stem == "keep" else (64, 1, 3, 3))
+    torch.testing.assert_close(conv1.contiguous(), expected)
+    torch.testing.assert_close(trainer.model.state_dict()["layer1.0.conv1.weight"].contiguous(),
+                               state["layer1.0.conv1.weight"])
+    assert trainer.model.get_classifier().out_features == 10
+
+
+def test_resize_kernel_keeps_a_constant_filters_response():
+    from visionzoo.weights import resize_kernel
+    kernel = torch.full((2, 1, 7, 7), 0.5)
+    resized = resize_kernel(kernel, (3, 3))
+    torch.testing.assert_close(resized.sum((2, 3)), kernel.sum((2, 3)))
+    torch.testing.assert_close(resized, torch.full((2, 1, 3, 3), 0.5 * 49 / 9))
+
+
+def test_a_mismatched_stem_names_the_option(tmp_path):
+    from visionzoo.weights import load_pretrained
+    path, _ = _imagenet_resnet18_file(tmp_path)
+    model = vz.create_model("resnet18", num_classes=1000, in_chans=3, image_size=28)
+    with pytest.raises(UsageError, match="--finetune-stem keep"):
+        load_pretrained(model, "resnet18", path)

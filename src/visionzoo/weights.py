@@ -48,13 +48,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
+def load_pretrained(model: nn.Module, name: str, path: str | Path, *, resize_first_conv: bool = False) -> None:
     """Load our own checkpoint, or a twin's state_dict converted from whichever source fits.
 
     A file that fits but for the classifier (another class count) or the first convolution's input
     channels is adapted as timm's ``load_pretrained`` does, with one warning saying so: the
     classifier keeps its fresh initialisation, and an RGB first convolution becomes
-    `adapt_input_conv`'s.
+    `adapt_input_conv`'s. With `resize_first_conv`, a first convolution of another kernel size (an
+    ImageNet 7×7 stem for a small-input 3×3 stem) is mapped by `resize_kernel` too.
     """
     from .registry import convert_state_dict, get_entry
     state = read_state_dict(path)
@@ -70,7 +71,7 @@ def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
             model.load_state_dict(converted)
             return
     for source, converted in candidates:
-        adapted = _adapted_state(model, converted, own)
+        adapted = _adapted_state(model, converted, own, resize_first_conv)
         if adapted is not None:
             state_dict, notes = adapted
             model.load_state_dict(state_dict)
@@ -80,10 +81,15 @@ def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
     if missing:
         why = f"keys such as {missing} are missing"
     else:
-        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-                  if state[k].shape != own[k].shape][:2]
-        why = (f"shapes differ ({'; '.join(shapes)}); build the model with the file's settings, "
-               f"e.g. its num_classes")
+        differ = [k for k in own if state[k].shape != own[k].shape]
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in differ][:2]
+        first_conv = f"{(getattr(model, 'pretrained_cfg', None) or {}).get('first_conv')}.weight"
+        if first_conv in differ and state[first_conv].shape[2:] != own[first_conv].shape[2:]:
+            why = (f"shapes differ ({'; '.join(shapes)}): the file's first convolution is an ImageNet stem, the "
+                   "model's a small-input one; fine-tune with --finetune-stem keep (build the network with the "
+                   "file's stem) or --finetune-stem map (resize its kernels onto the small stem)")
+        else:
+            why = f"shapes differ ({'; '.join(shapes)}); build the model with the file's settings"
     raise UsageError(f"{path} does not fit {name}: {why} "
                      f"(twins: {', '.join(get_entry(name).twins) or 'none'})")
 
@@ -103,7 +109,18 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return adapted.to(weight.dtype)
 
 
-def _adapted_state(model: nn.Module, state: dict, own: dict) -> tuple[dict, list[str]] | None:
+def resize_kernel(weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Convolution kernels (O, I, k, k) resampled to `size` (antialiased bilinear), scaled by the
+    ratio of the areas so that each filter's response to a smooth input keeps its size: a 7×7
+    ImageNet stem mapped onto a 3×3 small-input stem."""
+    import torch.nn.functional as F
+    resized = F.interpolate(weight.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    scale = (weight.shape[2] * weight.shape[3]) / (size[0] * size[1])
+    return (resized * scale).to(weight.dtype)
+
+
+def _adapted_state(model: nn.Module, state: dict, own: dict, resize_first_conv: bool = False
+                   ) -> tuple[dict, list[str]] | None:
     """`state` for `model` with its classifier kept fresh and its first convolution adapted where
     only those differ (names from ``pretrained_cfg``); None if anything else differs."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
@@ -126,11 +143,17 @@ def _adapted_state(model: nn.Module, state: dict, own: dict) -> tuple[dict, list
             note = f"classifier {', '.join(heads)} replaced (a fresh one for the model's classes)"
             if note not in notes:
                 notes.append(note)
-        elif key == first_conv_weight and found.dim() == 4 and found.shape[0] == tensor.shape[0] \
-                and found.shape[2:] == tensor.shape[2:]:
-            adapted[key] = adapt_input_conv(found, tensor.shape[1])
-            notes.append(f"first convolution {cfg['first_conv']} adapted from {found.shape[1]} to "
-                         f"{tensor.shape[1]} input channels (timm's adapt_input_conv)")
+        elif key == first_conv_weight and found is not None and found.dim() == 4 \
+                and found.shape[0] == tensor.shape[0] and (found.shape[2:] == tensor.shape[2:] or resize_first_conv):
+            weight = found if found.shape[1] == tensor.shape[1] else adapt_input_conv(found, tensor.shape[1])
+            if found.shape[1] != tensor.shape[1]:
+                notes.append(f"first convolution {cfg['first_conv']} adapted from {found.shape[1]} to "
+                             f"{tensor.shape[1]} input channels (timm's adapt_input_conv)")
+            if weight.shape[2:] != tensor.shape[2:]:
+                weight = resize_kernel(weight, tuple(tensor.shape[2:]))
+                notes.append(f"first convolution's {found.shape[2]}×{found.shape[3]} kernels resized to the "
+                             f"small-input stem's {tensor.shape[2]}×{tensor.shape[3]}")
+            adapted[key] = weight
         else:
             return None
     return adapted, notes

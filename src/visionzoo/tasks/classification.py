@@ -214,11 +214,14 @@ class ClassificationTask(ImageTask):
 
     def build_model(self, **builder_kwargs) -> nn.Module:
         cfg = self.cfg
+        # fine-tuning ImageNet weights with their stem: the network as at its paper size (its stem)
+        stem_side = get_entry(cfg.model).input_size[-1] if cfg.finetune and cfg.finetune_stem == "keep" \
+            else self.input_size[-1]
         self.model_kwargs = {"num_classes": len(self.classes), "in_chans": self.input_size[0],
-                             "image_size": self.input_size[-1], **builder_kwargs}
+                             "image_size": stem_side, **builder_kwargs}
         build = lambda side: create_model(cfg.model, **{**self.model_kwargs, "image_size": side})
         try:
-            model = build(self.input_size[-1])
+            model = build(stem_side)
         except TypeError as exc:
             raise UsageError(f"--model-arg for {cfg.model}: {exc}") from None
         what = f"--image-size {cfg.image_size}" if cfg.image_size else f"--data {cfg.data}"
