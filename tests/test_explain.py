@@ -465,3 +465,32 @@ def test_explain_cli_writes_pictures_and_index(lenet_run, tmp_path):
     assert status == 0 and "digit.png" in stdout, stderr
     status, _, stderr = cli("explain", lenet_run, "--method", "cam", "--out", out)  # LeNet has no GAP head
     assert status == 2 and "gradcam" in stderr and stderr.count("\n") == 1
+
+
+def test_a_method_that_does_not_apply_is_skipped_and_the_others_run(lenet_run, tmp_path):
+    import re
+    out = tmp_path / "explain"
+    status, stdout, stderr = cli("explain", lenet_run, "--method", "cam,saliency", "--json", "--out", out)
+    assert status == 0, stderr
+    report = json.loads(stdout)
+    assert "cam" in report["skipped"] and "saliency.png" in report["files"]
+    assert "cam: skipped" in stderr
+    index = (out / "index.html").read_text()
+    assert "Skipped" in index and "global average pooling" in index
+    for link in re.findall(r"(?:src|href)='([^']+)'", index):
+        assert (out / link).is_file(), link
+
+
+def test_a_constant_map_is_flagged_and_not_scored(tmp_path):
+    from types import SimpleNamespace
+
+    from visionzoo.cli.explain_cmd import _saliency_entry
+    from visionzoo.explain.render import add_to_index
+    session = SimpleNamespace(title=lambda method: f"{method} of x", sample=(torch.zeros(1, 8, 8, dtype=torch.uint8),),
+                              out=tmp_path, args=SimpleNamespace(metric=True), scores={}, curves={})
+    entry = _saliency_entry(session, "gradcam", torch.zeros(8, 8), "gradcam.png", "Grad-CAM")
+    assert "CONSTANT MAP" in entry["caption"] and entry["metrics"] == {"constant": True}
+    assert session.scores == {}                  # no areas computed for it
+    add_to_index(tmp_path, [entry], "test")
+    index = (tmp_path / "index.html").read_text()
+    assert "constant map" in index and "gradcam" in index

@@ -47,7 +47,7 @@ def test_given_options_holds_only_what_was_given_parsed_as_declared():
 
 def test_help_names_the_declared_default():
     help_text = train_parser().format_help()
-    assert f"peak learning rate (default {TrainConfig().lr})" in help_text
+    assert f"global batch (default {TrainConfig().batch_size})" in help_text
 
 
 @pytest.mark.parametrize("values, message", [

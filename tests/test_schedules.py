@@ -46,7 +46,7 @@ def test_weight_decay_spares_biases_and_norms():
 
 @pytest.mark.parametrize("options", [
     dict(optimizer="adamw", lr=1e-3, schedule="cosine", warmup_epochs=1),
-    dict(optimizer="sgd", schedule="step", step_size=1, gamma=0.5, clip_grad=1.0, tensorboard=True),
+    dict(optimizer="sgd", lr=0.2, schedule="step", step_size=1, gamma=0.5, clip_grad=1.0, tensorboard=True),
     dict(optimizer="nesterov", train_limit=320, crop=0, flip=False, channels_last="off", amp="off"),
 ])
 def test_trainer_options_run_and_are_recorded(tmp_path, options):

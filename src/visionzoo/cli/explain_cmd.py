@@ -8,6 +8,7 @@ saliency map made, next to those of a random map.
 from __future__ import annotations
 
 import argparse
+import sys
 from functools import cached_property
 from pathlib import Path
 
@@ -108,16 +109,21 @@ def _entry(file: str, method: str, caption: str, metrics: dict | None = None) ->
 
 def _saliency_entry(session, method: str, heatmap: torch.Tensor, file: str, label: str,
                     picture=None) -> dict:
-    """Save the overlay (or the given picture), score the (H, W) map when --metric is set."""
+    """Save the overlay (or the given picture), score the (H, W) map when --metric is set. A constant
+    map ranks no pixel first: its caption says so and it gets no deletion/insertion areas."""
+    from ..explain.attribution import is_constant
     from ..explain.render import save_heatmap
-    title = session.title(method)
+    constant = is_constant(heatmap)
+    title = session.title(method) + (f" · CONSTANT MAP ({float(heatmap.max()):.3g} everywhere): it explains "
+                                      "nothing" if constant else "")
     if picture is None:
         save_heatmap(session.out / file, session.sample[0], heatmap, title, label,
                      signed=bool(heatmap.min() < 0))
     else:
         picture(session.out / file, title)
-    metrics = _score(session, method, heatmap) if session.args.metric else None
-    return _entry(file, method, title, metrics)
+    if not session.args.metric:
+        return _entry(file, method, title)
+    return _entry(file, method, title, {"constant": True} if constant else _score(session, method, heatmap))
 
 
 def _score(session, method: str, heatmap: torch.Tensor) -> dict:
@@ -325,9 +331,17 @@ def _explain(args) -> int:
             raise UsageError(f"{option} must be a positive number, got {value}")
     session = _Session(args)
     session.out.mkdir(parents=True, exist_ok=True)
-    entries = []
+    from ..explain.attribution import NotApplicable
+    entries, skipped = [], {}
     for method in methods:
-        entries += HANDLERS[method](session)
+        try:
+            entries += HANDLERS[method](session)
+        except NotApplicable as exc:   # the other methods still run
+            skipped[method] = str(exc)
+    if not entries:
+        raise UsageError(f"--method {args.method}: no method applies to this network ({'; '.join(skipped.values())})")
+    for method, why in skipped.items():
+        print(f"{method}: skipped: {why}", file=sys.stderr)
     if session.scores:
         _score_random(session)
         save_curves(session.out / "faithfulness.png", session.curves, session.title("deletion / insertion"))
@@ -335,9 +349,9 @@ def _explain(args) -> int:
                               "deletion (lower is better) and insertion (higher is better) curves of every "
                               "map; the table's row of this picture is a random map, the reference",
                               session.scores["random"]))
-    add_to_index(session.out, entries, f"{session.meta['name']} on {session.meta['data']}: explanations")
+    add_to_index(session.out, entries, f"{session.meta['name']} on {session.meta['data']}: explanations", skipped)
     report = {"out": str(session.out), "files": [e["file"] for e in entries] + ["index.html"],
-              "metrics": session.scores}
+              "metrics": session.scores, "skipped": skipped}
     if args.json:
         print(json_text(report))
     else:

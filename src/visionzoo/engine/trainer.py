@@ -21,7 +21,6 @@ import json
 import math
 import random
 import signal
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from ..core.errors import UsageError
 from ..core.io import read_torch, write_json, write_safetensors, write_text, write_torch
 from ..core.options import at_least, check_options, option, option_group, positive, within
 from ..core.profile import count_macs, count_params
+from ..core.progress import progress
 from ..core.rundir import claim_output, no_space
 from ..core.runtime import bf16_supported, resolve_device, seed_everything
 from ..data.loader import steps_per_epoch
@@ -57,10 +57,22 @@ from .model_options import (
     builder_kwargs,
     structure_options,
 )
-from .optim import OPTIMIZERS, WD_MODES, build_optimizer, resolved_wd_mode, scaled_lr
+from .optim import (
+    FULL_RATE_STEPS,
+    OPTIMIZERS,
+    PEAK_LR,
+    SHORTEST_RUN_FRACTION,
+    WD_MODES,
+    build_optimizer,
+    default_lr,
+    resolved_wd_mode,
+    scaled_lr,
+)
 from .recipes import RECIPES
 from .schedules import SCHEDULES, WARMUP_FORMS, LRSchedule
 
+# A finite loss this many times the first epoch's, or ln K, is reported as divergence.
+DIVERGENCE_FACTOR = 10
 # The task of a run follows from its model's registry card.
 TASK_CLASSES = {"classification": ClassificationTask, "segmentation": SegmentationTask}
 SWITCH = ("auto", "on", "off")
@@ -118,7 +130,9 @@ class ModelDataOptions:
 class OptimisationOptions:
     epochs: int = option(7, "default {default}", check=positive)
     batch_size: int = option(256, "global batch (default {default})", check=positive)
-    lr: float = option(0.2, "peak learning rate (default {default})", check=positive)
+    lr: float | None = option(None, f"peak learning rate (default {PEAK_LR}, × the run's steps / {FULL_RATE_STEPS} "
+                                    f"below {FULL_RATE_STEPS} steps, at least {PEAK_LR * SHORTEST_RUN_FRACTION:g}: "
+                                    f"short runs diverged at {PEAK_LR})", check=positive)
     optimizer: str = option("nesterov", "default {default}", choices=OPTIMIZERS)
     momentum: float = option(0.9, "default {default}", check=within("[0, 1)"))
     weight_decay: float = option(5e-4, "on weights, not biases/norms (default {default})", check=at_least(0))
@@ -157,6 +171,9 @@ class OptimisationOptions:
 class TransferOptions:
     finetune: str | None = option(None, "start from a visionzoo run/.safetensors or a torchvision/timm state_dict "
                                         "of the same network; a head of another size is replaced", metavar="WEIGHTS")
+    finetune_stem: str = option("keep", "ImageNet weights on small images: keep the file's stem (the network is "
+                                        "built as at its paper size; default) or map its kernels onto the small-input "
+                                        "stem (resized, area-scaled)", choices=("keep", "map"))
     freeze_backbone: bool = option(False, "feature extraction: only the head trains")
     backbone_lr_mult: float = option(1.0, "backbone learning rate = M × --lr (default {default})", metavar="M",
                                      check=positive)
@@ -203,7 +220,10 @@ class RunOptions:
     checkpoint_every: int = option(0, "also checkpoint every N steps (default: epochs only)", metavar="N",
                                    check=at_least(0))
     seed: int = option(0, "default {default}")
-    tensorboard: bool = option(False, "write TensorBoard events")
+    tensorboard: bool = option(False, "write TensorBoard events: train/loss and lr/… every --tensorboard-every "
+                                      "steps, the epoch's train_epoch/… and val/…, test/…, diagnostics/…")
+    tensorboard_every: int = option(20, "TensorBoard: the step's loss and learning rates every N steps, one host "
+                                        "sync each (default {default})", metavar="N", check=positive)
     diagnostics: bool = option(False, "record per-layer gradient norms, activation percentiles, dead ReLUs")
     quiet: bool = option(False, "no progress bar or epoch lines")
 
@@ -281,7 +301,8 @@ class Trainer:
         self.model_kwargs = self.task.model_kwargs
         model = apply_model_options(model, cfg, input_size=self.input_size, input_batches=self.task.input_batches,
                                     device=self.device, resume=bool(resume), log=self._log)
-        self.source_classes = load_for_finetuning(model, cfg.model, cfg.finetune) if cfg.finetune else None
+        self.source_classes = load_for_finetuning(model, cfg.model, cfg.finetune, cfg.finetune_stem) \
+            if cfg.finetune else None
         if cfg.freeze_backbone:
             freeze_backbone(model)
         self.task.check_model(model)
@@ -289,7 +310,9 @@ class Trainer:
             raise UsageError(f"--bn-recalibrate: {cfg.model} has no batch normalisation with running statistics")
         self.steps_per_epoch = steps_per_epoch(self.task.train_size, cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
-        self.lr = scaled_lr(cfg.lr, cfg.batch_size, cfg.lr_scale_batch)  # global batch of all workers
+        # no --lr: the default peak, lower for runs too short to recover from a spike (engine/optim.py)
+        self.base_lr = default_lr(self.total_steps) if cfg.lr is None else cfg.lr
+        self.lr = scaled_lr(self.base_lr, cfg.batch_size, cfg.lr_scale_batch)  # global batch of all workers
         self.set_model(model)
         self.ema = ModelEMA(self.model, cfg.ema) if cfg.ema else None
         # Position and running state of the run; all of it goes into the checkpoint.
@@ -337,7 +360,7 @@ class Trainer:
             schedule = LRSchedule(  # its own object: LambdaLR saves the plateau state it carries
                 patience=cfg.plateau_patience, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
                 schedule=cfg.schedule, warmup_steps=int(cfg.warmup_epochs * self.steps_per_epoch),
-                warmup_from=cfg.lr / self.lr if cfg.warmup_form == "goyal" else None,
+                warmup_from=self.base_lr / self.lr if cfg.warmup_form == "goyal" else None,
                 step_size=cfg.step_size, gamma=cfg.gamma, milestones=list(cfg.milestones))
             self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
             self.scalers[name] = torch.amp.GradScaler(
@@ -492,10 +515,24 @@ class Trainer:
         write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
         self.task.plot_curves(self.history, self.out / "curves.png")
         if self.writer:
+            # one x axis for every tag, the global step, so epoch points line up with the step curves
             for key, value in record.items():
-                if key not in ("epoch", "seconds"):
-                    self.writer.add_scalar(key, value, record["epoch"])
+                group, _, metric = key.partition("_")
+                if group in ("train", "val"):
+                    self.writer.add_scalar(f"{'train_epoch' if group == 'train' else 'val'}/{metric}", value,
+                                           self.global_step)
             self.writer.flush()
+
+    def _write_step(self, loss: torch.Tensor) -> None:
+        """TensorBoard's per-step curves: this step's loss and every optimiser's learning rates."""
+        self.writer.add_scalar("train/loss", loss.item(), self.global_step)
+        for phase, optimizer in self.optimizers.items():
+            rates = [group["lr"] for group in optimizer.param_groups]
+            if len(set(rates)) == 1:   # groups that differ only in weight decay share one curve
+                self.writer.add_scalar(f"lr/{phase}", rates[0], self.global_step)
+                continue
+            for i, rate in enumerate(rates):
+                self.writer.add_scalar(f"lr/{phase}/group{i}", rate, self.global_step)
 
     # ---- the loop ----------------------------------------------------------------------------
     def _call_hooks(self, event: str, *args) -> None:
@@ -530,15 +567,17 @@ class Trainer:
     def train_epoch(self) -> None:
         cfg = self.cfg
         self.net.train()
-        bar = None
-        if self.is_main and not cfg.quiet:
-            from tqdm import tqdm
-            bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, leave=False, unit="step",
-                       desc=f"epoch {self.epoch + 1}/{cfg.epochs}", dynamic_ncols=True, mininterval=0.5,
-                       disable=not sys.stderr.isatty())
         check_every = 1 if self.device.type == "cpu" else 25
         started = time.perf_counter()
         seen = 0
+
+        def status() -> dict:   # read only when shown: one host sync per display, not per step
+            rate = seen / max(time.perf_counter() - started, 1e-9)
+            return {"loss": f"{self.running[0].item() / max(self.running[-1].item(), 1):.3f}",
+                    "img/s": f"{rate:.0f}"}
+        # a bar on a terminal, a plain line every 30 s in a log; the epoch line follows it
+        bar = progress(total=self.steps_per_epoch, initial=self.step_in_epoch, unit="steps", status=status,
+                       desc=f"epoch {self.epoch + 1}/{cfg.epochs}", quiet=not self.is_main or cfg.quiet, final=False)
         for raw in self.task.train_batches(self.epoch, self.step_in_epoch):
             generator = torch.Generator(self.device).manual_seed(
                 (cfg.seed * 1_000_003 + self.epoch) * 1_000_003 + self.step_in_epoch)
@@ -557,14 +596,12 @@ class Trainer:
             self.step_in_epoch += 1
             self.global_step += 1
             seen += step.count * self.world
+            if self.writer and self.global_step % cfg.tensorboard_every == 0:
+                self._write_step(step.loss)
             if self.global_step % check_every == 0 and not math.isfinite(step.loss.item()):
                 raise NonFiniteLoss(f"loss became {step.loss.item()} at epoch {self.epoch + 1}, step "
                                     f"{self.step_in_epoch}")
-            if bar is not None:
-                rate = seen / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix(loss=f"{self.running[0].item() / self.running[-1].item():.3f}",
-                                img_s=f"{rate:.0f}", refresh=False)
-                bar.update(1)
+            bar.update(1)
             if distributed.broadcast_flag(self.stop_requested, self.device):
                 self.train_seconds += time.perf_counter() - started
                 raise Interrupted(getattr(self, "stop_signal", signal.SIGINT))
@@ -573,8 +610,7 @@ class Trainer:
                 self.train_seconds += time.perf_counter() - started
                 started, seen = time.perf_counter(), 0
                 self.save_checkpoint()
-        if bar is not None:
-            bar.close()
+        bar.close()
         self.train_seconds += time.perf_counter() - started
 
     def end_epoch(self, seconds: float) -> None:
@@ -592,6 +628,9 @@ class Trainer:
         if not all(torch.isfinite(value).all() for value in self.eval_model.state_dict().values()
                    if value.is_floating_point()):
             raise NonFiniteLoss(f"the weights became non-finite in epoch {self.epoch + 1}")
+        warning = self._divergence(record)
+        if warning:
+            record["warning"] = warning
         self.history.append(record)
         self._call_hooks("on_epoch_end", record)
         rate = totals[-1].item() / max(seconds, 1e-9)
@@ -611,6 +650,21 @@ class Trainer:
         val = " ".join(f"{key} {record['val_' + key]:.4f}" for key in keys)
         self._log(f"epoch {record['epoch']:>3}/{self.cfg.epochs}  train {train} | val {val}"
                   f" | lr {record['lr']:.4g} | {seconds:.1f}s {rate:.0f} img/s")
+        if warning:
+            self._log(f"warning: {warning}")
+
+    def _divergence(self, record: dict) -> str | None:
+        """Why a finite epoch looks diverged, or None: its training loss above DIVERGENCE_FACTOR × the first
+        epoch's, or its validation loss above DIVERGENCE_FACTOR × ln K (the loss of a uniform guess over K classes)."""
+        first = self.history[0]["train_loss"] if self.history else record["train_loss"]
+        uniform = math.log(max(len(self.task.classes), 2))
+        if record["train_loss"] > DIVERGENCE_FACTOR * first:
+            return (f"the training loss {record['train_loss']:.4g} is over {DIVERGENCE_FACTOR}× the first epoch's "
+                    f"({first:.4g}): the run is diverging; try a lower --lr")
+        if record["val_loss"] > DIVERGENCE_FACTOR * uniform:
+            return (f"the validation loss {record['val_loss']:.4g} is over {DIVERGENCE_FACTOR}× ln K = "
+                    f"{uniform:.3g} (a uniform guess): the run is diverging; try a lower --lr")
+        return None
 
     def finish(self) -> dict:
         cfg = self.cfg
@@ -639,6 +693,10 @@ class Trainer:
             write_safetensors(self.out / "model.safetensors", self.eval_model.state_dict())
             write_json(self.out / "summary.json", summary)
         self._call_hooks("on_finish", summary)
+        if self.writer:
+            for key, value in test.items():
+                if key.startswith("test_") and isinstance(value, float):
+                    self.writer.add_scalar(f"test/{key[len('test_'):]}", value, self.global_step)
         self._log(f"{self.train_seconds:.0f}s training")
         return summary
 

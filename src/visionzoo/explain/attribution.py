@@ -22,6 +22,15 @@ from ..core.errors import UsageError
 from .hooks import capture, evaluating, find_layer, guided_relus
 
 
+class NotApplicable(UsageError):
+    """The method cannot explain this network (e.g. CAM without a GAP → linear head); others still can."""
+
+
+def is_constant(heatmap: torch.Tensor) -> bool:
+    """A map with one value everywhere (an all-zero Grad-CAM after its ReLU) ranks no pixel above another."""
+    return bool(heatmap.max() == heatmap.min())
+
+
 def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     output = model(x)
     return output[0] if isinstance(output, tuple) else output
@@ -53,12 +62,12 @@ def class_activation_map(model: nn.Module, x: torch.Tensor, target: int) -> torc
         features = model.forward_features(x) if hasattr(model, "forward_features") else None
         if not isinstance(classifier, nn.Linear) or features is None or features.dim() != 4 \
                 or features.shape[1] != classifier.in_features:
-            raise UsageError("CAM needs a network whose head is global average pooling → one linear "
+            raise NotApplicable("CAM needs a network whose head is global average pooling → one linear "
                              "layer; use --method gradcam")
         through_head = model.forward_head(features)
         through_gap = classifier(features.mean((2, 3)))
         if not torch.allclose(through_head, through_gap, rtol=1e-4, atol=1e-4):
-            raise UsageError("CAM needs a head that is global average pooling → linear (this one "
+            raise NotApplicable("CAM needs a head that is global average pooling → linear (this one "
                              "is not); use --method gradcam")
         return torch.einsum("k,khw->hw", classifier.weight[target], features[0])
 

@@ -125,12 +125,16 @@ def save_curves(path: Path, curves: dict[str, dict[str, list[float]]], title: st
     save_figure(fig, path)
 
 
-def add_to_index(out: Path, entries: list[dict], heading: str) -> None:
-    """Record pictures (dicts with file, method, caption and optional metrics) and rewrite index.html."""
+def add_to_index(out: Path, entries: list[dict], heading: str, skipped: dict[str, str] | None = None) -> None:
+    """Record pictures (dicts with file, method, caption and optional metrics) and the methods `skipped`
+    (method → why it does not apply), and rewrite index.html."""
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"entries": []}
     files = {e["file"] for e in entries}
     manifest["entries"] = [e for e in manifest["entries"] if e["file"] not in files] + entries
+    made = {e["method"] for e in entries}
+    manifest["skipped"] = {**{m: why for m, why in manifest.get("skipped", {}).items() if m not in made},
+                           **(skipped or {})}
     manifest["heading"] = heading
     write_json(manifest_path, manifest)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(heading)}</title>",
@@ -138,17 +142,26 @@ def add_to_index(out: Path, entries: list[dict], heading: str) -> None:
              "vertical-align:top}img{max-width:720px;border:1px solid #ccc}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px}</style></head><body>",
              f"<h1>{html.escape(heading)}</h1>"]
+    if manifest["skipped"]:
+        parts.append("<h2>Skipped</h2><ul>" + "".join(
+            f"<li>{html.escape(method)}: {html.escape(why)}</li>" for method, why in manifest["skipped"].items())
+            + "</ul>")
     scored = [e for e in manifest["entries"] if e.get("metrics")]
     if scored:
         parts.append("<h2>Faithfulness (Petsiuk et al. 2018)</h2><table><tr><th>picture</th><th>method</th>"
                      "<th>deletion AUC ↓</th><th>insertion AUC ↑</th></tr>")
         for e in scored:
-            parts.append(f"<tr><td>{html.escape(e['file'])}</td><td>{html.escape(e['method'])}</td>"
-                         f"<td>{e['metrics']['deletion_auc']:.4f}</td>"
-                         f"<td>{e['metrics']['insertion_auc']:.4f}</td></tr>")
+            link = f"<a href='{html.escape(e['file'])}'>{html.escape(e['file'])}</a>"
+            if e["metrics"].get("constant"):
+                areas = "<td colspan='2'>constant map: it ranks no pixel, so it has no areas</td>"
+            else:
+                areas = (f"<td>{e['metrics']['deletion_auc']:.4f}</td>"
+                         f"<td>{e['metrics']['insertion_auc']:.4f}</td>")
+            parts.append(f"<tr><td>{link}</td><td>{html.escape(e['method'])}</td>{areas}</tr>")
         parts.append("</table>")
     for e in manifest["entries"]:
-        parts.append(f"<figure><img src='{html.escape(e['file'])}' alt='{html.escape(e['method'])}'>"
+        parts.append(f"<figure><a href='{html.escape(e['file'])}'><img src='{html.escape(e['file'])}' "
+                     f"alt='{html.escape(e['method'])}'></a>"
                      f"<figcaption>{html.escape(e['caption'])}</figcaption></figure>")
     parts.append("</body></html>\n")
     write_text(out / "index.html", "\n".join(parts))
