@@ -1,6 +1,7 @@
 """Measuring an attack: clean and robust accuracy, success rate, perturbation sizes, queries, time;
-and the panda figure of Goodfellow et al. 2015 (Fig. 1; notes 000 and 003): clean image,
-perturbation magnified ×10, adversarial image, each with the predicted label and confidence."""
+and the panda figure of Goodfellow et al. 2015 (Fig. 1; notes 000 and 003): clean image with its
+true label, the perturbation on a colour scale in pixel units, adversarial image, each image with
+the predicted label and confidence."""
 from __future__ import annotations
 
 import time
@@ -12,19 +13,23 @@ from .base import per_sample_norm
 
 
 def run_attack(make_attack, model, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 250,
-               targets: torch.Tensor | None = None) -> tuple[dict, dict]:
+               targets: torch.Tensor | None = None, quiet: bool = True) -> tuple[dict, dict]:
     """Attack `images` (pixels in [0, 1]) batch by batch; `make_attack(batch_targets)` gives the
     attack for a batch (the same object may serve every batch). Returns the metrics and the
     tensors the figure needs. Success counts among the images the model got right: for an
-    untargeted attack a changed label, for a targeted one the target reached."""
+    untargeted attack a changed label, for a targeted one the target reached. Unless `quiet`,
+    progress in images goes to stderr."""
+    from ..core.progress import progress
     attacks, adversarial = [], []
     started = time.perf_counter()
-    for start in range(0, len(images), batch_size):
-        part = slice(start, start + batch_size)
-        attack = make_attack(None if targets is None else targets[part])
-        adversarial.append(attack(images[part], labels[part]))
-        if not any(attack is seen for seen in attacks):
-            attacks.append(attack)
+    with progress(total=len(images), desc="attacking", quiet=quiet) as shown:
+        for start in range(0, len(images), batch_size):
+            part = slice(start, start + batch_size)
+            attack = make_attack(None if targets is None else targets[part])
+            adversarial.append(attack(images[part], labels[part]))
+            if not any(attack is seen for seen in attacks):
+                attacks.append(attack)
+            shown.update(len(adversarial[-1]))
     seconds = time.perf_counter() - started
     adversarial = torch.cat(adversarial)
     with torch.no_grad():
@@ -51,23 +56,30 @@ def run_attack(make_attack, model, images: torch.Tensor, labels: torch.Tensor, *
 
 
 def plot_adversarial_grid(tensors: dict, classes: list[str], path: Path, title: str, rows: int = 6) -> None:
-    """One row per example (fooled ones first): clean | perturbation ×10 | adversarial."""
+    """One row per example (fooled ones first): clean (with its true label) | the perturbation η on
+    a diverging colour scale in pixel units, with its colour bar | adversarial."""
     from ..core.figures import save_figure, subplots
     order = torch.argsort((~tensors["fooled"]).int(), stable=True)[:rows].tolist()
-    fig, axes = subplots(len(order), 3, figsize=(6.6, 2.3 * len(order)), squeeze=False,
-                             layout="constrained")
+    fig, axes = subplots(len(order), 3, figsize=(7.4, 2.4 * len(order)), squeeze=False,
+                         layout="constrained")
     for row, i in enumerate(order):
         clean, adv = tensors["images"][i].cpu(), tensors["adversarial"][i].cpu()
-        panels = [(clean, tensors["clean_probs"][i], "x"), ((0.5 + 10 * (adv - clean)).clamp(0, 1), None,
-                  "perturbation ×10"), (adv, tensors["adv_probs"][i], "x + η")]
-        for ax, (image, probs, name) in zip(axes[row], panels):
+        truth = classes[int(tensors["labels"][i])]
+        for ax, image, probs, name in ((axes[row, 0], clean, tensors["clean_probs"][i], "x"),
+                                       (axes[row, 2], adv, tensors["adv_probs"][i], "x + η")):
             grey = image.shape[0] == 1
             ax.imshow(image[0] if grey else image.permute(1, 2, 0), cmap="gray" if grey else None,
                       vmin=0, vmax=1)
-            if probs is not None:
-                k = int(probs.argmax())
-                name = f"{name}: “{classes[k]}”\n{100 * probs[k].item():.1f}% confidence"
-            ax.set_title(name, fontsize=8)
+            k = int(probs.argmax())
+            label = f"{name}: “{classes[k]}” {100 * probs[k].item():.1f}%"
+            ax.set_title(label + (f"\ntrue: “{truth}”" if name == "x" else ""), fontsize=8)
             ax.axis("off")
+        # η itself (mean over colour channels), symmetric about 0 so its sign reads from the colour
+        delta = (adv - clean).mean(0)
+        bound = max(float(delta.abs().max()), 1e-8)
+        shown = axes[row, 1].imshow(delta, cmap="RdBu_r", vmin=-bound, vmax=bound)
+        axes[row, 1].set_title("perturbation η", fontsize=8)
+        axes[row, 1].axis("off")
+        fig.colorbar(shown, ax=axes[row, 1], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=9)
     save_figure(fig, path)

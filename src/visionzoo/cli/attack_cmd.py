@@ -112,7 +112,7 @@ def _attack(args) -> int:
         targets = choose_targets(args.target, logits, labels, torch.Generator().manual_seed(args.seed))
     try:
         metrics, tensors = run_attack(_factory(args, pixel_model, data, device), pixel_model, images, labels,
-                                      batch_size=args.batch_size, targets=targets)
+                                      batch_size=args.batch_size, targets=targets, quiet=args.quiet)
     except ValueError as exc:  # an attack's own check of its settings
         raise UsageError(f"--method {args.method}: {exc}") from None
     report = {"method": args.method, "eps": args.eps, **metrics, "norm": args.norm, "target": args.target,
@@ -164,5 +164,6 @@ def add_commands(commands) -> None:
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     g.add_argument("--out", help="write attack.json and attack.png here")
     g.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    g.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     g.add_argument("--overwrite", action="store_true", help="replace the attack.json and attack.png in --out")
     p.set_defaults(run=run_attack_command)

@@ -151,7 +151,7 @@ class TrainingDiagnostics:
 
 def plot_diagnostics(layers: dict, path, steps_per_epoch: int, most: int = 8) -> None:
     import matplotlib
-    fig, (ax_grad, ax_pct, ax_dead) = subplots(1, 3, figsize=(16, 4.5))
+    fig, (ax_grad, ax_pct, ax_dead) = subplots(1, 3, figsize=(17, 4.5), layout="constrained")
     colours = matplotlib.colormaps["viridis"]
     for key, ax in (("grad_norm", ax_grad), ("dead_fraction", ax_dead)):
         named = [(n, e[key]) for n, e in layers.items() if key in e]
@@ -160,6 +160,10 @@ def plot_diagnostics(layers: dict, path, steps_per_epoch: int, most: int = 8) ->
                     color=colours(i / max(1, len(named) - 1)))
         if len(named) <= 12:
             ax.legend(fontsize=6)
+        elif named:   # too many layers to name each: the colour runs from the first layer to the last
+            mappable = matplotlib.cm.ScalarMappable(cmap=colours, norm=matplotlib.colors.Normalize(1, len(named)))
+            fig.colorbar(mappable, ax=ax, label=f"layer (1 = {named[0][0]}, {len(named)} = {named[-1][0]})",
+                         fraction=0.05, pad=0.02)
     # Fig. 1 of Ioffe & Szegedy: the median with the 15–85 band, for a few layers spread over depth.
     named = [(n, e["percentiles"]) for n, e in layers.items() if "percentiles" in e]
     chosen = named if len(named) <= most else [named[round(i * (len(named) - 1) / (most - 1))] for i in range(most)]

@@ -68,9 +68,14 @@ def save_gradient_image(path: Path, image: torch.Tensor, gradient: torch.Tensor,
 
 def save_tiles(path: Path, tiles: list[list[np.ndarray]], row_labels: list[str], title: str,
                captions: list[list[str]] | None = None, cmap: str = "gray", symmetric: bool = False) -> None:
-    """A grid of small images, one row per label; each tile is scaled on its own."""
+    """A grid of small images, one row per label. Signed tiles (`symmetric`: filter weights) share
+    one scale symmetric about 0, shown by a colour bar, so that tiles compare; image tiles are
+    each scaled on their own. The constrained layout keeps every caption over its own tile."""
     n_rows, n_cols = len(tiles), max(len(row) for row in tiles)
-    fig, axes = subplots(n_rows, n_cols, figsize=(1.3 * n_cols + 1, 1.3 * n_rows + 0.6), squeeze=False)
+    fig, axes = subplots(n_rows, n_cols, figsize=(1.3 * n_cols + 1.4, 1.4 * n_rows + 0.8), squeeze=False,
+                         layout="constrained")
+    limit = max((float(np.abs(tile).max()) for row in tiles for tile in row), default=1.0) or 1.0
+    shown = None
     for r, row in enumerate(tiles):
         for c in range(n_cols):
             ax = axes[r][c]
@@ -79,15 +84,15 @@ def save_tiles(path: Path, tiles: list[list[np.ndarray]], row_labels: list[str],
             if c >= len(row):
                 ax.axis("off")
                 continue
-            tile = row[c]
             if symmetric:
-                limit = float(np.abs(tile).max()) or 1.0
-                ax.imshow(tile, cmap=cmap, vmin=-limit, vmax=limit)
+                shown = ax.imshow(row[c], cmap=cmap, vmin=-limit, vmax=limit)
             else:
-                ax.imshow(tile, cmap=cmap)
+                ax.imshow(row[c], cmap=cmap)
             if captions and c < len(captions[r]):
-                ax.set_title(captions[r][c], fontsize=7)
+                ax.set_title(captions[r][c], fontsize=7, loc="center")
         axes[r][0].set_ylabel(row_labels[r], fontsize=8)
+    if shown is not None:
+        fig.colorbar(shown, ax=axes, label="weight", fraction=0.02, pad=0.01)
     fig.suptitle(title)
     save_figure(fig, path)
 

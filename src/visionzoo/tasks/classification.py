@@ -293,4 +293,6 @@ class ClassificationTask(ImageTask):
                 **super().resolved()}
 
     def plot_curves(self, history: list[dict], path) -> None:
-        plot_curves(history, path)
+        smoothing = self.cfg.label_smoothing
+        plot_curves(history, path, loss_label=f"cross-entropy (with label smoothing ε = {smoothing:g})"
+                    if smoothing else "cross-entropy")
