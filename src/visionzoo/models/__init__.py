@@ -5,6 +5,7 @@ from . import (  # noqa: F401  # noqa: F401  # noqa: F401  # noqa: F401  # noqa:
     capsnet,
     cbam,
     convnext,
+    convnext_path,
     densenet,
     efficientnet,
     highway,
@@ -27,5 +28,6 @@ from . import (  # noqa: F401  # noqa: F401  # noqa: F401  # noqa: F401  # noqa:
     unet,
     vgg,
     vit,
+    vit_convstem,
     xnor,
 )

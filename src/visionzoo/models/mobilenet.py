@@ -12,7 +12,8 @@
   αM inputs and αN outputs, Table 6 (0.75: 2.6M / 325M, 0.5: 1.3M / 149M, 0.25: 0.5M / 41M).
   Resolution multiplier ρ (``resolution_mult``, Sec. 3.4): the network is unchanged, it is fed
   224ρ-pixel images (Table 7: 192: 418M, 160: 290M, 128: 186M); the model keeps that side in
-  ``model.input_resolution``.
+  ``model.input_resolution``. "Conv MobileNet" (Table 4, the notes' table: 29.3M, 4866M) has a
+  full 3×3 convolution (BN, ReLU6) in place of each depthwise-separable layer (``separable=False``).
 - MobileNet v2: Sandler, Howard, Zhu, Zhmoginov, Chen, "MobileNetV2: Inverted Residuals and Linear
   Bottlenecks", CVPR 2018, Table 2 (t, c, n, s): a 3×3/2 convolution of 32 filters, 17 inverted
   residual bottlenecks with ReLU6 and linear projections, a 1×1 convolution to 1280, average
@@ -88,7 +89,7 @@ class MobileNetV1(ImageClassifier):
     """Stem → 13 depthwise-separable layers → average pool → fc."""
 
     def __init__(self, num_classes=1000, in_chans=3, width_mult=1.0, resolution_mult=1.0,
-                 small_input=False):
+                 small_input=False, separable=True):
         super().__init__()
         self.num_classes = num_classes
         self.input_resolution = round(224 * resolution_mult)
@@ -96,7 +97,8 @@ class MobileNetV1(ImageClassifier):
         layers = [ConvBNAct(in_chans, channels, 3, 1 if small_input else 2, act=nn.ReLU6)]
         for width, stride in V1_BODY:
             out = int(width * width_mult)
-            layers.append(DepthwiseSeparable(channels, out, stride, act=nn.ReLU6))
+            layers.append(DepthwiseSeparable(channels, out, stride, act=nn.ReLU6) if separable
+                          else ConvBNAct(channels, out, 3, stride, act=nn.ReLU6))
             channels = out
         self.features = nn.Sequential(*layers)
         self.feature_stages = resolution_ends("features",
@@ -158,6 +160,9 @@ for _suffix, _alpha, _params, _macs in (("", 1.0, "4.2M", "569M"),
 for _side, _macs in ((192, "418M"), (160, "290M"), (128, "186M")):
     register_model(f"mobilenet_v1_{_side}", **_V1, input_size=(3, _side, _side),
                    paper_params="4.2M", paper_macs=_macs, resolution_mult=_side / 224)(mobilenet_v1)
+
+register_model("mobilenet_v1_conv", **_V1, paper_params="29.3M", paper_macs="4866M",
+               separable=False)(mobilenet_v1)
 
 _V2_COUNT = ("without BN's γ and β (34K) the network has 3.47M parameters, the paper's 3.4M "
              "truncates that figure; with them, 3.50M")

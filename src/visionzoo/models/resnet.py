@@ -12,7 +12,11 @@
   ECCV 2016. BN → ReLU → conv units (Fig. 1(b)), a final BN-ReLU before pooling; the CIFAR
   bottleneck ResNet-164 (1.7M) and ResNet-1001 (10.2M) of the notes' tables, and an 18-layer
   ImageNet-stem variant (timm's resnetv2_18; on small inputs the CIFAR PreAct ResNet-18 of the
-  notes' random-erasing table).
+  notes' random-erasing table), and the ImageNet ResNet-200 (3, 24, 36, 3 bottlenecks; 64.7M,
+  15.0 GFLOPs in the Residual Attention table). The constant-scaling shortcut of Sec. 3.1
+  (Table 1), h(x_l) = λ·x_l, optionally with the residual branch scaled by 1 − λ, on the
+  CIFAR ResNet-110 (`ScaledShortcutBlock`; λ = 0.5: "fail" with F unscaled, 12.35 % with F
+  scaled; the weights are ResNet-110's, 1.7M).
 - Wide ResNet: Zagoruyko, Komodakis, "Wide Residual Networks", BMVC 2016. WRN-n-k of Table 1
   (pre-activation, 16·k/32·k/64·k filters, N = (n − 4) / 6 blocks per group), the block types
   B(3,3) … B(3,1,1) of Sec. 2.1 (``block_type="3,1,3"``), dropout between the convolutions
@@ -21,7 +25,9 @@
   ImageNet WRN-50-2-bottleneck (68.9M, the authors' pretrained model) and WRN-101-2 of torchvision.
 - ResNeXt: Xie, Girshick, Dollár, Tu, He, "Aggregated Residual Transformations for Deep Neural
   Networks", CVPR 2017. Grouped 3×3 bottlenecks; ResNeXt-50 (32×4d) of Table 1 (25.0M,
-  4.2 GFLOPs), ResNeXt-101, and the CIFAR ResNeXt-29 (8×64d: 34.4M, 16×64d: 68.1M).
+  4.2 GFLOPs), ResNeXt-101 (32×4d: 44.18M in the CBAM table, 7.99 GFLOPs in the SE table's
+  re-implementation; 64×4d and 32×8d: no figures in the notes), and the CIFAR ResNeXt-29
+  (8×64d: 34.4M, 16×64d: 68.1M).
 - ResNet-9: Page, "How to train your ResNet", 2018, the fast small-image network of `make demo`.
 
 Every residual family takes ``drop_path_rate``: stochastic depth (Huang et al. ECCV 2016) with
@@ -129,6 +135,22 @@ class ResNet(ImageClassifier):
         return self.norm(x)
 
 
+class ScaledShortcutBlock(BasicBlock):
+    """relu(branch_scale · F(x) + shortcut_scale · h(x)): the constant scaling of Identity Mappings
+    Sec. 3.1, h(x) = λx with λ = `shortcut_scale` (on every shortcut, padded or projected), and
+    F scaled by `branch_scale` (1 − λ in the paper's second variant, 1 in its first)."""
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, shortcut_scale: float = 0.5,
+                 branch_scale: float = 1.0, **kwargs):
+        super().__init__(cin, planes, stride, **kwargs)
+        self.shortcut_scale, self.branch_scale = shortcut_scale, branch_scale
+
+    def forward(self, x):
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.drop_path(self.attention(self.residual_branch(x)))
+        return self.relu(self.branch_scale * out + self.shortcut_scale * shortcut)
+
+
 def imagenet_resnet(num_classes=1000, in_chans=3, image_size=None, small_input=None, stem="imagenet",
                     **kwargs):
     """A ResNet with the ImageNet (or deep) stem, or the 3×3 stride-1 one for inputs below 64 px."""
@@ -199,6 +221,13 @@ for _depth, _params in ((20, "0.27M"), (32, "0.46M"), (44, "0.66M"), (56, "0.85M
     if _depth <= 110:
         register_model(f"plain{_depth}_cifar", residual=False, **_cfg)(cifar_resnet)
 
+_CONSTANT_SCALING = dict(family="resnet", year=2016, paper=_PREACT["paper"], **_CIFAR, paper_params="1.7M",
+                         block=ScaledShortcutBlock, layers=(18, 18, 18), widths=(16, 32, 64), shortcut="A",
+                         shortcut_scale=0.5)
+register_model("resnet110_cifar_scaled_shortcut", **_CONSTANT_SCALING)(cifar_resnet)
+register_model("resnet110_cifar_scaled_both", **_CONSTANT_SCALING, branch_scale=0.5)(cifar_resnet)
+register_model("preact_resnet200", **_PREACT, paper_params="64.7M", paper_macs="15.0G", block=PreActBlock,
+               layers=(3, 24, 36, 3), kernels=(1, 3, 1), expansion=4)(imagenet_resnet)
 register_model("preact_resnet18", **_PREACT, twins={"timm": "resnetv2_18"},
                converters={"timm": timm_resnetv2_to_preact}, block=PreActBlock,
                layers=(2, 2, 2, 2))(imagenet_resnet)
@@ -224,6 +253,10 @@ register_model("resnext50_32x4d", **_RESNEXT, paper_params="25.0M", paper_macs="
                twins=_twins("resnext50_32x4d"), groups=32, base_width=4, **_R50)(imagenet_resnet)
 register_model("resnext101_32x8d", **_RESNEXT, twins=_twins("resnext101_32x8d"), groups=32,
                base_width=8, **_R101)(imagenet_resnet)
+register_model("resnext101_32x4d", **_RESNEXT, paper_params="44.18M", paper_macs="7.99G",
+               twins={"timm": "resnext101_32x4d"}, groups=32, base_width=4, **_R101)(imagenet_resnet)
+register_model("resnext101_64x4d", **_RESNEXT, twins=_twins("resnext101_64x4d"), groups=64,
+               base_width=4, **_R101)(imagenet_resnet)
 for _groups, _params in ((8, "34.4M"), (16, "68.1M")):
     register_model(f"resnext29_{_groups}x64d", **_RESNEXT, **_CIFAR, paper_params=_params,
                    block=Bottleneck, layers=(3, 3, 3), widths=(64, 128, 256), groups=_groups,
