@@ -176,7 +176,8 @@ def create_model(name: str, *, num_classes: int | None = None, in_chans: int | N
     is adapted as timm does (`weights.load_pretrained`). ``image_size=S`` (timm: ``img_size``)
     tells networks that adapt to small inputs (e.g. a 3×3 stride-1 stem below 64 px) what they will
     see; it is dropped for networks that work at any size unchanged. timm's ``drop_rate`` (dropout
-    before the classifier), ``drop_path_rate`` (stochastic depth) and ``global_pool`` ("avg",
+    before the classifier; a network whose builder has its own ``drop_rate``, such as DenseNet's
+    dropout after every convolution, gets it as its own), ``drop_path_rate`` (stochastic depth) and ``global_pool`` ("avg",
     "max", or "" with num_classes=0 for the unpooled map) are taken where the network has that
     part, and refused in one line where it has not. Any other keyword must be one the builder
     takes (`accepted_keywords`); an unknown one is refused before anything is built.
@@ -192,6 +193,8 @@ def create_model(name: str, *, num_classes: int | None = None, in_chans: int | N
             raise UsageError("give img_size or image_size (the same thing), not both")
         kwargs["image_size"] = kwargs.pop("img_size")
     drop_rate, global_pool = kwargs.pop("drop_rate", None), kwargs.pop("global_pool", None)
+    if drop_rate is not None and _builder_takes(entry, "drop_rate", kwargs):
+        kwargs["drop_rate"], drop_rate = drop_rate, None   # the network's own dropout rate (e.g. DenseNet's)
     _check_keywords(entry, kwargs)
     image_size = kwargs.get("image_size")
     num_classes = entry.num_classes if num_classes is None else num_classes
@@ -237,6 +240,13 @@ def _pretrained_file(pretrained):
 # Keywords create_model itself takes, besides the builder's.
 CREATE_KEYWORDS = ("num_classes", "in_chans", "pretrained", "features_only", "out_indices", "img_size",
                    "drop_rate", "global_pool")
+
+
+def _builder_takes(entry: ModelEntry, keyword: str, kwargs: dict) -> bool:
+    try:
+        return keyword in accepted_keywords(entry.name, kwargs)
+    except (OSError, RuntimeError):
+        return keyword in inspect.signature(entry.builder).parameters
 
 
 def _check_keywords(entry: ModelEntry, kwargs: dict) -> None:

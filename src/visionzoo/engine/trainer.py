@@ -657,10 +657,11 @@ class Trainer:
         """Why a finite epoch looks diverged, or None: its training loss above DIVERGENCE_FACTOR × the first
         epoch's, or its validation loss above DIVERGENCE_FACTOR × ln K (the loss of a uniform guess over K classes)."""
         first = self.history[0]["train_loss"] if self.history else record["train_loss"]
-        uniform = math.log(max(len(self.task.classes), 2))
         if record["train_loss"] > DIVERGENCE_FACTOR * first:
             return (f"the training loss {record['train_loss']:.4g} is over {DIVERGENCE_FACTOR}× the first epoch's "
                     f"({first:.4g}): the run is diverging; try a lower --lr")
+        classes = getattr(self.task, "classes", None)   # a task without classes has only the first rule
+        uniform = math.log(max(len(classes), 2)) if classes else math.inf
         if record["val_loss"] > DIVERGENCE_FACTOR * uniform:
             return (f"the validation loss {record['val_loss']:.4g} is over {DIVERGENCE_FACTOR}× ln K = "
                     f"{uniform:.3g} (a uniform guess): the run is diverging; try a lower --lr")
