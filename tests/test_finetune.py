@@ -37,11 +37,17 @@ def test_weights_of_another_network_are_refused(tmp_path):
         load_for_finetuning(vz.create_model("lenet"), "lenet", tmp_path / "other.pth")
 
 
-def test_weights_of_another_class_count_name_the_shapes(tmp_path):
+def test_weights_of_another_class_count_load_with_a_fresh_classifier_as_timm_does(tmp_path):
     from safetensors.torch import save_file
-    save_file(vz.create_model("lenet5", num_classes=10).state_dict(), str(tmp_path / "ten.safetensors"))
-    with pytest.raises(UsageError, match=r"shapes differ \(.*\(10, 84\) vs \(3, 84\)"):
-        vz.create_model("lenet5", num_classes=3, pretrained=str(tmp_path / "ten.safetensors"))
+    source = vz.create_model("lenet5", num_classes=10).state_dict()
+    save_file(source, str(tmp_path / "ten.safetensors"))
+    with pytest.warns(UserWarning, match="classifier .* replaced"):
+        model = vz.create_model("lenet5", num_classes=3, pretrained=str(tmp_path / "ten.safetensors"))
+    head = model.pretrained_cfg["classifier"]
+    for key, value in model.state_dict().items():
+        if not key.startswith(f"{head}."):
+            assert torch.equal(value, source[key]), key
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
 
 
 def test_freeze_backbone_leaves_backbone_weights_and_bn_statistics_unchanged_after_a_step():

@@ -34,7 +34,7 @@ GROUPS = {
                       "--cutout", "3", "--mixup", "0.2", "--cutmix", "1.0"],
                      dict(scale_jitter="1.0,1.25", fancy_pca=0.1, random_erasing=0.5, cutout=3, mixup=0.2,
                           cutmix=1.0)),
-    "optimisation": (["--optimizer", "rmsprop", "--schedule", "multistep", "--milestones", "1,3",
+    "optimisation": (["--lr", "0.2", "--optimizer", "rmsprop", "--schedule", "multistep", "--milestones", "1,3",
                       "--wd-mode", "decoupled", "--agc", "0.01", "--ema", "0.99", "--lr-scale-batch", "256"],
                      dict(optimizer="rmsprop", schedule="multistep", milestones=[1, 3], wd_mode="decoupled",
                           agc=0.01, ema=0.99, lr_scale_batch=256)),

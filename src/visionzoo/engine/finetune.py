@@ -33,13 +33,14 @@ def source_classes(model: nn.Module, name: str, state: dict) -> int:
                      "give a checkpoint of the same architecture")
 
 
-def load_for_finetuning(model: nn.Module, name: str, path, stem: str = "keep") -> int:
+def load_for_finetuning(model: nn.Module, name: str, path, stem: str = "data") -> int:
     """Load `path` into `model`; a head of another size is loaded as it was, then replaced by a
     fresh one for `model`'s classes. Returns the source's number of classes.
 
     ImageNet weights onto small grey images: an RGB first convolution is summed for one channel
     (timm's rule); with `stem="map"` an ImageNet stem's kernels are also resized onto the model's
-    small-input stem (with "keep" the task has built the network with the file's stem)."""
+    small-input stem (with "keep" the task has built the network with the file's stem; with "data",
+    for the data's size, a file whose stem does not fit is refused naming the two others)."""
     classes = model.num_classes
     before = source_classes(model, name, read_state_dict(path))
     if before != classes:

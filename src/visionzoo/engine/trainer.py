@@ -171,9 +171,10 @@ class OptimisationOptions:
 class TransferOptions:
     finetune: str | None = option(None, "start from a visionzoo run/.safetensors or a torchvision/timm state_dict "
                                         "of the same network; a head of another size is replaced", metavar="WEIGHTS")
-    finetune_stem: str = option("keep", "ImageNet weights on small images: keep the file's stem (the network is "
-                                        "built as at its paper size; default) or map its kernels onto the small-input "
-                                        "stem (resized, area-scaled)", choices=("keep", "map"))
+    finetune_stem: str = option("data", "ImageNet weights on small images: data (default) builds the network for "
+                                        "the data's size (its small-input stem, where it has one); keep builds it as at "
+                                        "its paper size, with the file's stem; map resizes the file's stem kernels onto "
+                                        "the small-input stem (area-scaled)", choices=("data", "keep", "map"))
     freeze_backbone: bool = option(False, "feature extraction: only the head trains")
     backbone_lr_mult: float = option(1.0, "backbone learning rate = M × --lr (default {default})", metavar="M",
                                      check=positive)
