@@ -20,9 +20,9 @@ CELL_SIZES = (3000, 500)                     # train (before the validation spli
 TRAIN_SEED, TEST_SEED = 20150519, 20151006   # fixed streams: the data never depend on the run's seed
 
 
-def cells_splits():
+def cells_splits(sizes: tuple[int, int] = CELL_SIZES):
     """The `cells` data set: ((train images, masks), (test images, masks), classes)."""
-    train, test = make_cells(CELL_SIZES[0], TRAIN_SEED), make_cells(CELL_SIZES[1], TEST_SEED)
+    train, test = make_cells(sizes[0], TRAIN_SEED), make_cells(sizes[1], TEST_SEED)
     return train[:2], test[:2], CELL_CLASSES
 
 

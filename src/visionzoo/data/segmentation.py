@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from ..core.errors import DataError, UsageError
 from .augment import _integers, _uniform, _windows
-from .cells import cells_splits
+from .cells import CELL_SIZES, cells_splits
 from .datasets import IMAGE_SUFFIXES, DataBundle, TensorSplit, _channel_stats, _load_idx_set, fill_splits
 
 IGNORE_INDEX = 255
@@ -360,16 +360,16 @@ def resize_masks(masks: torch.Tensor, size: int | None) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=2)
-def _synthetic(spec: str):
-    """The purely generated sets, made once per process (tests and experiments load them many times)."""
+def _synthetic(spec: str, sizes: tuple[int, int]):
+    """The purely generated sets, made once per process and size (tests and experiments load them often)."""
     if spec == "lv-phantom":
-        return lv_phantom(PHANTOM_SIZES[0], TRAIN_SEED), lv_phantom(PHANTOM_SIZES[1], TEST_SEED), PHANTOM_CLASSES
-    return cells_splits()
+        return lv_phantom(sizes[0], TRAIN_SEED), lv_phantom(sizes[1], TEST_SEED), PHANTOM_CLASSES
+    return cells_splits(sizes)
 
 
 def _generated(spec: str, data_dir, download: bool):
     if spec in ("lv-phantom", "cells"):
-        return _synthetic(spec)
+        return _synthetic(spec, PHANTOM_SIZES if spec == "lv-phantom" else CELL_SIZES)
     train, test = _fmnist_masks(data_dir, download)
     return train, test, OBJECT_CLASSES
 
