@@ -119,15 +119,21 @@ def _binary_twin(layer: nn.Module, mode: str) -> nn.Module:
     return twin.to(device)  # the XNOR input norm too
 
 
-def binarize(model: nn.Module, mode: str = "bwn") -> nn.Module:
-    """Replace every Conv2d/Linear of `model` (in place) but its first and last by binary twins."""
-    checked_mode(mode)
+def replace_inner_layers(model: nn.Module, twin) -> nn.Module:
+    """Replace every Conv2d/Linear of `model` (in place) but its first and last by `twin(layer)`:
+    the low-precision networks keep full precision at their input and output, as the papers do."""
     names = [name for name, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
     for name in names[1:-1]:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, _binary_twin(getattr(parent, child), mode))
+        setattr(parent, child, twin(getattr(parent, child)))
     return model
+
+
+def binarize(model: nn.Module, mode: str = "bwn") -> nn.Module:
+    """Replace every Conv2d/Linear of `model` (in place) but its first and last by binary twins."""
+    checked_mode(mode)
+    return replace_inner_layers(model, lambda layer: _binary_twin(layer, mode))
 
 
 def weight_memory_bits(model: nn.Module) -> int:

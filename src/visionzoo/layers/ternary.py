@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .binary import replace_inner_layers
+
 MODES = ("twn", "ttq")
 TWN_THRESHOLD_FACTOR = 0.7   # Δ = 0.7·E|W| (Li & Liu Eq. 6 approximation)
 TTQ_THRESHOLD_FACTOR = 0.05  # t of Δ = t·max|w̃| (Zhu et al. Sec. 3)
@@ -158,12 +160,7 @@ def _ternary_twin(layer: nn.Module, mode: str) -> nn.Module:
 def ternarize(model: nn.Module, mode: str = "twn") -> nn.Module:
     """Replace every Conv2d/Linear of `model` (in place) but its first and last by ternary twins."""
     checked_mode(mode)
-    names = [name for name, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
-    for name in names[1:-1]:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, _ternary_twin(getattr(parent, child), mode))
-    return model
+    return replace_inner_layers(model, lambda layer: _ternary_twin(layer, mode))
 
 
 def weight_memory_bits(model: nn.Module) -> int:
