@@ -1,6 +1,7 @@
 """Importing this module registers every experiment (one module per experiment or group)."""
 from . import (  # noqa: F401
                activations,
+               adaptive_inference,
                adversarial,
                arithmetic,
                batchnorm,
@@ -12,8 +13,10 @@ from . import (  # noqa: F401
                efficiency,
                family_table,
                initialisation,
+               neural_ode,
                nin_gap,
                overfitting,
+               paper_tables,
                segmentation,
                sweeps,
                transformations,

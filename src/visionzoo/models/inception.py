@@ -12,8 +12,24 @@
 * ``bn_inception`` — Ioffe & Szegedy, "Batch Normalization", ICML 2015, Fig. 5, without LRN and
   dropout (Sec. 4.2.1); its filter columns make 4c–4e 608/608/1056 channels wide, as in the
   released Caffe model, where the figure's output column prints 576/576/1024.
-* ``inception_v3`` — Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016, Table 1
-  (299×299, factorised modules, grid reductions, BN auxiliary head); torchvision's names.
+* ``inception_v3_paper`` — Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016,
+  Table 1 row by row (the notes print it): conv 3×3/2 → conv 3×3 → conv 3×3 padded → 3×3/2
+  max-pool → conv 3×3 (80) → conv 3×3/2 (192) → conv 3×3 padded (288) → 3 × Inception of Fig. 5
+  (35×35×288) → grid reduction (Fig. 10) → 5 × Inception of Fig. 6 (17×17×768) → grid reduction →
+  2 × Inception of Fig. 7 (8×8×1280 → 2048) → 8×8 pool → linear → softmax, the map sides
+  299 → 149 → 147 → 147 → 73 → 71 → 35 → 35 → 17 → 8 → 1 (checked row by row in
+  tests/test_paper_tables.py), with the BN auxiliary head on the last 17×17 module (Table 3's
+  "BN-auxiliary" row). The table gives no branch widths: the modules are torchvision's (the
+  authors' released ones), the fifth Fig. 6 module taking the 160-wide 7×7 factorisation of its
+  neighbours. The abstract's figures: under 25M parameters, 5 billion multiply-adds.
+* ``inception_v3`` — the same paper as the authors released it (TF-slim, hence torchvision, whose
+  names and layout we keep so its weights load): its stem replaces Table 1's last three rows by a
+  1×1 conv to 80 on the 73×73 grid, a 3×3 conv to 192 (73 → 71) and a 3×3/2 max-pool (71 → 35),
+  so the 35×35 stage starts 192 wide and its Fig. 5 modules widen it to 256 and 288 instead of a
+  288-wide convolution; the 17×17 stage has four Fig. 6 modules, not five; the 8×8 stage and
+  the head are Table 1's (two Fig. 7 modules, 1280 → 2048, pooled over the whole 8×8 map). We keep
+  both: the paper's network is what the notes' table describes, the released one is what every
+  pretrained Inception-v3 is (23.8M parameters, 5.7G MACs against the paper's 25M, 5G).
 * ``inception_v4``, ``inception_resnet_v1``, ``inception_resnet_v2`` — Szegedy, Ioffe, Vanhoucke,
   Alemi, "Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning",
   AAAI 2017, Figs. 9 and 15 with Table 1's Reduction-A filters; v4 and Inception-ResNet-v2 follow
@@ -269,6 +285,33 @@ def inception_v3(num_classes=1000, in_chans=3, image_size=None, small_input=None
     feature_stages = ("Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e", "Mixed_7c")
     return Inception(stages, 2048, num_classes, feature_stages, drop_rate=0.2, aux=aux,
                      aux_weight=0.4 if aux else 0.0, transform_input=transform_input)
+
+
+# Table 1 as printed: 3×3/2, 3×3, 3×3 padded, pool, 3×3, 3×3/2, 3×3 padded (row name, width,
+# kernel, stride, valid).
+_V3_PAPER_STEM = (("Conv2d_1a_3x3", 32, 3, 2, True), ("Conv2d_2a_3x3", 32, 3, 1, True),
+                  ("Conv2d_2b_3x3", 64, 3, 1, False), ("maxpool1",), ("Conv2d_3a_3x3", 80, 3, 1, True),
+                  ("Conv2d_3b_3x3", 192, 3, 2, True), ("Conv2d_4a_3x3", 288, 3, 1, False))
+# The 7×7 factorisation width of each of Table 1's five Fig. 6 modules.
+_V3_PAPER_C7 = (128, 160, 160, 160, 192)
+
+
+@register_model(family="inception", paper=_V3, year=2015, input_size=(3, 299, 299), paper_params="25M",
+                paper_macs="5G", mismatch_reason="the abstract's round figures (\"less than 25 million "
+                "parameters\", \"5 billion multiply-adds\") fit the released layout (23.8M, 5.7G); Table 1 "
+                "with those branch widths has a 288-wide stem convolution and a fifth Fig. 6 module: 26.1M "
+                "without the training-only auxiliary head (3.33M), 6.5G MACs")
+def inception_v3_paper(num_classes=1000, in_chans=3, image_size=None, small_input=None, aux_logits=True):
+    stages, _ = _stem(in_chans, _V3_PAPER_STEM, _small(image_size, small_input, 75))
+    stages += [(f"Mixed_5{letter}", L.InceptionV3A(288, 64)) for letter in "bcd"]
+    stages += [("Mixed_6a", L.InceptionV3B(288))]
+    stages += [(f"Mixed_6{letter}", L.InceptionV3C(768, c7)) for letter, c7 in zip("bcdef", _V3_PAPER_C7)]
+    stages += [("Mixed_7a", L.InceptionV3D(768)), ("Mixed_7b", L.InceptionV3E(1280)),
+               ("Mixed_7c", L.InceptionV3E(2048))]
+    aux = {"Mixed_6f": ("AuxLogits", L.InceptionV3Aux(768, num_classes))} if aux_logits else {}
+    feature_stages = ("Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d", "Mixed_6f", "Mixed_7c")
+    return Inception(stages, 2048, num_classes, feature_stages, drop_rate=0.2, aux=aux,
+                     aux_weight=0.4 if aux else 0.0)
 
 
 # ---- Inception-v4, Inception-ResNet ---------------------------------------------------------

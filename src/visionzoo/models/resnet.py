@@ -7,7 +7,9 @@
   option of Sec. 4.1 in every builder. ResNet-1202's card quotes 19.4M, He et al.'s own count
   (Table 6), which the 200 basic blocks per stage of 16/32/64 filters do have; the WRN and
   DenseNet comparison tables of the notes print 10.2M for it (and for stochastic depth's
-  1202-layer net), the count of pre-activation ResNet-1001 carried into the wrong row.
+  1202-layer net), the count of pre-activation ResNet-1001 carried into the wrong row. It cannot
+  be a bottleneck network's: those have 9n + 2 layers, and 1200 is no multiple of 9; stochastic
+  depth's 1202-layer net is He et al.'s basic-block one (tests/test_paper_tables.py).
 - Pre-activation ResNet: He, Zhang, Ren, Sun, "Identity Mappings in Deep Residual Networks",
   ECCV 2016. BN → ReLU → conv units (Fig. 1(b)), a final BN-ReLU before pooling; the CIFAR
   bottleneck ResNet-164 (1.7M) and ResNet-1001 (10.2M) of the notes' tables, and an 18-layer
