@@ -14,12 +14,11 @@ visionzoo.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
+from side_by_side import compare, table_row
 
 import visionzoo as vz
 
@@ -31,26 +30,6 @@ def build(encoder: str, classes: int, channels: int):
     torch.manual_seed(0)
     theirs = smp.Unet(encoder, encoder_weights=None, in_channels=channels, classes=classes)
     return ours, theirs
-
-
-def rate(model, x, masks, *, train: bool, steps: int, dtype: str) -> float:
-    """Images per second over `steps` training steps or inference forwards."""
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) if train else None
-    model.train(train)
-    started = time.perf_counter()
-    for _ in range(steps):
-        if train:
-            with autocast:
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), masks)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        else:
-            with torch.no_grad(), autocast:
-                model(x)
-    return steps * len(x) / (time.perf_counter() - started)
 
 
 def main() -> int:
@@ -78,20 +57,10 @@ def main() -> int:
         x = x.contiguous(memory_format=torch.channels_last)
         masks = torch.randint(0, args.classes, (args.batch_size, args.size, args.size), generator=generator)
         ours, theirs = (m.to(memory_format=torch.channels_last) for m in (ours, theirs))
-        found = {"train": ([], []), "infer": ([], [])}
-        for mode in found:
-            for model in (ours, theirs):   # warm-up
-                rate(model, x, masks, train=mode == "train", steps=1, dtype=args.dtype)
-            for _ in range(args.repeats):
-                for slot, model in enumerate((ours, theirs)):
-                    found[mode][slot].append(rate(model, x, masks, train=mode == "train", steps=args.steps,
-                                                  dtype=args.dtype))
-        medians = {mode: [statistics.median(v) for v in pair] for mode, pair in found.items()}
-        params = [sum(p.numel() for p in m.parameters()) for m in (ours, theirs)]
-        print(f"| {encoder} | {params[0]:,} / {params[1]:,} "
-              f"| {medians['train'][0]:.1f} | {medians['train'][1]:.1f} | {medians['train'][0] / medians['train'][1]:.3f} "
-              f"| {medians['infer'][0]:.1f} | {medians['infer'][1]:.1f} | {medians['infer'][0] / medians['infer'][1]:.3f} |",
-              flush=True)
+        found = compare(ours, theirs, x, lambda logits: F.cross_entropy(logits, masks), repeats=args.repeats,
+                        steps=args.steps, dtype=args.dtype)
+        params = tuple(sum(p.numel() for p in m.parameters()) for m in (ours, theirs))
+        print(table_row(encoder, params, found), flush=True)
     return 0
 
 
