@@ -190,9 +190,12 @@ def check_meta(meta, where: str) -> None:
         if key in kwargs and not (_is_count(kwargs[key], 1, MAX_SIDE) or kwargs[key] is None):
             raise bad(f"{key} {kwargs[key]!r} is not a side in 1..{MAX_SIDE}")
     size = meta.get("input_size")
-    if size is not None and not (isinstance(size, list) and len(size) == 3 and _is_count(size[0], 1, MAX_CHANNELS)
+    sides = 3 if meta.get("task") == "video" else 2   # a video network's input: channels, frames, height, width
+    if size is not None and not (isinstance(size, list) and len(size) == 1 + sides
+                                 and _is_count(size[0], 1, MAX_CHANNELS)
                                  and all(_is_count(side, 1, MAX_SIDE) for side in size[1:])):
-        raise bad(f"input_size {size!r} is not [channels ≤ {MAX_CHANNELS}, height, width ≤ {MAX_SIDE}]")
+        what = "frames, height, width" if sides == 3 else "height, width"
+        raise bad(f"input_size {size!r} is not [channels ≤ {MAX_CHANNELS}, {what} ≤ {MAX_SIDE}]")
     for key in ("mean", "std"):
         values = meta.get(key)
         if values is None:
