@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
+CGAL_DATA := /usr/share/doc/libcgal-dev/data.tar.gz
 
 .PHONY: demo test test-fast lint install data clean
 
@@ -26,6 +27,14 @@ data:
 	  echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist'," \
 	       "or set VISIONZOO_DATA / pass --data-dir to a folder with its IDX files (--download fetches them)"; \
 	  exit 2; \
+	fi
+	@if [ -e $(CGAL_DATA) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's libcgal-demo (meshes for the renders data set)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libcgal-demo >/dev/null; \
+	else \
+	  echo "note: libcgal-demo is missing; the renders data set uses its procedural shapes only" \
+	       "(run 'sudo apt-get install libcgal-demo' to add CGAL's animal meshes)"; \
 	fi
 
 demo: install data

@@ -1,0 +1,103 @@
+"""The `renders` viewpoint data (data/viewpoint.py): shapes, label ranges, determinism, fixed test
+split, user mesh folders and their errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from visionzoo.core.errors import DataError, UsageError
+from visionzoo.data import viewpoint
+from visionzoo.data.render import box, render, superquadric, write_off
+
+
+@pytest.fixture
+def small_sets(monkeypatch):
+    monkeypatch.setattr(viewpoint, "RENDER_SIZES", (60, 20))
+    monkeypatch.setattr(viewpoint, "GENERATION_CHUNK", 25)   # several chunks, so chunking is exercised
+
+
+def test_shapes_classes_and_label_ranges(small_sets):
+    bundle = viewpoint.load_render_data("renders", image_size=32)
+    assert bundle.classes == sorted(viewpoint.CATEGORY_BUILDERS)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (54, 6, 20)
+    for split in (bundle.train, bundle.val, bundle.test):
+        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (3, 32, 32)
+        assert split.labels.dtype == torch.int64 and split.labels.shape[1] == 4
+        category, angles = split.labels[:, 0], split.labels[:, 1:]
+        assert category.min() >= 0 and category.max() < len(bundle.classes)
+        assert angles.min() >= 0 and angles.max() <= 359
+    elevation, inplane = bundle.train.labels[:, 2], bundle.train.labels[:, 3]
+    signed = lambda a: torch.where(a > 180, a - 360, a)
+    assert signed(elevation).min() >= -10 and signed(elevation).max() <= 40
+    assert signed(inplane).abs().max() <= 15
+    assert len(bundle.mean) == 3 and len(bundle.std) == 3
+
+
+def test_generation_is_deterministic_and_the_test_split_ignores_the_seed(small_sets):
+    a = viewpoint.load_render_data("renders", seed=0, image_size=32)
+    viewpoint._builtin.cache_clear()
+    b = viewpoint.load_render_data("renders", seed=1, image_size=32)
+    assert torch.equal(a.test.images, b.test.images) and torch.equal(a.test.labels, b.test.labels)
+    together = lambda bundle: torch.cat([bundle.train.labels, bundle.val.labels])
+    assert torch.equal(together(a).sort(0).values, together(b).sort(0).values)
+    assert not torch.equal(a.val.labels, b.val.labels)
+
+
+def test_train_and_test_draw_different_viewpoints_and_backgrounds():
+    pools = [[box((0, 0.2, 0), (1, 0.5, 0.5))]]
+    train_images, train_labels = viewpoint.render_set(pools, 30, viewpoint.TRAIN_SEED, 32)
+    test_images, test_labels = viewpoint.render_set(pools, 30, viewpoint.TEST_SEED, 32)
+    assert not torch.equal(train_labels, test_labels)
+    # Corner pixels are background (the object stays near the centre): no test background repeats a training one.
+    corners = lambda images: images[:, :, :2, :2].reshape(len(images), -1).float()
+    assert torch.cdist(corners(test_images), corners(train_images)).min() > 0
+
+
+def test_labels_are_the_rendered_viewpoint(monkeypatch):
+    # One image redone from its own label (whole degrees), at the same distance and centre, differs from
+    # the stored one only by the rounding of its angles, the pixel noise and the background (black here).
+    monkeypatch.setattr(viewpoint, "CENTRE_JITTER", 0.0)
+    monkeypatch.setattr(viewpoint, "DISTANCE_RANGE", (3.0, 3.0))
+    shape = superquadric(0.3, 0.3, (0.3, 1.0, 0.5))
+    pools = [[shape]]
+    monkeypatch.setattr(viewpoint, "backgrounds", lambda generator, n, size: torch.zeros(n, 3, size, size))
+    images, labels = viewpoint.render_set(pools, 4, 7, 48)
+    signed = lambda a: torch.where(a > 180, a - 360, a).float()
+    for image, label in zip(images, labels):
+        _, alpha = render([shape], label[1:2].float(), signed(label[2:3]), signed(label[3:4]), torch.tensor([3.0]),
+                          size=48, fov=viewpoint.FIELD_OF_VIEW)
+        drawn = image.float().sum(0) > 30          # a lit surface gives ≥ 0.2·0.2·255 ≈ 10 per channel
+        expected = alpha[0, 0] > 0
+        assert (drawn ^ expected).float().sum() < 0.1 * expected.float().sum()
+
+
+def test_user_mesh_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(viewpoint, "RENDER_SIZES", (20, 10))
+    for category, shape in (("bar", box((0, 0.5, 0), (0.2, 1, 0.2))), ("blob", superquadric(0.5, 1.0, (1, 0.5, 0.3)))):
+        (tmp_path / category).mkdir()
+        write_off(shape, tmp_path / category / "a.off")
+    bundle = viewpoint.load_render_data(f"renders:{tmp_path}", image_size=24, val_size=4)
+    assert bundle.classes == ["bar", "blob"]
+    assert bundle.train.images.shape == (16, 3, 24, 24) and len(bundle.test) == 10
+
+
+def test_bad_mesh_in_user_folder_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(viewpoint, "RENDER_SIZES", (20, 10))
+    (tmp_path / "chair").mkdir()
+    (tmp_path / "chair" / "broken.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n")
+    with pytest.raises(DataError) as error:
+        viewpoint.load_render_data(f"renders:{tmp_path}")
+    assert str(tmp_path / "chair" / "broken.obj") in str(error.value) and "\n" not in str(error.value)
+
+
+def test_bad_specs(tmp_path):
+    with pytest.raises(UsageError, match="not a directory"):
+        viewpoint.load_render_data(f"renders:{tmp_path / 'absent'}")
+    with pytest.raises(UsageError, match="no mesh files"):
+        viewpoint.load_render_data(f"renders:{tmp_path}")
+    with pytest.raises(UsageError, match="unknown viewpoint data set"):
+        viewpoint.load_render_data("renderz")
+
+
+def test_cgal_meshes_absent_is_empty(tmp_path):
+    assert viewpoint.cgal_meshes(tmp_path / "absent.tar.gz") == {}
