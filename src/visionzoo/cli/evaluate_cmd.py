@@ -8,6 +8,26 @@ from ..core.io import json_text
 from ..core.options import argument, positive
 
 
+def evaluate_task(args, loaded: list, task: str) -> int:
+    """A run of another task than classification: its own evaluation (cli/<task>_cmd.py), one run at a
+    time and without the classifier's test-time options."""
+    if len(loaded) > 1:
+        raise UsageError(f"ensembles are for classifiers; evaluate one {task} run at a time")
+    if args.tta != "none":
+        raise UsageError(f"--tta is for classifiers; a {task} run is evaluated on its data as they are")
+    if args.bn_recalibrate:
+        raise UsageError(f"--bn-recalibrate is for classifiers; a {task} run keeps the BN statistics it trained")
+    if task == "segmentation":
+        from .segment_cmd import run_segmentation_eval as run
+    elif task == "viewpoint":
+        from .viewpoint_cmd import run_viewpoint_eval as run
+    elif task == "video":
+        from .video_cmd import run_video_eval as run
+    else:
+        raise UsageError(f"this visionzoo cannot evaluate a {task} run yet")
+    return run(args, *loaded[0])
+
+
 def run_eval(args) -> int:
     import torch
 
@@ -20,13 +40,9 @@ def run_eval(args) -> int:
     device = resolve_device(args.device)
     loaded = [load_checkpoint(path) for path in args.checkpoint]
     meta = loaded[0][1]
-    if meta.get("task", "classification") == "segmentation":
-        if len(loaded) > 1:
-            raise UsageError("ensembles are for classifiers; evaluate one segmentation run at a time")
-        if args.tta != "none":
-            raise UsageError("--tta is for classifiers; a segmentation run is evaluated on the plain images")
-        from .segment_cmd import run_segmentation_eval
-        return run_segmentation_eval(args, *loaded[0])
+    task = meta.get("task", "classification")
+    if task != "classification":
+        return evaluate_task(args, loaded, task)
     for path, (_, other) in zip(args.checkpoint[1:], loaded[1:]):
         if other.get("classes") != meta.get("classes") or other.get("input_size") != meta.get("input_size"):
             raise UsageError(f"{path}: its classes or input size differ from {args.checkpoint[0]}'s; "

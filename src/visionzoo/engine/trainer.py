@@ -45,6 +45,8 @@ from ..tasks.classification import ClassificationOptions, ClassificationTask
 from ..tasks.distillation import DistillationOptions
 from ..tasks.segmentation import SegmentationOptions, SegmentationTask
 from ..tasks.techniques import AugmentationOptions
+from ..tasks.video import VideoOptions, VideoTask
+from ..tasks.viewpoint import ViewpointOptions, ViewpointTask
 from .agc import adaptive_clip_, clipped_parameters
 from .ema import ModelEMA
 from .finetune import freeze_backbone, load_for_finetuning
@@ -74,7 +76,8 @@ from .schedules import SCHEDULES, WARMUP_FORMS, LRSchedule
 # A finite loss this many times the first epoch's, or ln K, is reported as divergence.
 DIVERGENCE_FACTOR = 10
 # The task of a run follows from its model's registry card.
-TASK_CLASSES = {"classification": ClassificationTask, "segmentation": SegmentationTask}
+TASK_CLASSES = {"classification": ClassificationTask, "segmentation": SegmentationTask, "viewpoint": ViewpointTask,
+                "video": VideoTask}
 SWITCH = ("auto", "on", "off")
 
 
@@ -230,9 +233,10 @@ class RunOptions:
 
 
 @dataclass
-class TrainConfig(SegmentationOptions, RegularisationOptions, NormalisationOptions, InitialisationOptions,
-                  AdversarialOptions, RunOptions, DeviceOptions, LargeBatchOptions, TransferOptions, DistillationOptions,
-                  AugmentationOptions, ClassificationOptions, OptimisationOptions, ModelDataOptions):
+class TrainConfig(VideoOptions, ViewpointOptions, SegmentationOptions, RegularisationOptions, NormalisationOptions,
+                  InitialisationOptions, AdversarialOptions, RunOptions, DeviceOptions, LargeBatchOptions,
+                  TransferOptions, DistillationOptions, AugmentationOptions, ClassificationOptions,
+                  OptimisationOptions, ModelDataOptions):
     """Every setting of a run, flat: the option groups of the engine, the tasks and the network options.
 
     The groups are listed last first: a dataclass takes the fields of its last base first, and
@@ -296,6 +300,7 @@ class Trainer:
                              f"{task_name} task yet (tasks: {', '.join(TASK_CLASSES)})")
         self.task = TASK_CLASSES[task_name](cfg, device=self.device, rank=self.rank, world=self.world,
                                             channels_last=self.channels_last, amp=self.amp, log=self._log)
+        self.channels_last = self.task.channels_last   # a task may refuse the layout (video: 5-D tensors)
         self.task.load_data()
         self.input_size = self.task.input_size
         model = self.task.build_model(**builder_kwargs(cfg), **cfg.model_args)
@@ -663,6 +668,7 @@ class Trainer:
                     f"({first:.4g}): the run is diverging; try a lower --lr")
         classes = getattr(self.task, "classes", None)   # a task without classes has only the first rule
         uniform = math.log(max(len(classes), 2)) if classes else math.inf
+        uniform = getattr(self.task, "chance_loss", uniform)   # a loss other than one K-way cross-entropy
         if record["val_loss"] > DIVERGENCE_FACTOR * uniform:
             return (f"the validation loss {record['val_loss']:.4g} is over {DIVERGENCE_FACTOR}× ln K = "
                     f"{uniform:.3g} (a uniform guess): the run is diverging; try a lower --lr")
@@ -705,7 +711,7 @@ class Trainer:
     # what a run writes: a directory holding any of them holds a run (core/rundir.py)
     RUN_PRODUCTS = ("config.json", "model.json", "checkpoint.pt", "metrics.jsonl", "best.safetensors",
                     "model.safetensors", "summary.json", "curves.png", "confusion.png", "segmentation.png",
-                    "diagnostics.json", "diagnostics.png", "tensorboard")
+                    "viewpoints.png", "clips.png", "diagnostics.json", "diagnostics.png", "tensorboard")
 
     def run(self) -> dict:
         """Train to the end, holding the run directory (one run, one process) meanwhile."""

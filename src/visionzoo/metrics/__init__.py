@@ -1,5 +1,6 @@
 """Evaluation metrics, pure torch (design/interface.md, "Metrics"); segmentation scores from
-`visionzoo.metrics.segmentation` (Dice, IoU, pixel accuracy; see its docstring for the papers).
+`visionzoo.metrics.segmentation` (Dice, IoU, pixel accuracy; see its docstring for the papers);
+viewpoint errors from `visionzoo.metrics.viewpoint` (geodesic rotation distance, MedErr, Acc_π/6).
 
 Each metric module imports only torch and `visionzoo.core`, so any layer above can use it.
 """
@@ -17,6 +18,14 @@ from visionzoo.metrics.segmentation import (
     pixel_accuracy_from_confusion,
     scores_from_confusion,
 )
+from visionzoo.metrics.viewpoint import (
+    accuracy_within,
+    angle_error,
+    circular_difference,
+    geodesic_distance,
+    median_angle_error,
+    rotation_from_viewpoint,
+)
 
 __all__ = [
     "PerClass",
@@ -28,4 +37,10 @@ __all__ = [
     "pixel_accuracy",
     "pixel_accuracy_from_confusion",
     "scores_from_confusion",
+    "accuracy_within",
+    "angle_error",
+    "circular_difference",
+    "geodesic_distance",
+    "median_angle_error",
+    "rotation_from_viewpoint",
 ]

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..core.errors import UsageError
+from ..data.loader import train_batches
+from ..registry import create_model
+
 
 @dataclass
 class StepOutput:
@@ -117,9 +121,62 @@ class Task:
 class ImageTask(Task):
     """A task whose data is an image `DataBundle` (data/datasets.py): splits, classes, mean and std.
 
-    What its run directory records about the data is the same for every such task; subclasses set
-    `data`, `classes` and `input_size` in `load_data`.
+    What its run directory records about the data is the same for every such task, and so are the
+    batches (data/loader.py: seeded, resumable mid-epoch) and the network built with the data's
+    classes and channels; subclasses set `data`, `classes`, `input_size` and `normalizer` in
+    `load_data`.
     """
+
+    examples = "images"         # what one example of the data is called, in describe_data
+    class_word: str | None = None   # list the classes in describe_data under this word (None: not)
+
+    @property
+    def train_size(self) -> int:
+        return len(self.data.train)
+
+    def describe_data(self) -> str:
+        counts = (f"{len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test "
+                  f"{self.examples}")
+        return counts + (f", {self.class_word} {', '.join(self.classes)}" if self.class_word else "")
+
+    def refuse_options(self, options: dict, kind: str) -> None:
+        """Refuse, before the data are made, a set option of another task (`options`: name → its off
+        value; `kind`: "a classification", …) in one line naming the first."""
+        given = [name for name, off in options.items() if getattr(self.cfg, name) != off]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} is {kind} option; a {self.name} run "
+                             f"(--model {self.cfg.model}) cannot use it")
+
+    def limit_splits(self) -> None:
+        """--train-limit: a subset of the training split drawn with the run's seed; --test-limit: the
+        first examples of the test split."""
+        cfg = self.cfg
+        if cfg.train_limit and cfg.train_limit < len(self.data.train):
+            subset = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(cfg.seed))
+            self.data.train = self.data.train.take(subset[:cfg.train_limit])
+        if cfg.test_limit and cfg.test_limit < len(self.data.test):
+            self.data.test = self.data.test.take(torch.arange(cfg.test_limit))
+
+    def size_keywords(self) -> dict:
+        """Builder keywords that the data's size decides (a video network's frames, for example)."""
+        return {}
+
+    def build_model(self, **builder_kwargs) -> nn.Module:
+        self.model_kwargs = {"num_classes": len(self.classes), "in_chans": self.input_size[0],
+                             **self.size_keywords(), **builder_kwargs}
+        try:
+            return create_model(self.cfg.model, **self.model_kwargs)
+        except TypeError as exc:
+            raise UsageError(f"--model-arg for {self.cfg.model}: {exc}") from None
+
+    def input_batches(self, batch_size: int, epoch: int = 0):
+        for inputs, _ in train_batches(self.data.train, batch_size, seed=self.cfg.seed, epoch=epoch,
+                                       device=self.device):
+            yield self.normalizer(inputs)
+
+    def train_batches(self, epoch: int, start_step: int):
+        return train_batches(self.data.train, self.cfg.batch_size, seed=self.cfg.seed, epoch=epoch,
+                             start_step=start_step, device=self.device)
 
     def resolved(self) -> dict:
         return {"input_size": list(self.input_size), "num_classes": len(self.classes),

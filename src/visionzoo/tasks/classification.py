@@ -30,7 +30,7 @@ from ..core.probe import check_buildable_input
 from ..core.progress import progress
 from ..core.runtime import autocast, evaluating
 from ..data.datasets import load_data
-from ..data.loader import Normalizer, eval_batches, train_batches
+from ..data.loader import Normalizer, eval_batches
 from ..registry import create_model, get_entry
 from .adversarial import AdversarialTraining
 from .base import ImageTask, StepOutput
@@ -205,13 +205,6 @@ class ClassificationTask(ImageTask):
         self.teacher = Teacher(cfg.teacher, self.device, len(self.classes), self.input_size) if cfg.teacher else None
         self.adversarial = AdversarialTraining(cfg) if cfg.adv else None
 
-    @property
-    def train_size(self) -> int:
-        return len(self.data.train)
-
-    def describe_data(self) -> str:
-        return f"{len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test"
-
     def build_model(self, **builder_kwargs) -> nn.Module:
         cfg = self.cfg
         # fine-tuning ImageNet weights with their stem: the network as at its paper size (its stem)
@@ -228,17 +221,8 @@ class ClassificationTask(ImageTask):
         check_buildable_input(model, build, self.input_size, get_entry(cfg.model).input_size[-1], what)
         return model
 
-    def input_batches(self, batch_size: int, epoch: int = 0):
-        for images, _ in train_batches(self.data.train, batch_size, seed=self.cfg.seed, epoch=epoch,
-                                       device=self.device):
-            yield self.normalizer(images)
-
     def check_model(self, model: nn.Module) -> None:
         check_model_fits(self.cfg, model)
-
-    def train_batches(self, epoch: int, start_step: int):
-        return train_batches(self.data.train, self.cfg.batch_size, seed=self.cfg.seed, epoch=epoch,
-                             start_step=start_step, device=self.device)
 
     def prepare(self, batch, generator):
         images, labels = batch

@@ -23,16 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.distributed import all_reduce_sum
-from ..core.errors import UsageError
 from ..core.figures import save_figure, subplots
 from ..core.options import at_least, option, option_group, positive
 from ..core.runtime import autocast, evaluating
-from ..data.loader import Normalizer, eval_batches, train_batches
+from ..data.loader import Normalizer, eval_batches
 from ..data.segmentation import IGNORE_INDEX, PairAugmentation, load_segmentation_data
 from ..data.weight_map import unet_weight_map
 from ..metrics import confusion_matrix, scores_from_confusion
 from ..models.unet import overlap_tile
-from ..registry import create_model
 from .base import ImageTask, StepOutput
 from .plots import plot_curves
 
@@ -150,50 +148,20 @@ class SegmentationTask(ImageTask):
     mask augmented together (flips, crops, elastic deformation), Dice/IoU/pixel accuracy."""
 
     name = "segmentation"
+    class_word = "classes"
     record_keys = ("loss", "dice")
     monitor, monitor_mode = "dice", "max"
 
     def load_data(self) -> None:
         cfg = self.cfg
-        given = [name for name, off in CLASSIFICATION_ONLY.items() if getattr(cfg, name) != off]
-        if given:   # refused before the data are made
-            raise UsageError(f"--{given[0].replace('_', '-')} is a classification option; a segmentation run "
-                             f"(--model {cfg.model}) cannot use it")
+        self.refuse_options(CLASSIFICATION_ONLY, "a classification")
         self.data = load_segmentation_data(cfg.data, data_dir=cfg.data_dir, val_size=cfg.val_size, seed=cfg.seed,
                                            image_size=cfg.image_size)
-        if cfg.train_limit and cfg.train_limit < len(self.data.train):
-            subset = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(cfg.seed))
-            self.data.train = self.data.train.take(subset[:cfg.train_limit])
-        if cfg.test_limit and cfg.test_limit < len(self.data.test):
-            self.data.test = self.data.test.take(torch.arange(cfg.test_limit))
+        self.limit_splits()
         self.normalizer = Normalizer(self.data.mean, self.data.std)
         self.input_size = self.data.input_size
         self.classes = self.data.classes
         self.augmentation = PairAugmentation(flip=cfg.flip is not False, crop=cfg.crop, elastic_sigma=cfg.elastic)
-
-    @property
-    def train_size(self) -> int:
-        return len(self.data.train)
-
-    def describe_data(self) -> str:
-        return (f"{len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test images, "
-                f"classes {', '.join(self.classes)}")
-
-    def build_model(self, **builder_kwargs) -> nn.Module:
-        self.model_kwargs = {"num_classes": len(self.classes), "in_chans": self.input_size[0], **builder_kwargs}
-        try:
-            return create_model(self.cfg.model, **self.model_kwargs)
-        except TypeError as exc:
-            raise UsageError(f"--model-arg for {self.cfg.model}: {exc}") from None
-
-    def input_batches(self, batch_size: int, epoch: int = 0):
-        for images, _ in train_batches(self.data.train, batch_size, seed=self.cfg.seed, epoch=epoch,
-                                       device=self.device):
-            yield self.normalizer(images)
-
-    def train_batches(self, epoch: int, start_step: int):
-        return train_batches(self.data.train, self.cfg.batch_size, seed=self.cfg.seed, epoch=epoch,
-                             start_step=start_step, device=self.device)
 
     def prepare(self, batch, generator):
         images, masks = self.augmentation(*batch, generator)

@@ -1,0 +1,42 @@
+"""`visionzoo eval` of a viewpoint run (Render for CNN, Su et al., ICCV 2015): the azimuth bin's
+top-1, the median geodesic error between predicted and true rotations and Acc_π/6 (Tulsiani &
+Malik's scores, as the paper's Table 2 reports them), overall and per category, and the loss."""
+from __future__ import annotations
+
+import json
+
+from ..core.errors import UsageError
+
+
+def run_viewpoint_eval(args, model, meta: dict) -> int:
+    """A viewpoint run's model and model.json (weights.load_checkpoint) evaluated on a split of its data."""
+    from ..core.runtime import resolve_device
+    from ..data.loader import Normalizer
+    from ..tasks.viewpoint import evaluate, load_viewpoint_data
+    device = resolve_device(args.device)
+    model = model.to(device)
+    spec = args.data or meta["data"]
+    data = load_viewpoint_data(spec, data_dir=args.data_dir, **dict(meta.get("data_args", {})))
+    classes = meta["classes"]
+    if len(data.classes) != len(classes):
+        raise UsageError(f"--data {spec} has {len(data.classes)} categories, the network {len(classes)}; "
+                         "evaluate on data with the categories it was trained on")
+    result = evaluate(model, data.split(args.split), Normalizer(meta["mean"], meta["std"]), classes=classes,
+                      batch_size=args.batch_size or meta.get("eval", {}).get("batch_size", 500), device=device,
+                      form=meta.get("viewpoint_loss", "geometric"), sigma=meta.get("viewpoint_sigma"))
+    result = {"split": args.split, "n": result["n"], "top1": result["top1"],
+              "median_angle_error": result["median_angle_error"], "acc_pi6": result["acc_pi6"],
+              "loss": result["loss"], "median_angle_error_per_category": result["median_angle_error_per_category"],
+              "acc_pi6_per_category": result["acc_pi6_per_category"], "model": meta["name"], "data": spec}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{meta['name']} on {spec} {args.split} ({result['n']} images): top1 (azimuth bin) {result['top1']:.4f}  "
+          f"median angle error {result['median_angle_error']:.2f}°  acc_pi6 {result['acc_pi6']:.4f}  "
+          f"loss {result['loss']:.4f}")
+    width = max(len(c) for c in classes)
+    for name in classes:
+        median, accuracy = result["median_angle_error_per_category"][name], result["acc_pi6_per_category"][name]
+        shown = "no images" if median is None else f"median error {median:.2f}°  acc_pi6 {accuracy:.4f}"
+        print(f"  {name:<{width}}  {shown}")
+    return 0
