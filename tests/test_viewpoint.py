@@ -130,6 +130,18 @@ def test_the_three_angles_losses_are_summed_with_the_papers_settings():
     torch.testing.assert_close(viewpoint_loss(logits, bins, sigma=0.0), plain)
 
 
+def test_the_tilt_weight_scales_only_the_elevation_and_in_plane_losses():
+    torch.manual_seed(2)
+    logits, bins = torch.randn(4, 3, 360), torch.tensor([[0, 10, 355], [90, 0, 1], [359, 20, 0], [180, 350, 12]])
+    parts = [geometry_aware_loss(logits[:, k], bins[:, k], *PAPER_SOFT_LABELS[angle])
+             for k, angle in enumerate(("azimuth", "elevation", "inplane"))]
+    torch.testing.assert_close(viewpoint_loss(logits, bins, tilt_weight=0.1), parts[0] + 0.1 * (parts[1] + parts[2]))
+    torch.testing.assert_close(viewpoint_loss(logits, bins, tilt_weight=0.0), parts[0])
+    plain = [F.cross_entropy(logits[:, k], bins[:, k]) for k in range(3)]
+    torch.testing.assert_close(viewpoint_loss(logits, bins, "softmax", tilt_weight=0.5),
+                               plain[0] + 0.5 * (plain[1] + plain[2]))
+
+
 # ---- the metrics -----------------------------------------------------------------------------------
 
 def test_identical_viewpoints_have_no_error_and_the_error_is_symmetric():

@@ -23,7 +23,8 @@ def run_viewpoint_eval(args, model, meta: dict) -> int:
                          "evaluate on data with the categories it was trained on")
     result = evaluate(model, data.split(args.split), Normalizer(meta["mean"], meta["std"]), classes=classes,
                       batch_size=args.batch_size or meta.get("eval", {}).get("batch_size", 500), device=device,
-                      form=meta.get("viewpoint_loss", "geometric"), sigma=meta.get("viewpoint_sigma"))
+                      form=meta.get("viewpoint_loss", "geometric"), sigma=meta.get("viewpoint_sigma"),
+                      tilt_weight=meta.get("tilt_weight", 1.0))
     result = {"split": args.split, "n": result["n"], "top1": result["top1"],
               "median_angle_error": result["median_angle_error"], "acc_pi6": result["acc_pi6"],
               "loss": result["loss"], "median_angle_error_per_category": result["median_angle_error_per_category"],

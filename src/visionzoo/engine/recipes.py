@@ -78,6 +78,14 @@ RECIPES = {r.name: r for r in (
            "with a one-cycle rate, mirrored clips with their labels swapped",
            {"model": "r3d_small", "data": "moving-fmnist", "epochs": 3, "batch_size": 32, "lr": 0.05,
             "schedule": "onecycle", "label_smoothing": 0.0, "val_size": 1000, "model_args": {}}),
+    Recipe("renders-viewpoint", "renders test median azimuth error ≤ 10° in ≤ 15 min",
+           "render_for_cnn (small trunk at width 16, class-dependent 3 × 360 heads), AdamW with a one-cycle "
+           "rate, the geometry-aware loss with the elevation and in-plane losses weighted 0.1 (at 1 the "
+           "azimuth is not learnt at all), no flips (measured: test median error 9.36°, Acc π/6 0.891, "
+           "306 s training on one CPU thread)",
+           {"model": "render_for_cnn", "data": "renders", "epochs": 8, "batch_size": 64, "optimizer": "adamw",
+            "lr": 0.002, "schedule": "onecycle", "label_smoothing": 0.0, "val_size": 1000, "tilt_weight": 0.1,
+            "model_args": {"base_width": 16}}),
 )}
 
 

@@ -14,8 +14,8 @@ bins (the paper's Eq. 1), is the viewpoint task's (tasks/viewpoint.py).
 
 Names: `render_for_cnn_alexnet` is the paper's network (CaffeNet trunk, 227×227 input, the 12
 PASCAL 3D+ categories); `render_for_cnn` puts the same heads on a small convolutional trunk
-(four stages of two 3×3 conv-BN-ReLU layers, 32 to 256 channels by default (`base_width`), global
-average pooling, one fully connected layer of 512) that trains on a CPU at 64×64;
+(four stages of two 3×3 conv-BN-ReLU layers, 32 to 256 channels by default (`base_width`), average
+pooling to a 4×4 map, one fully connected layer of 512) that trains on a CPU at 64×64;
 `render_for_cnn_resnet18` puts them on the pooled features of the zoo's ResNet-18. `backbone=NAME` puts them on any registered classifier
 (its pooled pre-logit features). The paper prints no parameter count: the cards carry none.
 """
@@ -41,6 +41,7 @@ _CAFFENET = ((96, 11, 4, 0), "pool", "lrn", (256, 5, 1, 2, 2), "pool", "lrn",
              (384, 3, 1, 1), (384, 3, 1, 1, 2), (256, 3, 1, 1, 2), "pool")
 SMALL_WIDTH = 32   # the small trunk's first stage; the others double it
 SMALL_FEATURES = 512
+SMALL_MAP = 4       # side of the small trunk's last map, flattened into its fully connected layer
 
 
 def select_category(logits: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
@@ -104,7 +105,9 @@ class CaffeNetTrunk(nn.Module):
 
 def small_trunk(in_chans: int, base_width: int = SMALL_WIDTH) -> nn.Sequential:
     """Four stages of two 3×3 conv-BN-ReLU (w, 2w, 4w, 8w channels; w = 32 by default), 2×2 max-pools
-    between them, global average pooling, Linear(8w, 512) + ReLU."""
+    between them, average pooling to a 4×4 map, Linear(8w·16, 512) + ReLU. The fully connected layer
+    sees where each feature is, as CaffeNet's fc6 sees its 6×6 map: global average pooling would keep
+    what the parts are but not how they are arranged, and the arrangement is the viewpoint."""
     layers, channels = [], in_chans
     for stage, width in enumerate(base_width * 2 ** k for k in range(4)):
         if stage:
@@ -113,7 +116,8 @@ def small_trunk(in_chans: int, base_width: int = SMALL_WIDTH) -> nn.Sequential:
             layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
                        nn.ReLU(inplace=True)]
             channels = width
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, SMALL_FEATURES), nn.ReLU(inplace=True)]
+    layers += [nn.AdaptiveAvgPool2d(SMALL_MAP), nn.Flatten(), nn.Linear(channels * SMALL_MAP ** 2, SMALL_FEATURES),
+               nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
