@@ -9,10 +9,11 @@ from visionzoo.registry import create_model, parse_figure, verify_card
 
 
 @pytest.mark.slow  # every card measured: 32 s on 2 cores
-def test_models_verify_passes_and_lists_every_network(capsys):
-    assert main(["models", "--verify"]) == 0
+def test_models_verify_passes_for_a_pattern(capsys):
+    # every card is verified one by one in test_zoo.test_card_matches_paper; here the command's path
+    assert main(["models", "resnet1*", "--verify"]) == 0
     out = capsys.readouterr().out
-    assert "resnet18" in out and "match their papers" in out
+    assert "resnet18" in out and "resnet152" in out and "match their papers" in out
 
 
 def test_models_json_and_pattern(capsys):

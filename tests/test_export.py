@@ -93,6 +93,6 @@ def test_onnx_export_quick():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "vit_tiny_patch4_28", "mobilenet_v2", "efficientnet_b0",
-                                  "convnext_tiny", "densenet121", "inception_v3", "shufflenet_v2_x1_0"])
+                                  "convnext_tiny", "densenet121", "googlenet", "shufflenet_v2_x1_0"])
 def test_onnx_export_of_representative_networks(name):
     _assert_onnx_matches(name)

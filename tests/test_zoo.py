@@ -23,6 +23,17 @@ BACKWARD_MAC_LIMIT = 1e9
 SLOW_SMALL_GREY = {"vit_h_14"}
 
 
+def _paper_params(name: str) -> float:
+    figure = parse_figure(get_entry(name).paper_params)
+    return figure[0] if figure else float("inf")
+
+
+# The seeded initialisation (same seed → same weights, another seed → others) is code a family shares:
+# the small-grey test builds each family's smallest member three times to check it, the others once.
+SEEDED_INIT = {min((n for n in CLASSIFIERS if get_entry(n).family == family), key=_paper_params)
+               for family in {get_entry(n).family for n in CLASSIFIERS}}
+
+
 def _slow_if(name: str, slow: bool):
     return pytest.param(name, marks=pytest.mark.slow) if slow else name
 
@@ -67,14 +78,15 @@ def test_paper_size_forward_backward(name):
 @pytest.mark.parametrize("name", [_slow_if(name, name in SLOW_SMALL_GREY) for name in CLASSIFIERS])
 def test_small_grey_input_interface_and_seeded_init(name):
     states = []
-    for seed in (0, 0, 1):
+    for seed in (0, 0, 1) if name in SEEDED_INIT else (0,):
         torch.manual_seed(seed)
         model = vz.create_model(name, num_classes=10, in_chans=1, image_size=28)
         states.append(model.state_dict())
-    floating = [k for k, v in states[0].items() if v.is_floating_point() and v.numel() > 1]
-    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
-    assert any(not torch.equal(states[0][k], states[2][k]) for k in floating)
-    model.load_state_dict(states[0])
+    if name in SEEDED_INIT:
+        floating = [k for k, v in states[0].items() if v.is_floating_point() and v.numel() > 1]
+        assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+        assert any(not torch.equal(states[0][k], states[2][k]) for k in floating)
+        model.load_state_dict(states[0])
     x = torch.randn(3, 1, 28, 28)
     model.train()
     out = logits_of(model(x))

@@ -744,7 +744,10 @@ class Trainer:
                 started = self.train_seconds
                 self.train_epoch()
                 self.end_epoch(self.train_seconds - started)
-            return self.finish()
+            summary = self.finish()
+            if self.stop_requested:   # a signal after the last step: the run is complete, its caller still stops
+                raise Interrupted(self.stop_signal)
+            return summary
         except Interrupted:
             self.save_checkpoint()
             raise

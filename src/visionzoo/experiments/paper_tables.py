@@ -282,6 +282,18 @@ def notes_numbers(ctx: Context) -> Outcome:
 
     unexplained = [r for r in rows if not r["agrees"] and not r["misprint"]]
     misprints = [r for r in rows if not r["agrees"] and r["misprint"]]
+    sources = list(dict.fromkeys(r["source"] for r in rows))
+    fig, axes = figure(1, 1, width=7.5, height=0.45 * len(sources) + 1.5)
+    left = [0] * len(sources)
+    for kind, colour, test in (("recomputed", "tab:green", lambda r: r["agrees"]),
+                               ("misprint named", "tab:orange", lambda r: not r["agrees"] and r["misprint"]),
+                               ("unexplained", "tab:red", lambda r: not r["agrees"] and not r["misprint"])):
+        counts = [sum(1 for r in rows if r["source"] == source and test(r)) for source in sources]
+        axes[0, 0].barh(sources, counts, left=left, color=colour, label=kind)
+        left = [a + b for a, b in zip(left, counts)]
+    axes[0, 0].set(xlabel="printed numbers", title="the notes' numbers, recomputed")
+    axes[0, 0].xaxis.get_major_locator().set_params(integer=True)
+    axes[0, 0].legend(fontsize=8)
     return Outcome(
         verdict(not unexplained),
         f"{sum(r['agrees'] for r in rows)} of {len(rows)} printed numbers recomputed exactly (within their rounding). "
@@ -291,4 +303,4 @@ def notes_numbers(ctx: Context) -> Outcome:
         "No training: the output-size formula ⌊(n + 2p − k)/s⌋ + 1, the zoo's networks measured on the meta device "
         "(parameters; multiply-adds at the paper's input size), and the formulas of the notes."
         + (" The smoke budget skips the 1000-layer networks' counts." if ctx.budget == "smoke" else ""),
-        {"rows": rows}, [], rows)
+        {"rows": rows}, [save_figure(fig, ctx, "notes-numbers.png")], rows)
