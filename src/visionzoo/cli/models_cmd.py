@@ -31,12 +31,14 @@ def run_models(args) -> int:
             card["match"], card["verdict"] = verify_card(card)
         print(json_text(cards, indent=2))
         return 1 if args.verify and not all(c["match"] for c in cards) else 0
-    header = f"{'name':<24} {'family':<12} {'year':>4} {'params':>9} {'paper':>7} {'MACs':>9} {'paper':>7}  match"
+    name_width = max([24, *(len(c["name"]) for c in cards)])
+    family_width = max([12, *(len(c["family"]) for c in cards)])
+    header = f"{'name':<{name_width}} {'family':<{family_width}} {'year':>4} {'params':>9} {'paper':>7} {'MACs':>9} {'paper':>7}  match"
     print(header)
     for card in cards:
         ok, verdict = verify_card(card)
         failures += not ok
-        line = (f"{card['name']:<24} {card['family']:<12} {card['year']:>4} {_fmt(card['params']):>9} "
+        line = (f"{card['name']:<{name_width}} {card['family']:<{family_width}} {card['year']:>4} {_fmt(card['params']):>9} "
                 f"{_fmt(card['paper_params']):>7} {_fmt(card['macs']):>9} {_fmt(card['paper_macs']):>7}  "
                 f"{verdict if args.verify else _short(verdict)}")
         print(line)
