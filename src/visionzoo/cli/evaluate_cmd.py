@@ -8,6 +8,25 @@ from ..core.io import json_text
 from ..core.options import argument, positive
 
 
+def trained_data(args, model, meta: dict, load, word: str = "classes"):
+    """What every task's `eval` starts with: the device, the model on it in the layout it was evaluated
+    in, and the split's data (`load(spec, data_dir=, **data_args)`) checked against the network's
+    classes and channels. Returns (model, device, spec, data, classes)."""
+    import torch
+
+    from ..core.runtime import resolve_device
+    device = resolve_device(args.device)
+    channels_last = meta.get("eval", {}).get("channels_last", False)
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    spec = args.data or meta["data"]
+    data = load(spec, data_dir=args.data_dir, **dict(meta.get("data_args", {})))
+    classes = meta["classes"]
+    if len(data.classes) != len(classes) or data.input_size[0] != meta["input_size"][0]:
+        raise UsageError(f"--data {spec} has {len(data.classes)} {word} of {data.input_size[0]} channel(s), the "
+                         f"network {len(classes)} of {meta['input_size'][0]}; evaluate on data like its training data")
+    return model, device, spec, data, classes
+
+
 def evaluate_task(args, loaded: list, task: str) -> int:
     """A run of another task than classification: its own evaluation (cli/<task>_cmd.py), one run at a
     time and without the classifier's test-time options."""

@@ -34,18 +34,11 @@ def _memory_format(meta: dict):
 
 def run_segmentation_eval(args, model, meta: dict) -> int:
     """`visionzoo eval` of a segmentation run: loss, Dice, IoU, pixel accuracy, per class."""
-    from ..core.runtime import resolve_device
     from ..data.loader import Normalizer
     from ..data.segmentation import load_segmentation_data
     from ..tasks.segmentation import evaluate, finite_or_none
-    device = resolve_device(args.device)
-    model = model.to(device, memory_format=_memory_format(meta))
-    spec = args.data or meta["data"]
-    data = load_segmentation_data(spec, data_dir=args.data_dir, **dict(meta.get("data_args", {})))
-    classes = meta["classes"]
-    if len(data.classes) != len(classes):
-        raise UsageError(f"--data {spec} has {len(data.classes)} classes, the network {len(classes)}; "
-                         "evaluate on data with the classes it was trained on")
+    from .evaluate_cmd import trained_data
+    model, device, spec, data, classes = trained_data(args, model, meta, load_segmentation_data)
     result = evaluate(model, data.split(args.split), Normalizer(meta["mean"], meta["std"]),
                       num_classes=len(classes), batch_size=args.batch_size or meta.get("eval", {}).get("batch_size", 64),
                       device=device, channels_last=meta.get("eval", {}).get("channels_last", False))

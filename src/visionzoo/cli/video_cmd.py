@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import json
 
-from ..core.errors import UsageError
-
 
 def run_video_eval(args, model, meta: dict) -> int:
     """A video run's model and model.json (weights.load_checkpoint) evaluated on a split of its data."""
-    from ..core.runtime import resolve_device
     from ..data.video import ClipNormalizer, load_video_data
     from ..tasks.classification import evaluate
-    device = resolve_device(args.device)
-    model = model.to(device)
-    spec = args.data or meta["data"]
-    data = load_video_data(spec, data_dir=args.data_dir, **dict(meta.get("data_args", {})))
-    classes = meta["classes"]
-    if len(data.classes) != len(classes) or data.input_size[0] != meta["input_size"][0]:
-        raise UsageError(f"--data {spec} has {len(data.classes)} classes of {data.input_size[0]}-channel clips, the "
-                         f"network {len(classes)} of {meta['input_size'][0]}; evaluate on data like its training data")
+    from .evaluate_cmd import trained_data
+    model, device, spec, data, classes = trained_data(args, model, meta, load_video_data)
     normalizer = ClipNormalizer(meta["mean"], meta["std"], meta.get("clip_frames"))
     result = evaluate(model, data.split(args.split), normalizer, device=device, num_classes=len(classes),
                       batch_size=args.batch_size or meta.get("eval", {}).get("batch_size", 500), quiet=args.quiet)

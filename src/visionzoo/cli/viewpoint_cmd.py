@@ -5,22 +5,13 @@ from __future__ import annotations
 
 import json
 
-from ..core.errors import UsageError
-
 
 def run_viewpoint_eval(args, model, meta: dict) -> int:
     """A viewpoint run's model and model.json (weights.load_checkpoint) evaluated on a split of its data."""
-    from ..core.runtime import resolve_device
     from ..data.loader import Normalizer
     from ..tasks.viewpoint import evaluate, load_viewpoint_data
-    device = resolve_device(args.device)
-    model = model.to(device)
-    spec = args.data or meta["data"]
-    data = load_viewpoint_data(spec, data_dir=args.data_dir, **dict(meta.get("data_args", {})))
-    classes = meta["classes"]
-    if len(data.classes) != len(classes):
-        raise UsageError(f"--data {spec} has {len(data.classes)} categories, the network {len(classes)}; "
-                         "evaluate on data with the categories it was trained on")
+    from .evaluate_cmd import trained_data
+    model, device, spec, data, classes = trained_data(args, model, meta, load_viewpoint_data, "categories")
     result = evaluate(model, data.split(args.split), Normalizer(meta["mean"], meta["std"]), classes=classes,
                       batch_size=args.batch_size or meta.get("eval", {}).get("batch_size", 500), device=device,
                       form=meta.get("viewpoint_loss", "geometric"), sigma=meta.get("viewpoint_sigma"),
