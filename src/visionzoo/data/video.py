@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from ..core.errors import DataError, UsageError
 from .augment import _integers, _uniform, _windows
 from .datasets import DataBundle, TensorSplit, _load_idx_set, _locate, fill_splits
+from .segmentation import resize_images
 
 VIDEO_DATA = ("moving-fmnist", "moving-mnist:PATH")
 MOTION_CLASSES = ["left", "right", "up", "down", "clockwise", "anticlockwise", "zoom in", "zoom out", "static"]
@@ -170,10 +171,9 @@ def resize_clips(clips: torch.Tensor, size: int | None) -> torch.Tensor:
     """uint8 (N, C, T, H, W) → (N, C, T, size, size), every frame resized bilinearly with antialiasing."""
     if size is None or tuple(clips.shape[-2:]) == (size, size):
         return clips
-    from torchvision.transforms.v2.functional import resize
     n, channels, frames = clips.shape[:3]
     flat = clips.reshape(n, channels * frames, *clips.shape[-2:])
-    return resize(flat, [size, size], antialias=True).reshape(n, channels, frames, size, size)
+    return resize_images(flat, size).reshape(n, channels, frames, size, size)
 
 
 # --- loading ----------------------------------------------------------------------------------
