@@ -661,17 +661,15 @@ class Trainer:
 
     def _divergence(self, record: dict) -> str | None:
         """Why a finite epoch looks diverged, or None: its training loss above DIVERGENCE_FACTOR × the first
-        epoch's, or its validation loss above DIVERGENCE_FACTOR × ln K (the loss of a uniform guess over K classes)."""
+        epoch's, or its validation loss above DIVERGENCE_FACTOR × the task's chance loss (a uniform guess: ln K for K classes)."""
         first = self.history[0]["train_loss"] if self.history else record["train_loss"]
         if record["train_loss"] > DIVERGENCE_FACTOR * first:
             return (f"the training loss {record['train_loss']:.4g} is over {DIVERGENCE_FACTOR}× the first epoch's "
                     f"({first:.4g}): the run is diverging; try a lower --lr")
-        classes = getattr(self.task, "classes", None)   # a task without classes has only the first rule
-        uniform = math.log(max(len(classes), 2)) if classes else math.inf
-        uniform = getattr(self.task, "chance_loss", uniform)   # a loss other than one K-way cross-entropy
+        uniform = self.task.chance_loss
         if record["val_loss"] > DIVERGENCE_FACTOR * uniform:
-            return (f"the validation loss {record['val_loss']:.4g} is over {DIVERGENCE_FACTOR}× ln K = "
-                    f"{uniform:.3g} (a uniform guess): the run is diverging; try a lower --lr")
+            return (f"the validation loss {record['val_loss']:.4g} is over {DIVERGENCE_FACTOR}× {uniform:.3g}, the "
+                    f"loss of a uniform guess: the run is diverging; try a lower --lr")
         return None
 
     def finish(self) -> dict:

@@ -10,6 +10,7 @@ stop, progress, TensorBoard, the run directory — stays in the engine.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -81,6 +82,13 @@ class Task:
     def optimized_modules(self) -> dict[str, nn.Module]:
         """Optimiser name → the module whose parameters it trains."""
         return {"model": self.model}
+
+    @property
+    def chance_loss(self) -> float:
+        """The validation loss of a uniform guess (the engine's divergence check compares with it): ln K
+        for one K-way cross-entropy; infinite (no check) for a task without classes."""
+        classes = getattr(self, "classes", None)
+        return math.log(max(len(classes), 2)) if classes else math.inf
 
     def phases(self, step: int) -> list[str]:
         """The optimisers stepped, in order, at global step `step`."""
