@@ -221,8 +221,9 @@ class ViewpointTask(ImageTask):
 
     @property
     def chance_loss(self) -> float:
-        """The loss of a uniform guess over the bins (what the engine's divergence check compares with)."""
-        return len(ANGLES) * math.log(360)
+        """The loss of a uniform guess over the bins (what the engine's divergence check compares with): ln 360
+        per angle, the elevation's and in-plane's weighted by --tilt-weight."""
+        return (1 + (len(ANGLES) - 1) * self.cfg.tilt_weight) * math.log(360)
 
     def prepare(self, batch, generator):
         images, labels = batch
