@@ -8,16 +8,19 @@ from ..core.io import json_text
 from ..core.options import argument, positive
 
 
+def evaluated_layout(meta: dict):
+    """The memory format a run's model was evaluated in (model.json's eval.channels_last)."""
+    import torch
+    return torch.channels_last if meta.get("eval", {}).get("channels_last") else torch.contiguous_format
+
+
 def trained_data(args, model, meta: dict, load, word: str = "classes"):
     """What every task's `eval` starts with: the device, the model on it in the layout it was evaluated
     in, and the split's data (`load(spec, data_dir=, **data_args)`) checked against the network's
     classes and channels. Returns (model, device, spec, data, classes)."""
-    import torch
-
     from ..core.runtime import resolve_device
     device = resolve_device(args.device)
-    channels_last = meta.get("eval", {}).get("channels_last", False)
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    model = model.to(device, memory_format=evaluated_layout(meta))
     spec = args.data or meta["data"]
     data = load(spec, data_dir=args.data_dir, **dict(meta.get("data_args", {})))
     classes = meta["classes"]

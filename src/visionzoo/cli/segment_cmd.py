@@ -23,13 +23,8 @@ def _load_run(path: str, device):
     if meta.get("task") != "segmentation":
         raise UsageError(f"{path} holds a {meta.get('task', 'classification')} network ({meta.get('name')}); "
                          "`visionzoo segment` needs a segmentation run (e.g. --model unet_small --data lv-phantom)")
-    fmt = _memory_format(meta)
-    return model.to(device, memory_format=fmt), meta
-
-
-def _memory_format(meta: dict):
-    import torch
-    return torch.channels_last if meta.get("eval", {}).get("channels_last") else torch.contiguous_format
+    from .evaluate_cmd import evaluated_layout
+    return model.to(device, memory_format=evaluated_layout(meta)), meta
 
 
 def run_segmentation_eval(args, model, meta: dict) -> int:
