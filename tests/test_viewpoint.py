@@ -247,6 +247,7 @@ def test_a_cli_run_writes_the_viewpoint_summary_and_pictures(run_dir):
     for key in ("test_top1", "test_acc_pi6"):
         assert 0 <= summary[key] <= 1
     assert 0 <= summary["test_median_angle_error"] <= 180 and summary["test_loss"] > 0
+    assert 0 <= summary["test_median_azimuth_error"] <= 180   # the azimuth alone: Render for CNN's headline error
     assert set(summary["test_median_angle_error_per_category"]) == set(CATEGORIES)
     assert (run_dir / "viewpoints.png").stat().st_size > 0 and (run_dir / "curves.png").exists()
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -259,7 +260,7 @@ def test_eval_json_has_the_contract_keys_and_matches_the_summary(run_dir, capsys
     assert main(["eval", str(run_dir), "--json", "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out)
     for key in ("split", "n", "top1", "median_angle_error", "acc_pi6", "loss", "median_angle_error_per_category",
-                "model", "data"):
+                "median_azimuth_error", "model", "data"):
         assert key in report
     summary = json.loads((run_dir / "summary.json").read_text())
     assert report["n"] == 24 and report["split"] == "test"   # eval reads the whole test split, not --test-limit's

@@ -18,6 +18,7 @@ def run_viewpoint_eval(args, model, meta: dict) -> int:
                       tilt_weight=meta.get("tilt_weight", 1.0))
     result = {"split": args.split, "n": result["n"], "top1": result["top1"],
               "median_angle_error": result["median_angle_error"], "acc_pi6": result["acc_pi6"],
+              "median_azimuth_error": result["median_azimuth_error"],
               "loss": result["loss"], "median_angle_error_per_category": result["median_angle_error_per_category"],
               "acc_pi6_per_category": result["acc_pi6_per_category"], "model": meta["name"], "data": spec}
     if args.json:

@@ -148,7 +148,7 @@ def evaluate(model: nn.Module, split, normalizer: Normalizer, *, classes: list[s
     """Loss, azimuth top-1, median geodesic error and Acc_π/6 on `split`, overall and per category.
 
     Every process evaluates the whole split (a median needs every error; the splits are small)."""
-    errors, categories, hits, loss_sum = [], [], 0, 0.0
+    errors, azimuth_errors, categories, hits, loss_sum = [], [], [], 0, 0.0
     with torch.no_grad(), evaluating(model):
         for images, labels in eval_batches(split, batch_size, device=device):
             category, bins = split_labels(labels)
@@ -157,13 +157,16 @@ def evaluate(model: nn.Module, split, normalizer: Normalizer, *, classes: list[s
             predicted = predicted_viewpoints(view_logits)
             hits += int((view_logits[:, 0].argmax(-1) == bins[:, 0]).sum())
             errors.append(angle_error(predicted.cpu(), bins.cpu().double()))
+            azimuth_errors.append(angle_error(predicted[:, 0].cpu(), bins[:, 0].cpu().double()))
             categories.append(category.cpu())
     errors = torch.cat(errors) if errors else torch.zeros(0, dtype=torch.float64)
+    azimuth_errors = torch.cat(azimuth_errors) if azimuth_errors else torch.zeros(0, dtype=torch.float64)
     categories = torch.cat(categories) if categories else torch.zeros(0, dtype=torch.int64)
     n = len(errors)
     per_category = {name: median_angle_error(errors[categories == k]) for k, name in enumerate(classes)}
     return {"n": n, "loss": loss_sum / max(n, 1), "top1": hits / max(n, 1),
             "median_angle_error": median_angle_error(errors), "acc_pi6": accuracy_within(errors),
+            "median_azimuth_error": median_angle_error(azimuth_errors),
             "median_angle_error_per_category": {k: None if math.isnan(v) else v for k, v in per_category.items()},
             "acc_pi6_per_category": {name: _or_none(accuracy_within(errors[categories == k]))
                                      for k, name in enumerate(classes)}}
@@ -268,10 +271,12 @@ class ViewpointTask(ImageTask):
                             f"Acc π/6 {test['acc_pi6']:.3f} (green: true azimuth, red: predicted)")
         medians = test["median_angle_error_per_category"]
         per_category = "  ".join(f"{name} {value:.1f}°" for name, value in medians.items() if value is not None)
-        self.log(f"test top1 {test['top1']:.4f}  median error {test['median_angle_error']:.2f}°  "
+        self.log(f"test top1 {test['top1']:.4f}  median error {test['median_angle_error']:.2f}° (azimuth "
+                 f"{test['median_azimuth_error']:.2f}°)  "
                  f"acc_pi6 {test['acc_pi6']:.4f}  ({test['n']} images; median per category: {per_category})")
         return {"test_top1": test["top1"], "test_median_angle_error": test["median_angle_error"],
-                "test_acc_pi6": test["acc_pi6"], "test_loss": test["loss"], "test_n": test["n"],
+                "test_acc_pi6": test["acc_pi6"], "test_median_azimuth_error": test["median_azimuth_error"],
+                "test_loss": test["loss"], "test_n": test["n"],
                 "test_median_angle_error_per_category": test["median_angle_error_per_category"],
                 "test_acc_pi6_per_category": test["acc_pi6_per_category"]}
 
