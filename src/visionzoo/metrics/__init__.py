@@ -1,12 +1,14 @@
 """Evaluation metrics, pure torch (design/interface.md, "Metrics"); segmentation scores from
 `visionzoo.metrics.segmentation` (Dice, IoU, pixel accuracy; see its docstring for the papers);
-viewpoint errors from `visionzoo.metrics.viewpoint` (geodesic rotation distance, MedErr, Acc_π/6).
+viewpoint errors from `visionzoo.metrics.viewpoint` (geodesic rotation distance, MedErr, Acc_π/6);
+detection mAP (COCO, VOC07 11-point, VOC 2010+ all-point) from `visionzoo.metrics.detection`.
 
 Each metric module imports only torch and `visionzoo.core`, so any layer above can use it.
 """
 
 from __future__ import annotations
 
+from visionzoo.metrics.detection import detection_map
 from visionzoo.metrics.segmentation import (
     PerClass,
     confusion_matrix,
@@ -43,4 +45,5 @@ __all__ = [
     "geodesic_distance",
     "median_angle_error",
     "rotation_from_viewpoint",
+    "detection_map",
 ]
