@@ -198,7 +198,8 @@ def test_a_mirrored_image_gets_the_mirrored_viewpoint():
 
 # ---- the task, the engine and the command line ------------------------------------------------------
 
-def fake_renders(spec, *, data_dir=None, val_size=0.1, seed=0, image_size=None):
+def fake_renders(spec, *, data_dir=None, val_size=0.1, seed=0, image_size=None, train_size=None, instances=None,
+                 background="crops"):
     """A stand-in of data/viewpoint.py's `renders` layout: uint8 (N, 3, 16, 16), labels (N, 4) =
     (category, azimuth, elevation mod 360, in-plane mod 360); the test split fixed, val carved with the seed."""
     def make(n, stream):

@@ -18,7 +18,9 @@ lit by random lights and overlaid on SUN397 background crops; each label is (azi
   and diffuse strengths and a random surface colour.
 - Backgrounds: no natural images ship offline, so instead of SUN397 crops each background is a
   random procedural texture (two-colour gradient, smooth colour noise, a grating, a checkerboard);
-  a little pixel noise is added to the composite.
+  a little pixel noise is added to the composite. `background="plain"` puts the training renderings
+  over a flat random grey instead (the ablation of the paper's crops); everything else about them —
+  meshes, viewpoints, lights, noise — is drawn as with the crops, so the two sets differ only there.
 - `renders`: seven procedural categories (render.CATEGORY_BUILDERS: aeroplane, animal, boat, car,
   chair, sofa, tvmonitor), twelve random instances each; none has a rotational symmetry about the
   vertical axis, so every azimuth is identifiable. When Debian's `libcgal-demo` is installed, four
@@ -31,7 +33,12 @@ Splits: training and test sets are fixed (their own seeds, never the run's); the
 viewpoints, lights and backgrounds never seen in training and, for `renders`, held-out instances
 (the last 3 of 12 per category; of the CGAL animals, the elephant). The validation split is carved
 from the training set with the run's seed. Generating the 12 000 images takes about a minute on
-one CPU core; they are made once per process and size.
+one CPU core; they are made once per process and setting.
+
+Knobs of the training set only (the test set is always the same 2 000 images over background crops,
+so runs with different knobs are scored on the same images): `train_size` renderings (before the
+validation split; default RENDER_SIZES[0]), `instances` — only the first K training meshes of each
+category (default all; a category with fewer keeps all of its own) — and `background`.
 """
 from __future__ import annotations
 
@@ -59,6 +66,9 @@ DISTANCE_RANGE = (2.6, 3.4)                  # in radii of the normalised object
 FIELD_OF_VIEW = 40.0                         # degrees
 CENTRE_JITTER = 3.0 / 64                     # largest move of the object's centre, as a fraction of the side
 GENERATION_CHUNK = 250                       # images rendered per vectorised pass
+BACKGROUND_KINDS = ("crops", "plain")        # training backgrounds: textures standing in for the paper's crops, or flat
+PLAIN_GREY = (0.2, 0.8)                      # range of a flat background's grey level
+PIXEL_NOISE = (0.005, 0.03)                  # range of the standard deviation of the composite's pixel noise
 CGAL_DATA = Path("/usr/share/doc/libcgal-dev/data.tar.gz")
 # Meshes of Debian's libcgal-demo (data/meshes/NAME.off): category and the turns (axis, degrees) that
 # bring each to our frame (z up, front towards −y).
@@ -158,11 +168,14 @@ def backgrounds(generator: torch.Generator, n: int, size: int) -> torch.Tensor:
 
 # --- rendering a set ----------------------------------------------------------------------------
 
-def render_set(pools: list[list[Mesh]], count: int, seed: int, size: int = BASE_SIZE
+def render_set(pools: list[list[Mesh]], count: int, seed: int, size: int = BASE_SIZE, background: str = "crops"
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` renderings from the stream `seed` of meshes drawn from `pools` (one list per category):
-    uint8 images (count, 3, size, size) and int64 labels (count, 4) = (category, θ, φ, ψ) in degrees."""
+    uint8 images (count, 3, size, size) and int64 labels (count, 4) = (category, θ, φ, ψ) in degrees.
+    `background` "plain" replaces each texture by a flat grey from a stream of its own, so that every
+    other draw, and so every other property of the images, stays the same as with "crops"."""
     generator = torch.Generator().manual_seed(seed)
+    greys = torch.Generator().manual_seed(seed + 1)
     images, labels = [], []
     for start in range(0, count, GENERATION_CHUNK):
         n = min(GENERATION_CHUNK, count - start)
@@ -180,32 +193,71 @@ def render_set(pools: list[list[Mesh]], count: int, seed: int, size: int = BASE_
         colour, alpha = render(meshes, azimuth, elevation, inplane, distance, size=size, fov=FIELD_OF_VIEW,
                                light=light, albedo=uniform(0.2, 1.0, 3), ambient=uniform(0.2, 0.45),
                                diffuse=uniform(0.5, 0.8), offset=uniform(-1, 1, 2) * CENTRE_JITTER * size)
-        image = colour + (1 - alpha) * backgrounds(generator, n, size)
-        image = image + uniform(0.005, 0.03, 1, 1, 1) * torch.randn(image.shape, generator=generator)
+        scene = backgrounds(generator, n, size)   # drawn for plain ones too: the stream stays that of the crops
+        if background == "plain":
+            grey = PLAIN_GREY[0] + (PLAIN_GREY[1] - PLAIN_GREY[0]) * torch.rand((n, 1, 1, 1), generator=greys)
+            scene = grey.expand_as(scene)
+        image = colour + (1 - alpha) * scene
+        image = image + uniform(*PIXEL_NOISE, 1, 1, 1) * torch.randn(image.shape, generator=generator)
         images.append((image * 255).round().clamp(0, 255).to(torch.uint8))
         degrees = lambda angle: torch.round(angle).long() % 360
         labels.append(torch.stack([category, degrees(azimuth), degrees(elevation), degrees(inplane)], 1))
     return torch.cat(images), torch.cat(labels)
 
 
+def first_instances(pools: list[list[Mesh]], instances: int | None) -> list[list[Mesh]]:
+    """The first `instances` meshes of each category (None: all of them)."""
+    return pools if instances is None else [meshes[:instances] for meshes in pools]
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_pools():
+    """builtin_pools(), read once per process (the CGAL archive takes seconds); never modified."""
+    return builtin_pools()
+
+
 @functools.lru_cache(maxsize=2)
-def _builtin(sizes: tuple[int, int], size: int):
-    """The `renders` set, made once per process, set sizes and image side."""
-    categories, train, test = builtin_pools()
-    return render_set(train, sizes[0], TRAIN_SEED, size), render_set(test, sizes[1], TEST_SEED, size), categories
+def _builtin_test(count: int, size: int):
+    """The `renders` test set, made once per process, size and side whatever the training set's knobs."""
+    _, _, test = _builtin_pools()
+    return render_set(test, count, TEST_SEED, size)
+
+
+@functools.lru_cache(maxsize=2)
+def _builtin(sizes: tuple[int, int], size: int, instances: int | None = None, background: str = "crops"):
+    """The `renders` set, made once per process and setting (set sizes, image side, training knobs)."""
+    categories, train, _ = _builtin_pools()
+    train_set = render_set(first_instances(train, instances), sizes[0], TRAIN_SEED, size, background)
+    return train_set, _builtin_test(sizes[1], size), categories
+
+
+def check_render_knobs(train_size: int, instances: int | None, background: str) -> None:
+    """UsageError, in one line, for a training-set knob that cannot be used."""
+    if not isinstance(train_size, int) or train_size < 1:
+        raise UsageError(f"--render-train-size {train_size}: give a whole number of renderings ≥ 1")
+    if instances is not None and (not isinstance(instances, int) or instances < 1):
+        raise UsageError(f"--render-instances {instances}: give a whole number of meshes per category ≥ 1")
+    if background not in BACKGROUND_KINDS:
+        raise UsageError(f"--render-backgrounds {background!r}: choose one of {', '.join(BACKGROUND_KINDS)}")
 
 
 def load_render_data(spec: str, *, data_dir=None, val_size: float | int = 0.1, seed: int = 0,
-                     image_size: int | None = None) -> DataBundle:
+                     image_size: int | None = None, train_size: int | None = None, instances: int | None = None,
+                     background: str = "crops") -> DataBundle:
     """A viewpoint data set by its spec (RENDER_DATA): fixed train and test sets, a validation split
     carved from train with `seed` (`val_size`: a fraction or a count); labels (N, 4) as above.
-    `data_dir` is unused (the sets are generated); `image_size` is the rendered side (default 64)."""
+    `data_dir` is unused (the sets are generated); `image_size` is the rendered side (default 64).
+    The training set's knobs: `train_size` renderings (default RENDER_SIZES[0]), the first `instances`
+    meshes of each category (default all), `background` "crops" (default) or "plain"."""
     size = image_size or BASE_SIZE
+    train_size = RENDER_SIZES[0] if train_size is None else train_size
+    check_render_knobs(train_size, instances, background)
     if spec == "renders":
-        (x_train, y_train), (x_test, y_test), classes = _builtin(tuple(RENDER_SIZES), size)
+        (x_train, y_train), (x_test, y_test), classes = _builtin((train_size, RENDER_SIZES[1]), size, instances,
+                                                                 background)
     elif spec.startswith("renders:"):
         classes, pools = folder_pools(Path(spec[len("renders:"):]).expanduser())
-        x_train, y_train = render_set(pools, RENDER_SIZES[0], TRAIN_SEED, size)
+        x_train, y_train = render_set(first_instances(pools, instances), train_size, TRAIN_SEED, size, background)
         x_test, y_test = render_set(pools, RENDER_SIZES[1], TEST_SEED, size)
     else:
         raise UsageError(f"unknown viewpoint data set {spec!r}; choose one of {', '.join(RENDER_DATA)}")

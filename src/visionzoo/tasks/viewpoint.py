@@ -17,6 +17,13 @@ with W = 1 (the noisy gradients of the two angles that the small images barely s
 shared layers from the start), and learns it with W = 0.1.
 (`--label-smoothing` does not apply: the soft label is this task's smoothing.)
 
+The training set's knobs (data/viewpoint.py), for the experiments on what the rendered data need
+(experiments/viewpoint.py): `--render-train-size N` renderings before the validation split,
+`--render-instances K`, only the first K training meshes of each category ("more rendered models
+help"), `--render-backgrounds plain`, a flat grey behind the training objects instead of the
+background crops ("backgrounds help"). The test set stays the same whatever they are; model.json's
+data_args keep them, so that `eval` rebuilds the data the run had.
+
 Scores (metrics/viewpoint.py): `top1`, the azimuth bin exactly right; the geodesic error between
 the predicted rotation (the argmax bin of each angle) and the true one, its median
 (`median_angle_error`, degrees) and `acc_pi6`, the fraction below π/6, over the split and per
@@ -42,6 +49,7 @@ from ..core.options import option, option_group, positive
 from ..core.runtime import autocast, evaluating
 from ..data.augment import random_crop
 from ..data.loader import Normalizer, eval_batches
+from ..data.viewpoint import BACKGROUND_KINDS, RENDER_SIZES, load_render_data
 from ..metrics.viewpoint import accuracy_within, angle_error, median_angle_error
 from ..models.render_for_cnn import ANGLES, select_category
 from .base import ImageTask, StepOutput
@@ -68,11 +76,18 @@ class ViewpointOptions:
                                                  "elevation and in-plane)", metavar="BINS", check=positive)
     tilt_weight: float = option(1.0, "weight of the elevation and in-plane losses, the azimuth's being 1 "
                                      "(default {default}, the paper's sum)", metavar="W", check=_non_negative)
+    render_train_size: int = option(RENDER_SIZES[0], "training renderings of renders data, before the "
+                                                     "validation split (default {default})", metavar="N",
+                                    check=positive)
+    render_instances: int | None = option(None, "render the training set from the first K meshes of each category "
+                                                "only (default: all)", metavar="K", check=positive)
+    render_backgrounds: str = option("crops", "what the training renderings lie over: crops (background textures, "
+                                              "the paper's, default) or plain (a flat random grey); the test set "
+                                              "always has crops", choices=BACKGROUND_KINDS)
 
 
 def load_viewpoint_data(spec: str, **kwargs):
     """The viewpoint data set `spec` (data/viewpoint.py): labels (N, 4) = category, θ, φ, ψ in degrees."""
-    from ..data.viewpoint import load_render_data
     return load_render_data(spec, **kwargs)
 
 
@@ -215,12 +230,18 @@ class ViewpointTask(ImageTask):
         cfg = self.cfg
         self.refuse_options(CLASSIFICATION_ONLY, "a classification")
         self.data = load_viewpoint_data(cfg.data, data_dir=cfg.data_dir, val_size=cfg.val_size, seed=cfg.seed,
-                                        image_size=cfg.image_size)
+                                        image_size=cfg.image_size, **self.render_knobs())
         self.limit_splits()
         self.normalizer = Normalizer(self.data.mean, self.data.std)
         self.input_size = self.data.input_size
         self.classes = self.data.classes
         self.flip = bool(cfg.flip)
+
+    def render_knobs(self) -> dict:
+        """The training set's knobs as load_render_data's keywords (also model.json's data_args)."""
+        cfg = self.cfg
+        return {"train_size": cfg.render_train_size, "instances": cfg.render_instances,
+                "background": cfg.render_backgrounds}
 
     @property
     def chance_loss(self) -> float:
@@ -286,7 +307,9 @@ class ViewpointTask(ImageTask):
                 "soft_labels": {k: list(v) for k, v in soft_label_settings(self.cfg.viewpoint_sigma).items()}}
 
     def model_meta(self) -> dict:
-        return {**super().model_meta(), "viewpoint_loss": self.cfg.viewpoint_loss,
+        meta = super().model_meta()
+        meta["data_args"].update(self.render_knobs())
+        return {**meta, "viewpoint_loss": self.cfg.viewpoint_loss,
                 "viewpoint_sigma": self.cfg.viewpoint_sigma, "tilt_weight": self.cfg.tilt_weight}
 
     def plot_curves(self, history: list[dict], path) -> None:
