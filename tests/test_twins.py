@@ -9,9 +9,10 @@ from visionzoo.registry import get_entry
 
 from conftest import randomise_batchnorm
 
-# Video twins read clips, not images: tests/test_video_models.py checks them.
+# Video twins read clips, not images: tests/test_video_models.py checks them; detectors return boxes:
+# tests/test_rcnn.py checks them.
 TWINS = [(name, source) for name in vz.list_models() for source in get_entry(name).twins
-         if get_entry(name).task != "video"]
+         if get_entry(name).task not in ("video", "detection")]
 
 # The smallest input side at which every convolution wider than 1×1 sees at least a 2×2 map, so
 # that each of its taps meets the data (test_input_side checks it); the default suits the networks

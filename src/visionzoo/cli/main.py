@@ -14,6 +14,7 @@ from . import (
     attack_cmd,
     bench_cmd,
     compress_cmd,
+    detect_cmd,
     evaluate_cmd,
     explain_cmd,
     models_cmd,
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, help="print visionzoo's and torch's versions and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (models_cmd, train_cmd, evaluate_cmd, segment_cmd, bench_cmd, attack_cmd, compress_cmd,
-                   explain_cmd, reproduce_cmd):
+                   explain_cmd, reproduce_cmd, detect_cmd):
         module.add_commands(commands)
     return parser
 

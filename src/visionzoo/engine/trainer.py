@@ -16,6 +16,7 @@ from saved state.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -42,6 +43,7 @@ from ..data.loader import steps_per_epoch
 from ..layers.batchnorm import recalibrate_batchnorm, running_batch_norms
 from ..tasks.adversarial import AdversarialOptions
 from ..tasks.classification import ClassificationOptions, ClassificationTask
+from ..tasks.detection import DetectionOptions, DetectionTask
 from ..tasks.distillation import DistillationOptions
 from ..tasks.segmentation import SegmentationOptions, SegmentationTask
 from ..tasks.techniques import AugmentationOptions
@@ -77,7 +79,7 @@ from .schedules import SCHEDULES, WARMUP_FORMS, LRSchedule
 DIVERGENCE_FACTOR = 10
 # The task of a run follows from its model's registry card.
 TASK_CLASSES = {"classification": ClassificationTask, "segmentation": SegmentationTask, "viewpoint": ViewpointTask,
-                "video": VideoTask}
+                "video": VideoTask, "detection": DetectionTask}
 SWITCH = ("auto", "on", "off")
 
 
@@ -233,9 +235,9 @@ class RunOptions:
 
 
 @dataclass
-class TrainConfig(VideoOptions, ViewpointOptions, SegmentationOptions, RegularisationOptions, NormalisationOptions,
-                  InitialisationOptions, AdversarialOptions, RunOptions, DeviceOptions, LargeBatchOptions,
-                  TransferOptions, DistillationOptions, AugmentationOptions, ClassificationOptions,
+class TrainConfig(DetectionOptions, VideoOptions, ViewpointOptions, SegmentationOptions, RegularisationOptions,
+                  NormalisationOptions, InitialisationOptions, AdversarialOptions, RunOptions, DeviceOptions,
+                  LargeBatchOptions, TransferOptions, DistillationOptions, AugmentationOptions, ClassificationOptions,
                   OptimisationOptions, ModelDataOptions):
     """Every setting of a run, flat: the option groups of the engine, the tasks and the network options.
 
@@ -625,7 +627,8 @@ class Trainer:
         keys = self.task.record_keys
         record = {"epoch": self.epoch + 1,
                   **{f"train_{key}": totals[i].item() / totals[-1].item() for i, key in enumerate(keys)},
-                  **{f"val_{key}": val[key] for key in keys},
+                  # the monitored value may be a validation-only metric (a detector's mAP)
+                  **{f"val_{key}": val[key] for key in dict.fromkeys((*keys, self.task.monitor))},
                   "lr": self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"],
                   "seconds": round(seconds, 3)}
         if not math.isfinite(record["train_loss"]):
@@ -653,7 +656,7 @@ class Trainer:
         self._write_epoch(record)
         self.save_checkpoint()
         train = " ".join(f"{key} {record['train_' + key]:.4f}" for key in keys)
-        val = " ".join(f"{key} {record['val_' + key]:.4f}" for key in keys)
+        val = " ".join(f"{key} {record['val_' + key]:.4f}" for key in dict.fromkeys((*keys, self.task.monitor)))
         self._log(f"epoch {record['epoch']:>3}/{self.cfg.epochs}  train {train} | val {val}"
                   f" | lr {record['lr']:.4g} | {seconds:.1f}s {rate:.0f} img/s")
         if warning:
@@ -686,7 +689,7 @@ class Trainer:
         out = self.out if self.is_main else None
         test = self.task.test(self.eval_model, out, f"{cfg.model} on {cfg.data}")
         summary = {"model": cfg.model, "task": self.task.name, "data": cfg.data, "epochs": cfg.epochs,
-                   "params": count_params(self.model), "macs": count_macs(self.model, self.input_size),
+                   "params": count_params(self.model), "macs": self._macs(),
                    **test,
                    "train_seconds": round(self.train_seconds, 3),
                    "train_img_s": round(self.epoch * self.steps_per_epoch * cfg.batch_size / max(self.train_seconds, 1e-9), 1),
@@ -706,10 +709,16 @@ class Trainer:
         self._log(f"{self.train_seconds:.0f}s training")
         return summary
 
+    def _macs(self) -> int:
+        """MACs of one example through the network, counted as its registry card counts them: on a copy on
+        the meta device, where a network whose cost depends on the data (a detector's proposals after NMS)
+        counts its fixed budget."""
+        return count_macs(copy.deepcopy(self.model).to("meta"), self.input_size)
+
     # what a run writes: a directory holding any of them holds a run (core/rundir.py)
     RUN_PRODUCTS = ("config.json", "model.json", "checkpoint.pt", "metrics.jsonl", "best.safetensors",
                     "model.safetensors", "summary.json", "curves.png", "confusion.png", "segmentation.png",
-                    "viewpoints.png", "clips.png", "diagnostics.json", "diagnostics.png", "tensorboard")
+                    "viewpoints.png", "clips.png", "detections.png", "diagnostics.json", "diagnostics.png", "tensorboard")
 
     def run(self) -> dict:
         """Train to the end, holding the run directory (one run, one process) meanwhile."""

@@ -21,6 +21,7 @@ from . import (  # noqa: F401
     nin,
     nonlocal_resnet,
     odenet,
+    rcnn,
     render_for_cnn,
     residual_attention,
     resnest,

@@ -1,0 +1,143 @@
+"""`visionzoo detect RUN`: a trained detector's boxes drawn on images, with the detections as JSON, and
+`eval` for detection runs (`map50`, `map`, `voc07_map`, AP per class).
+
+`detect` runs on images of the run's data set (`--index`, repeatable; the first eight of the
+test split by default) or on image files (`--image`, resized to the network's input size, the
+boxes mapped back to the file's pixels) and writes, into `--out`, one PNG per image with its
+labelled, scored boxes above `--score-threshold` (and, for data set images, the true boxes
+dashed) and `detections.json` (boxes as x1 y1 x2 y2 in the image's pixels, class names, scores).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..core.errors import UsageError
+
+
+def _load_run(path: str, device):
+    from ..weights import load_checkpoint
+    model, meta = load_checkpoint(path)
+    if meta.get("task") != "detection":
+        raise UsageError(f"{path} holds a {meta.get('task', 'classification')} network ({meta.get('name')}); "
+                         "`visionzoo detect` needs a detection run (e.g. --model faster_rcnn_small --data fmnist-scenes)")
+    from .evaluate_cmd import evaluated_layout
+    return model.to(device, memory_format=evaluated_layout(meta)), meta
+
+
+def _fast_rcnn_refused(meta: dict, what: str) -> None:
+    if meta.get("proposals"):
+        raise UsageError(f"{meta['name']} is a Fast R-CNN: it needs region proposals for every image; {what} "
+                         "is for detectors with an RPN (faster_rcnn_*); `eval` computes its proposals")
+
+
+def run_detection_eval(args, model, meta: dict) -> int:
+    """`visionzoo eval` of a detection run: mAP in the three styles and AP per class on a split."""
+    from ..data.detection import load_detection_data
+    from ..data.loader import Normalizer
+    from ..tasks.detection import evaluate, split_proposals
+    from .evaluate_cmd import trained_data
+    model, device, spec, data, classes = trained_data(args, model, meta, load_detection_data)
+    split = data.split(args.split)
+    proposals = split_proposals(split, meta["proposals"], args.split) if meta.get("proposals") else None
+    result = evaluate(model, split, Normalizer(meta["mean"], meta["std"]), classes=classes, proposals=proposals,
+                      batch_size=args.batch_size or meta.get("eval", {}).get("batch_size", 64), device=device,
+                      channels_last=meta.get("eval", {}).get("channels_last", False),
+                      score_threshold=meta.get("score_threshold", 0.05))
+    result = {"split": args.split, "n": result["n"], "map50": result["map50"], "voc07_map": result["voc07_map"],
+              "map": result["map"], "loss": result["loss"], "ap_per_class": result["ap_per_class"],
+              "detections": result["detections"], "model": meta["name"], "data": spec}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{meta['name']} on {spec} {args.split} ({result['n']} images): map50 {result['map50']:.4f}  "
+          f"map {result['map']:.4f}  voc07_map {result['voc07_map']:.4f}  loss {result['loss']:.4f}")
+    width = max(len(c) for c in classes)
+    for name, ap in result["ap_per_class"].items():
+        print(f"  {name:<{width}}  " + ("no true boxes in this split" if ap is None else f"AP50 {ap:.4f}"))
+    return 0
+
+
+def _resized(image, size: tuple[int, int]):
+    """The image resized to the network's input size (antialiased bilinear) and the (sx, sy) that maps
+    boxes on it back to the file's pixels."""
+    import torch.nn.functional as F
+    height, width = image.shape[-2:]
+    resized = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    return resized[0].round().clamp(0, 255).byte(), (width / size[1], height / size[0])
+
+
+def run_detect(args) -> int:
+    import torch
+
+    from ..core.io import write_json
+    from ..core.runtime import evaluating, resolve_device
+    from ..data.loader import Normalizer
+    from ..tasks.detection import plot_detections
+    from .segment_cmd import _read_image
+    if args.image and args.index:
+        raise UsageError("give --image or --index, not both")
+    device = resolve_device(args.device)
+    model, meta = _load_run(args.run_dir, device)
+    _fast_rcnn_refused(meta, "`detect`")
+    classes, (channels, height, width) = meta["classes"], meta["input_size"]
+    normalizer = Normalizer(meta["mean"], meta["std"])
+    threshold = meta.get("score_threshold", 0.05) if args.score_threshold is None else args.score_threshold
+    if args.image:
+        items = []
+        for path in args.image:
+            image, scale = _resized(_read_image(Path(path), channels), (height, width))
+            items.append((Path(path).stem, image, None, scale))
+    else:
+        from ..data.detection import load_detection_data
+        data = load_detection_data(meta["data"], data_dir=args.data_dir, **dict(meta.get("data_args", {})))
+        split = data.split(args.split)
+        indices = args.index or list(range(min(8, len(split))))
+        bad = [i for i in indices if not 0 <= i < len(split)]
+        if bad:
+            raise UsageError(f"--index {bad[0]}: the {args.split} split has images 0..{len(split) - 1}")
+        images, targets = split.fetch(torch.tensor(indices))
+        items = [(f"{args.split}_{i}", images[k], targets[k], (1.0, 1.0)) for k, i in enumerate(indices)]
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a directory")
+    report = []
+    with torch.no_grad(), evaluating(model):
+        for name, image, truth, (sx, sy) in items:
+            found = model(normalizer(image[None].to(device), meta.get("eval", {}).get("channels_last", False)))[0]
+            keep = found["scores"] >= threshold
+            found = {key: value[keep].float().cpu() if key != "labels" else value[keep].cpu()
+                     for key, value in found.items() if key in ("boxes", "labels", "scores")}
+            plot_detections(image[None].cpu(), [found], classes, out / f"{name}.png",
+                            f"{meta['name']}: {name}", truths=None if truth is None else [truth],
+                            score_threshold=threshold)
+            scale = torch.tensor([sx, sy, sx, sy])
+            report.append({"name": name, "picture": f"{name}.png", "detections": [
+                {"box": [round(v, 2) for v in (box * scale).tolist()], "label": classes[label - 1],
+                 "score": round(score, 4)}
+                for box, label, score in zip(found["boxes"], found["labels"].tolist(), found["scores"].tolist())]})
+    write_json(out / "detections.json", {"model": meta["name"], "classes": classes, "score_threshold": threshold,
+                                         "images": report})
+    if args.json:
+        print(json.dumps({"out": str(out), "images": report}))
+    else:
+        count = sum(len(entry["detections"]) for entry in report)
+        print(f"{count} detections on {len(report)} images in {out} (detections.json, one PNG per image)")
+    return 0
+
+
+def add_commands(commands) -> None:
+    from ..core.options import argument, at_least
+    p = commands.add_parser("detect", help="draw a detection run's boxes on images, with the detections as JSON")
+    p.add_argument("run_dir", metavar="RUN", help="run directory (or model.safetensors) of a detector")
+    p.add_argument("--image", action="append", metavar="PATH", help="an image file of any size (repeatable)")
+    p.add_argument("--index", action="append", type=int, metavar="I",
+                   help="an image of the run's data set (repeatable; default the first 8)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--score-threshold", type=argument(float, at_least(0)), metavar="S",
+                   help="draw and list detections scoring at least S (default: the run's)")
+    p.add_argument("--data-dir")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs and detections.json")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(run=run_detect)

@@ -1,0 +1,150 @@
+"""The detection task through the engine and the command line: a run's keys and pictures, exact resume,
+`eval` and `detect` of a detection run, the proposals moving with the augmented image, the Fast
+R-CNN's proposals, refused options."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from visionzoo.cli.main import main
+from visionzoo.data import detection
+from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
+from visionzoo.tasks.detection import loss_mode, with_proposals, without_proposals
+
+SETTINGS = dict(model="faster_rcnn_small", data="fmnist-scenes", image_size=64, epochs=2, batch_size=4, lr=0.01,
+                train_limit=16, val_size=8, test_limit=8, eval_batch_size=8, amp="off", seed=0)
+
+
+def arguments(settings: dict) -> list[str]:
+    flags = []
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        flags += [flag] if value is True else [flag, str(value)]
+    return flags
+
+
+@pytest.fixture(scope="module")
+def small_scenes():
+    from visionzoo.data.datasets import find_fashion_mnist
+    if find_fashion_mnist() is None:
+        pytest.skip("Fashion-MNIST not installed (make test installs it)")
+    with pytest.MonkeyPatch.context() as patch:   # eval reads whole splits: keep them small
+        patch.setattr(detection, "SCENE_COUNTS", (40, 12))
+        patch.setattr(detection, "SCENE_VAL", 8)
+        yield
+
+
+@pytest.fixture(scope="module")
+def run_dir(small_scenes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("detection") / "run"
+    assert main(["train", *arguments(SETTINGS), "--quiet", "--out", str(out)]) == 0
+    return out
+
+
+def test_a_run_reports_the_detection_keys_and_pictures(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["task"] == "detection" and summary["test_n"] == 8
+    assert 0 <= summary["test_map"] <= summary["test_map50"] <= 1 and 0 <= summary["test_voc07_map"] <= 1
+    assert len(summary["test_ap_per_class"]) == 10 and summary["test_loss"] > 0
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    # the monitored mAP is a validation-only metric; the four losses are recorded on both sides
+    assert "val_map50" in records[0] and "train_map50" not in records[0]
+    for key in ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"):
+        assert records[0][f"train_{key}"] >= 0 and records[0][f"val_{key}"] >= 0
+    assert records[0]["train_loss"] == pytest.approx(sum(records[0][f"train_{key}"] for key in (
+        "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")))
+    assert (run_dir / "detections.png").stat().st_size > 0 and (run_dir / "curves.png").exists()
+    assert json.loads((run_dir / "model.json").read_text())["kwargs"]["num_classes"] == 11   # K + background
+
+
+def test_an_interrupted_run_resumes_bit_identical(run_dir, tmp_path):
+    stopped = Trainer(TrainConfig(**SETTINGS, quiet=True, out=str(tmp_path / "stopped")))
+    original = stopped.task.training_step
+
+    def interrupt_after_3_steps(*args):
+        if stopped.global_step == 3:
+            stopped.stop_requested = True
+        return original(*args)
+
+    stopped.task.training_step = interrupt_after_3_steps
+    with pytest.raises(Interrupted):
+        stopped.run()
+    assert main(["train", "--resume", str(tmp_path / "stopped"), "--quiet"]) == 0
+    from safetensors.torch import load_file
+    whole, again = load_file(str(run_dir / "model.safetensors")), load_file(str(tmp_path / "stopped" / "model.safetensors"))
+    assert whole.keys() == again.keys() and all(torch.equal(whole[k], again[k]) for k in whole)
+
+
+def test_eval_json_has_the_contract_keys(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--json", "--split", "val"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("split", "n", "map50", "voc07_map", "map", "ap_per_class", "loss"):
+        assert key in report
+    assert report["n"] == 8 and report["split"] == "val"
+    assert set(report["ap_per_class"]) == set(json.loads((run_dir / "model.json").read_text())["classes"])
+
+
+def test_detect_writes_pictures_and_detections_json(run_dir, tmp_path, capsys):
+    out = tmp_path / "detected"
+    assert main(["detect", str(run_dir), "--index", "1", "--score-threshold", "0", "--out", str(out), "--json"]) == 0
+    report = json.loads((out / "detections.json").read_text())
+    assert [image["name"] for image in report["images"]] == ["test_1"] and (out / "test_1.png").stat().st_size > 0
+    for found in report["images"][0]["detections"]:
+        x1, y1, x2, y2 = found["box"]
+        assert 0 <= x1 <= x2 <= 64 and 0 <= y1 <= y2 <= 64 and found["label"] in report["classes"]
+    assert main(["detect", str(run_dir), "--index", "99", "--out", str(out)]) == 2   # one line naming the range
+
+
+def test_a_picture_file_gets_its_boxes_in_its_own_pixels(run_dir, tmp_path):
+    from PIL import Image
+    path = tmp_path / "wide.png"
+    Image.fromarray((torch.rand(40, 160) * 255).byte().numpy(), "L").save(path)
+    out = tmp_path / "file"
+    assert main(["detect", str(run_dir), "--image", str(path), "--score-threshold", "0", "--out", str(out)]) == 0
+    for found in json.loads((out / "detections.json").read_text())["images"][0]["detections"]:
+        x1, y1, x2, y2 = found["box"]
+        assert x2 <= 160 + 1e-3 and y2 <= 40 + 1e-3   # mapped back from the network's 64×64 input
+
+
+def test_proposals_travel_with_the_true_boxes_through_the_augmentation():
+    target = {"boxes": torch.tensor([[10.0, 10.0, 30.0, 40.0]]), "labels": torch.tensor([3]),
+              "difficult": torch.tensor([False])}
+    proposals = torch.tensor([[0.0, 0.0, 20.0, 20.0], [32.0, 8.0, 60.0, 60.0]])
+    image = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    moved_image, moved = detection.move_with_boxes(image, with_proposals(target, proposals), flip=True)
+    back = without_proposals(moved)
+    assert torch.equal(back["labels"], target["labels"]) and torch.equal(back["difficult"], target["difficult"])
+    assert torch.equal(back["boxes"], torch.tensor([[34.0, 10.0, 54.0, 40.0]]))       # mirrored: x → 64 − x
+    assert torch.equal(back["proposals"], torch.tensor([[44.0, 0.0, 64.0, 20.0], [4.0, 8.0, 32.0, 60.0]]))
+
+
+def test_the_validation_loss_pass_leaves_batch_norm_statistics_and_modes_alone():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Dropout(0.5))
+    net.eval()
+    before = net[1].running_mean.clone()
+    with loss_mode(net):
+        assert net.training and not net[1].training and not net[2].training
+        net(torch.randn(4, 1, 8, 8))
+    assert torch.equal(net[1].running_mean, before) and not net.training
+
+
+def test_fast_rcnn_trains_on_selective_search_proposals(small_scenes, tmp_path):
+    settings = {**SETTINGS, "model": "fast_rcnn_small", "epochs": 1, "train_limit": 8}
+    out = tmp_path / "fast"
+    assert main(["train", *arguments(settings), "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert summary["task"] == "detection" and config["resolved"]["proposals"] == "selective-search"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert "train_loss_objectness" not in records[0] and records[0]["train_loss_classifier"] > 0
+
+
+def test_classification_options_and_an_alternating_fast_rcnn_are_refused(small_scenes, tmp_path, capsys):
+    assert main(["train", *arguments(SETTINGS), "--mixup", "0.2", "--out", str(tmp_path / "a")]) == 2
+    assert "--mixup is a classification option" in capsys.readouterr().err
+    settings = {**SETTINGS, "model": "fast_rcnn_small", "training_scheme": "alternating"}
+    assert main(["train", *arguments(settings), "--out", str(tmp_path / "b")]) == 2
+    assert "trains an RPN" in capsys.readouterr().err
