@@ -462,10 +462,13 @@ def _measure_card(name: str) -> dict:
     entry = get_entry(name)
     with torch.device("meta"):
         model = create_model(name)
+    # A network may name the part its card measures and that part's input (a GAN: its generator and z).
+    measured = getattr(model, "card_module", model)
     return {
         "name": name, "task": entry.task, "family": entry.family, "paper": entry.paper, "year": entry.year,
         "input_size": list(entry.input_size), "num_classes": entry.num_classes,
-        "params": count_params(model), "macs": count_macs(model, entry.input_size),
+        "params": count_params(measured),
+        "macs": count_macs(measured, getattr(model, "card_input_size", entry.input_size)),
         "paper_params": entry.paper_params, "paper_macs": entry.paper_macs,
         "twins": dict(entry.twins), "mismatch_reason": entry.mismatch_reason,
     }

@@ -19,6 +19,7 @@ from . import (
     explain_cmd,
     models_cmd,
     reproduce_cmd,
+    sample_cmd,
     segment_cmd,
     train_cmd,
 )
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, help="print visionzoo's and torch's versions and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (models_cmd, train_cmd, evaluate_cmd, segment_cmd, bench_cmd, attack_cmd, compress_cmd,
-                   explain_cmd, reproduce_cmd, detect_cmd):
+                   explain_cmd, reproduce_cmd, sample_cmd, detect_cmd):
         module.add_commands(commands)
     return parser
 

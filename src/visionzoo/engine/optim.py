@@ -85,7 +85,9 @@ def build_optimizer(model, cfg, lr: float | None = None) -> torch.optim.Optimize
         # the bits of every documented CPU run; on CUDA it is the fast path.
         on_cuda = any(p.is_cuda for p in model.parameters())
         optimizer_class = torch.optim.AdamW if native_decoupled else torch.optim.Adam
-        return optimizer_class(groups, lr=lr, **({"fused": True} if on_cuda else {"foreach": True}))
+        betas = getattr(cfg, "betas", None)   # torch's (0.9, 0.999) unless given (GANs: β1 = 0.5)
+        return optimizer_class(groups, lr=lr, **({"betas": tuple(betas)} if betas else {}),
+                               **({"fused": True} if on_cuda else {"foreach": True}))
     if cfg.optimizer == "rmsprop":
         # Szegedy et al. (Inception-v3, Sec. 8) train with RMSProp, decay 0.9, ε = 1.0.
         optimizer = torch.optim.RMSprop(groups, lr=lr, alpha=0.9, eps=1.0, momentum=cfg.momentum, foreach=True)

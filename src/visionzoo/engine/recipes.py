@@ -49,6 +49,12 @@ _SEGMENTATION = {"optimizer": "adamw", "weight_decay": 1e-4, "schedule": "onecyc
                  "label_smoothing": 0.0, "crop": 0, "flip": True, "keep": "last", "val_size": 0.1,
                  "model_args": {}}
 
+# GANs (tasks/generative.py): Adam at 2e-4 with β1 = 0.5 (Radford et al., Sec. 4: "β1 at the suggested value
+# of 0.9 resulted in training oscillation and instability while reducing it to 0.5 helped stabilize
+# training"), a constant rate, no weight decay, batch 128.
+_GAN = {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "weight_decay": 0.0, "schedule": "constant",
+        "batch_size": 128, "val_size": 5000, "model_args": {}}
+
 RECIPES = {r.name: r for r in (
     Recipe("fmnist93", "≥ 93 % test top-1 in ≤ 2 min",
            "resnet9_slim (16-32-64-128 channels, 17 M MACs/image), 4 epochs, flips only (no crops), "
@@ -86,6 +92,23 @@ RECIPES = {r.name: r for r in (
            {"model": "render_for_cnn", "data": "renders", "epochs": 8, "batch_size": 64, "optimizer": "adamw",
             "lr": 0.002, "schedule": "onecycle", "label_smoothing": 0.0, "val_size": 1000, "tilt_weight": 0.1,
             "model_args": {"base_width": 16}}),
+    Recipe("fid-reference-fmnist", "the FID feature network of the Fashion-MNIST GANs (≥ 93 % test top-1)",
+           "fmnist93's resnet9_slim, whose 128 penultimate features give the GAN runs' FID; write it to "
+           "$VISIONZOO_CACHE/fid-reference/fashion-mnist (--out) for GAN runs to find it there",
+           {**_PAGE_SCHEDULE, "model": "resnet9_slim", "model_args": {}, "epochs": 4, "crop": 0, "keep": "last"}),
+    Recipe("fmnist-dcgan", "Fashion-MNIST DCGAN: test FID ≤ 10 × fid_floor in ≤ 30 min",
+           "dcgan at 28 × 28 (7 → 14 → 28, width 64), Adam 2e-4, β = (0.5, 0.999), batch 128, k = 1, the "
+           "non-saturating loss; the epoch of the lowest validation FID (2 000 samples) is kept",
+           {**_GAN, "model": "dcgan", "data": "fashion-mnist", "epochs": 5, "model_args": {"width": 64}}),
+    Recipe("fmnist-cgan", "Fashion-MNIST conditional GAN: ≥ 90 % of samples classified as their class by the "
+                          "FID reference in ≤ 30 min",
+           "cdcgan (DCGAN networks, one-hot y on z and as planes on D's input), as fmnist-dcgan",
+           {**_GAN, "model": "cdcgan", "data": "fashion-mnist", "epochs": 5, "model_args": {}}),
+    Recipe("ring8-gan", "the ring of 8 Gaussians (Metz et al.): the mode-collapse curves",
+           "gan_mlp_2d (two ReLU layers of 128 in G and D, z ∈ ℝ²⁵⁶), Adam 1e-3, β = (0.5, 0.999), batch 512; "
+           "modes covered and the high-quality share every epoch, the last epoch kept",
+           {**_GAN, "model": "gan_mlp_2d", "data": "ring8", "epochs": 20, "lr": 1e-3, "batch_size": 512,
+            "keep": "last", "val_size": 2000}),
 )}
 
 

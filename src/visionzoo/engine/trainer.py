@@ -45,6 +45,7 @@ from ..tasks.adversarial import AdversarialOptions
 from ..tasks.classification import ClassificationOptions, ClassificationTask
 from ..tasks.detection import DetectionOptions, DetectionTask
 from ..tasks.distillation import DistillationOptions
+from ..tasks.generative import GenerativeOptions, GenerativeTask
 from ..tasks.segmentation import SegmentationOptions, SegmentationTask
 from ..tasks.techniques import AugmentationOptions
 from ..tasks.video import VideoOptions, VideoTask
@@ -79,7 +80,7 @@ from .schedules import SCHEDULES, WARMUP_FORMS, LRSchedule
 DIVERGENCE_FACTOR = 10
 # The task of a run follows from its model's registry card.
 TASK_CLASSES = {"classification": ClassificationTask, "segmentation": SegmentationTask, "viewpoint": ViewpointTask,
-                "video": VideoTask, "detection": DetectionTask}
+                "video": VideoTask, "generative": GenerativeTask, "detection": DetectionTask}
 SWITCH = ("auto", "on", "off")
 
 
@@ -102,6 +103,20 @@ def _epoch_list(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"--milestones {text!r}: give epochs separated by commas, e.g. 30,60,80") from None
+
+
+def _betas(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 2:
+        raise UsageError(f"--betas {text!r}: give Adam's two decay rates separated by a comma, e.g. 0.5,0.999")
+    return values
+
+
+def _decay_rates(betas) -> str | None:
+    return None if all(0 <= beta < 1 for beta in betas) else "each β must lie in [0, 1)"
 
 
 def _increasing(epochs) -> str | None:
@@ -140,6 +155,8 @@ class OptimisationOptions:
                                     f"short runs diverged at {PEAK_LR})", check=positive)
     optimizer: str = option("nesterov", "default {default}", choices=OPTIMIZERS)
     momentum: float = option(0.9, "default {default}", check=within("[0, 1)"))
+    betas: list | None = option(None, "Adam's decay rates β1,β2 (default torch's 0.9,0.999; GANs take 0.5,0.999 "
+                                      "after Radford et al.)", parse=_betas, metavar="B1,B2", check=_decay_rates)
     weight_decay: float = option(5e-4, "on weights, not biases/norms (default {default})", check=at_least(0))
     schedule: str = option("onecycle", "default {default}", choices=SCHEDULES)
     warmup_epochs: float = option(0.0, "linear warmup length (default {default})", check=at_least(0))
@@ -168,6 +185,8 @@ class OptimisationOptions:
         if self.optimizer == "adamw" and self.wd_mode == "l2":
             raise UsageError("--optimizer adamw decouples weight decay by definition; for Adam with L2 use "
                              "--optimizer adam --wd-mode l2")
+        if self.betas and self.optimizer not in ("adam", "adamw"):
+            raise UsageError(f"--betas is for --optimizer adam or adamw, not {self.optimizer}")
         if self.schedule == "multistep" and not self.milestones:
             raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 30,60,80")
 
@@ -235,7 +254,7 @@ class RunOptions:
 
 
 @dataclass
-class TrainConfig(DetectionOptions, VideoOptions, ViewpointOptions, SegmentationOptions, RegularisationOptions,
+class TrainConfig(GenerativeOptions, DetectionOptions, VideoOptions, ViewpointOptions, SegmentationOptions, RegularisationOptions,
                   NormalisationOptions, InitialisationOptions, AdversarialOptions, RunOptions, DeviceOptions,
                   LargeBatchOptions, TransferOptions, DistillationOptions, AugmentationOptions, ClassificationOptions,
                   OptimisationOptions, ModelDataOptions):
@@ -304,8 +323,8 @@ class Trainer:
                                             channels_last=self.channels_last, amp=self.amp, log=self._log)
         self.channels_last = self.task.channels_last   # a task may refuse the layout (video: 5-D tensors)
         self.task.load_data()
-        self.input_size = self.task.input_size
         model = self.task.build_model(**builder_kwargs(cfg), **cfg.model_args)
+        self.input_size = self.task.input_size   # after the build: a generator's input is its noise z
         self.model_kwargs = self.task.model_kwargs
         model = apply_model_options(model, cfg, input_size=self.input_size, input_batches=self.task.input_batches,
                                     device=self.device, resume=bool(resume), log=self._log)
@@ -408,6 +427,8 @@ class Trainer:
         return bool(self.cfg.early_stop) and self.epoch - self.best["epoch"] >= self.cfg.early_stop
 
     def _improved(self, value: float) -> bool:
+        if self.task.monitor_mode == "last":   # a task with no measure to select by: every epoch is the newest
+            return True
         best = self.best[self.monitor]
         return best is None or (value > best if self.task.monitor_mode == "max" else value < best)
 
@@ -625,10 +646,11 @@ class Trainer:
         totals = distributed.all_reduce_sum(self.running.to(self.device)).cpu()
         val = self.task.evaluate(self.eval_model, "val")
         keys = self.task.record_keys
+        shown = dict.fromkeys((*keys, self.task.monitor, *self.task.val_keys))   # validation keys recorded
         record = {"epoch": self.epoch + 1,
                   **{f"train_{key}": totals[i].item() / totals[-1].item() for i, key in enumerate(keys)},
                   # the monitored value may be a validation-only metric (a detector's mAP)
-                  **{f"val_{key}": val[key] for key in dict.fromkeys((*keys, self.task.monitor))},
+                  **{f"val_{key}": val[key] for key in shown},
                   "lr": self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"],
                   "seconds": round(seconds, 3)}
         if not math.isfinite(record["train_loss"]):
@@ -656,7 +678,7 @@ class Trainer:
         self._write_epoch(record)
         self.save_checkpoint()
         train = " ".join(f"{key} {record['train_' + key]:.4f}" for key in keys)
-        val = " ".join(f"{key} {record['val_' + key]:.4f}" for key in dict.fromkeys((*keys, self.task.monitor)))
+        val = " ".join(f"{key} {record['val_' + key]:.4f}" for key in shown)
         self._log(f"epoch {record['epoch']:>3}/{self.cfg.epochs}  train {train} | val {val}"
                   f" | lr {record['lr']:.4g} | {seconds:.1f}s {rate:.0f} img/s")
         if warning:
@@ -710,15 +732,17 @@ class Trainer:
         return summary
 
     def _macs(self) -> int:
-        """MACs of one example through the network, counted as its registry card counts them: on a copy on
-        the meta device, where a network whose cost depends on the data (a detector's proposals after NMS)
-        counts its fixed budget."""
-        return count_macs(copy.deepcopy(self.model).to("meta"), self.input_size)
+        """MACs of one example through the network, or through the part its registry card measures (a GAN:
+        its generator, on one z), counted as the card counts them: on a copy on the meta device, where a
+        network whose cost depends on the data (a detector's proposals after NMS) counts its fixed budget."""
+        measured = copy.deepcopy(getattr(self.model, "card_module", self.model)).to("meta")
+        return count_macs(measured, getattr(self.model, "card_input_size", self.input_size))
 
     # what a run writes: a directory holding any of them holds a run (core/rundir.py)
     RUN_PRODUCTS = ("config.json", "model.json", "checkpoint.pt", "metrics.jsonl", "best.safetensors",
                     "model.safetensors", "summary.json", "curves.png", "confusion.png", "segmentation.png",
-                    "viewpoints.png", "clips.png", "detections.png", "diagnostics.json", "diagnostics.png", "tensorboard")
+                    "viewpoints.png", "clips.png", "detections.png", "samples.png", "modes.png", "diagnostics.json",
+                    "diagnostics.png", "tensorboard")
 
     def run(self) -> dict:
         """Train to the end, holding the run directory (one run, one process) meanwhile."""

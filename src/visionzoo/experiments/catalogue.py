@@ -18,6 +18,7 @@ from . import (  # noqa: F401
                overfitting,
                paper_tables,
                segmentation,
+               stylegan,
                sweeps,
                transformations,
                video,

@@ -1,7 +1,8 @@
 """Evaluation metrics, pure torch (design/interface.md, "Metrics"); segmentation scores from
 `visionzoo.metrics.segmentation` (Dice, IoU, pixel accuracy; see its docstring for the papers);
 viewpoint errors from `visionzoo.metrics.viewpoint` (geodesic rotation distance, MedErr, Acc_π/6);
-detection mAP (COCO, VOC07 11-point, VOC 2010+ all-point) from `visionzoo.metrics.detection`.
+detection mAP (COCO, VOC07 11-point, VOC 2010+ all-point) from `visionzoo.metrics.detection`; the Fréchet
+distance of GAN samples (FID) from `visionzoo.metrics.generative`.
 
 Each metric module imports only torch and `visionzoo.core`, so any layer above can use it.
 """
@@ -9,6 +10,7 @@ Each metric module imports only torch and `visionzoo.core`, so any layer above c
 from __future__ import annotations
 
 from visionzoo.metrics.detection import detection_map
+from visionzoo.metrics.generative import feature_statistics, fid_from_features, frechet_distance
 from visionzoo.metrics.segmentation import (
     PerClass,
     confusion_matrix,
@@ -46,4 +48,7 @@ __all__ = [
     "median_angle_error",
     "rotation_from_viewpoint",
     "detection_map",
+    "feature_statistics",
+    "fid_from_features",
+    "frechet_distance",
 ]

@@ -45,7 +45,8 @@ class Task:
 
     name = "task"
     record_keys: tuple[str, ...] = ("loss",)   # train_* / val_* columns of every epoch record
-    monitor, monitor_mode = "loss", "min"      # val_<monitor> picks the best epoch: "max" or "min"
+    monitor, monitor_mode = "loss", "min"      # val_<monitor> picks the best epoch: "max", "min" or "last"
+    val_keys: tuple[str, ...] = ()             # validation-only metrics recorded beside them (val_*)
 
     def __init__(self, cfg, *, device: torch.device, rank: int, world: int, channels_last: bool, amp: bool, log):
         self.cfg, self.device, self.rank, self.world = cfg, device, rank, world

@@ -1,0 +1,320 @@
+"""The generative task through the engine and the command line: the losses against their definitions,
+Algorithm 1's k, mixup for the discriminator, a DCGAN run's keys, checkpoint and exact resume, `sample`
+and `eval` of generative runs."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from visionzoo.cli.main import main
+from visionzoo.core.io import read_torch
+from visionzoo.data.augment import _beta
+from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
+from visionzoo.tasks import generative
+from visionzoo.tasks.generative import (
+    discriminator_loss,
+    generator_loss,
+    mixup_discriminator_loss,
+    reconstruction_distance,
+)
+
+GAN = dict(model="dcgan", data="fashion-mnist", model_args={"width": 8}, epochs=2, batch_size=32, train_limit=128,
+           val_size=100, test_limit=100, fid_samples=100, eval_batch_size=100, optimizer="adam", lr=2e-4,
+           betas=[0.5, 0.999], weight_decay=0.0, schedule="constant", amp="off", seed=0)
+
+
+def arguments(settings: dict) -> list[str]:
+    """`visionzoo train` flags for a settings dict."""
+    flags = []
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        if key == "model_args":
+            flags += [item for k, v in value.items() for item in ("--model-arg", f"{k}={v}")]
+        elif key == "betas":
+            flags += [flag, ",".join(map(str, value))]
+        else:
+            flags += [flag] if value is True else [flag, str(value)]
+    return flags
+
+
+@pytest.fixture(scope="module")
+def fmnist():
+    from visionzoo.data.datasets import find_fashion_mnist
+    if find_fashion_mnist() is None:
+        pytest.skip("Fashion-MNIST not installed (make test installs it)")
+
+
+@pytest.fixture(scope="module")
+def reference(fmnist, tmp_path_factory):
+    """A small classifier whose 84 penultimate features give FID."""
+    out = tmp_path_factory.mktemp("reference") / "lenet"
+    assert main(["train", "--model", "lenet5", "--data", "fashion-mnist", "--epochs", "1", "--train-limit", "300",
+                 "--val-size", "100", "--batch-size", "100", "--lr", "0.05", "--amp", "off", "--quiet",
+                 "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(reference, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gan") / "run"
+    assert main(["train", *arguments(GAN), "--fid-reference", str(reference), "--quiet", "--out", str(out)]) == 0
+    return out
+
+
+# ---- the losses ----------------------------------------------------------------------------------------
+def test_discriminator_loss_is_the_negated_value_function_and_ln4_at_the_equilibrium():
+    real, fake = torch.randn(7), torch.randn(5)
+    expected = F.binary_cross_entropy_with_logits(real, torch.ones(7)) + \
+        F.binary_cross_entropy_with_logits(fake, torch.zeros(5))
+    assert discriminator_loss(real, fake).item() == pytest.approx(expected.item(), rel=1e-6)
+    # D = 1/2 everywhere (p_g = p_data): V(D*, G*) = −log 4 (Goodfellow et al., Theorem 1)
+    assert discriminator_loss(torch.zeros(3), torch.zeros(3)).item() == pytest.approx(math.log(4), rel=1e-7)
+    # stable where a naive log(sigmoid) underflows
+    assert torch.isfinite(discriminator_loss(torch.tensor([-200.0]), torch.tensor([200.0])))
+
+
+@pytest.mark.parametrize("kind", ["minimax", "non-saturating"])
+def test_generator_loss_gradients_have_the_signs_and_sizes_the_notes_state(kind):
+    logits = torch.tensor([-12.0, -4.0, 0.0, 4.0, 12.0], requires_grad=True)
+    generator_loss(logits, kind).backward()
+    p = torch.sigmoid(logits.detach().double())   # the definitions in float64, where 1 − σ(12) is resolved
+    # d/dl of log(1 − σ(l)) is −σ(l); of −log σ(l) it is −(1 − σ(l)); both averaged over the batch
+    expected = -(p if kind == "minimax" else 1 - p) / len(p)
+    assert torch.allclose(logits.grad.double(), expected, rtol=1e-4, atol=1e-7)
+    assert (logits.grad < 0).all()   # descending either loss raises D(G(z))
+    value = generator_loss(logits.detach(), kind).item()
+    reference = torch.log1p(-p).mean() if kind == "minimax" else -torch.log(p).mean()
+    assert value == pytest.approx(reference.item(), rel=1e-5)
+
+
+def test_minimax_saturates_where_d_rejects_the_samples_and_non_saturating_does_not():
+    rejected = torch.tensor([-10.0], requires_grad=True)   # D(G(z)) ≈ 4.5e-5: early in training
+    minimax, = torch.autograd.grad(generator_loss(rejected, "minimax"), rejected)
+    strong, = torch.autograd.grad(generator_loss(rejected, "non-saturating"), rejected)
+    assert abs(minimax.item()) < 1e-4 and abs(strong.item()) > 0.99
+    # in D's output p itself: d/dp log(1 − p) = −1/(1 − p) ≈ −1, d/dp −log p = −1/p, huge
+    p = torch.tensor([1e-4], requires_grad=True)
+    flat, = torch.autograd.grad(torch.log1p(-p).sum(), p)
+    steep, = torch.autograd.grad(-torch.log(p).sum(), p)
+    assert flat.item() == pytest.approx(-1, rel=1e-3) and steep.item() == pytest.approx(-1e4, rel=1e-3)
+
+
+def test_mixup_loss_is_binary_cross_entropy_against_the_target_lambda():
+    logits = torch.randn(9)
+    for lam in (0.0, 0.3, 1.0):
+        expected = F.binary_cross_entropy_with_logits(logits, torch.full((9,), lam))
+        assert mixup_discriminator_loss(logits, lam).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert mixup_discriminator_loss(logits, 1.0).item() == pytest.approx(F.softplus(-logits).mean().item())
+
+
+def test_reconstruction_distances():
+    x, y = torch.randn(4, 1, 6, 6), torch.randn(4, 1, 6, 6)
+    assert reconstruction_distance(x, y, "mse").item() == pytest.approx(F.mse_loss(x, y).item())
+    assert reconstruction_distance(x, y, "l1").item() == pytest.approx(F.l1_loss(x, y).item())
+    assert reconstruction_distance(x, x, "cosine").item() == pytest.approx(0, abs=1e-6)
+    assert reconstruction_distance(x, -x, "cosine").item() == pytest.approx(2, abs=1e-6)
+    assert reconstruction_distance(x, x + 0.05, "hinge").item() == 0   # under the margin
+    assert reconstruction_distance(x, x + 0.3, "hinge").item() == pytest.approx(0.2, rel=1e-5)
+
+
+# ---- the task on the engine ------------------------------------------------------------------------------
+def _trainer(**changes) -> Trainer:
+    return Trainer(TrainConfig(**{**GAN, "fid_reference": "none", "quiet": True, **changes}))
+
+
+def test_algorithm_1_steps_the_discriminator_k_times_per_generator_step(fmnist):
+    trainer = _trainer(d_steps=3, epochs=2, train_limit=96)   # 2 epochs of 3 steps of 32
+    trainer.run()
+
+    def updates(phase: str) -> set[int]:
+        return {int(state["step"]) for state in trainer.optimizers[phase].state.values()}
+    assert updates("discriminator") == {6} and updates("generator") == {2}   # after steps 3 and 6
+    assert [trainer.task.phases(step) for step in range(3)] == [["discriminator"]] * 2 + [["discriminator",
+                                                                                           "generator"]]
+    record = trainer.history[0]
+    assert 0 < record["train_d_real"] < 1 and 0 < record["train_d_fake"] < 1
+    assert record["train_loss"] == pytest.approx(record["train_d_loss"] + record["train_g_loss"], rel=1e-9)
+    # no FID reference: nothing to select an epoch by, the last one is kept
+    assert trainer.task.monitor_mode == "last" and trainer.best["epoch"] == 2
+
+
+def test_the_discriminator_trains_on_mixed_examples_with_target_lambda(fmnist):
+    trainer = _trainer(d_mixup=0.4)
+    task, model = trainer.task, trainer.model
+    real, labels = task.prepare(next(iter(task.train_batches(0, 0))), None)
+    torch.manual_seed(0)
+    step = task.training_step((real, labels), "discriminator", torch.Generator().manual_seed(3))
+    replay = torch.Generator().manual_seed(3)
+    z = torch.randn(len(real), model.latent_dim, generator=replay)
+    lam = _beta(0.4, replay)
+    with torch.no_grad():
+        fake = model.generator(z)
+        expected = mixup_discriminator_loss(model.discriminator(lam * real + (1 - lam) * fake), lam)
+    assert 0 < lam < 1 and step.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_generator_phase_leaves_the_discriminator_without_gradients(fmnist):
+    trainer = _trainer()
+    task = trainer.task
+    batch = task.prepare(next(iter(task.train_batches(0, 0))), None)
+    step = task.training_step(batch, "generator", torch.Generator().manual_seed(0))
+    step.loss.backward()
+    assert all(p.grad is None for p in trainer.model.discriminator.parameters())
+    assert all(p.grad is not None for p in trainer.model.generator.parameters())
+    assert all(p.requires_grad for p in trainer.model.discriminator.parameters())
+
+
+def test_run_reports_fid_samples_and_per_epoch_curves(run_dir, reference):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["task"] == "generative" and summary["test_n"] == 100
+    assert summary["test_fid"] > 0 and summary["test_fid_floor"] > 0
+    assert summary["fid_reference"]["path"] == str(reference.resolve())
+    assert len(summary["fid_reference"]["sha256"]) == 64
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for key in ("train_d_loss", "train_g_loss", "train_d_real", "train_d_fake", "val_fid", "val_d_loss"):
+        assert key in records[0]
+    assert summary["best_val_fid"] == min(r["val_fid"] for r in records)
+    with Image.open(run_dir / "samples.png") as picture:
+        assert picture.size == (8 * 28 + 9 * 2,) * 2   # 8 × 8 samples, 2-pixel gutters
+    meta = json.loads((run_dir / "model.json").read_text())
+    assert meta["task"] == "generative" and meta["input_size"] == [1, 28, 28] and meta["latent_dim"] == 100
+    assert "num_classes" not in meta["kwargs"]   # an unconditional network
+
+
+def test_checkpoint_holds_both_networks_and_both_optimisers(run_dir):
+    state = read_torch(run_dir / "checkpoint.pt")
+    assert set(state["optimizers"]) == {"discriminator", "generator"}
+    assert any(k.startswith("generator.") for k in state["model"])
+    assert any(k.startswith("discriminator.") for k in state["model"])
+    betas = {group["betas"] for opt in state["optimizers"].values() for group in opt["param_groups"]}
+    assert betas == {(0.5, 0.999)}
+
+
+@pytest.mark.slow   # a second run, interrupted and resumed: 40 s on a busy 2-core machine
+def test_interrupted_run_resumes_bit_identical(run_dir, reference, tmp_path):
+    stopped = Trainer(TrainConfig(**GAN, fid_reference=str(reference), quiet=True, out=str(tmp_path / "stopped")))
+    original = stopped.task.training_step
+
+    def interrupt_after_5_steps(*args):
+        if stopped.global_step == 5:
+            stopped.stop_requested = True
+        return original(*args)
+
+    stopped.task.training_step = interrupt_after_5_steps
+    with pytest.raises(Interrupted):
+        stopped.run()
+    assert main(["train", "--resume", str(tmp_path / "stopped"), "--quiet"]) == 0
+    from safetensors.torch import load_file
+    whole, again = load_file(str(run_dir / "model.safetensors")), load_file(str(tmp_path / "stopped" / "model.safetensors"))
+    assert whole.keys() == again.keys() and all(torch.equal(whole[k], again[k]) for k in whole)
+    assert json.loads((tmp_path / "stopped" / "summary.json").read_text())["test_fid"] == \
+        json.loads((run_dir / "summary.json").read_text())["test_fid"]
+
+
+# ---- sample and eval ---------------------------------------------------------------------------------------
+def test_eval_json_repeats_the_runs_test_fid(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--json", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert report["split"] == "test" and report["n"] == 100 and report["model"] == "dcgan"
+    assert report["fid"] == pytest.approx(summary["test_fid"], rel=1e-9)
+    assert report["fid_floor"] > 0 and report["fid_reference"] == summary["fid_reference"]
+
+
+def test_sample_writes_a_grid_and_one_png_per_sample(run_dir, tmp_path, capsys):
+    out = tmp_path / "samples"
+    assert main(["sample", str(run_dir), "--n", "6", "--seed", "3", "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 6 and report["files"][0] == "grid.png"
+    for i in range(6):
+        with Image.open(out / "samples" / f"{i:04d}.png") as picture:
+            assert picture.size == (28, 28) and picture.mode == "L"
+    # the same seed gives the same samples
+    again = tmp_path / "again"
+    assert main(["sample", str(run_dir), "--n", "6", "--seed", "3", "--out", str(again)]) == 0
+    assert (again / "samples" / "0005.png").read_bytes() == (out / "samples" / "0005.png").read_bytes()
+
+
+@pytest.mark.parametrize("extra, text", [
+    (["--truncation", "0.7"], "--truncation"),
+    (["--class", "1"], "unconditional"),
+    (["--prompt", "In the beginning"], "language runs"),
+])
+def test_sample_refuses_options_the_run_has_no_use_for(run_dir, tmp_path, capsys, extra, text):
+    assert main(["sample", str(run_dir), "--out", str(tmp_path / "x"), *extra]) == 2
+    error = capsys.readouterr().err
+    assert text in error and len(error.strip().splitlines()) == 1
+
+
+def test_conditional_samples_one_row_per_class(fmnist, tmp_path, capsys):
+    out = tmp_path / "cgan"
+    settings = {**GAN, "model": "cdcgan", "data": "fashion-mnist:Bag,Sneaker", "epochs": 1, "train_limit": 64,
+                "val_size": 200}
+    assert main(["train", *arguments(settings), "--fid-reference", "none", "--quiet", "--out", str(out)]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["kwargs"]["num_classes"] == 2 and meta["classes"] == ["Bag", "Sneaker"]
+    assert main(["sample", str(out), "--n", "6", "--out", str(tmp_path / "rows")]) == 0
+    with Image.open(tmp_path / "rows" / "grid.png") as grid:
+        assert grid.size == (3 * 28 + 4 * 2, 2 * 28 + 3 * 2)   # two classes, three each
+    assert main(["sample", str(out), "--n", "2", "--class", "Sneaker", "--out", str(tmp_path / "one"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["class"] == ["Sneaker"]
+    assert main(["eval", str(out)]) == 2
+    assert "--fid-reference none" in capsys.readouterr().err
+
+
+def test_class_accuracy_matches_classes_by_name():
+    class Reference:
+        classes = ["T-shirt/top", "Trouser", "Bag"]
+        path = "ref"
+
+        def predict(self, images):   # the class index written into each image's first pixel
+            return images[:, 0, 0, 0].long()
+
+    images = torch.zeros(4, 1, 2, 2, dtype=torch.uint8)
+    images[:, 0, 0, 0] = torch.tensor([2, 1, 2, 0])   # generated for Bag, Trouser, Bag, Trouser
+    assert generative.class_accuracy(Reference(), images, ["Bag", "Trouser"]) == 0.75
+    with pytest.raises(Exception, match="Sneaker"):
+        generative.class_accuracy(Reference(), images, ["Sneaker"])
+
+
+def test_points_record_the_mode_coverage_every_epoch(tmp_path):
+    trainer = Trainer(TrainConfig(model="gan_mlp_2d", data="ring8", epochs=2, batch_size=64, train_limit=256,
+                                  val_size=500, test_limit=500, fid_samples=500, optimizer="adam", lr=1e-3,
+                                  weight_decay=0.0, schedule="constant", amp="off", quiet=True, out=str(tmp_path / "r")))
+    summary = trainer.run()
+    assert [set(r) >= {"val_modes_covered", "val_high_quality"} for r in trainer.history] == [True, True]
+    assert 0 <= summary["test_modes_covered"] <= 8 and 0 <= summary["test_high_quality"] <= 1
+    assert (tmp_path / "r" / "modes.png").stat().st_size > 0
+    assert json.loads((tmp_path / "r" / "model.json").read_text())["output_shape"] == [2]
+
+
+def test_discogan_losses_are_the_notes_sums(fmnist):
+    trainer = _trainer(model="discogan", data="fmnist-bags-shoes", model_args={"width": 8}, image_size=32,
+                       val_size=1000, reconstruction_loss="l1")
+    task, model = trainer.task, trainer.model
+    x_a, x_b = task.prepare(next(iter(task.train_batches(0, 0))), None)
+    assert len(x_a) == len(x_b) == 32   # one minibatch from each unpaired domain
+    torch.manual_seed(0)
+    generator_step = task.training_step((x_a, x_b), "generator", torch.Generator())
+    torch.manual_seed(0)
+    x_ab, x_ba = model.generator_ab(x_a), model.generator_ba(x_b)
+    # L_G = L_GAB + L_GBA, L_GAB = −log D_B(G_AB(x_A)) + d(x_A, G_BA(G_AB(x_A))) (non-saturating form)
+    expected = (F.softplus(-model.discriminator_b(x_ab)).mean() + F.l1_loss(model.generator_ba(x_ab), x_a)
+                + F.softplus(-model.discriminator_a(x_ba)).mean() + F.l1_loss(model.generator_ab(x_ba), x_b))
+    assert set(generator_step.losses) == {"gan_ab", "reconstruction_a", "gan_ba", "reconstruction_b"}
+    assert generator_step.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    torch.manual_seed(0)
+    discriminator_step = task.training_step((x_a, x_b), "discriminator", torch.Generator())
+    torch.manual_seed(0)
+    with torch.no_grad():
+        x_ab, x_ba = model.generator_ab(x_a), model.generator_ba(x_b)
+        # L_D = L_DA + L_DB, each −[log D(x) + log(1 − D(G(·)))]
+        expected = discriminator_loss(model.discriminator_a(x_a), model.discriminator_a(x_ba)) + \
+            discriminator_loss(model.discriminator_b(x_b), model.discriminator_b(x_ab))
+    assert discriminator_step.loss.item() == pytest.approx(expected.item(), rel=1e-5)

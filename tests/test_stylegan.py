@@ -1,0 +1,266 @@
+"""StyleGAN (Karras, Laine, Aila, CVPR 2019): the generator's parts by their defining properties — the
+mapping network, AdaIN (Eq. 1), noise inputs, truncation in W, style mixing, w̄ — the discriminator's
+minibatch standard deviation, the R1 penalty in closed form, and the FFHQ card against the paper."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import visionzoo as vz
+from visionzoo.core.errors import UsageError
+from visionzoo.core.profile import count_params
+from visionzoo.layers.style import (
+    AdaIN,
+    Blur2d,
+    EqualizedLinear,
+    MinibatchStdDev,
+    NoiseInjection,
+    adaptive_instance_norm,
+    r1_penalty,
+)
+from visionzoo.models.stylegan import (
+    STYLE_GROUPS,
+    latents,
+    noise_variants,
+    stochastic_variation,
+    style_mixing_images,
+    truncation_sweep,
+)
+from visionzoo.registry import get_entry, verify_card
+
+
+def _small(image_size=32, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return vz.create_model("stylegan_small", image_size=image_size, **kwargs).eval()
+
+
+def _randomise_noise_scales(model):
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, NoiseInjection):
+                module.weight.normal_(0, 0.5)
+
+
+@pytest.mark.parametrize("image_size, layers", [(32, 8), (28, 6)])
+def test_shapes_and_the_gan_contract(image_size, layers):
+    model = _small(image_size)
+    assert model.kind == "stylegan" and model.num_classes == 0 and model.latent_dim == 128
+    assert model.output_shape == (1, image_size, image_size)
+    assert model.generator.num_layers == layers == 2 * len(model.generator.synthesis.resolutions)
+    z = torch.randn(5, model.latent_dim)
+    images = model(z)
+    assert images.shape == (5, 1, image_size, image_size)
+    assert images.min() >= -1 and images.max() <= 1          # eval mode clips to the pixel range
+    logits = model.discriminator(images)
+    assert logits.shape == (5,) and torch.isfinite(logits).all()
+    assert model.r1_gamma == 1.0 and vz.create_model("stylegan_ffhq_1024", image_size=32).r1_gamma == 10.0
+    with pytest.raises(UsageError, match="unconditional"):
+        model(z, torch.zeros(5, dtype=torch.long))
+    with pytest.raises(UsageError, match="num_classes"):
+        vz.create_model("stylegan_small", num_classes=10)
+    with pytest.raises(UsageError, match="image_size=30"):
+        vz.create_model("stylegan_small", image_size=30)
+
+
+def test_mapping_network_is_eight_equalised_dense_layers_with_lr_multiplier():
+    mapping = _small().generator.mapping
+    dense = [m for m in mapping.modules() if isinstance(m, EqualizedLinear)]
+    assert len(dense) == 8 and all(m.in_features == m.out_features == 128 for m in dense)
+    layer = dense[3]
+    # Stored weights are N(0, 1/λ²) with λ = 0.01; the weights used are He-scaled: √2/√fan_in.
+    assert layer.weight.std().item() == pytest.approx(100, rel=0.05)
+    assert (layer.weight * layer.weight_gain).std().item() == pytest.approx(math.sqrt(2 / 128), rel=0.05)
+    x = torch.randn(3, 128)
+    torch.testing.assert_close(layer(x), x @ (layer.weight * layer.weight_gain).T + 0.01 * layer.bias)
+    # z is pixel-normalised first: its scale does not change w.
+    z = torch.randn(4, 128)
+    torch.testing.assert_close(mapping(3.0 * z), mapping(z))
+
+
+def test_adain_sets_each_channels_mean_and_std_to_the_style():
+    x = torch.randn(2, 3, 8, 8) * 5 + 2
+    scale, bias = torch.tensor([[0.5, 2.0, 3.0], [1.0, -1.5, 0.2]]), torch.tensor([[1.0, -2.0, 0.0], [3.0, 0.5, -1.0]])
+    out = adaptive_instance_norm(x, scale, bias)
+    torch.testing.assert_close(out.mean((2, 3)), bias, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std((2, 3), unbiased=False), scale.abs(), atol=1e-4, rtol=1e-4)
+    # The affine map A starts with y_s = 1 + A·w's bias of 1 and y_b = 0 bias: an unscaled instance norm.
+    adain = AdaIN(3, 16)
+    with torch.no_grad():
+        adain.affine.weight.zero_()
+    normalised = adain(x, torch.randn(2, 16))
+    torch.testing.assert_close(normalised.mean((2, 3)), torch.zeros(2, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(normalised.std((2, 3), unbiased=False), torch.ones(2, 3), atol=1e-4, rtol=1e-4)
+
+
+def test_noise_scales_start_at_zero_and_noise_false_is_deterministic():
+    model = _small()
+    scales = [m.weight for m in model.modules() if isinstance(m, NoiseInjection)]
+    assert len(scales) == model.generator.num_layers and all(torch.count_nonzero(s) == 0 for s in scales)
+    z = torch.randn(3, 128)
+    torch.testing.assert_close(model(z), model(z, noise=False))   # zero scales: noise has no effect yet
+    _randomise_noise_scales(model)
+    assert not torch.equal(model(z), model(z))                    # fresh noise per call
+    torch.testing.assert_close(model(z, noise=False), model(z, noise=False), rtol=0, atol=0)
+    fixed = model.generator.synthesis.draw_noise(3, like=z, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(model(z, noise_inputs=fixed), model(z, noise_inputs=fixed), rtol=0, atol=0)
+    draw = [model(z, generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    torch.testing.assert_close(draw[0], draw[1], rtol=0, atol=0)
+
+
+def test_noise_modes_follow_the_papers_coarse_and_fine_split():
+    synthesis = vz.create_model("stylegan_ffhq_1024", image_size=64).generator.synthesis
+    # 64²: 4², 8² coarse; 16², 32² middle; 64² fine — Fig. 5: coarse noise 4²–32², fine 64² up.
+    coarse = {synthesis.layers[i].resolution for i in synthesis.noisy_layers("coarse")}
+    fine = {synthesis.layers[i].resolution for i in synthesis.noisy_layers("fine")}
+    assert coarse == {4, 8, 16, 32} and fine == {64}
+    assert synthesis.noisy_layers(True) == set(range(10)) and synthesis.noisy_layers(False) == set()
+    with pytest.raises(UsageError, match="noise="):
+        synthesis.noisy_layers("middle")
+
+
+def test_truncation_psi_zero_gives_w_avg_for_every_z_and_psi_one_changes_nothing():
+    model = _small()
+    with torch.no_grad():
+        model.generator.w_avg.normal_()
+    z = torch.randn(4, 128)
+    fixed = model.generator.synthesis.draw_noise(1, like=z)
+    fixed = [m.expand(4, -1, -1, -1) for m in fixed]
+    truncated = model(z, truncation=0.0, noise_inputs=fixed)
+    assert torch.allclose(truncated, truncated[:1].expand_as(truncated), atol=1e-6)
+    ws = model.generator.broadcast(model.generator.mapping(z))
+    torch.testing.assert_close(model.generator.truncate(ws, 0.0), model.generator.w_avg.expand_as(ws))
+    torch.testing.assert_close(model(z, truncation=1.0, noise=False), model(z, noise=False))
+    half = model.generator.truncate(ws, 0.5, 3)
+    torch.testing.assert_close(half[:, :3], (ws[:, :3] + model.generator.w_avg) / 2)
+    torch.testing.assert_close(half[:, 3:], ws[:, 3:])
+    assert truncation_sweep(model.generator, z).shape == (6, 4, 1, 32, 32)
+
+
+def test_style_mixing_switches_to_the_second_latent_at_the_mix_layer():
+    model = _small()
+    _randomise_noise_scales(model)
+    z, z2 = torch.randn(2, 3, 128)
+    generate = model.generator
+    torch.testing.assert_close(model(z, mix_z=z2, mix_layer=0, noise=False), model(z2, noise=False))
+    torch.testing.assert_close(model(z, mix_z=z2, mix_layer=generate.num_layers, noise=False), model(z, noise=False))
+    w, w2 = generate.mapping(z), generate.mapping(z2)
+    ws = torch.cat([generate.broadcast(w)[:, :3], generate.broadcast(w2)[:, 3:]], dim=1)
+    torch.testing.assert_close(model(z, mix_z=z2, mix_layer=3, noise=False),
+                               generate.synthesis(ws, noise=False).clamp(-1, 1))
+    with pytest.raises(UsageError, match="mix_z and mix_layer"):
+        model(z, mix_z=z2)
+
+
+def test_training_mode_mixing_regularisation_and_w_avg():
+    model = _small()
+    generate = model.generator.train()
+    z = torch.randn(6, 128)
+    generate.mixing_probability = 0.0
+    plain = generate(z, noise=False)
+    # w̄ ← lerp(batch mean of w, w̄, 0.995), from 0.
+    torch.testing.assert_close(generate.w_avg, 0.005 * generate.mapping(z).mean(0))
+    torch.testing.assert_close(plain, generate.synthesis(generate.broadcast(generate.mapping(z)), noise=False))
+    generate.mixing_probability = 1.0
+    mixed = [generate(z, noise=False, generator=torch.Generator().manual_seed(3)) for _ in range(2)]
+    torch.testing.assert_close(mixed[0], mixed[1], rtol=0, atol=0)   # the torch.Generator decides the draws
+    assert not torch.allclose(mixed[0], plain)
+
+
+def test_minibatch_stddev_matches_the_groupwise_definition():
+    x = torch.randn(8, 3, 4, 4)
+    out = MinibatchStdDev(group_size=4)(x)
+    assert out.shape == (8, 4, 4, 4)
+    torch.testing.assert_close(out[:, :3], x)
+    for i in range(8):
+        members = x[[j for j in range(8) if j % 2 == i % 2]]    # N/G = 2 groups: i mod 2
+        expected = (members.var(0, unbiased=False) + 1e-8).sqrt().mean()
+        torch.testing.assert_close(out[i, 3], expected.expand(4, 4))
+    assert MinibatchStdDev(4)(torch.randn(6, 2, 3, 3)).shape == (6, 3, 3, 3)   # groups of 3
+
+
+def test_blur_preserves_a_constant_image_inside_the_border():
+    blurred = Blur2d()(torch.full((1, 2, 6, 6), 3.0))
+    torch.testing.assert_close(blurred[..., 1:-1, 1:-1], torch.full((1, 2, 4, 4), 3.0))
+
+
+class _Linear(nn.Module):
+    def __init__(self, size):
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(size))
+
+    def forward(self, x, labels=None):
+        return (x * self.a).flatten(1).sum(1) + ((x * self.a).flatten(1).sum(1)) ** 2
+
+
+def test_r1_penalty_in_closed_form_and_differentiable_in_d():
+    discriminator = _Linear((1, 3, 3))
+    real = torch.randn(5, 1, 3, 3)
+    # D(x) = s + s², s = a·x: ∇_x D = (1 + 2s) a, so R1 = mean (1 + 2s)² ‖a‖².
+    s = (real * discriminator.a).flatten(1).sum(1)
+    expected = ((1 + 2 * s) ** 2 * discriminator.a.square().sum()).mean()
+    penalty = r1_penalty(discriminator, real)
+    torch.testing.assert_close(penalty, expected)
+    penalty.backward()
+    assert discriminator.a.grad is not None and discriminator.a.grad.abs().sum() > 0
+    assert real.grad is None
+
+
+def test_r1_penalty_runs_on_the_stylegan_discriminator():
+    model = _small()
+    real = torch.rand(4, 1, 32, 32) * 2 - 1
+    penalty = r1_penalty(model.discriminator, real)
+    assert penalty.dim() == 0 and penalty > 0
+    penalty.backward()
+    assert model.discriminator.from_rgb.weight.grad is not None
+
+
+def test_ffhq_card_matches_the_paper_on_the_meta_device():
+    with torch.device("meta"):
+        model = vz.create_model("stylegan_ffhq_1024")
+    generate = model.generator
+    assert model.output_shape == (3, 1024, 1024) and generate.num_layers == 18 and generate.truncation_cutoff == 8
+    assert count_params(generate.mapping) == 8 * (512 * 512 + 512)
+    # Fig. 3's groups: coarse 4²–8², middle 16²–32², fine 64²–1024².
+    groups = [generate.synthesis.group_resolutions(g) for g in STYLE_GROUPS]
+    assert groups == [[4, 8], [16, 32], [64, 128, 256, 512, 1024]]
+    card = vz.model_card("stylegan_ffhq_1024")
+    assert card["params"] == count_params(generate)     # the generator's, not the discriminator's
+    assert verify_card(card)[0] and abs(card["params"] - 26.2e6) < 0.05e6
+    assert get_entry("stylegan_small").task == "generative" and "stylegan_small" in vz.list_models(task="generative")
+
+
+def test_figure_helpers_mix_the_named_styles():
+    model = _small()
+    _randomise_noise_scales(model)
+    generate = model.generator
+    a, b = latents(generate, 2, seed=0), latents(generate, 3, seed=1)
+    grid = style_mixing_images(generate, a, b, noise_seed=4)
+    assert grid["a"].shape == (2, 1, 32, 32) and grid["b"].shape == (3, 1, 32, 32)
+    for group in STYLE_GROUPS:
+        assert grid[group].shape == (2, 3, 1, 32, 32)
+    # Copying every group from B is B itself.
+    ws_a = generate.broadcast(generate.mapping(a))[:1].expand(3, -1, -1)
+    all_layers = range(generate.num_layers)
+    mixed = generate.mix(ws_a, generate.broadcast(generate.mapping(b)), all_layers)
+    torch.testing.assert_close(mixed, generate.broadcast(generate.mapping(b)))
+    variants = noise_variants(generate, a)
+    assert set(variants) == {"all", "none", "fine", "coarse"}
+    assert not torch.allclose(variants["all"], variants["none"])
+    torch.testing.assert_close(variants["none"], model(a, noise=False))
+    assert stochastic_variation(generate, a, realisations=3).shape == (2, 3, 1, 32, 32)
+    assert not generate.training
+
+
+def test_experiment_measures_by_their_definitions():
+    from visionzoo.experiments.stylegan import _diversity, _layout, _mosaic
+    images = torch.randn(5, 1, 8, 8)
+    pairs = [(i, j) for i in range(5) for j in range(5) if i != j]
+    expected = sum((images[i] - images[j]).square().mean() for i, j in pairs) / len(pairs)
+    assert _diversity(images) == pytest.approx(float(expected), rel=1e-5)
+    # The layout ignores brightness and contrast: an image and 3·image + 0.5 have the same one.
+    torch.testing.assert_close(_layout(images), _layout(3 * images + 0.5))
+    assert _layout(images).shape == (5, 4)
+    mosaic = _mosaic([[images[0].clamp(-1, 1), None], [images[1].clamp(-1, 1), images[2].clamp(-1, 1)]], pad=2)
+    assert mosaic.shape == (2 * 10 + 2, 2 * 10 + 2, 1) and mosaic.min() >= 0 and mosaic.max() <= 1
+    torch.testing.assert_close(mosaic[2:10, 2:10, 0], (images[0, 0].clamp(-1, 1) + 1) / 2)
