@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 CGAL_DATA := /usr/share/doc/libcgal-dev/data.tar.gz
+SWORD_MODS := /usr/share/sword/mods.d
 
 .PHONY: demo test test-fast lint install data clean
 
@@ -35,6 +36,14 @@ data:
 	else \
 	  echo "note: libcgal-demo is missing; the renders data set uses its procedural shapes only" \
 	       "(run 'sudo apt-get install libcgal-demo' to add CGAL's animal meshes)"; \
+	fi
+	@if [ -e $(SWORD_MODS)/engKJV2006eb.conf ] && [ -e $(SWORD_MODS)/spaRV1909eb.conf ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's sword-text-kjv and sword-text-sparv (the kjv and bible-en-es text data sets)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sword-text-kjv sword-text-sparv >/dev/null; \
+	else \
+	  echo "note: the SWORD Bibles are missing; the kjv and bible-en-es data sets need them" \
+	       "(run 'sudo apt-get install sword-text-kjv sword-text-sparv', or put the modules under --data-dir/sword)"; \
 	fi
 
 demo: install data

@@ -45,6 +45,8 @@ def evaluate_task(args, loaded: list, task: str) -> int:
         from .viewpoint_cmd import run_viewpoint_eval as run
     elif task == "video":
         from .video_cmd import run_video_eval as run
+    elif task == "language":
+        from .language_cmd import run_language_eval as run
     elif task == "generative":
         from .generative_cmd import run_generative_eval as run
     elif task == "detection":

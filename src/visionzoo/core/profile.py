@@ -27,7 +27,9 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _traced_forward(model: nn.Module, input_size):
-    x = torch.zeros((1, *input_size), device=_device_of(model))
+    # A network whose input is not an image (a token model) says what one example of input_size is.
+    example = getattr(model, "example_input", None)
+    x = example(input_size) if example else torch.zeros((1, *input_size), device=_device_of(model))
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), evaluating(model), counter:
         model(x)

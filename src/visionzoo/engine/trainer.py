@@ -46,6 +46,7 @@ from ..tasks.classification import ClassificationOptions, ClassificationTask
 from ..tasks.detection import DetectionOptions, DetectionTask
 from ..tasks.distillation import DistillationOptions
 from ..tasks.generative import GenerativeOptions, GenerativeTask
+from ..tasks.language import LanguageOptions, LanguageTask
 from ..tasks.segmentation import SegmentationOptions, SegmentationTask
 from ..tasks.techniques import AugmentationOptions
 from ..tasks.video import VideoOptions, VideoTask
@@ -80,7 +81,8 @@ from .schedules import SCHEDULES, WARMUP_FORMS, LRSchedule
 DIVERGENCE_FACTOR = 10
 # The task of a run follows from its model's registry card.
 TASK_CLASSES = {"classification": ClassificationTask, "segmentation": SegmentationTask, "viewpoint": ViewpointTask,
-                "video": VideoTask, "generative": GenerativeTask, "detection": DetectionTask}
+                "video": VideoTask, "generative": GenerativeTask, "language": LanguageTask,
+                "detection": DetectionTask}
 SWITCH = ("auto", "on", "off")
 
 
@@ -254,7 +256,7 @@ class RunOptions:
 
 
 @dataclass
-class TrainConfig(GenerativeOptions, DetectionOptions, VideoOptions, ViewpointOptions, SegmentationOptions, RegularisationOptions,
+class TrainConfig(LanguageOptions, GenerativeOptions, DetectionOptions, VideoOptions, ViewpointOptions, SegmentationOptions, RegularisationOptions,
                   NormalisationOptions, InitialisationOptions, AdversarialOptions, RunOptions, DeviceOptions,
                   LargeBatchOptions, TransferOptions, DistillationOptions, AugmentationOptions, ClassificationOptions,
                   OptimisationOptions, ModelDataOptions):
@@ -446,6 +448,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "numpy_rng": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
             "python_rng": json.dumps(random.getstate()),
+            "task": self.task.state_dict(),
         }
 
     def save_checkpoint(self) -> None:
@@ -484,6 +487,7 @@ class Trainer:
             np.random.set_state(tuple(np_state))
             py_state = json.loads(state["python_rng"])
             random.setstate((py_state[0], tuple(py_state[1]), py_state[2]))
+            self.task.load_state_dict(state.get("task", {}))   # absent from checkpoints of older versions
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
             raise UsageError(f"--resume: {path} is damaged ({str(exc).strip().splitlines()[0]}); "
                              "start the run again") from None
@@ -741,7 +745,7 @@ class Trainer:
     # what a run writes: a directory holding any of them holds a run (core/rundir.py)
     RUN_PRODUCTS = ("config.json", "model.json", "checkpoint.pt", "metrics.jsonl", "best.safetensors",
                     "model.safetensors", "summary.json", "curves.png", "confusion.png", "segmentation.png",
-                    "viewpoints.png", "clips.png", "detections.png", "samples.png", "modes.png", "diagnostics.json",
+                    "viewpoints.png", "clips.png", "detections.png", "samples.png", "modes.png", "sample.txt", "diagnostics.json",
                     "diagnostics.png", "tensorboard")
 
     def run(self) -> dict:

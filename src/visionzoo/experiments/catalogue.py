@@ -17,6 +17,7 @@ from . import (  # noqa: F401
                nin_gap,
                overfitting,
                paper_tables,
+               recurrent,
                segmentation,
                stylegan,
                sweeps,

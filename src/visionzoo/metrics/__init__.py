@@ -2,7 +2,8 @@
 `visionzoo.metrics.segmentation` (Dice, IoU, pixel accuracy; see its docstring for the papers);
 viewpoint errors from `visionzoo.metrics.viewpoint` (geodesic rotation distance, MedErr, Acc_π/6);
 detection mAP (COCO, VOC07 11-point, VOC 2010+ all-point) from `visionzoo.metrics.detection`; the Fréchet
-distance of GAN samples (FID) from `visionzoo.metrics.generative`.
+distance of GAN samples (FID) from `visionzoo.metrics.generative`; language-model scores from
+`visionzoo.metrics.language` (bits per character, perplexity, word perplexity from BPC).
 
 Each metric module imports only torch and `visionzoo.core`, so any layer above can use it.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from visionzoo.metrics.detection import detection_map
 from visionzoo.metrics.generative import feature_statistics, fid_from_features, frechet_distance
+from visionzoo.metrics.language import bits_per_char, perplexity, word_perplexity_from_bpc
 from visionzoo.metrics.segmentation import (
     PerClass,
     confusion_matrix,
@@ -51,4 +53,7 @@ __all__ = [
     "feature_statistics",
     "fid_from_features",
     "frechet_distance",
+    "bits_per_char",
+    "perplexity",
+    "word_perplexity_from_bpc",
 ]

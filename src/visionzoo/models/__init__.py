@@ -13,6 +13,7 @@ from . import (  # noqa: F401
     highway,
     inception,
     ji3dcnn,
+    language,
     lenet,
     mcdnn,
     mixer,

@@ -106,6 +106,14 @@ class Task:
     def training_step(self, batch, phase: str, generator: torch.Generator) -> StepOutput:
         raise NotImplementedError
 
+    def state_dict(self) -> dict:
+        """What the task carries from step to step besides the weights (a language model's recurrent
+        state between windows), tensors and plain containers: the checkpoint keeps it for --resume."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back what `state_dict` gave, when a run resumes."""
+
     # ---- evaluation and the run directory ------------------------------------------------------
     def evaluate(self, model: nn.Module, split: str) -> dict:
         """Metrics on "val" (each epoch): at least every key of `record_keys`."""

@@ -1,0 +1,98 @@
+"""Text data for language models (data/text.py): vocabularies at the character and word level, the
+contiguous splits, `text:PATH` errors, and (when installed) the `kjv` corpus."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from visionzoo.core.errors import DataError, UsageError
+from visionzoo.data.text import END_OF_LINE, UNKNOWN, Vocabulary, load_text_data, split_text, word_tokens
+
+TEXT = "In the beginning God created the heaven and the earth.\nAnd the earth was without form, and void.\n" * 20
+
+
+@pytest.fixture
+def text_file(tmp_path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+def test_character_vocabulary_round_trips_and_names_unknown_characters():
+    vocab = Vocabulary.build("char", "héllo wörld\n")
+    assert vocab.itos == sorted(set("héllo wörld\n"))
+    encoded = vocab.encode("wörld héllo")
+    assert vocab.decode(encoded) == "wörld héllo" and encoded.dtype.is_floating_point is False
+    with pytest.raises(UsageError, match="'Z' 'q'"):
+        vocab.encode("Zoo quiz")
+    assert Vocabulary.from_json(vocab.to_json()).itos == vocab.itos
+
+
+def test_word_vocabulary_keeps_frequent_words_and_marks_lines():
+    assert word_tokens("Thou art, O LORD’s.\nAmen.") == ["Thou", "art", ",", "O", "LORD’s", ".", END_OF_LINE,
+                                                        "Amen", ".", END_OF_LINE]
+    assert word_tokens("a\n") == ["a", END_OF_LINE]
+    vocab = Vocabulary.build("word", "the cat\nthe dog\nthe cat\n", min_count=2)
+    assert vocab.itos == [UNKNOWN, END_OF_LINE, "cat", "the"]
+    encoded = vocab.encode("the dog\n")
+    assert encoded.tolist() == [vocab.stoi["the"], vocab.unk, vocab.stoi[END_OF_LINE]]
+    assert vocab.decode(vocab.encode("the cat\nthe cat")) == "the cat\nthe cat\n"
+    assert vocab.unknown("zebra") == []      # <unk> takes every unknown word
+
+
+def test_a_damaged_vocabulary_is_refused():
+    with pytest.raises(DataError, match="vocab.json"):
+        Vocabulary.from_json({"level": "char", "symbols": "abc"})
+    with pytest.raises(DataError):
+        Vocabulary("char", ["a", "a"])
+
+
+def test_splits_are_contiguous_and_cut_at_line_ends():
+    parts = split_text(TEXT, 0.1, 0.1, "x")
+    assert parts["train"] + parts["val"] + parts["test"] == TEXT
+    assert all(part.endswith("\n") for part in parts.values())
+    assert abs(len(parts["test"]) - 0.1 * len(TEXT)) < 60 and abs(len(parts["val"]) - 0.1 * len(TEXT)) < 120
+
+
+def test_text_file_streams_vocabulary_and_counts(text_file):
+    data = load_text_data(f"text:{text_file}", val_fraction=0.1, test_fraction=0.1)
+    assert data.vocab.decode(data.train) + data.vocab.decode(data.val) + data.vocab.decode(data.test) == TEXT
+    assert data.chars == {split: len(data.split(split)) for split in ("train", "val", "test")}
+    # words: word-level tokens of each split, the denominators of perplexity per word
+    assert data.words["test"] == len(word_tokens(data.vocab.decode(data.test)))
+    words = load_text_data(f"text:{text_file}", level="word", val_fraction=0.1, test_fraction=0.1, min_count=1)
+    assert words.chars == data.chars and len(words.train) == words.words["train"]
+    assert word_tokens(words.vocab.decode(words.test)) == word_tokens(data.vocab.decode(data.test))
+
+
+def test_text_file_errors_name_the_file(tmp_path, text_file):
+    with pytest.raises(DataError, match="missing.txt"):
+        load_text_data(f"text:{tmp_path / 'missing.txt'}")
+    (tmp_path / "empty.txt").write_bytes(b" \n")
+    with pytest.raises(DataError, match="empty.txt: empty"):
+        load_text_data(f"text:{tmp_path / 'empty.txt'}")
+    (tmp_path / "latin.txt").write_bytes("Génesis\n".encode("utf-8") * 3 + "Éxodo\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin.txt: not UTF-8 \(byte 27") as caught:
+        load_text_data(f"text:{tmp_path / 'latin.txt'}")
+    assert "\n" not in str(caught.value)
+    (tmp_path / "short.txt").write_text("ab")
+    with pytest.raises(DataError, match="short.txt: too short"):
+        load_text_data(f"text:{tmp_path / 'short.txt'}")
+    with pytest.raises(UsageError, match="kjv or text:PATH"):
+        load_text_data("fashion-mnist")
+    with pytest.raises(DataError, match=r"corpus.txt: the characters '\.' ',' are not in the network's"):
+        load_text_data(f"text:{text_file}", vocab=Vocabulary.build("char", TEXT.replace(",", "").replace(".", "")))
+
+
+@pytest.mark.skipif(not Path("/usr/share/sword/mods.d/engKJV2006eb.conf").exists(),
+                    reason="Debian's sword-text-kjv is not installed")
+def test_kjv_is_the_bible_in_canonical_order_split_90_5_5():
+    data = load_text_data("kjv")
+    first, last = "In the beginning God created the heaven and the earth.\n", \
+        "\nThe grace of our Lord Jesus Christ be with you all. Amen.\n"
+    assert data.vocab.decode(data.train[:len(first)]) == first and data.vocab.decode(data.test[-len(last):]) == last
+    total = sum(data.chars.values())
+    assert 4_000_000 < total < 4_500_000
+    assert abs(data.chars["test"] / total - 0.05) < 0.001 and abs(data.chars["val"] / total - 0.05) < 0.001
+    assert 60 <= len(data.vocab) <= 80
