@@ -59,6 +59,18 @@ def _decoupled_decay(optimizer, args, kwargs) -> None:
                 torch._foreach_mul_(group["params"], 1.0 - group["lr"] * decay)
 
 
+def _start_late_momentum(optimizer, args, kwargs) -> None:
+    # Step pre-hook: torch's fused SGD takes a group's momentum buffers all or none, so a parameter whose
+    # first gradient comes after others have stepped (one frozen for the first stages, as in Faster R-CNN's
+    # alternating training) gets a zero buffer, which makes the same first update as none: buf = μ·0 + g.
+    for group in optimizer.param_groups:
+        state = [optimizer.state[p].get("momentum_buffer") for p in group["params"]]
+        if group["momentum"] and any(buf is not None for buf in state):
+            for p, buf in zip(group["params"], state):
+                if buf is None and p.grad is not None:
+                    optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
+
+
 def build_optimizer(model, cfg, lr: float | None = None) -> torch.optim.Optimizer:
     """The optimiser of `cfg` over trainable parameters, grouped by (decayed?, head?)."""
     lr = (PEAK_LR if cfg.lr is None else cfg.lr) if lr is None else lr
@@ -95,6 +107,7 @@ def build_optimizer(model, cfg, lr: float | None = None) -> torch.optim.Optimize
         # The fused kernel computes SGD's update bit for bit as foreach does, in a third of the time.
         optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.optimizer == "nesterov",
                                     fused=True)
+        optimizer.register_step_pre_hook(_start_late_momentum)
     if mode == "decoupled":
         optimizer.register_step_pre_hook(_decoupled_decay)
     return optimizer

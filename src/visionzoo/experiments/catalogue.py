@@ -9,6 +9,7 @@ from . import (  # noqa: F401
                closed_form,
                compression,
                depth,
+               detection,
                dropout_ensemble,
                efficiency,
                family_table,

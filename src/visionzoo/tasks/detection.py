@@ -18,7 +18,8 @@ moves only with the weights.
 Training schemes (`--training-scheme`): approximate joint training (the four losses summed in
 one backward pass, the paper's default) or the 4-step alternating training, its stages run one
 after another over equal shares of the epochs (RPN; Fast R-CNN on the stage-1 proposals; RPN
-with the shared layers frozen; the detection head with them frozen).
+with the shared layers frozen; the detection head with them frozen), or its first two stages
+only (`unshared`: the RPN and the detector keep their own backbones, Table 2's unshared row).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from torch import nn
 
 from ..core.errors import UsageError
 from ..core.figures import save_figure, subplots
-from ..core.options import option, option_group
+from ..core.options import option, option_group, positive
 from ..core.runtime import autocast, evaluating
 from ..data.detection import BoxAugmentation, load_detection_data
 from ..data.loader import Normalizer, epoch_order, steps_per_epoch
@@ -53,9 +54,14 @@ class DetectionOptions:
     proposals: str = option("selective-search", "a Fast R-CNN's region proposals: selective-search (Uijlings et "
                                                 "al., computed once per image) or a JSON file of boxes per image "
                                                 "name; a Faster R-CNN makes its own", metavar="SOURCE")
-    training_scheme: str = option("joint", "Faster R-CNN: approximate joint training, or the paper's 4-step "
-                                           "alternating training over equal shares of the epochs",
-                                  choices=("joint", "alternating"))
+    training_scheme: str = option("joint", "Faster R-CNN: approximate joint training, the paper's 4-step "
+                                           "alternating training over equal shares of the epochs, or its first two "
+                                           "steps only (unshared: the RPN and the detector each on its own backbone, "
+                                           "Table 2's unshared row)",
+                                  choices=("joint", "alternating", "unshared"))
+    scene_count: int | None = option(None, "training images: the fmnist-scenes training scenes rendered (default "
+                                           "6000), or a seeded subset of a VOC/COCO training pool; the test split "
+                                           "stays the same", metavar="N", check=positive)
     score_threshold: float = option(0.05, "detections scoring below this are dropped (default {default})",
                                     metavar="S")
 
@@ -229,7 +235,8 @@ class DetectionTask(ImageTask):
         cfg = self.cfg
         self.refuse_options(CLASSIFICATION_ONLY, "a classification")
         self.data = load_detection_data(cfg.data, data_dir=cfg.data_dir, download=cfg.download,
-                                        val_size=cfg.val_size, seed=cfg.seed, image_size=cfg.image_size)
+                                        val_size=cfg.val_size, seed=cfg.seed, image_size=cfg.image_size,
+                                        train_size=cfg.scene_count)
         self.limit_splits()
         self.normalizer = Normalizer(self.data.mean, self.data.std)
         self.input_size = self.data.input_size
@@ -249,11 +256,15 @@ class DetectionTask(ImageTask):
     def check_model(self, model: nn.Module) -> None:
         self.has_rpn = getattr(model, "rpn", None) is not None
         self.record_keys = ("loss", *(RPN_LOSSES if self.has_rpn else ()), *HEAD_LOSSES)
-        if self.cfg.training_scheme == "alternating" and not self.has_rpn:
-            raise UsageError(f"--training-scheme alternating trains an RPN; {self.cfg.model} has none (a Fast "
-                             "R-CNN trains on given proposals)")
-        if self.cfg.training_scheme == "alternating" and self.world > 1:   # each stage trains other parameters
-            raise UsageError("--training-scheme alternating runs in one process; use joint training with DDP")
+        if self.cfg.training_scheme != "joint" and not self.has_rpn:
+            raise UsageError(f"--training-scheme {self.cfg.training_scheme} trains an RPN; {self.cfg.model} has none "
+                             "(a Fast R-CNN trains on given proposals)")
+        if self.cfg.training_scheme != "joint" and self.cfg.keep == "best":   # an early stage's best is another network
+            raise UsageError(f"--training-scheme {self.cfg.training_scheme}: the stages train different parts, so the "
+                             "best validation epoch may be an unfinished detector; add --keep last")
+        if self.cfg.training_scheme != "joint" and self.world > 1:   # each stage trains other parameters
+            raise UsageError(f"--training-scheme {self.cfg.training_scheme} runs in one process; use joint training "
+                             "with DDP")
         if not self.has_rpn:
             self.proposals = self.load_proposals()
 
@@ -296,7 +307,7 @@ class DetectionTask(ImageTask):
 
     def training_step(self, batch, phase: str, generator) -> StepOutput:
         images, targets = batch
-        if self.cfg.training_scheme == "alternating":
+        if self.cfg.training_scheme != "joint":
             self.model.set_training_stage(self.stage)
         extra = {"proposals": [t.pop("proposals") for t in targets]} if self.proposals is not None else {}
         with autocast(self.device, self.amp):
@@ -310,17 +321,20 @@ class DetectionTask(ImageTask):
         return StepOutput(losses, sums, n)
 
     def phases(self, step: int) -> list[str]:
-        # the alternating scheme's stage: four equal shares of the run's steps
-        if self.cfg.training_scheme == "alternating":
+        # the alternating scheme's stage: equal shares of the run's steps (four; two when unshared)
+        if self.cfg.training_scheme != "joint":
+            stages = 4 if self.cfg.training_scheme == "alternating" else 2
             total = max(self.cfg.epochs * steps_per_epoch(self.train_size, self.cfg.batch_size), 1)
-            self.stage = min(4 * step // total + 1, 4)
+            self.stage = min(stages * step // total + 1, stages)
         return ["model"]
 
     def evaluate(self, model: nn.Module, split: str) -> dict:
-        return evaluate(model, getattr(self.data, split), self.normalizer, classes=self.classes,
-                        batch_size=self.cfg.eval_batch_size, device=self.device, channels_last=self.channels_last,
-                        proposals=self.proposals[split] if self.proposals else None,
-                        score_threshold=self.cfg.score_threshold)
+        result = evaluate(model, getattr(self.data, split), self.normalizer, classes=self.classes,
+                          batch_size=self.cfg.eval_batch_size, device=self.device, channels_last=self.channels_last,
+                          proposals=self.proposals[split] if self.proposals else None,
+                          score_threshold=self.cfg.score_threshold)
+        # an alternating stage computes only the losses of what it trains; the others count 0, as in training
+        return {**dict.fromkeys(self.record_keys, 0.0), **result}
 
     def test(self, model: nn.Module, out, title: str) -> dict:
         test = self.evaluate(model, "test")
@@ -345,8 +359,10 @@ class DetectionTask(ImageTask):
                 "proposals": None if getattr(self, "has_rpn", True) else self.cfg.proposals}
 
     def model_meta(self) -> dict:
-        return {**super().model_meta(), "score_threshold": self.cfg.score_threshold,
+        meta = {**super().model_meta(), "score_threshold": self.cfg.score_threshold,
                 "proposals": None if self.has_rpn else self.cfg.proposals}
+        meta["data_args"]["train_size"] = self.cfg.scene_count   # eval rebuilds the run's validation split
+        return meta
 
     def plot_curves(self, history: list[dict], path) -> None:
         """The summed loss (train and validation) and the validation AP at IoU 0.5 per epoch."""
