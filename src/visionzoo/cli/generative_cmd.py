@@ -32,7 +32,13 @@ def _reference(meta: dict, device, batch_size: int):
 def run_generative_eval(args, model, meta: dict) -> int:
     from ..core.runtime import resolve_device
     from ..data.generative import load_generative_data
-    from ..tasks.generative import carve_splits, sample_scores, split_domains, translation_scores
+    from ..tasks.generative import (
+        carve_splits,
+        sample_scores,
+        split_domains,
+        translated_coverage,
+        translation_scores,
+    )
     device = resolve_device(args.device)
     model = model.to(device).eval()
     spec = args.data or meta["data"]
@@ -43,7 +49,10 @@ def run_generative_eval(args, model, meta: dict) -> int:
     n, seed = meta.get("fid_samples", 10000), data_args.get("seed", 0)
     points = "output_shape" in meta
     reference = None if points else _reference(meta, device, batch_size)
-    if meta.get("kind") == "discogan":
+    if meta.get("kind") == "discogan" and points:   # two-domain points: G_AB(A) among B's modes
+        result, _ = translated_coverage(model, split_domains(splits)[args.split][0], data.domain_modes[1],
+                                        data.mode_std, n=n, device=device, batch_size=batch_size)
+    elif meta.get("kind") == "discogan":
         result, _ = translation_scores(model, split_domains(splits), args.split, n=n, reference=reference, seed=seed,
                                        device=device, batch_size=batch_size)
     else:

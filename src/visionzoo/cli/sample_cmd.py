@@ -6,7 +6,8 @@ weights when the run was trained with `--ema`). A conditional network draws clas
 name), or, without it, one row per class; `--truncation ψ` is StyleGAN's truncation trick in W
 (w' = w̄ + ψ(w − w̄)) and is refused for other networks. A DiscoGAN run translates the first `--n` test
 images of domain A to B and back and those of B to A (rows as the run's samples.png); a run on 2-D
-points writes `samples.png` (a scatter plot over the data) and `samples.csv`. A language run
+points writes `samples.png` (a scatter plot over the data) and `samples.csv`, a DiscoGAN run on two domains
+of points (toy-domains) the same of G_AB(x_A) for the first `--n` test points of A, over B's. A language run
 (task "language") is handed to `language_cmd.run_language_sample` with `--prompt`, `--temperature` or
 `--bias`, and `--length`.
 """
@@ -60,7 +61,9 @@ def run_sample(args) -> int:
     device = resolve_device(args.device)
     model = model.to(device).eval()
     out = Path(args.out)
-    if meta.get("kind") == "discogan":
+    if meta.get("kind") == "discogan" and "output_shape" in meta:
+        written = _points(args, model, meta, out, device, translated=True)
+    elif meta.get("kind") == "discogan":
         written = _translations(args, model, meta, out, device)
     elif "output_shape" in meta:
         written = _points(args, model, meta, out, device)
@@ -122,15 +125,20 @@ def _translations(args, model, meta: dict, out: Path, device) -> dict:
             "rows": ["A", "A→B", "A→B→A", "B", "B→A", "B→A→B"], "domains": meta.get("domains")}
 
 
-def _points(args, model, meta: dict, out: Path, device) -> dict:
+def _points(args, model, meta: dict, out: Path, device, translated: bool = False) -> dict:
     from ..core.io import write_text
     from ..data.generative import load_generative_data
-    from ..tasks.generative import plot_points, sample
+    from ..tasks.generative import plot_points, sample, translate
     data = load_generative_data(meta["data"], data_dir=args.data_dir, **meta.get("data_args", {}))
-    points = sample(model, args.n, seed=args.seed, device=device)
-    plot_points(data.test, points, data.modes, out / "samples.png", f"{args.n} samples of {meta['name']}")
+    if translated:   # G_AB of A's first test points, drawn over B
+        points = translate(model, data.test[data.test_labels == 0][:args.n], "ab", device=device)
+        real, modes, what = data.test[data.test_labels == 1], data.domain_modes[1], "translations A → B"
+    else:
+        points = sample(model, args.n, seed=args.seed, device=device)
+        real, modes, what = data.test, data.modes, "samples"
+    plot_points(real, points, modes, out / "samples.png", f"{len(points)} {what} of {meta['name']}")
     write_text(out / "samples.csv", "".join(",".join(f"{v:.6g}" for v in row) + "\n" for row in points.tolist()))
-    return {"n": args.n, "files": ["samples.png", "samples.csv"]}
+    return {"n": len(points), "files": ["samples.png", "samples.csv"]}
 
 
 def add_commands(commands) -> None:

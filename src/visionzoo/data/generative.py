@@ -19,6 +19,11 @@ Specs (`load_generative_data`):
   training points (seeded), 10 000 test points (fixed); labels are the mode index.
 - ``grid25``: Srivastava et al., "VEEGAN", NeurIPS 2017, Sec. 5.1: 25 Gaussians of standard deviation
   0.05 on the grid {−4, −2, 0, 2, 4}²; sizes as ring8.
+- ``toy-domains``: DiscoGAN's toy (Kim et al., ICML 2017, Sec. 4.1, Fig. 4): two unpaired domains of 2-D
+  Gaussian mixtures, A of 5 modes and B of 10 (the paper's counts). Our layout: A's means evenly on a
+  circle of radius 1, B's on a circle of radius 2 (the first of each on the positive x axis), standard
+  deviation 0.05 for every component; labels 0 = A, 1 = B, half the points in each, shuffled; sizes as ring8.
+  ``modes`` holds all 15 means (A's, then B's), ``domain_modes`` each domain's.
 
 Images stay uint8 in [0, 255]; the generative task maps them to the generators' Tanh range [−1, 1] with
 `to_gan_range` (and samples back with `from_gan_range`). ``mean``/``std`` are the data's per channel
@@ -50,7 +55,12 @@ MIN_EDGE = 1e-3   # a gradient magnitude below this (rounding, in [0, 1] units) 
 HIGH_QUALITY_STDS = 3.0
 COVERED_SHARE = 20 / 2500   # PacGAN: a mode with fewer than 20 of 2 500 samples is lost
 POINT_TRAIN, POINT_TEST = 100_000, 10_000
-SPECS = ("fashion-mnist", "fashion-mnist:CLASSES", "fmnist-bags-shoes", "fmnist-edges-shoes", "ring8", "grid25")
+SPECS = ("fashion-mnist", "fashion-mnist:CLASSES", "fmnist-bags-shoes", "fmnist-edges-shoes", "ring8", "grid25",
+         "toy-domains")
+POINT_SPECS = ("ring8", "grid25", "toy-domains")
+TOY_DOMAIN_MODES = (5, 10)     # DiscoGAN's toy: modes of A and of B
+TOY_DOMAIN_RADII = (1.0, 2.0)
+TOY_DOMAIN_STD = 0.05
 
 
 @dataclass
@@ -70,6 +80,7 @@ class GenerativeData:
     val_labels: torch.Tensor | None = None
     modes: torch.Tensor | None = None   # points: (M, D) centres of the mixture
     mode_std: float | None = None       # points: the standard deviation of every component
+    domain_modes: tuple[torch.Tensor, torch.Tensor] | None = None   # two-domain points: A's and B's centres
 
 
 def to_gan_range(images: torch.Tensor) -> torch.Tensor:
@@ -197,7 +208,33 @@ def _mixture(modes: torch.Tensor, std: float, count: int, rng: np.random.Generat
     return modes[labels] + noise, labels
 
 
+def _domain_mixture(domain_modes, std: float, count: int, rng: np.random.Generator):
+    """`count` points, half from each domain's mixture, labelled by domain, in a seeded order (so that the first
+    N of a split hold both domains)."""
+    halves = (count - count // 2, count // 2)
+    drawn = [_mixture(modes, std, size, rng)[0] for modes, size in zip(domain_modes, halves)]
+    labels = torch.cat([torch.full((size,), domain, dtype=torch.int64) for domain, size in enumerate(halves)])
+    order = torch.from_numpy(rng.permutation(count))
+    return torch.cat(drawn)[order], labels[order]
+
+
+def _toy_domains(seed: int, val_size: float | int | None) -> GenerativeData:
+    domain_modes = tuple(ring_modes(count, radius) for count, radius in zip(TOY_DOMAIN_MODES, TOY_DOMAIN_RADII))
+    std = TOY_DOMAIN_STD
+    train, train_labels = _domain_mixture(domain_modes, std, POINT_TRAIN, np.random.default_rng([seed, 0]))
+    test, test_labels = _domain_mixture(domain_modes, std, POINT_TEST, np.random.default_rng([0, 1]))
+    val, val_labels = (None, None) if val_size is None else _domain_mixture(
+        domain_modes, std, int(val_size * POINT_TRAIN) if val_size < 1 else int(val_size),
+        np.random.default_rng([seed, 2]))
+    names = ("A", "B")
+    return GenerativeData("points", train, train_labels, test, test_labels, list(names), names, (2,),
+                          train.mean(0).tolist(), train.std(0).tolist(), val, val_labels, torch.cat(domain_modes),
+                          std, domain_modes)
+
+
 def _points(spec: str, seed: int, val_size: float | int | None) -> GenerativeData:
+    if spec == "toy-domains":
+        return _toy_domains(seed, val_size)
     if spec == "ring8":
         modes, std = ring_modes(), 0.02
         names = [f"mode {k} ({k * 45}°)" for k in range(len(modes))]
@@ -219,7 +256,7 @@ def load_generative_data(spec: str, *, data_dir=None, download: bool = False, se
     points: draws one), None keeps every training image for training."""
     if val_size is not None and not val_size > 0:
         raise UsageError(f"val_size={val_size}: give a fraction (< 1) or a count of validation samples, or None")
-    if spec in ("ring8", "grid25"):
+    if spec in POINT_SPECS:
         if image_size is not None:
             raise UsageError(f"{spec} holds 2-D points, not images: drop the image size ({image_size})")
         return _points(spec, seed, val_size)
@@ -234,13 +271,20 @@ def mode_coverage(points: torch.Tensor, modes: torch.Tensor, std: float, *,
     """(modes covered, share of high-quality samples) of generated (N, D) points for a mixture with
     (M, D) `modes` of standard deviation `std`: a sample is of high quality within 3·std of its nearest
     mode; a mode is covered when at least `covered_share` of all N samples are high-quality samples of it."""
+    covered, quality = covered_modes(points, modes, std, covered_share=covered_share)
+    return len(covered), quality
+
+
+def covered_modes(points: torch.Tensor, modes: torch.Tensor, std: float, *,
+                  covered_share: float = COVERED_SHARE) -> tuple[list[int], float]:
+    """The indices of the modes covered (`mode_coverage`'s rule) and the share of high-quality samples."""
     points, modes = torch.as_tensor(points, dtype=torch.float64), torch.as_tensor(modes, dtype=torch.float64)
     if len(points) == 0:
         raise UsageError("mode_coverage needs at least one generated point")
     distance, nearest = torch.cdist(points, modes).min(1)
     good = distance <= HIGH_QUALITY_STDS * std
     per_mode = torch.bincount(nearest[good], minlength=len(modes))
-    covered = int((per_mode >= covered_share * len(points)).sum())
+    covered = torch.nonzero(per_mode >= covered_share * len(points)).flatten().tolist()
     return covered, float(good.double().mean())
 
 

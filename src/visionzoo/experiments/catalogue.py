@@ -13,6 +13,7 @@ from . import (  # noqa: F401
                dropout_ensemble,
                efficiency,
                family_table,
+               gan,
                initialisation,
                neural_ode,
                nin_gap,

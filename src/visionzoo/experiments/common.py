@@ -93,7 +93,7 @@ def precision_note(ctx: Context) -> str:
     return "; mixed precision (--amp auto: bf16 autocast where the CPU has it)" if trainer_amp(ctx) == "auto" else "; fp32"
 
 
-def train_registered(ctx: Context, model: str, run_name: str, **settings):
+def train_registered(ctx: Context, model: str, run_name: str, *, hooks: tuple = (), **settings):
     """Train a registered network with the Trainer; returns the summary and the Trainer (its
     `history` holds the per-epoch records, `model` the best weights, `normalizer` the input scaling).
 
@@ -103,6 +103,7 @@ def train_registered(ctx: Context, model: str, run_name: str, **settings):
     Quick and full runs keep their run directory in out/runs/RUN_NAME (checkpoints, curves); smoke
     runs write nothing, the Trainer's plots would dominate their time. With `ctx.resume`, a run
     directory holding a checkpoint of the same settings is resumed (a finished run only re-evaluated).
+    `hooks` join the Trainer's (e.g. on_epoch_end(trainer, record) to look at the network as it trains).
     """
     from ..engine.trainer import TrainConfig, Trainer
     spec = data_spec(ctx)
@@ -113,6 +114,7 @@ def train_registered(ctx: Context, model: str, run_name: str, **settings):
     cfg = dataclasses.replace(cfg, **settings)
     note(f"training {run_name}: {cfg.model} on {cfg.data}, {cfg.epochs} epochs", quiet=ctx.quiet)
     trainer = Trainer(cfg, resume=cfg.out if ctx.resume and _same_run(cfg) else None)
+    trainer.hooks.extend(hooks)
     return trainer.run(), trainer
 
 

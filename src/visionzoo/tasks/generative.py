@@ -19,7 +19,10 @@
   notes write it: L_G = L_GAB + L_GBA, L_GAB = GAN_GAB + R_GAB with R_GAB = d(x_A, G_BA(G_AB(x_A)))
   (`--reconstruction-loss`: d is mse, l1, cosine (1 − cosine similarity per image) or hinge
   (max(0, |x − y| − 0.1) summed like l1)), and L_D = L_DA + L_DB; one phase trains both
-  discriminators, the other both generators.
+  discriminators, the other both generators. `--disco-variant` trains the paper's other two models of
+  Fig. 2 instead: "gan" (G_AB against D_B alone) and "reconstruction" (that plus R_GAB through G_BA).
+  On two domains of points (toy-domains) the measure is where G_AB sends A: the modes of B covered and
+  the high-quality share.
 - Zhang et al., mixup, ICLR 2018, Sec. 3.5 (`--d-mixup α`): the discriminator is trained on
   λx_real + (1 − λ)G(z) with target λ, λ ~ Beta(α, α), one λ per minibatch as for classifiers:
   its loss is −[λ log D(x̃) + (1 − λ) log(1 − D(x̃))].
@@ -63,6 +66,8 @@ from ..registry import create_model, get_entry
 from .base import StepOutput, Task
 
 GAN_LOSSES = ("non-saturating", "minimax")
+# Kim et al.'s Fig. 2: (a) G_AB judged by D_B alone, (b) with A's reconstruction through G_BA, (c) DiscoGAN
+DISCO_VARIANTS = ("discogan", "reconstruction", "gan")
 DISTANCES = ("mse", "l1", "cosine", "hinge")
 HINGE_MARGIN = 0.1            # the hinge distance ignores per-pixel differences below this (of the [−1, 1] range)
 VAL_SAMPLES = 2000            # samples of each epoch's validation FID and losses
@@ -87,6 +92,9 @@ class GenerativeOptions:
                                              "log(1 − D(G(z)))", choices=GAN_LOSSES)
     reconstruction_loss: str = option("mse", "DiscoGAN's distance d(x_A, G_BA(G_AB(x_A))) (default {default})",
                                       choices=DISTANCES)
+    disco_variant: str = option("discogan", "two-domain models of Kim et al.'s Fig. 2: discogan (both directions), "
+                                            "reconstruction (G_AB, D_B and A's reconstruction through G_BA) or gan "
+                                            "(G_AB and D_B alone)", choices=DISCO_VARIANTS)
     d_mixup: float = option(0.0, "train the discriminator on λ·real + (1 − λ)·fake with target λ ~ Beta(α, α) "
                                  "(mixup for GANs; 0 = off)", metavar="α", check=at_least(0))
     fid_reference: str | None = option(None, "classification run whose penultimate features give FID (default: "
@@ -388,6 +396,15 @@ def translation_scores(model: nn.Module, domains: dict, split: str, *, n: int, r
     return result, (x_a, x_b, ab, ba)
 
 
+def translated_coverage(model: nn.Module, domain_a, modes_b: torch.Tensor, std: float, *, n: int, device="cpu",
+                        batch_size: int = 500):
+    """Two-domain points (toy-domains): where G_AB sends the first n points of A — `modes_covered` of B's modes
+    and the `high_quality` share. Returns (the measures, G_AB(x_A))."""
+    n = min(n, len(domain_a))
+    ab = translate(model, first(domain_a, n)[0].float(), "ab", device=device, batch_size=batch_size)
+    return {"n": n, **coverage(ab, modes_b, std)}, ab
+
+
 def translation_rows(model: nn.Module, x_a, x_b, ab, ba, *, device="cpu", count: int = GRID_PER_CLASS):
     """Six rows of uint8 images: x_A, G_AB(x_A), G_BA(G_AB(x_A)), x_B, G_BA(x_B), G_AB(G_BA(x_B))."""
     count = min(count, len(x_a))
@@ -488,6 +505,12 @@ class GenerativeTask(Task):
         self.kind = model.kind
         self.discogan = model.kind == "discogan"
         self.conditional = model.num_classes > 0
+        if not self.discogan and cfg.disco_variant != "discogan":
+            raise UsageError(f"--disco-variant {cfg.disco_variant} chooses among two-domain models; --model "
+                             f"{cfg.model} is not one (try discogan_mlp_2d or discogan)")
+        if self.discogan and self.points and self.data.domain_modes is None:
+            raise UsageError(f"--model {cfg.model} translates between two domains; --data {cfg.data} is one "
+                             "mixture: give toy-domains")
         if self.discogan and not self.data.domains:
             raise UsageError(f"--model {cfg.model} translates between two domains; give two-domain data such as "
                              "fmnist-bags-shoes or fmnist-edges-shoes")
@@ -626,26 +649,34 @@ class GenerativeTask(Task):
         return StepOutput(losses, sums, n)
 
     def _discogan_step(self, batch, phase: str) -> StepOutput:
+        """One phase of DiscoGAN, or of the other models of Kim et al.'s Fig. 2 (--disco-variant): those
+        train G_AB against D_B only, "reconstruction" adding d(x_A, G_BA(G_AB(x_A)))."""
         x_a, x_b = batch
-        model, n = self.model, len(x_a)
+        model, n, both_ways = self.model, len(x_a), self.cfg.disco_variant == "discogan"
         if phase == "discriminator":
             with torch.no_grad(), autocast(self.device, self.amp):
-                x_ab, x_ba = model.generator_ab(x_a), model.generator_ba(x_b)
+                x_ab = model.generator_ab(x_a)
+                x_ba = model.generator_ba(x_b) if both_ways else None
             with autocast(self.device, self.amp):
-                real_a, fake_a = model.discriminator_a(x_a), model.discriminator_a(x_ba)
-                real_b, fake_b = model.discriminator_b(x_b), model.discriminator_b(x_ab)
+                judged = [(model.discriminator_a(x_a), model.discriminator_a(x_ba))] if both_ways else []
+                judged.append((model.discriminator_b(x_b), model.discriminator_b(x_ab)))
             # L_D = L_DA + L_DB, each −[E log D(x) + E log(1 − D(G(·)))]
-            loss = discriminator_loss(real_a, fake_a) + discriminator_loss(real_b, fake_b)
-            return self._discriminator_output({"discriminator": loss}, torch.cat([real_a, real_b]),
-                                              torch.cat([fake_a, fake_b]), n)
+            loss = sum(discriminator_loss(real, fake) for real, fake in judged)
+            return self._discriminator_output({"discriminator": loss}, torch.cat([real for real, _ in judged]),
+                                              torch.cat([fake for _, fake in judged]), n)
         distance = self.cfg.reconstruction_loss
         with frozen(model.discriminator_a), frozen(model.discriminator_b), autocast(self.device, self.amp):
-            x_ab, x_ba = model.generator_ab(x_a), model.generator_ba(x_b)
-            x_aba, x_bab = model.generator_ba(x_ab), model.generator_ab(x_ba)
-            gan_ab = generator_loss(model.discriminator_b(x_ab), self.cfg.gan_loss)
-            gan_ba = generator_loss(model.discriminator_a(x_ba), self.cfg.gan_loss)
-        losses = {"gan_ab": gan_ab, "reconstruction_a": reconstruction_distance(x_a, x_aba, distance),
-                  "gan_ba": gan_ba, "reconstruction_b": reconstruction_distance(x_b, x_bab, distance)}
+            x_ab = model.generator_ab(x_a)
+            losses = {"gan_ab": None}
+            if both_ways:
+                x_ba = model.generator_ba(x_b)
+                x_aba, x_bab = model.generator_ba(x_ab), model.generator_ab(x_ba)
+                losses["reconstruction_a"] = reconstruction_distance(x_a, x_aba, distance)
+                losses["gan_ba"] = generator_loss(model.discriminator_a(x_ba), self.cfg.gan_loss)
+                losses["reconstruction_b"] = reconstruction_distance(x_b, x_bab, distance)
+            elif self.cfg.disco_variant == "reconstruction":
+                losses["reconstruction_a"] = reconstruction_distance(x_a, model.generator_ba(x_ab), distance)
+            losses["gan_ab"] = generator_loss(model.discriminator_b(x_ab), self.cfg.gan_loss)
         return self._generator_output(losses, n)
 
     # ---- evaluation -----------------------------------------------------------------------------
@@ -681,11 +712,14 @@ class GenerativeTask(Task):
             a, b = self.domains[split]
             n = min(VAL_SAMPLES, len(a), len(b))
             x_a, x_b = first(a, n)[0], first(b, n)[0]
-            ab, ba = (translate(model, scale_images(x), direction, device=self.device,
+            scaled = (lambda x: x.float()) if self.points else scale_images
+            ab, ba = (translate(model, scaled(x), direction, device=self.device,
                                 batch_size=self.cfg.eval_batch_size) for x, direction in ((x_a, "ab"), (x_b, "ba")))
             result = self._losses((model.discriminator_a, model.discriminator_b),
-                                  ((scale_images(x_a), ba), (scale_images(x_b), ab)))
-            if self.reference:
+                                  ((scaled(x_a), ba), (scaled(x_b), ab)))
+            if self.points:   # where G_AB sends A's points among B's modes
+                result.update(coverage(ab, self.data.domain_modes[1], self.mode_std))
+            elif self.reference:
                 result["fid"] = 0.5 * (fid(self.reference, to_uint8(ab), x_b) + fid(self.reference, to_uint8(ba), x_a))
             return result
         n = min(VAL_SAMPLES, len(self.splits[split]))
@@ -702,7 +736,9 @@ class GenerativeTask(Task):
     def test(self, model: nn.Module, out, title: str) -> dict:
         cfg = self.cfg
         measured = {**self.full_splits, "test": self.splits["test"]}   # the floor draws from all training images
-        if self.discogan:
+        if self.discogan and self.points:
+            result = self._translated_coverage(model, split_domains(measured)["test"], out, title)
+        elif self.discogan:
             result, shown = translation_scores(model, split_domains(measured), "test", n=cfg.fid_samples,
                                                reference=self.reference, device=self.device,
                                                batch_size=cfg.eval_batch_size, seed=cfg.seed)
@@ -726,6 +762,18 @@ class GenerativeTask(Task):
         if self.reference:
             summary["fid_reference"] = self.reference.record()
         return summary
+
+    def _translated_coverage(self, model: nn.Module, domains, out, title: str) -> dict:
+        """Two-domain points: the modes of B that G_AB(x_A) covers and its high-quality share (modes.png: over B)."""
+        a, b = domains
+        modes_b = self.data.domain_modes[1]
+        result, ab = translated_coverage(model, a, modes_b, self.mode_std, n=self.cfg.fid_samples, device=self.device,
+                                         batch_size=self.cfg.eval_batch_size)
+        n = result["n"]
+        if out is not None:
+            plot_points(first(b, n)[0], ab, modes_b, out / "modes.png",
+                        f"{title}: G_AB(A) covers {result['modes_covered']:.0f} of {len(modes_b)} modes of B")
+        return result
 
     def write_samples(self, model: nn.Module, path: Path) -> None:
         """samples.png: 64 samples, or one row of 8 per class for a conditional network."""
