@@ -49,3 +49,27 @@ def randomise_batchnorm(model, batch):
 def private_cache(tmp_path_factory):
     """Model cards measured by the tests go to a cache of their own, not the user's ~/.cache/visionzoo."""
     os.environ.setdefault("VISIONZOO_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def interrupt_after(config, steps: int, out) -> None:
+    """Train `config` (a TrainConfig's keywords) into `out` and stop it as Ctrl-C would once `steps`
+    global steps have run: the run saves a checkpoint and raises Interrupted."""
+    from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
+    stopped = Trainer(TrainConfig(**config, quiet=True, out=str(out)))
+    original = stopped.task.training_step
+
+    def interrupt(*args):
+        if stopped.global_step == steps:
+            stopped.stop_requested = True
+        return original(*args)
+
+    stopped.task.training_step = interrupt
+    with pytest.raises(Interrupted):
+        stopped.run()
+
+
+def assert_same_weights(run_a, run_b) -> None:
+    """The two run directories' model.safetensors hold the same tensors, bit for bit."""
+    from safetensors.torch import load_file
+    a, b = load_file(str(run_a / "model.safetensors")), load_file(str(run_b / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -10,8 +10,9 @@ import torch
 
 from visionzoo.cli.main import main
 from visionzoo.data import detection
-from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
 from visionzoo.tasks.detection import loss_mode, with_proposals, without_proposals
+
+from conftest import assert_same_weights, interrupt_after
 
 SETTINGS = dict(model="faster_rcnn_small", data="fmnist-scenes", image_size=64, epochs=2, batch_size=4, lr=0.01,
                 train_limit=16, val_size=8, test_limit=8, eval_batch_size=8, amp="off", seed=0)
@@ -61,21 +62,9 @@ def test_a_run_reports_the_detection_keys_and_pictures(run_dir):
 
 
 def test_an_interrupted_run_resumes_bit_identical(run_dir, tmp_path):
-    stopped = Trainer(TrainConfig(**SETTINGS, quiet=True, out=str(tmp_path / "stopped")))
-    original = stopped.task.training_step
-
-    def interrupt_after_3_steps(*args):
-        if stopped.global_step == 3:
-            stopped.stop_requested = True
-        return original(*args)
-
-    stopped.task.training_step = interrupt_after_3_steps
-    with pytest.raises(Interrupted):
-        stopped.run()
+    interrupt_after(SETTINGS, 3, tmp_path / "stopped")
     assert main(["train", "--resume", str(tmp_path / "stopped"), "--quiet"]) == 0
-    from safetensors.torch import load_file
-    whole, again = load_file(str(run_dir / "model.safetensors")), load_file(str(tmp_path / "stopped" / "model.safetensors"))
-    assert whole.keys() == again.keys() and all(torch.equal(whole[k], again[k]) for k in whole)
+    assert_same_weights(run_dir, tmp_path / "stopped")
 
 
 def test_eval_json_has_the_contract_keys(run_dir, capsys):

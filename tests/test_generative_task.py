@@ -14,7 +14,7 @@ from PIL import Image
 from visionzoo.cli.main import main
 from visionzoo.core.io import read_torch
 from visionzoo.data.augment import _beta
-from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
+from visionzoo.engine.trainer import TrainConfig, Trainer
 from visionzoo.tasks import generative
 from visionzoo.tasks.generative import (
     discriminator_loss,
@@ -22,6 +22,8 @@ from visionzoo.tasks.generative import (
     mixup_discriminator_loss,
     reconstruction_distance,
 )
+
+from conftest import assert_same_weights, interrupt_after
 
 GAN = dict(model="dcgan", data="fashion-mnist", model_args={"width": 8}, epochs=2, batch_size=32, train_limit=128,
            val_size=100, test_limit=100, fid_samples=100, eval_batch_size=100, optimizer="adam", lr=2e-4,
@@ -198,21 +200,9 @@ def test_checkpoint_holds_both_networks_and_both_optimisers(run_dir):
 
 @pytest.mark.slow   # a second run, interrupted and resumed: 40 s on a busy 2-core machine
 def test_interrupted_run_resumes_bit_identical(run_dir, reference, tmp_path):
-    stopped = Trainer(TrainConfig(**GAN, fid_reference=str(reference), quiet=True, out=str(tmp_path / "stopped")))
-    original = stopped.task.training_step
-
-    def interrupt_after_5_steps(*args):
-        if stopped.global_step == 5:
-            stopped.stop_requested = True
-        return original(*args)
-
-    stopped.task.training_step = interrupt_after_5_steps
-    with pytest.raises(Interrupted):
-        stopped.run()
+    interrupt_after(dict(**GAN, fid_reference=str(reference)), 5, tmp_path / "stopped")
     assert main(["train", "--resume", str(tmp_path / "stopped"), "--quiet"]) == 0
-    from safetensors.torch import load_file
-    whole, again = load_file(str(run_dir / "model.safetensors")), load_file(str(tmp_path / "stopped" / "model.safetensors"))
-    assert whole.keys() == again.keys() and all(torch.equal(whole[k], again[k]) for k in whole)
+    assert_same_weights(run_dir, tmp_path / "stopped")
     assert json.loads((tmp_path / "stopped" / "summary.json").read_text())["test_fid"] == \
         json.loads((run_dir / "summary.json").read_text())["test_fid"]
 

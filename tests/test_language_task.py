@@ -12,9 +12,11 @@ import torch.nn.functional as F
 
 from visionzoo.cli.main import main
 from visionzoo.core.errors import UsageError
-from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
+from visionzoo.engine.trainer import TrainConfig, Trainer
 from visionzoo.metrics.language import bits_per_char, word_perplexity_from_bpc
 from visionzoo.tasks.language import language_measures, stream_loss, stream_matrix, windows
+
+from conftest import assert_same_weights, interrupt_after
 
 WORDS = "in the beginning god created heaven and earth was without form void darkness upon face of deep".split()
 
@@ -118,24 +120,11 @@ def test_run_summary_sample_and_model_json(run_dir):
 
 
 def test_interrupted_run_resumes_bit_identical(corpus, run_dir, tmp_path):
-    stopped = Trainer(TrainConfig(**settings(corpus), quiet=True, out=str(tmp_path / "stopped")))
-    original = stopped.task.training_step
-
-    def interrupt_after_5_steps(*args):
-        if stopped.global_step == 5:
-            stopped.stop_requested = True
-        return original(*args)
-
-    stopped.task.training_step = interrupt_after_5_steps
-    with pytest.raises(Interrupted):
-        stopped.run()
+    interrupt_after(settings(corpus), 5, tmp_path / "stopped")
     checkpoint = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)
     assert checkpoint["step_in_epoch"] == 6 and checkpoint["task"]["carried"] is not None
     assert main(["train", "--resume", str(tmp_path / "stopped"), "--quiet"]) == 0
-    from safetensors.torch import load_file
-    whole = load_file(str(run_dir / "model.safetensors"))
-    again = load_file(str(tmp_path / "stopped" / "model.safetensors"))
-    assert whole.keys() == again.keys() and all(torch.equal(whole[k], again[k]) for k in whole)
+    assert_same_weights(run_dir, tmp_path / "stopped")
 
 
 def test_eval_json_has_the_contract_keys(run_dir, capsys):

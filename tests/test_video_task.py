@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from visionzoo.cli.main import main
 from visionzoo.data import video
 from visionzoo.data.video import MOTION_CLASSES
-from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
+from visionzoo.engine.trainer import TrainConfig, Trainer
+
+from conftest import assert_same_weights, interrupt_after
 
 SETTINGS = dict(model="c3d_small", data="moving-fmnist", frames=8, image_size=32, clip_frames=6, time_reverse=True,
                 epochs=2, batch_size=16, lr=0.01, optimizer="adamw", train_limit=64, val_size=16, test_limit=24,
@@ -64,21 +66,9 @@ def test_run_reports_the_video_keys_and_pictures(run_dir):
 
 
 def test_interrupted_run_resumes_bit_identical(run_dir, tmp_path):
-    stopped = Trainer(TrainConfig(**SETTINGS, quiet=True, out=str(tmp_path / "stopped")))
-    original = stopped.task.training_step
-
-    def interrupt_after_5_steps(*args):
-        if stopped.global_step == 5:
-            stopped.stop_requested = True
-        return original(*args)
-
-    stopped.task.training_step = interrupt_after_5_steps
-    with pytest.raises(Interrupted):
-        stopped.run()
+    interrupt_after(SETTINGS, 5, tmp_path / "stopped")
     assert main(["train", "--resume", str(tmp_path / "stopped"), "--quiet"]) == 0
-    from safetensors.torch import load_file
-    whole, again = load_file(str(run_dir / "model.safetensors")), load_file(str(tmp_path / "stopped" / "model.safetensors"))
-    assert whole.keys() == again.keys() and all(torch.equal(whole[k], again[k]) for k in whole)
+    assert_same_weights(run_dir, tmp_path / "stopped")
 
 
 def test_eval_json_has_the_contract_keys(run_dir, capsys):
