@@ -32,61 +32,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 import visionzoo as vz
-from visionzoo.layers.detection import roi_pool
+from visionzoo.models.rcnn import torchvision_twin
 from visionzoo.registry import convert_state_dict
 
 # The backbone layers torchvision's twin runs: our trunk's sequential features (VGG-16: conv1_1–conv5_3 + ReLU).
 TWIN_BODY = {"faster_rcnn_small": lambda ours: ours.backbone.body.features,
              "faster_rcnn_vgg16": lambda ours: ours.backbone.body.features[:30]}
-
-
-class RoIMaxPool(nn.Module):
-    """torchvision's box_roi_pool interface around RoI max pooling of the single feature map."""
-
-    def __init__(self, output_size: int, stride: int):
-        super().__init__()
-        self.output_size, self.stride = output_size, stride
-
-    def forward(self, features, proposals, image_shapes):
-        return roi_pool(features["0"], proposals, self.output_size, 1.0 / self.stride)
-
-
-class NoResize(GeneralizedRCNNTransform):
-    """Batching and (identity) normalisation without resizing: images arrive at their final size."""
-
-    def resize(self, image, target=None):
-        return image, target
-
-
-def torchvision_twin(ours, body: nn.Module) -> TorchvisionFasterRCNN:
-    """torchvision's FasterRCNN on a copy of `body` with our detector's anchors, proposal counts, sampling,
-    thresholds, head sizes and RoI max pooling."""
-    body = copy.deepcopy(body)
-    body.out_channels = ours.backbone.out_channels
-    rpn, heads = ours.rpn, ours.roi_heads
-    size, channels = heads.roi_output_size, ours.backbone.out_channels
-    twin = TorchvisionFasterRCNN(
-        body, num_classes=None, rpn_anchor_generator=AnchorGenerator((rpn.anchors.scales,), (rpn.anchors.ratios,)),
-        box_head=TwoMLPHead(channels * size * size, heads.box_head.out_features),
-        box_predictor=FastRCNNPredictor(heads.box_head.out_features, ours.num_classes),
-        rpn_pre_nms_top_n_train=rpn.pre_nms_top_n[True], rpn_pre_nms_top_n_test=rpn.pre_nms_top_n[False],
-        rpn_post_nms_top_n_train=rpn.post_nms_top_n[True], rpn_post_nms_top_n_test=rpn.post_nms_top_n[False],
-        rpn_nms_thresh=rpn.nms_thresh, rpn_batch_size_per_image=rpn.batch_size_per_image,
-        rpn_fg_iou_thresh=rpn.fg_iou_thresh, rpn_bg_iou_thresh=rpn.bg_iou_thresh,
-        box_fg_iou_thresh=heads.fg_iou_thresh, box_bg_iou_thresh=heads.bg_iou_high,
-        box_score_thresh=heads.score_thresh, box_nms_thresh=heads.nms_thresh,
-        box_detections_per_img=heads.detections_per_img, box_batch_size_per_image=heads.batch_size_per_image,
-        box_positive_fraction=heads.positive_fraction)
-    twin.roi_heads.box_roi_pool = RoIMaxPool(size, ours.backbone.stride)   # its constructor takes RoIAlign only
-    in_chans = next(ours.backbone.parameters()).shape[1]
-    twin.transform = NoResize(1, 1, [0.0] * in_chans, [1.0] * in_chans)
-    return twin
 
 
 def detector_pair(name: str, side: int) -> tuple[nn.Module, nn.Module]:

@@ -7,60 +7,16 @@ import copy
 import pytest
 import torch
 from torch import nn
-from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 import visionzoo as vz
 from visionzoo.core.errors import DataError, UsageError
-from visionzoo.layers.detection import box_iou, roi_pool
+from visionzoo.layers.detection import box_iou
+from visionzoo.models.rcnn import torchvision_twin
 from visionzoo.registry import convert_state_dict
 
 from conftest import randomise_batchnorm
 
 PARTS = ("backbone", "rpn", "roi_heads")
-
-
-class RoIMaxPool(nn.Module):
-    """torchvision's box_roi_pool interface on RoI max pooling of the single feature map."""
-
-    def __init__(self, output_size: int, stride: int):
-        super().__init__()
-        self.output_size, self.stride = output_size, stride
-
-    def forward(self, features, proposals, image_shapes):
-        return roi_pool(features["0"], proposals, self.output_size, 1.0 / self.stride)
-
-
-class NoResize(GeneralizedRCNNTransform):
-    """Batches and normalises (mean 0, std 1: a no-op) without resizing, and without drawing a size
-    from the global random stream in training."""
-
-    def resize(self, image, target=None):
-        return image, target
-
-
-def torchvision_twin(ours, body: nn.Sequential, **settings):
-    """torchvision's FasterRCNN on `body` with our detector's settings (their defaults where ours
-    follow them: background IoU [0, 0.5), smooth-L1 β = 1/9)."""
-    body = copy.deepcopy(body)
-    body.out_channels = ours.backbone.out_channels
-    rpn, heads = ours.rpn, ours.roi_heads
-    size, channels = heads.roi_output_size, ours.backbone.out_channels
-    twin = TorchvisionFasterRCNN(
-        body, num_classes=None, rpn_anchor_generator=AnchorGenerator((rpn.anchors.scales,), (rpn.anchors.ratios,)),
-        box_head=TwoMLPHead(channels * size * size, heads.box_head.out_features),
-        box_predictor=FastRCNNPredictor(heads.box_head.out_features, ours.num_classes),
-        rpn_pre_nms_top_n_train=rpn.pre_nms_top_n[True], rpn_pre_nms_top_n_test=rpn.pre_nms_top_n[False],
-        rpn_post_nms_top_n_train=rpn.post_nms_top_n[True], rpn_post_nms_top_n_test=rpn.post_nms_top_n[False],
-        rpn_nms_thresh=rpn.nms_thresh, box_score_thresh=heads.score_thresh, box_nms_thresh=heads.nms_thresh,
-        box_detections_per_img=heads.detections_per_img, box_batch_size_per_image=heads.batch_size_per_image,
-        box_positive_fraction=heads.positive_fraction, **settings)
-    twin.roi_heads.box_roi_pool = RoIMaxPool(size, ours.backbone.stride)   # the constructor takes RoIAlign only
-    channels = ours.pretrained_cfg["input_size"][0]
-    twin.transform = NoResize(1, 1, [0.0] * channels, [1.0] * channels)
-    return twin
 
 
 def twins(name, body_of, side, **kwargs):

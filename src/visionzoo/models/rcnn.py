@@ -72,6 +72,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from ..core.errors import UsageError
 from ..layers.detection import (
@@ -599,6 +600,53 @@ def rcnn(num_classes: int = 21, in_chans: int = 3, backbone: str = "vgg16", back
                                      rpn_post_nms_top_n_test, rpn_nms_thresh, rpn_fg_iou_thresh, rpn_bg_iou_thresh,
                                      rpn_batch_size_per_image, rpn_positive_fraction, rpn_smooth_l1_beta)
     return FasterRCNN(trunk, proposer, roi_heads, num_classes)
+
+
+class TwinRoIMaxPool(nn.Module):
+    """torchvision's box_roi_pool interface around RoI max pooling of the single feature map."""
+
+    def __init__(self, output_size: int, stride: int):
+        super().__init__()
+        self.output_size, self.stride = output_size, stride
+
+    def forward(self, features, proposals, image_shapes):
+        return roi_pool(features["0"], proposals, self.output_size, 1.0 / self.stride)
+
+
+class TwinNoResize(GeneralizedRCNNTransform):
+    """Batching and (identity) normalisation without resizing: images arrive at their final size."""
+
+    def resize(self, image, target=None):
+        return image, target
+
+
+def torchvision_twin(ours, body: nn.Module):
+    """torchvision's FasterRCNN on a copy of `body` with our detector's anchors, proposal counts, sampling,
+    thresholds, head sizes and RoI max pooling (the side-by-side reference of tests/test_rcnn.py and
+    benchmarks/detection_speed.py)."""
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    body = copy.deepcopy(body)
+    body.out_channels = ours.backbone.out_channels
+    rpn, heads = ours.rpn, ours.roi_heads
+    size, channels = heads.roi_output_size, ours.backbone.out_channels
+    twin = FasterRCNN(
+        body, num_classes=None, rpn_anchor_generator=AnchorGenerator((rpn.anchors.scales,), (rpn.anchors.ratios,)),
+        box_head=TwoMLPHead(channels * size * size, heads.box_head.out_features),
+        box_predictor=FastRCNNPredictor(heads.box_head.out_features, ours.num_classes),
+        rpn_pre_nms_top_n_train=rpn.pre_nms_top_n[True], rpn_pre_nms_top_n_test=rpn.pre_nms_top_n[False],
+        rpn_post_nms_top_n_train=rpn.post_nms_top_n[True], rpn_post_nms_top_n_test=rpn.post_nms_top_n[False],
+        rpn_nms_thresh=rpn.nms_thresh, rpn_batch_size_per_image=rpn.batch_size_per_image,
+        rpn_fg_iou_thresh=rpn.fg_iou_thresh, rpn_bg_iou_thresh=rpn.bg_iou_thresh,
+        box_fg_iou_thresh=heads.fg_iou_thresh, box_bg_iou_thresh=heads.bg_iou_high,
+        box_score_thresh=heads.score_thresh, box_nms_thresh=heads.nms_thresh,
+        box_detections_per_img=heads.detections_per_img, box_batch_size_per_image=heads.batch_size_per_image,
+        box_positive_fraction=heads.positive_fraction)
+    twin.roi_heads.box_roi_pool = TwinRoIMaxPool(size, ours.backbone.stride)   # its constructor takes RoIAlign only
+    in_chans = next(ours.backbone.parameters()).shape[1]
+    twin.transform = TwinNoResize(1, 1, [0.0] * in_chans, [1.0] * in_chans)
+    return twin
 
 
 def torchvision_to_ours(state_dict: dict) -> dict:
