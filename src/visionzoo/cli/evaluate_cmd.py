@@ -51,6 +51,10 @@ def evaluate_task(args, loaded: list, task: str) -> int:
         from .generative_cmd import run_generative_eval as run
     elif task == "detection":
         from .detect_cmd import run_detection_eval as run
+    elif task == "translation":
+        from .translate_cmd import run_translation_eval as run
+    elif task == "cloze":
+        from .cloze_cmd import run_cloze_eval as run
     else:
         raise UsageError(f"this visionzoo cannot evaluate a {task} run yet")
     return run(args, *loaded[0])

@@ -1,4 +1,5 @@
-"""`visionzoo` / `python -m visionzoo`: models, info, train, eval, segment, bench, attack, compress, explain, reproduce.
+"""`visionzoo` / `python -m visionzoo`: models, info, train, eval, segment, detect, sample, translate, bench,
+attack, compress, explain, reproduce.
 
 Exit status: 0 success; 2 bad usage or bad input (one line on stderr); 1 any other failure
 (`--debug` shows the traceback); 130 interrupted by Ctrl-C after saving a checkpoint.
@@ -22,6 +23,7 @@ from . import (
     sample_cmd,
     segment_cmd,
     train_cmd,
+    translate_cmd,
 )
 
 
@@ -46,13 +48,13 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="visionzoo", description=__doc__.split("\n")[0],
+    parser = _Parser(prog="visionzoo", description=__doc__.split("\n\n")[0].replace("\n", " "),
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     parser.add_argument("--version", action=_Version, help="print visionzoo's and torch's versions and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (models_cmd, train_cmd, evaluate_cmd, segment_cmd, bench_cmd, attack_cmd, compress_cmd,
-                   explain_cmd, reproduce_cmd, sample_cmd, detect_cmd):
+                   explain_cmd, reproduce_cmd, sample_cmd, detect_cmd, translate_cmd):
         module.add_commands(commands)
     return parser
 

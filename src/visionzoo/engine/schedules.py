@@ -9,13 +9,17 @@ at each milestone epoch, as in ResNet's ÷10 at 32k and 48k iterations), cosine 
 η_min = `final_factor`·η), one-cycle (Smith & Topin, Super-Convergence, 2018: linear rise from
 0.04η to the peak over `pct_start` of training, then the same cosine down), a constant rate, or
 reduce-on-plateau (×γ when the validation loss has not improved for `patience` epochs, as in
-AlexNet's "divide the learning rate by 10 when the validation error stopped improving", Sec. 5).
+AlexNet's "divide the learning rate by 10 when the validation error stopped improving", Sec. 5), or
+the Transformer's inverse square root (`rsqrt`: Vaswani et al., Attention Is All You Need, 2017, Sec. 5.3,
+lrate = d_model^−0.5 · min(step^−0.5, step · warmup^−1.5) with steps counted from 1; as a multiplier of
+its peak d_model^−0.5 · warmup^−0.5, reached at the end of the warmup: step / warmup, then
+(warmup / step)^0.5 — the zero-form warmup followed by the decay).
 """
 from __future__ import annotations
 
 import math
 
-SCHEDULES = ("step", "multistep", "plateau", "cosine", "onecycle", "constant")
+SCHEDULES = ("step", "multistep", "plateau", "cosine", "onecycle", "constant", "rsqrt")
 WARMUP_FORMS = ("zero", "goyal")
 PLATEAU_THRESHOLD = 1e-4   # relative improvement that counts, as torch's ReduceLROnPlateau
 
@@ -30,6 +34,8 @@ def lr_factor(step: int, *, total_steps: int, steps_per_epoch: int, schedule: st
         if warmup_from is None:
             return (step + 1) / warmup_steps
         return warmup_from + (1 - warmup_from) * step / warmup_steps
+    if schedule == "rsqrt":
+        return math.sqrt(max(warmup_steps, 1) / (step + 1))
     if schedule in ("constant", "plateau"):   # plateau reductions are applied by LRSchedule
         return 1.0
     if schedule == "multistep":

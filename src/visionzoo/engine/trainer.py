@@ -43,12 +43,14 @@ from ..data.loader import steps_per_epoch
 from ..layers.batchnorm import recalibrate_batchnorm, running_batch_norms
 from ..tasks.adversarial import AdversarialOptions
 from ..tasks.classification import ClassificationOptions, ClassificationTask
+from ..tasks.cloze import ClozeOptions, ClozeTask
 from ..tasks.detection import DetectionOptions, DetectionTask
 from ..tasks.distillation import DistillationOptions
 from ..tasks.generative import GenerativeOptions, GenerativeTask
 from ..tasks.language import LanguageOptions, LanguageTask
 from ..tasks.segmentation import SegmentationOptions, SegmentationTask
 from ..tasks.techniques import AugmentationOptions
+from ..tasks.translation import TranslationOptions, TranslationTask
 from ..tasks.video import VideoOptions, VideoTask
 from ..tasks.viewpoint import ViewpointOptions, ViewpointTask
 from .agc import adaptive_clip_, clipped_parameters
@@ -82,7 +84,7 @@ DIVERGENCE_FACTOR = 10
 # The task of a run follows from its model's registry card.
 TASK_CLASSES = {"classification": ClassificationTask, "segmentation": SegmentationTask, "viewpoint": ViewpointTask,
                 "video": VideoTask, "generative": GenerativeTask, "language": LanguageTask,
-                "detection": DetectionTask}
+                "detection": DetectionTask, "translation": TranslationTask, "cloze": ClozeTask}
 SWITCH = ("auto", "on", "off")
 
 
@@ -256,9 +258,10 @@ class RunOptions:
 
 
 @dataclass
-class TrainConfig(LanguageOptions, GenerativeOptions, DetectionOptions, VideoOptions, ViewpointOptions, SegmentationOptions, RegularisationOptions,
-                  NormalisationOptions, InitialisationOptions, AdversarialOptions, RunOptions, DeviceOptions,
-                  LargeBatchOptions, TransferOptions, DistillationOptions, AugmentationOptions, ClassificationOptions,
+class TrainConfig(ClozeOptions, TranslationOptions, DetectionOptions, LanguageOptions, GenerativeOptions,
+                  VideoOptions, ViewpointOptions, SegmentationOptions, RegularisationOptions, NormalisationOptions,
+                  InitialisationOptions, AdversarialOptions, RunOptions, DeviceOptions, LargeBatchOptions,
+                  TransferOptions, DistillationOptions, AugmentationOptions, ClassificationOptions,
                   OptimisationOptions, ModelDataOptions):
     """Every setting of a run, flat: the option groups of the engine, the tasks and the network options.
 
@@ -745,8 +748,9 @@ class Trainer:
     # what a run writes: a directory holding any of them holds a run (core/rundir.py)
     RUN_PRODUCTS = ("config.json", "model.json", "checkpoint.pt", "metrics.jsonl", "best.safetensors",
                     "model.safetensors", "summary.json", "curves.png", "confusion.png", "segmentation.png",
-                    "viewpoints.png", "clips.png", "detections.png", "samples.png", "modes.png", "sample.txt", "diagnostics.json",
-                    "diagnostics.png", "tensorboard")
+                    "viewpoints.png", "clips.png", "detections.png", "samples.png", "modes.png", "sample.txt",
+                    "diagnostics.json", "diagnostics.png", "tensorboard", "translations.txt", "bleu_by_length.png",
+                    "alignments.png")
 
     def run(self) -> dict:
         """Train to the end, holding the run directory (one run, one process) meanwhile."""

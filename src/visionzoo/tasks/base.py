@@ -55,6 +55,14 @@ class Task:
         self.net: nn.Module | None = None
 
     # ---- data and network ---------------------------------------------------------------------
+    def refuse_options(self, options: dict, kind: str) -> None:
+        """Refuse, before the data are made, a set option of another task (`options`: name → its off
+        value; `kind`: "a classification", …) in one line naming the first."""
+        given = [name for name, off in options.items() if getattr(self.cfg, name, off) != off]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} is {kind} option; a {self.name} run "
+                             f"(--model {self.cfg.model}) cannot use it")
+
     def load_data(self) -> None:
         raise NotImplementedError
 
@@ -156,14 +164,6 @@ class ImageTask(Task):
                   f"{self.examples}")
         return counts + (f", {self.class_word} {', '.join(self.classes)}" if self.class_word else "")
 
-    def refuse_options(self, options: dict, kind: str) -> None:
-        """Refuse, before the data are made, a set option of another task (`options`: name → its off
-        value; `kind`: "a classification", …) in one line naming the first."""
-        given = [name for name, off in options.items() if getattr(self.cfg, name) != off]
-        if given:
-            raise UsageError(f"--{given[0].replace('_', '-')} is {kind} option; a {self.name} run "
-                             f"(--model {self.cfg.model}) cannot use it")
-
     def limit_splits(self) -> None:
         """--train-limit: a subset of the training split drawn with the run's seed; --test-limit: the
         first examples of the test split."""
@@ -206,3 +206,27 @@ class ImageTask(Task):
                 "input_size": list(self.input_size), "data": cfg.data,
                 "data_args": {"val_size": cfg.val_size, "seed": cfg.seed, "image_size": cfg.image_size},
                 "eval": {"batch_size": cfg.eval_batch_size, "channels_last": self.channels_last}}
+
+
+# Options of the image tasks that have no meaning for token sequences: refused if set.
+IMAGE_OPTIONS = {"mixup": 0.0, "cutmix": 0.0, "teacher": None, "adv": None, "test_tta": "none", "scale_jitter": None,
+                 "fancy_pca": 0.0, "random_erasing": 0.0, "cutout": 0, "gauss_noise": 0.0, "image_size": None,
+                 "whiten": False, "pretrain": "none", "bn_recalibrate": False}
+
+
+class TextTask(Task):
+    """A task whose examples are token sequences (language, translation, cloze): no image layout, the
+    image options refused, --train-limit a seeded subset of its training examples."""
+
+    def __init__(self, cfg, *, device, rank, world, channels_last, amp, log):
+        # channels_last is an image layout; token sequences have none
+        super().__init__(cfg, device=device, rank=rank, world=world, channels_last=False, amp=amp, log=log)
+        self.refuse_options(IMAGE_OPTIONS, "an image")
+
+    def limit_examples(self, examples: list) -> list:
+        """--train-limit: a subset of `examples` drawn with the run's seed (all of them without it)."""
+        limit = self.cfg.train_limit
+        if not limit or limit >= len(examples):
+            return examples
+        subset = torch.randperm(len(examples), generator=torch.Generator().manual_seed(self.cfg.seed))
+        return [examples[i] for i in subset[:limit].tolist()]

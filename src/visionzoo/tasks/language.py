@@ -37,15 +37,11 @@ from ..data.text import LEVELS, Vocabulary, load_text_data
 from ..layers.recurrent import detach_state
 from ..models.language import dynamic_evaluate, sample
 from ..registry import create_model
-from .base import StepOutput, Task
+from .base import StepOutput, TextTask
 from .plots import plot_curves
 
 EVAL_STREAMS = 32                     # parallel streams of a validation or test pass
 SAMPLE_PROMPT, SAMPLE_LENGTH, SAMPLE_SEED = 50, 500, 0
-# Options of the image tasks with no meaning for text: refused when set (name → its off value).
-IMAGE_ONLY = {"mixup": 0.0, "cutmix": 0.0, "teacher": None, "adv": None, "test_tta": "none", "scale_jitter": None,
-              "fancy_pca": 0.0, "random_erasing": 0.0, "cutout": 0, "gauss_noise": 0.0, "image_size": None,
-              "whiten": False, "pretrain": "none", "bn_recalibrate": False}
 
 
 @option_group("language modelling")
@@ -100,7 +96,7 @@ def stream_loss(model: nn.Module, tokens: torch.Tensor, *, bptt: int, streams: i
     return total.item(), count
 
 
-class LanguageTask(Task):
+class LanguageTask(TextTask):
     """Next-token prediction on a text: truncated BPTT with carried state, BPC and perplexity."""
 
     name = "language"
@@ -108,17 +104,12 @@ class LanguageTask(Task):
     monitor, monitor_mode = "loss", "min"
 
     def __init__(self, cfg, *, device, rank, world, channels_last, amp, log):
-        # channels_last is an image layout: token windows and recurrent weights have none
-        super().__init__(cfg, device=device, rank=rank, world=world, channels_last=False, amp=amp, log=log)
+        super().__init__(cfg, device=device, rank=rank, world=world, channels_last=channels_last, amp=amp, log=log)
         self.state = None   # the recurrent state carried from window to window
 
     # ---- data and network ---------------------------------------------------------------------
     def load_data(self) -> None:
         cfg = self.cfg
-        given = [name for name, off in IMAGE_ONLY.items() if getattr(cfg, name, off) != off]
-        if given:
-            raise UsageError(f"--{given[0].replace('_', '-')} is an image option; a language run (--model "
-                             f"{cfg.model}) cannot use it")
         self.data = load_text_data(cfg.data, data_dir=cfg.data_dir, level=cfg.level)
         self.vocab: Vocabulary = self.data.vocab
         self.input_size = (1, cfg.bptt)   # the registry's (channels, length): one token stream

@@ -1,0 +1,135 @@
+"""The cloze task (tasks/cloze.py) through the engine and the command line: the readers learn an easy
+cloze far above chance, batches and exact resume, chance_loss, `visionzoo eval` of a run."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from visionzoo.cli.main import main
+from visionzoo.core.errors import UsageError
+from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
+from visionzoo.tasks.cloze import collate
+
+from test_cloze import write_questions
+
+SMALL = {"embedding": 32, "hidden_size": 32, "attention_size": 32}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The readers' many small step-by-step operations: on a CPU shared with other work two threads wait on
+    each other at every one (measured 20× slower than one thread on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def questions(tmp_path_factory):
+    return write_questions(tmp_path_factory.mktemp("cloze") / "questions")
+
+
+def settings(questions, model: str = "attentive_reader", **extra) -> dict:
+    return dict(model=model, data=f"cnn-qa:{questions}", model_args=dict(SMALL), batch_size=16, epochs=8,
+                optimizer="adam", lr=0.01, weight_decay=0.0, schedule="onecycle", amp="off", seed=0, **extra)
+
+
+def flags(questions) -> list[str]:
+    return ["--model", "attentive_reader", "--data", f"cnn-qa:{questions}", "--model-arg", "embedding=32",
+            "--model-arg", "hidden_size=32", "--model-arg", "attention_size=32", "--batch-size", "16", "--epochs", "8",
+            "--optimizer", "adam", "--lr", "0.01", "--weight-decay", "0", "--schedule", "onecycle", "--amp", "off",
+            "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(questions, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cloze-run") / "run"
+    assert main(["train", *flags(questions), "--out", str(out)]) == 0
+    return out
+
+
+def test_the_attentive_reader_learns_the_easy_cloze_far_above_chance(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    # three candidates, the answer never the most frequent: chance 1/3, frequency baselines 0
+    assert summary["task"] == "cloze" and summary["test_top1"] > 0.9 and summary["test_loss"] < math.log(3) / 4
+    assert summary["test_max_frequency_top1"] == 0 and summary["test_n"] == 60
+    meta = json.loads((run_dir / "model.json").read_text())
+    assert meta["entities"] == 6 and meta["kwargs"]["num_classes"] == 6
+    assert meta["kwargs"]["vocab_size"] == len(meta["vocab"]["symbols"])
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {"train_loss", "train_top1", "val_loss", "val_top1"} <= set(records[0])
+
+
+@pytest.mark.parametrize("model", ["multipass_reader", "singlepass_reader"])
+def test_the_notes_readers_learn_the_easy_cloze_above_chance(questions, model):
+    summary = Trainer(TrainConfig(**{**settings(questions, model), "epochs": 12}, quiet=True)).run()
+    assert summary["test_top1"] > 0.8
+
+
+def test_chance_loss_is_the_mean_log_of_the_candidates(questions):
+    task = Trainer(TrainConfig(**settings(questions), quiet=True)).task
+    assert task.chance_loss == pytest.approx(math.log(3))        # every generated document has three entities
+    assert task.describe_data().startswith("300 train / 60 val / 60 test questions")
+
+
+def test_every_question_is_trained_once_an_epoch_and_a_resumed_epoch_repeats_its_batches(questions):
+    task = Trainer(TrainConfig(**settings(questions), quiet=True)).task
+    batches = list(task.train_batches(0, 0))
+    assert len(batches) == 300 // 16
+    answers = torch.cat([b[4] for b in batches])
+    assert len(answers) == 288 and all(torch.equal(a[0], b[0]) for a, b in zip(task.train_batches(0, 5), batches[5:]))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(task.train_batches(1, 0), batches))   # reshuffled
+    document, query, segments, candidates, answer = batches[0]
+    assert ((document == 0) == (segments == -1)).all() and candidates[torch.arange(16), answer].all()
+    assert candidates.sum(1).tolist() == [3] * 16
+
+
+def test_collate_pads_and_flags_the_candidates(questions):
+    task = Trainer(TrainConfig(**settings(questions), quiet=True)).task
+    encoded = task.encoded_train[:2]
+    document, query, segments, candidates, answer = collate(encoded, 6, torch.device("cpu"))
+    for row, example in enumerate(encoded):
+        n = len(example.document)
+        assert torch.equal(document[row, :n], example.document) and (document[row, n:] == 0).all()
+        assert candidates[row].nonzero().flatten().tolist() == sorted(example.candidates.tolist())
+        assert answer[row] == example.answer
+
+
+def test_an_interrupted_run_resumes_bit_identical(questions, tmp_path):
+    short = {**settings(questions), "epochs": 2}           # 18 steps an epoch: stopped in the second
+    whole = Trainer(TrainConfig(**short, quiet=True, out=str(tmp_path / "whole")))
+    whole.run()
+    stopped = Trainer(TrainConfig(**short, quiet=True, out=str(tmp_path / "stopped")))
+    original = stopped.task.training_step
+
+    def interrupt_after_25_steps(*args):
+        if stopped.global_step == 25:
+            stopped.stop_requested = True
+        return original(*args)
+
+    stopped.task.training_step = interrupt_after_25_steps
+    with pytest.raises(Interrupted):
+        stopped.run()
+    assert main(["train", "--resume", str(tmp_path / "stopped"), "--quiet"]) == 0
+    first, again = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("whole", "stopped"))
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_eval_json_has_the_contract_keys_and_repeats_validation(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--json", "--split", "val", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"top1", "split", "n", "loss"} <= set(report) and report["split"] == "val" and report["n"] == 60
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert report["top1"] == pytest.approx(summary["best_val_top1"], abs=1e-12)
+    assert main(["eval", str(run_dir), "--quiet"]) == 0
+    assert "top1" in capsys.readouterr().out
+
+
+def test_image_options_are_refused(questions):
+    with pytest.raises(UsageError, match="--mixup is an image option; a cloze run"):
+        Trainer(TrainConfig(**settings(questions), mixup=0.2, quiet=True))

@@ -1,0 +1,298 @@
+"""Translation: parallel data and subword vocabulary, the recurrent models, decoding (beam search against
+exhaustive search), and the task on the engine with `visionzoo eval` and `visionzoo translate`."""
+from __future__ import annotations
+
+import gettext
+import itertools
+import json
+import math
+import struct
+
+import pytest
+import torch
+
+from visionzoo.core.errors import DataError, UsageError
+from visionzoo.data.translation import (
+    BOS,
+    EOS,
+    PAD,
+    SubwordVocabulary,
+    encode_pairs,
+    read_mo,
+    split_pairs,
+    tsv_pairs,
+    usable_message,
+)
+from visionzoo.models.decoding import beam_search, greedy_decode, sequence_log_prob
+from visionzoo.models.seq2seq import encode_by_length, reverse_tokens
+from visionzoo.registry import create_model
+
+WORDS = ["the", "light", "day", "night", "god", "water", "earth", "good", "and", "was"]
+SPANISH = {"the": "la", "light": "luz", "day": "día", "night": "noche", "god": "dios", "water": "agua",
+           "earth": "tierra", "good": "buena", "and": "y", "was": "fue"}
+
+
+def write_mo(path, messages: dict[str, str], order: str = "<") -> None:
+    """A GNU .mo catalogue of `messages`, laid out as the format specifies (originals sorted)."""
+    keys = sorted(messages)
+    count, header = len(keys), 28
+    originals, translations = header, header + 8 * len(keys)
+    data = bytearray()
+    start = translations + 8 * count
+    tables = [[], []]
+    for table, strings in ((0, keys), (1, [messages[k] for k in keys])):
+        for text in strings:
+            raw = text.encode("utf-8")
+            tables[table].append((len(raw), start + len(data)))
+            data += raw + b"\0"
+    blob = struct.pack(f"{order}7I", 0x950412DE, 0, count, originals, translations, 0, 0)
+    for table in tables:
+        blob += b"".join(struct.pack(f"{order}2I", *entry) for entry in table)
+    path.write_bytes(blob + bytes(data))
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_read_mo_equals_pythons_gettext(tmp_path, order):
+    messages = {"": "Content-Type: text/plain; charset=UTF-8\n", "Open file": "Ouvrir le fichier",
+                "ctx\x04Save": "Enregistrer", "Éléphant": "Éléphant « ami »"}
+    path = tmp_path / "test.mo"
+    write_mo(path, messages, order)
+    ours = read_mo(path)
+    with path.open("rb") as handle:
+        reference = gettext.GNUTranslations(handle)
+    assert ours == messages
+    assert all(reference.gettext(key) == value for key, value in ours.items() if key and "\x04" not in key)
+    (tmp_path / "bad.mo").write_bytes(b"\x00" * 40)
+    with pytest.raises(DataError, match="not a .mo catalogue"):
+        read_mo(tmp_path / "bad.mo")
+
+
+def test_format_strings_and_plurals_are_filtered():
+    assert usable_message("Open file", "Ouvrir le fichier")
+    for source in ("Cannot open %s", "from %.*s", "%1$s items", "%(name)s done", "Hello {name}", "Item {0}",
+                   "Path ${HOME}", "line\nbreak", "one file\x00%d files"):
+        assert not usable_message(source, "x"), source
+
+
+def test_tsv_reads_pairs_and_names_a_bad_line(tmp_path):
+    good = tmp_path / "good.tsv"
+    good.write_text("hello\thola\n\n  good day \t buenos días\n", encoding="utf-8")
+    assert tsv_pairs(good) == [("hello", "hola"), ("good day", "buenos días")]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("hello\thola\nno tab here\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.tsv:2: expected"):
+        tsv_pairs(bad)
+    (tmp_path / "three.tsv").write_text("a\tb\tc\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"three.tsv:1"):
+        tsv_pairs(tmp_path / "three.tsv")
+
+
+def test_split_is_fixed_disjoint_and_complete():
+    pairs = [(f"s{i}", f"t{i}") for i in range(200)]
+    first, second = split_pairs(pairs, "x"), split_pairs(list(pairs), "x")
+    assert first == second
+    assert len(first["test"]) == len(first["val"]) == 10
+    assert sorted(first["train"] + first["val"] + first["test"]) == sorted(pairs)
+
+
+def corpus(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Toy English→Spanish: word-by-word substitution of random phrases."""
+    rng = torch.Generator().manual_seed(seed)
+    pairs = []
+    for _ in range(n):
+        words = [WORDS[i] for i in torch.randint(len(WORDS), (int(torch.randint(2, 7, (1,), generator=rng)),),
+                                                 generator=rng)]
+        pairs.append((" ".join(words), " ".join(SPANISH[w] for w in words)))
+    return pairs
+
+
+def test_subword_vocabulary_is_deterministic_and_round_trips():
+    pytest.importorskip("sentencepiece")
+    texts = [side for pair in corpus(300) for side in pair]
+    first, second = SubwordVocabulary.train(texts, 60), SubwordVocabulary.train(texts, 60)
+    assert first.model == second.model
+    again = SubwordVocabulary.from_json(json.loads(json.dumps(first.to_json())))
+    for text in texts[:20]:
+        assert again.decode(again.encode(text)) == text
+    (source, target), = encode_pairs([("the light", "la luz")], first)
+    assert source[-1] == EOS and target[0] == BOS and target[-1] == EOS and PAD not in source
+    with pytest.raises(DataError):
+        SubwordVocabulary.from_json({"kind": "sentencepiece", "model": "bm90IGEgbW9kZWw="})
+
+
+def test_reverse_tokens_keeps_padding_at_the_right():
+    src = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]])
+    assert torch.equal(reverse_tokens(src), torch.tensor([[7, 6, 5, 0], [9, 8, 0, 0]]))
+
+
+def test_encoding_by_length_equals_encoding_each_sentence_alone():
+    torch.manual_seed(0)
+    model = create_model("rnnsearch", num_classes=30, embedding=8, hidden_size=6, attention_size=5, maxout_size=4,
+                         dropout=0.0).eval()
+    src = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0], [11, 12, 13, 0], [14, 15, 0, 0]])
+    embedded = model.src_embed(src)
+    outputs, state = encode_by_length(model.encoder, embedded, (src != 0).sum(1))
+    for i, length in enumerate((src != 0).sum(1).tolist()):
+        alone, alone_state = model.encoder(embedded[i:i + 1, :length])
+        assert torch.allclose(outputs[i, :length], alone[0], atol=1e-6)
+        assert outputs[i, length:].eq(0).all()
+        assert torch.allclose(state[:, i], alone_state[:, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["seq2seq_lstm", "rnnsearch"])
+def test_recurrent_models_step_by_step_equal_teacher_forcing(name):
+    torch.manual_seed(1)
+    model = create_model(name, num_classes=30, embedding=8, hidden_size=12, dropout=0.0).eval()
+    src = torch.tensor([[5, 6, 7, 8, 3], [9, 10, 3, 0, 0]])
+    tgt = torch.tensor([[2, 11, 12, 13], [2, 14, 15, 16]])
+    with torch.no_grad():
+        full = model(src, tgt)
+        memory, cache, steps = model.encode(src), None, []
+        for t in range(tgt.shape[1]):
+            logits, cache = model.decode_step(memory, tgt[:, t:t + 1], cache)
+            steps.append(logits)
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
+
+
+def test_rnnsearch_alignments_are_distributions_over_the_real_source_words():
+    torch.manual_seed(2)
+    model = create_model("rnnsearch", num_classes=30, embedding=8, hidden_size=12, dropout=0.0).eval()
+    src = torch.tensor([[5, 6, 7, 8, 3], [9, 10, 3, 0, 0]])
+    alignment = model.alignments(src, torch.tensor([[2, 11, 12], [2, 14, 15]]))
+    assert alignment.shape == (2, 3, 5)
+    assert torch.allclose(alignment.sum(-1), torch.ones(2, 3)) and alignment[1, :, 3:].eq(0).all()
+
+
+def test_reversing_the_source_is_the_same_network_on_reversed_input():
+    torch.manual_seed(3)
+    forward = create_model("seq2seq_lstm", num_classes=30, embedding=8, hidden_size=12, dropout=0.0,
+                           reverse_source=False).eval()
+    backward = create_model("seq2seq_lstm", num_classes=30, embedding=8, hidden_size=12, dropout=0.0).eval()
+    backward.load_state_dict(forward.state_dict())
+    src, tgt = torch.tensor([[5, 6, 7, 3]]), torch.tensor([[2, 11, 12]])
+    with torch.no_grad():
+        assert torch.allclose(backward(src, tgt), forward(torch.tensor([[3, 7, 6, 5]]), tgt), atol=1e-6)
+        assert not torch.allclose(backward(src, tgt), forward(src, tgt))
+
+
+def tiny_translator(seed: int = 0):
+    torch.manual_seed(seed)
+    return create_model("transformer_small", num_classes=6, d_model=8, num_heads=2, num_encoder_layers=1,
+                        num_decoder_layers=1, d_ff=16, dropout=0.0).eval()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_search_with_a_full_beam_is_exhaustive_search(alpha):
+    """Vocabulary of 6 (4 special ids and 2 words): every hypothesis of at most 2 tokens before </s>
+    enumerated and scored log P(y|x) / |y|^α; a beam holding them all must find the best one, a
+    narrower beam finds one no better."""
+    model = tiny_translator()
+    src = torch.tensor([[4, 5, 4, EOS]])
+    limit = 3                                     # tokens, </s> included
+    tokens = [t for t in range(6) if t != EOS]
+    hypotheses = [list(h) for n in range(limit) for h in itertools.product(tokens, repeat=n)]
+    scores = {tuple(h): sequence_log_prob(model, src, h, bos=BOS, eos=EOS) / (len(h) + 1) ** alpha
+              for h in hypotheses}
+    best = max(scores, key=scores.get)
+    found, found_scores = beam_search(model, src, bos=BOS, eos=EOS, beam=len(hypotheses), alpha=alpha,
+                                      max_len_a=0, max_len_b=limit, return_scores=True)
+    assert tuple(found[0]) == best and found_scores[0] == pytest.approx(scores[best], abs=1e-5)
+    for width in (1, 2, 3):
+        narrow, narrow_scores = beam_search(model, src, bos=BOS, eos=EOS, beam=width, alpha=alpha, max_len_a=0,
+                                            max_len_b=limit, return_scores=True)
+        assert narrow_scores[0] == pytest.approx(scores[tuple(narrow[0])], abs=1e-5)
+        assert narrow_scores[0] <= scores[best] + 1e-6
+
+
+def test_beam_search_batches_sentences_independently_and_ensembles_average():
+    model = tiny_translator(1)
+    src = torch.tensor([[4, 5, 4, EOS], [5, EOS, PAD, PAD]])
+    together = beam_search(model, src, bos=BOS, eos=EOS, beam=3, max_len_a=0, max_len_b=5)
+    alone = [beam_search(model, src[i:i + 1, :int((src[i] != PAD).sum())], bos=BOS, eos=EOS, beam=3, max_len_a=0,
+                         max_len_b=5)[0] for i in range(2)]
+    assert together == alone
+    assert beam_search([model, model], src, bos=BOS, eos=EOS, beam=3, max_len_a=0, max_len_b=5) == together
+
+
+def test_greedy_takes_the_most_probable_token_at_every_step():
+    model = tiny_translator(2)
+    src = torch.tensor([[4, 5, 5, EOS]])
+    output = greedy_decode(model, src, bos=BOS, eos=EOS, max_len_a=0, max_len_b=6)[0]
+    with torch.no_grad():
+        logits = model(src, torch.tensor([[BOS, *output]]))[0]
+    chosen = [*output, EOS] if len(output) < 5 else output
+    assert logits.argmax(-1)[:len(chosen)].tolist() == chosen
+    with pytest.raises(UsageError):
+        beam_search(model, src, bos=BOS, eos=EOS, beam=0)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    pytest.importorskip("sentencepiece")
+    from visionzoo.engine.trainer import TrainConfig, train
+    root = tmp_path_factory.mktemp("translation")
+    data = root / "pairs.tsv"
+    data.write_text("".join(f"{s}\t{t}\n" for s, t in corpus(300)), encoding="utf-8")
+    cfg = TrainConfig(model="transformer_small", data=f"tsv:{data}", epochs=2, batch_size=16, vocab_size=40,
+                      optimizer="adam", lr=3e-3, schedule="rsqrt", warmup_epochs=0.5, weight_decay=0.0,
+                      amp="off", beam=2, quiet=True, out=str(root / "run"),
+                      model_args={"d_model": 32, "num_heads": 2, "num_encoder_layers": 1, "num_decoder_layers": 1,
+                                  "d_ff": 64, "dropout": 0.0})
+    return root, cfg, train(cfg)
+
+
+@pytest.mark.slow
+def test_translation_run_trains_and_writes_its_results(trained_run):
+    root, _, summary = trained_run
+    run = root / "run"
+    assert summary["task"] == "translation" and summary["test_n"] == 15      # 5 % of 300
+    for key in ("test_bleu", "test_bleu_greedy", "test_loss", "test_bleu_by_length"):
+        assert key in summary
+    assert 0 <= summary["test_bleu"] <= 100 and summary["test_loss"] < math.log(40)
+    for name in ("translations.txt", "bleu_by_length.png", "alignments.png", "curves.png", "model.safetensors"):
+        assert (run / name).exists(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[1]["train_loss"] < records[0]["train_loss"] and "val_bleu" in records[0]
+
+
+@pytest.mark.slow
+def test_eval_and_translate_commands(trained_run, capsys):
+    from visionzoo.cli.main import main
+    root, cfg, summary = trained_run
+    run = root / "run"
+    assert main(["eval", str(run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"bleu", "loss", "split", "n"} <= set(result) and result["split"] == "test" and result["n"] == 15
+    assert result["bleu"] == pytest.approx(summary["test_bleu"], abs=1e-6)
+    assert result["loss"] == pytest.approx(summary["test_loss"], rel=1e-5)
+    assert main(["translate", str(run), "the light", "god was good", "--beam", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert main(["translate", str(run), "the day", "--json", "--beam", "0", "--ensemble", str(run)]) == 0
+    assert len(json.loads(capsys.readouterr().out)["translations"]) == 1
+    assert main(["translate", str(run), "   "]) == 2
+
+
+@pytest.mark.slow   # a second run, interrupted mid-epoch and resumed
+def test_an_interrupted_run_resumes_bit_identical(trained_run, tmp_path):
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
+    root, cfg, _ = trained_run
+    stopped = Trainer(dataclasses.replace(cfg, out=str(tmp_path / "stopped")))
+    original = stopped.task.training_step
+
+    def interrupt_in_the_second_epoch(*args):
+        if stopped.global_step == stopped.steps_per_epoch + 3:
+            stopped.stop_requested = True
+        return original(*args)
+
+    stopped.task.training_step = interrupt_in_the_second_epoch
+    with pytest.raises(Interrupted):
+        stopped.run()
+    Trainer(TrainConfig(quiet=True), resume=str(tmp_path / "stopped")).run()
+    first = load_file(str(root / "run" / "model.safetensors"))
+    again = load_file(str(tmp_path / "stopped" / "model.safetensors"))
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
