@@ -73,3 +73,18 @@ def assert_same_weights(run_a, run_b) -> None:
     from safetensors.torch import load_file
     a, b = load_file(str(run_a / "model.safetensors")), load_file(str(run_b / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def train_flags(settings: dict) -> list[str]:
+    """`visionzoo train` flags for a TrainConfig settings dict (model_args as repeated --model-arg, lists
+    comma-separated, a True switch as its bare flag)."""
+    flags = []
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        if key == "model_args":
+            flags += [item for k, v in value.items() for item in ("--model-arg", f"{k}={v}")]
+        elif isinstance(value, (list, tuple)):
+            flags += [flag, ",".join(map(str, value))]
+        else:
+            flags += [flag] if value is True else [flag, str(value)]
+    return flags

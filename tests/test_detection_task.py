@@ -12,18 +12,11 @@ from visionzoo.cli.main import main
 from visionzoo.data import detection
 from visionzoo.tasks.detection import loss_mode, with_proposals, without_proposals
 
-from conftest import assert_same_weights, interrupt_after
+from conftest import assert_same_weights, interrupt_after, train_flags
 
 SETTINGS = dict(model="faster_rcnn_small", data="fmnist-scenes", image_size=64, epochs=2, batch_size=4, lr=0.01,
                 train_limit=16, val_size=8, test_limit=8, eval_batch_size=8, amp="off", seed=0)
 
-
-def arguments(settings: dict) -> list[str]:
-    flags = []
-    for key, value in settings.items():
-        flag = "--" + key.replace("_", "-")
-        flags += [flag] if value is True else [flag, str(value)]
-    return flags
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +33,7 @@ def small_scenes():
 @pytest.fixture(scope="module")
 def run_dir(small_scenes, tmp_path_factory):
     out = tmp_path_factory.mktemp("detection") / "run"
-    assert main(["train", *arguments(SETTINGS), "--quiet", "--out", str(out)]) == 0
+    assert main(["train", *train_flags(SETTINGS), "--quiet", "--out", str(out)]) == 0
     return out
 
 
@@ -123,7 +116,7 @@ def test_the_validation_loss_pass_leaves_batch_norm_statistics_and_modes_alone()
 def test_fast_rcnn_trains_on_selective_search_proposals(small_scenes, tmp_path):
     settings = {**SETTINGS, "model": "fast_rcnn_small", "epochs": 1, "train_limit": 8}
     out = tmp_path / "fast"
-    assert main(["train", *arguments(settings), "--quiet", "--out", str(out)]) == 0
+    assert main(["train", *train_flags(settings), "--quiet", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     config = json.loads((out / "config.json").read_text())
     assert summary["task"] == "detection" and config["resolved"]["proposals"] == "selective-search"
@@ -132,8 +125,8 @@ def test_fast_rcnn_trains_on_selective_search_proposals(small_scenes, tmp_path):
 
 
 def test_classification_options_and_an_alternating_fast_rcnn_are_refused(small_scenes, tmp_path, capsys):
-    assert main(["train", *arguments(SETTINGS), "--mixup", "0.2", "--out", str(tmp_path / "a")]) == 2
+    assert main(["train", *train_flags(SETTINGS), "--mixup", "0.2", "--out", str(tmp_path / "a")]) == 2
     assert "--mixup is a classification option" in capsys.readouterr().err
     settings = {**SETTINGS, "model": "fast_rcnn_small", "training_scheme": "alternating"}
-    assert main(["train", *arguments(settings), "--out", str(tmp_path / "b")]) == 2
+    assert main(["train", *train_flags(settings), "--out", str(tmp_path / "b")]) == 2
     assert "trains an RPN" in capsys.readouterr().err

@@ -23,25 +23,12 @@ from visionzoo.tasks.generative import (
     reconstruction_distance,
 )
 
-from conftest import assert_same_weights, interrupt_after
+from conftest import assert_same_weights, interrupt_after, train_flags
 
 GAN = dict(model="dcgan", data="fashion-mnist", model_args={"width": 8}, epochs=2, batch_size=32, train_limit=128,
            val_size=100, test_limit=100, fid_samples=100, eval_batch_size=100, optimizer="adam", lr=2e-4,
            betas=[0.5, 0.999], weight_decay=0.0, schedule="constant", amp="off", seed=0)
 
-
-def arguments(settings: dict) -> list[str]:
-    """`visionzoo train` flags for a settings dict."""
-    flags = []
-    for key, value in settings.items():
-        flag = "--" + key.replace("_", "-")
-        if key == "model_args":
-            flags += [item for k, v in value.items() for item in ("--model-arg", f"{k}={v}")]
-        elif key == "betas":
-            flags += [flag, ",".join(map(str, value))]
-        else:
-            flags += [flag] if value is True else [flag, str(value)]
-    return flags
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +51,7 @@ def reference(fmnist, tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_dir(reference, tmp_path_factory):
     out = tmp_path_factory.mktemp("gan") / "run"
-    assert main(["train", *arguments(GAN), "--fid-reference", str(reference), "--quiet", "--out", str(out)]) == 0
+    assert main(["train", *train_flags(GAN), "--fid-reference", str(reference), "--quiet", "--out", str(out)]) == 0
     return out
 
 
@@ -246,7 +233,7 @@ def test_conditional_samples_one_row_per_class(fmnist, tmp_path, capsys):
     out = tmp_path / "cgan"
     settings = {**GAN, "model": "cdcgan", "data": "fashion-mnist:Bag,Sneaker", "epochs": 1, "train_limit": 64,
                 "val_size": 200}
-    assert main(["train", *arguments(settings), "--fid-reference", "none", "--quiet", "--out", str(out)]) == 0
+    assert main(["train", *train_flags(settings), "--fid-reference", "none", "--quiet", "--out", str(out)]) == 0
     meta = json.loads((out / "model.json").read_text())
     assert meta["kwargs"]["num_classes"] == 2 and meta["classes"] == ["Bag", "Sneaker"]
     assert main(["sample", str(out), "--n", "6", "--out", str(tmp_path / "rows")]) == 0

@@ -14,20 +14,12 @@ from visionzoo.data import video
 from visionzoo.data.video import MOTION_CLASSES
 from visionzoo.engine.trainer import TrainConfig, Trainer
 
-from conftest import assert_same_weights, interrupt_after
+from conftest import assert_same_weights, interrupt_after, train_flags
 
 SETTINGS = dict(model="c3d_small", data="moving-fmnist", frames=8, image_size=32, clip_frames=6, time_reverse=True,
                 epochs=2, batch_size=16, lr=0.01, optimizer="adamw", train_limit=64, val_size=16, test_limit=24,
                 eval_batch_size=32, amp="off", seed=0)
 
-
-def arguments(settings: dict) -> list[str]:
-    """`visionzoo train` flags for a settings dict."""
-    flags = []
-    for key, value in settings.items():
-        flag = "--" + key.replace("_", "-")
-        flags += [flag] if value is True else [flag, str(value)]
-    return flags
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +39,7 @@ def fmnist_available_module():
 @pytest.fixture(scope="module")
 def run_dir(small_clips, tmp_path_factory):
     out = tmp_path_factory.mktemp("video") / "run"
-    assert main(["train", *arguments(SETTINGS), "--quiet", "--out", str(out)]) == 0
+    assert main(["train", *train_flags(SETTINGS), "--quiet", "--out", str(out)]) == 0
     return out
 
 
@@ -104,7 +96,7 @@ def test_loss_is_cross_entropy_with_the_runs_label_smoothing(small_clips, tmp_pa
 ])
 def test_refused_options_are_one_line_exit_2(small_clips, capsys, extra, text):
     settings = {key: value for key, value in SETTINGS.items() if key not in ("clip_frames", "time_reverse")}
-    assert main(["train", *arguments(settings), "--quiet", *extra]) == 2
+    assert main(["train", *train_flags(settings), "--quiet", *extra]) == 2
     error = capsys.readouterr().err
     assert text in error and len(error.strip().splitlines()) == 1
 
