@@ -37,6 +37,7 @@ from ..data.detection import BoxAugmentation, load_detection_data
 from ..data.loader import Normalizer, epoch_order, steps_per_epoch
 from ..metrics import detection_map
 from .base import ImageTask, StepOutput
+from .plots import plot_curves
 
 # Options of the image classifier that have no meaning (or no box version) here: refused if set. (--crop and
 # --label-smoothing, on by default for classifiers, are not used: the boxes move by BoxAugmentation's rescale, and
@@ -365,16 +366,5 @@ class DetectionTask(ImageTask):
         return meta
 
     def plot_curves(self, history: list[dict], path) -> None:
-        """The summed loss (train and validation) and the validation AP at IoU 0.5 per epoch."""
-        epochs = [h["epoch"] for h in history]
-        fig, (ax_loss, ax_map) = subplots(1, 2, figsize=(10, 4))
-        ax_loss.plot(epochs, [h["train_loss"] for h in history], "-o", label="train")
-        ax_loss.plot(epochs, [h["val_loss"] for h in history], "-s", label="val")
-        ax_map.plot(epochs, [h["val_map50"] for h in history], "-s", label="val")
-        ax_loss.set(xlabel="epoch", ylabel="L_cls + L_loc (RPN and detection head)", title="loss")
-        ax_map.set(xlabel="epoch", ylabel="AP at IoU 0.5 (COCO-style)", title="map50")
-        for ax in (ax_loss, ax_map):
-            ax.grid(alpha=0.3)
-            ax.legend()
-            ax.xaxis.get_major_locator().set_params(integer=True)
-        save_figure(fig, path)
+        plot_curves(history, path, metric="map50", metric_label="AP at IoU 0.5 (COCO-style)",
+                    loss_label="L_cls + L_loc (RPN and detection head)")

@@ -8,12 +8,14 @@ from ..core.figures import save_figure, subplots
 
 def plot_curves(history: list[dict], path: Path, *, metric: str = "top1", metric_label: str = "top-1 accuracy",
                 loss_label: str = "cross-entropy") -> None:
-    """Loss and the task's metric per epoch, training and validation."""
+    """Loss and the task's metric per epoch, training and validation (the metric's training curve only
+    where the records have one: a detector's mAP or a translation's BLEU is measured on validation only)."""
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_metric) = subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "-o"), ("val", "-s")):
         ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
-        ax_metric.plot(epochs, [h[f"{split}_{metric}"] for h in history], style, label=split)
+        if all(f"{split}_{metric}" in h for h in history):
+            ax_metric.plot(epochs, [h[f"{split}_{metric}"] for h in history], style, label=split)
     ax_loss.set(xlabel="epoch", ylabel=loss_label, title="loss")
     ax_metric.set(xlabel="epoch", ylabel=metric_label, title=metric)
     for ax in (ax_loss, ax_metric):

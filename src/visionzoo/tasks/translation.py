@@ -44,6 +44,7 @@ from ..metrics.bleu import bleu
 from ..models.decoding import beam_search, greedy_decode
 from ..registry import create_model
 from .base import StepOutput, TextTask
+from .plots import plot_curves
 
 POOL_BATCHES = 50                        # batches sorted by length together
 DECODE_BATCH = 100                       # sentences decoded at once
@@ -258,18 +259,8 @@ class TranslationTask(TextTask):
                 "target_language": self.data.target_language, "eval": {"channels_last": False}}
 
     def plot_curves(self, history: list[dict], path) -> None:
-        epochs = [h["epoch"] for h in history]
-        fig, (ax_loss, ax_bleu) = subplots(1, 2, figsize=(10, 4))
-        for split, style in (("train", "-o"), ("val", "-s")):
-            ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
-        ax_bleu.plot(epochs, [h["val_bleu"] for h in history], "-s", label="val (greedy)")
-        ax_loss.set(xlabel="epoch", ylabel="cross-entropy (nats per target token)", title="loss")
-        ax_bleu.set(xlabel="epoch", ylabel="BLEU", title="BLEU")
-        for ax in (ax_loss, ax_bleu):
-            ax.grid(alpha=0.3)
-            ax.legend()
-            ax.xaxis.get_major_locator().set_params(integer=True)
-        save_figure(fig, path)
+        plot_curves(history, path, metric="bleu", metric_label="BLEU (greedy)",
+                    loss_label="cross-entropy (nats per target token)")
 
 
 def plot_bleu_by_length(by_length: dict[str, dict], path, title: str) -> None:
