@@ -1,6 +1,7 @@
 """Atomic writes: every file appears whole or not at all (temporary name, fsync, rename)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -102,3 +103,12 @@ def torch_load_refusing_pickles(path):
                         "is ever unpickled") from None
     except (RuntimeError, EOFError, ValueError, KeyError, zipfile.BadZipFile, OSError) as exc:
         raise DataError(f"{path}: corrupt ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
+def file_digest(path, algorithm: str) -> str:
+    """The hex digest (hashlib's `algorithm`: "sha256", "md5", …) of a file, read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

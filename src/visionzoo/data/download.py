@@ -13,7 +13,6 @@ On any failure, Ctrl-C included, the temporary file or folder is removed again.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -23,7 +22,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from ..core.errors import DataError, UsageError
-from ..core.io import write_atomic
+from ..core.io import file_digest, write_atomic
 
 # name → (base address, [(file, md5)], archive to unpack or None)
 SOURCES: dict[str, tuple[str, list[tuple[str, str | None]], str | None]] = {
@@ -53,14 +52,6 @@ SOURCES: dict[str, tuple[str, list[tuple[str, str | None]], str | None]] = {
 }
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch(url: str, target: Path, md5: str | None = None) -> Path:
     """Download `url` to `target` atomically, verifying the MD5 when given: the bytes go to a
     temporary file beside `target`, renamed only after the download finished and the checksum
@@ -72,7 +63,7 @@ def fetch(url: str, target: Path, md5: str | None = None) -> Path:
                     out.write(chunk)
         except OSError as exc:
             raise UsageError(f"cannot download {url}: {exc}; fetch it by hand into {target.parent}") from None
-        if md5 is not None and _md5(Path(partial)) != md5:
+        if md5 is not None and file_digest(partial, "md5") != md5:
             raise DataError(f"{target}: checksum mismatch after download from {url}; try again")
     write_atomic(target, write)
     return target

@@ -43,7 +43,6 @@ monitored). GAN training runs in one process.
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import math
 import os
@@ -56,7 +55,7 @@ from torch import nn
 
 from ..core.errors import UsageError
 from ..core.figures import save_figure, subplots
-from ..core.io import write_atomic
+from ..core.io import file_digest, write_atomic
 from ..core.options import at_least, option, option_group, positive
 from ..core.runtime import autocast, evaluating
 from ..data.augment import _beta
@@ -168,14 +167,6 @@ def generate(generator: nn.Module, n: int, *, latent_dim: int, seed: int, labels
     return torch.cat(out) if out else torch.empty(0)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def reference_key(spec: str) -> str:
     """The data set whose reference classifier gives FID features for `spec`: every image spec of
     data/generative.py is made of Fashion-MNIST images."""
@@ -200,7 +191,7 @@ class ReferenceFeatures:
             raise UsageError(f"--fid-reference {run}: a {meta.get('task')} run; give a classification run "
                              "(e.g. `visionzoo train --recipe fid-reference-fmnist`)")
         weights = self.path / "model.safetensors" if self.path.is_dir() else self.path
-        self.sha256 = file_sha256(weights)
+        self.sha256 = file_digest(weights, "sha256")
         self.model, self.meta, self.device, self.batch_size = model.to(device).eval(), meta, device, batch_size
         self.normalizer = Normalizer(meta["mean"], meta["std"])
         self.input_size = tuple(meta["input_size"])
