@@ -13,6 +13,7 @@ from visionzoo.core.errors import DataError, UsageError
 from visionzoo.layers.detection import box_iou
 from visionzoo.models.rcnn import torchvision_twin
 from visionzoo.registry import convert_state_dict
+from visionzoo.weights import model_from_meta
 
 from conftest import randomise_batchnorm
 
@@ -199,6 +200,11 @@ def test_alternating_training_stages_train_what_the_paper_says():
     assert resumed.training_stage == 2 and resumed.set_training_stage(2)["rpn"] is False
     assert all(torch.equal(v, stage_one[k]) for k, v in resumed.rpn_backbone.state_dict().items())
     assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in resumed.backbone.state_dict().items())
+    # and so does the description of a run's weights saved then (an unshared run's, which ends in stage 2)
+    shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    described = model_from_meta({"name": "faster_rcnn_small"}, shapes=shapes)
+    assert described.training_stage == 2 and described.rpn_backbone is not None
+    assert set(described.state_dict()) == set(shapes)
     # 3: the RPN's own layers on the shared, frozen stage-2 backbone
     assert model.set_training_stage(3) == {"backbone": False, "rpn": True, "roi_heads": False}
     assert model.rpn_backbone is None

@@ -229,11 +229,13 @@ def model_from_meta(meta: dict, where: str = "model.json", shapes: dict | None =
 
     `meta` is checked (`check_meta`) and the network first built on the meta device: one of more than
     MAX_PARAMS elements, or whose state_dict differs from `shapes` (name → shape, e.g. read from a
-    safetensors header), is refused before anything is allocated.
+    safetensors header), is refused before anything is allocated. A network whose modules depend on its
+    training state (a Faster R-CNN saved with its unshared RPN backbone) makes them from the tensor names
+    through its `adapt_to_weights(names)`.
     """
     check_meta(meta, where)
     with torch.device("meta"):
-        skeleton = _build(meta, where)
+        skeleton = _adapted(_build(meta, where), shapes)
     state = skeleton.state_dict()
     elements = sum(tensor.numel() for tensor in state.values())
     if elements > MAX_PARAMS:
@@ -241,7 +243,14 @@ def model_from_meta(meta: dict, where: str = "model.json", shapes: dict | None =
                         f"{MAX_PARAMS:,} a model file may ask for")
     if shapes is not None:
         _compare_shapes({name: tuple(tensor.shape) for name, tensor in state.items()}, shapes, where)
-    return _build(meta, where)
+    return _adapted(_build(meta, where), shapes)
+
+
+def _adapted(model: nn.Module, shapes: dict | None) -> nn.Module:
+    adapt = getattr(model, "adapt_to_weights", None)
+    if adapt is not None and shapes is not None:
+        adapt(set(shapes))
+    return model
 
 
 def _build(meta: dict, where: str) -> nn.Module:

@@ -471,12 +471,14 @@ class FasterRCNN(FastRCNN):
         self.last_proposals: list[torch.Tensor] | None = None
         # The backbone as built (ImageNet initialisation), for stage 2's fresh start; not in state_dict.
         self._initial_backbone = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
-        self.register_load_state_dict_pre_hook(self._resume_stage_two)
+        self.register_load_state_dict_pre_hook(
+            lambda module, state_dict, prefix, *args: self.adapt_to_weights(state_dict, prefix))
 
-    def _resume_stage_two(self, module, state_dict, prefix, *args) -> None:
-        """A state_dict saved during stage 2 holds the frozen stage-1 backbone: make its place and enter
-        stage 2 (without restarting the backbone, which the state_dict fills), so that training resumes there."""
-        if self.rpn_backbone is None and any(key.startswith(prefix + "rpn_backbone.") for key in state_dict):
+    def adapt_to_weights(self, names, prefix: str = "") -> None:
+        """Weights saved during stage 2 (or after an unshared run) hold the frozen stage-1 backbone: make its
+        place and enter stage 2 (without restarting the backbone, which the weights fill), so that training
+        resumes there and `visionzoo eval` finds the RPN's own backbone."""
+        if self.rpn_backbone is None and any(key.startswith(prefix + "rpn_backbone.") for key in names):
             self.rpn_backbone = copy.deepcopy(self.backbone).requires_grad_(False)
             self._enter_stage(2)
 
