@@ -176,33 +176,3 @@ def test_bad_arguments_are_refused_in_one_line():
         RecurrentNetwork("lstm", 2, 3)(torch.randn(4, 2))
     assert isinstance(torch_twin_network(RecurrentNetwork("elman", 2, 3, nonlinearity="relu")), nn.RNN)
 
-
-def test_adding_problem_marks_one_value_in_each_half_and_sums_them():
-    from visionzoo.experiments.recurrent import adding_problem
-    x, y = adding_problem(50, 12, torch.Generator().manual_seed(0))
-    values, markers = x[..., 0], x[..., 1]
-    assert x.shape == (50, 12, 2) and (markers.sum(1) == 2).all()
-    assert (markers[:, :6].sum(1) == 1).all() and (markers[:, 6:].sum(1) == 1).all()
-    torch.testing.assert_close(y, (values * markers).sum(1))
-    # the variance baseline: predicting 1 costs Var(u₁ + u₂) = 1/6
-    _, y = adding_problem(20000, 12, torch.Generator().manual_seed(1))
-    assert float((y - 1).square().mean()) == pytest.approx(1 / 6, abs=0.01)
-
-
-def test_hidden_gradient_norms_follow_the_chain_rule():
-    from visionzoo.experiments.recurrent import SequenceRegressor, adding_problem, hidden_gradient_norms
-    torch.manual_seed(0)
-    model = SequenceRegressor("elman", 6).double()
-    x, y = adding_problem(4, 5, torch.Generator().manual_seed(0))
-    x, y = x.double(), y.double()
-    norms = hidden_gradient_norms(model, x, y)
-    # at the last step ∂L/∂h_T = 2(ŷ − y)/B · w; one step back it is multiplied by diag(1 − h_T²) U
-    cell = model.rnn.cells[0]
-    with torch.no_grad():
-        outputs, _ = model.rnn(x)
-        prediction = model.head(outputs[:, -1])[:, 0]
-        last = (2 * (prediction - y) / len(y))[:, None] * model.head.weight
-        before = (last * (1 - outputs[:, -1].square())) @ cell.weight_hh
-    assert norms[-1] == pytest.approx(float(last.norm(dim=1).mean()), rel=1e-9)
-    assert norms[-2] == pytest.approx(float(before.norm(dim=1).mean()), rel=1e-9)
-    assert all(p.grad is None or not p.grad.any() for p in model.parameters())

@@ -36,7 +36,7 @@ from torch import nn
 from .core.errors import UsageError
 
 TASKS = ("classification", "detection", "segmentation", "video", "viewpoint", "generative", "language",
-         "translation", "cloze")
+         "translation", "cloze", "sequence-regression")
 # Per-channel (mean, std) of the data sets an entry can name; None means ImageNet.
 NORMALISATION = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),

@@ -55,6 +55,8 @@ def evaluate_task(args, loaded: list, task: str) -> int:
         from .translate_cmd import run_translation_eval as run
     elif task == "cloze":
         from .cloze_cmd import run_cloze_eval as run
+    elif task == "sequence-regression":
+        from .sequence_regression_cmd import run_sequence_regression_eval as run
     else:
         raise UsageError(f"this visionzoo cannot evaluate a {task} run yet")
     return run(args, *loaded[0])

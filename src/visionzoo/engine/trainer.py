@@ -49,6 +49,7 @@ from ..tasks.distillation import DistillationOptions
 from ..tasks.generative import GenerativeOptions, GenerativeTask
 from ..tasks.language import LanguageOptions, LanguageTask
 from ..tasks.segmentation import SegmentationOptions, SegmentationTask
+from ..tasks.sequence_regression import SequenceRegressionTask
 from ..tasks.techniques import AugmentationOptions
 from ..tasks.translation import TranslationOptions, TranslationTask
 from ..tasks.video import VideoOptions, VideoTask
@@ -84,7 +85,8 @@ DIVERGENCE_FACTOR = 10
 # The task of a run follows from its model's registry card.
 TASK_CLASSES = {"classification": ClassificationTask, "segmentation": SegmentationTask, "viewpoint": ViewpointTask,
                 "video": VideoTask, "generative": GenerativeTask, "language": LanguageTask,
-                "detection": DetectionTask, "translation": TranslationTask, "cloze": ClozeTask}
+                "detection": DetectionTask, "translation": TranslationTask, "cloze": ClozeTask,
+                "sequence-regression": SequenceRegressionTask}
 SWITCH = ("auto", "on", "off")
 
 

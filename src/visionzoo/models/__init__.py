@@ -31,6 +31,7 @@ from . import (  # noqa: F401
     resnet,
     senet,
     seq2seq,
+    sequence_regression,
     shufflenet,
     squeezenet,
     stn,
