@@ -24,6 +24,7 @@ from . import (  # noqa: F401
                stylegan,
                sweeps,
                transformations,
+               translation,
                video,
                viewpoint,
 )
