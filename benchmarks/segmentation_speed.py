@@ -4,7 +4,7 @@ Both networks are built in one process with the same encoder (a ResNet, random w
 `encoder_weights=None`, ours from the zoo), the same decoder channels (256, 128, 64, 32, 16) and
 classes; their parameter counts are printed so that the same network is compared. Training steps
 (forward, pixel-wise cross-entropy, backward, SGD step) and inference forwards alternate between
-the two, `--repeats` times, and the median rates are compared: ratio = ours / smp (> 1: ours faster).
+the two, `--repeats` times (side_by_side.py): ratio = the median of ours / smp within a repeat (> 1: ours faster).
 smp is a benchmark-only dependency (`pip install segmentation-models-pytorch`), never imported by
 visionzoo.
 

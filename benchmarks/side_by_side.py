@@ -1,9 +1,19 @@
 """Interleaved speed comparison of two networks doing the same work (ours against a reference).
 
 Each repeat times `steps` training steps (forward, loss, backward, SGD step) or inference forwards
-of one network, then of the other, so that a slow moment of the machine hits both; the medians of
-`repeats` such rates are compared as ratio = ours / reference (> 1: ours faster). Timings on this
-machine vary ±30 % between runs: only the ratio within one run means something.
+of each network in turn, so that a slow moment of the machine hits both; the order rotates from one
+repeat to the next (and reverses every other round), so that no network always runs first or always
+follows the same one. Each network keeps one optimiser for the whole comparison, warmed up before
+timing, as in a training run: its momentum buffers are not allocated again inside the timed steps.
+ratio = the median over repeats of ours / reference within the repeat (> 1: ours faster): pairing
+cancels the machine's slow drifts, which the ratio of two medians does not. Timings on this machine
+vary ±30 % between runs: only the ratio within one run means something. ``clock="cpu"`` counts the
+process's CPU seconds instead of wall seconds: on a machine shared by more processes than cores, wall
+time measures mostly the scheduler's share, CPU time the work (with one thread they are the same on
+an idle machine; with several, CPU time also counts the threads' waiting).
+
+`control`, a copy of the reference, joins the rotation as an A/A test: its ratio to the reference
+should be 1, and its distance from 1 is how far this run can resolve a difference.
 """
 from __future__ import annotations
 
@@ -12,13 +22,18 @@ import time
 
 import torch
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
-def rate(model, x, loss_fn, *, train: bool, steps: int, dtype: str) -> float:
-    """Samples per second over `steps` training steps or inference forwards of `model` on batch `x`."""
+
+def rate(model, x, loss_fn, *, optimizer: torch.optim.Optimizer | None, steps: int, dtype: str,
+         clock: str = "wall") -> float:
+    """Samples per (`clock`) second over `steps` training steps (with `optimizer`) or inference forwards
+    (without)."""
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) if train else None
+    train = optimizer is not None
     model.train(train)
-    started = time.perf_counter()
+    now = CLOCKS[clock]
+    started = now()
     for _ in range(steps):
         if train:
             with autocast:
@@ -30,28 +45,44 @@ def rate(model, x, loss_fn, *, train: bool, steps: int, dtype: str) -> float:
         else:
             with torch.no_grad(), autocast:
                 model(x)
-    return steps * len(x) / (time.perf_counter() - started)
+    return steps * len(x) / (now() - started)
 
 
-def compare(ours, reference, x, loss_fn, *, repeats: int, steps: int, dtype: str) -> dict:
-    """{"train": (ours, reference), "infer": (ours, reference)}: median samples/s, interleaved repeats."""
+def rotation(count: int, repeat: int) -> list[int]:
+    """The running order of `count` networks in repeat `repeat`: every network takes every place, and
+    follows every other one, equally often over 2·count repeats."""
+    order = [(index + repeat) % count for index in range(count)]
+    return order[::-1] if (repeat // count) % 2 else order
+
+
+def compare(ours, reference, x, loss_fn, *, repeats: int, steps: int, dtype: str, control=None,
+            clock: str = "wall") -> dict:
+    """{"train": (ours, reference, ratio, control ratio), "infer": (…)}: median samples/s of ours and
+    the reference, the median paired ratio ours / reference, and control / reference (None without
+    a control)."""
+    models = [ours, reference] + ([control] if control is not None else [])
+    optimizers = [torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) for model in models]
     found = {}
     for mode in ("train", "infer"):
-        train = mode == "train"
-        for model in (ours, reference):   # warm-up: allocator, one-off kernels
-            rate(model, x, loss_fn, train=train, steps=1, dtype=dtype)
-        rates = ([], [])
-        for _ in range(repeats):
-            for slot, model in enumerate((ours, reference)):
-                rates[slot].append(rate(model, x, loss_fn, train=train, steps=steps, dtype=dtype))
-        found[mode] = tuple(statistics.median(r) for r in rates)
+        slots = [optimizer if mode == "train" else None for optimizer in optimizers]
+        for model, optimizer in zip(models, slots):   # warm-up: allocator, one-off kernels, momentum buffers
+            rate(model, x, loss_fn, optimizer=optimizer, steps=1, dtype=dtype, clock=clock)
+        rates = [[] for _ in models]
+        for repeat in range(repeats):
+            for slot in rotation(len(models), repeat):
+                rates[slot].append(rate(models[slot], x, loss_fn, optimizer=slots[slot], steps=steps, dtype=dtype,
+                                        clock=clock))
+        paired = [statistics.median(a / b for a, b in zip(rates[slot], rates[1])) for slot in range(len(models))]
+        found[mode] = (statistics.median(rates[0]), statistics.median(rates[1]), paired[0],
+                       paired[2] if control is not None else None)
     return found
 
 
 def table_row(name: str, params: tuple[int, int], found: dict) -> str:
-    """A markdown row: name, parameter counts, then train and inference rates with their ratios."""
+    """A markdown row: name, parameter counts, then train and inference rates with their ratios (and the
+    control's ratio where there is one)."""
     cells = [name, f"{params[0]:,} / {params[1]:,}"]
     for mode in ("train", "infer"):
-        ours, theirs = found[mode]
-        cells += [f"{ours:.1f}", f"{theirs:.1f}", f"{ours / theirs:.3f}"]
+        ours, theirs, ratio, control = found[mode]
+        cells += [f"{ours:.1f}", f"{theirs:.1f}", f"{ratio:.3f}"] + ([] if control is None else [f"{control:.3f}"])
     return "| " + " | ".join(cells) + " |"

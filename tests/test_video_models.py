@@ -162,6 +162,28 @@ def test_twin_logits_are_torchvisions(name):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 * scale)
 
 
+def test_twin_training_gradients_are_torchvisions():
+    # The residual sum is taken in place as torchvision's is: autograd must accept it, and a training
+    # step (batch statistics) must give every parameter torchvision's gradient. MC3-18, the smallest
+    # twin, has blocks of both 3-D and 2-D convolutions, with and without a projection shortcut.
+    import torchvision
+    name = "mc3_18"
+    torch.manual_seed(0)
+    twin = torchvision.models.get_model(get_entry(name).twins["torchvision"], weights=None, num_classes=5)
+    model = vz.create_model(name, num_classes=5)
+    model.load_state_dict(vz.convert_state_dict(name, twin.state_dict(), "torchvision"))
+    x, labels = torch.randn(2, 3, 4, 16, 16), torch.tensor([1, 3])
+    for network in (twin, model):
+        nn.functional.cross_entropy(network(x), labels).backward()
+    expected = vz.convert_state_dict(name, {key: p.grad for key, p in twin.named_parameters()}, "torchvision")
+    got = {key: p.grad for key, p in model.named_parameters()}
+    assert expected.keys() == got.keys()
+    for key in got:
+        scale = expected[key].abs().max()
+        assert scale > 0, key
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-4 * scale, msg=key)
+
+
 def test_twin_parameter_counts():
     counts = {name: vz.model_card(name)["params"] for name in TWINS}
     assert counts == {"r3d_18": 33_371_472, "mc3_18": 11_695_440, "r2plus1d_18": 31_505_325}

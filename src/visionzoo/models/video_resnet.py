@@ -84,9 +84,11 @@ class VideoBasicBlock(nn.Module):
                 nn.BatchNorm3d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + shortcut)
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        # In place, as torchvision's twin: batch norm's backward does not read its output, and the
+        # sum needs no clip-sized tensor of its own.
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
 
 
 class VideoClassifier(ImageClassifier):
