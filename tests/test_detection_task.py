@@ -130,3 +130,18 @@ def test_classification_options_and_an_alternating_fast_rcnn_are_refused(small_s
     settings = {**SETTINGS, "model": "fast_rcnn_small", "training_scheme": "alternating"}
     assert main(["train", *train_flags(settings), "--out", str(tmp_path / "b")]) == 2
     assert "trains an RPN" in capsys.readouterr().err
+
+
+@pytest.mark.slow   # two processes each render the scene set and build the detector: ≈ 30 s
+def test_two_process_ddp_trains_a_detector(small_scenes, tmp_path):
+    import os
+    import subprocess
+    import sys
+    flags = train_flags({**SETTINGS, "epochs": 1})
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "visionzoo", "train", *flags, "--quiet", "--out", str(tmp_path / "two")],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["task"] == "detection" and 0 <= summary["test_map50"] <= 1
+    assert main(["eval", str(tmp_path / "two"), "--json"]) == 0
