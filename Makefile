@@ -1,5 +1,5 @@
 # make demo: fresh machine → .venv, dependencies, Fashion-MNIST, trains the fmnist93 recipe (≥ 93 % in < 2 min), prints test accuracy
-# make test: fresh machine → .venv if missing, ruff, the whole test suite
+# make test: fresh machine → .venv if missing, ruff, the whole test suite on TEST_WORKERS cores (default 2)
 # make test-fast: the same without the tests marked slow (over 20 s, or a forward over 1 GMAC)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,6 +7,9 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 CGAL_DATA := /usr/share/doc/libcgal-dev/data.tar.gz
 SWORD_MODS := /usr/share/sword/mods.d
+# The tests run in TEST_WORKERS processes (pytest-xdist), one core each; worksteal rebalances the long tests.
+TEST_WORKERS ?= 2
+PYTEST_WORKERS := -n $(TEST_WORKERS) --dist worksteal
 
 .PHONY: demo test test-fast lint install data clean
 
@@ -53,10 +56,10 @@ lint: install
 	$(PY) -m ruff check src tests benchmarks
 
 test: lint data
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_WORKERS)
 
 test-fast: lint data
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(PYTEST_WORKERS) -m "not slow"
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,10 +1,31 @@
 import os
 
+# Under pytest-xdist (make test: one worker per core) each worker computes on one thread; more would only
+# make the workers' threads fight for the same cores. Set before torch loads, for OpenMP and subprocesses.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 import pytest
 import torch
 from torch import nn
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+TEST_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1))
+torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def restore_global_state():
+    """A test that changes torch's thread count, deterministic mode, the environment or the working directory
+    leaves them as it found them for the next test on the same worker."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    cwd, environ = os.getcwd(), dict(os.environ)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+    os.chdir(cwd)
+    if os.environ != environ:
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def logits_of(output):
