@@ -206,6 +206,29 @@ def test_r1_penalty_in_closed_form_and_differentiable_in_d():
     assert real.grad is None
 
 
+def test_lazy_r1_every_interval_steps_weighted_by_the_interval():
+    from visionzoo.data.datasets import find_fashion_mnist
+    from visionzoo.engine.trainer import TrainConfig, Trainer
+    if find_fashion_mnist() is None:
+        pytest.skip("Fashion-MNIST not installed (make test installs it)")
+    with pytest.raises(UsageError, match="r1_interval=0"):
+        vz.create_model("stylegan_small", r1_interval=0)
+    trainer = Trainer(TrainConfig(model="stylegan_small", data="fashion-mnist", model_args={"r1_interval": 2},
+                                  train_limit=8, batch_size=4, val_size=100, test_limit=100, fid_reference="none",
+                                  amp="off", quiet=True, seed=0))
+    task, model = trainer.task, trainer.model
+    batch = task.prepare(next(iter(task.train_batches(0, 0))), None)
+    regularised = []
+    for step in range(4):
+        task.phases(step)
+        output = task.training_step(batch, "discriminator", torch.Generator().manual_seed(step))
+        regularised.append("r1" in output.losses)
+        if step == 2:   # γ/2 · interval · R1 on the step's real images: the same penalty on average
+            penalty = r1_penalty(model.discriminator, batch[0])
+            torch.testing.assert_close(output.losses["r1"], model.r1_gamma / 2 * 2 * penalty)
+    assert regularised == [True, False, True, False]
+
+
 def test_r1_penalty_runs_on_the_stylegan_discriminator():
     model = _small()
     real = torch.rand(4, 1, 32, 32) * 2 - 1

@@ -421,6 +421,7 @@ class GenerativeTask(Task):
         self.val_keys: tuple[str, ...] = ()
         self.reference: ReferenceFeatures | None = None
         self._d_sums: dict[str, torch.Tensor] = {}
+        self._step = 0
 
     # ---- data and network ---------------------------------------------------------------------
     def load_data(self) -> None:
@@ -551,6 +552,7 @@ class GenerativeTask(Task):
 
     def phases(self, step: int) -> list[str]:
         """Algorithm 1: the discriminator on every step, the generator after every k-th."""
+        self._step = step   # StyleGAN's lazy R1 (r1_interval) regularises on every r1_interval-th step
         return ["discriminator", "generator"] if (step + 1) % self.cfg.d_steps == 0 else ["discriminator"]
 
     @property
@@ -613,9 +615,12 @@ class GenerativeTask(Task):
                 loss = discriminator_loss(real_logits, fake_logits)
             losses = {"discriminator": loss}
             gamma = getattr(model, "r1_gamma", 0.0) if self.kind == "stylegan" else 0.0
-            if gamma:   # StyleGAN's D: + γ/2 · E‖∇_x D(x)‖² at the real images (Mescheder et al.'s R1)
+            interval = getattr(model, "r1_interval", 1)
+            if gamma and self._step % interval == 0:
+                # StyleGAN's D: + γ/2 · E‖∇_x D(x)‖² at the real images (Mescheder et al.'s R1); lazily
+                # (StyleGAN2) every `interval` steps, weighted by `interval` for the same expected penalty
                 from ..layers.style import r1_penalty
-                losses["r1"] = gamma / 2 * r1_penalty(model.discriminator, real, y)
+                losses["r1"] = gamma / 2 * interval * r1_penalty(model.discriminator, real, y)
             return self._discriminator_output(losses, real_logits, fake_logits, n)
         z = self.noise(n, generator)
         with frozen(model.discriminator), autocast(self.device, self.amp):
