@@ -131,3 +131,20 @@ def test_interrupted_two_optimiser_run_resumes_bit_identical(toy_task, tmp_path)
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     for name in whole.optimizers:
         assert whole.optimizers[name].state_dict()["state"].keys() == resumed.optimizers[name].state_dict()["state"].keys()
+
+
+def test_a_signal_after_the_last_step_still_stops_the_caller_once_the_handlers_are_back(toy_task, tmp_path):
+    import signal
+    trainer = Trainer(config(tmp_path / "run"))
+
+    class SignalAtTheEnd:   # Ctrl-C while the finished run is being evaluated and written
+        @staticmethod
+        def on_finish(trainer, summary):
+            trainer._on_sigint(signal.SIGINT, None)
+
+    trainer.hooks.append(SignalAtTheEnd())
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Interrupted):
+        trainer.run()
+    assert signal.getsignal(signal.SIGINT) is before
+    assert (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "run" / "summary.json").exists()

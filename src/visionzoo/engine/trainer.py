@@ -786,9 +786,6 @@ class Trainer:
                 self.train_epoch()
                 self.end_epoch(self.train_seconds - started)
             summary = self.finish()
-            if self.stop_requested:   # a signal after the last step: the run is complete, its caller still stops
-                raise Interrupted(self.stop_signal)
-            return summary
         except Interrupted:
             self.save_checkpoint()
             raise
@@ -797,6 +794,12 @@ class Trainer:
                 signal.signal(signum, handler)
             if self.writer:
                 self.writer.close()
+        # A signal after the last step: the run is complete, its caller still stops. Looked at only once the
+        # handlers are restored, so that a signal in between raises KeyboardInterrupt instead of being lost.
+        if self.stop_requested:
+            self.save_checkpoint()
+            raise Interrupted(self.stop_signal)
+        return summary
 
     @staticmethod
     def _main_thread() -> bool:
