@@ -129,8 +129,10 @@ RECIPES = {r.name: r for r in (
             "betas": [0.0, 0.99], "ema": 0.995, "model_args": {"r1_gamma": 1.0, "r1_interval": 16}}),
     Recipe("fmnist-cgan", "Fashion-MNIST conditional GAN: ≥ 90 % of samples classified as their class by the "
                           "FID reference in ≤ 30 min",
-           "cdcgan (DCGAN networks, one-hot y on z and as planes on D's input), as fmnist-dcgan",
-           {**_GAN, "model": "cdcgan", "data": "fashion-mnist", "epochs": 5, "model_args": {}}),
+           "cdcgan (DCGAN networks, one-hot y on z and as planes on D's input), as fmnist-dcgan: 20 epochs, the "
+           "weights' EMA (decay 0.999) sampled (measured: 0.9058 of 10 000 samples classified as their class, "
+           "FID 0.70, in 1 339 CPU-s of one thread; 5 epochs without the average: 0.837)",
+           {**_GAN, "model": "cdcgan", "data": "fashion-mnist", "epochs": 20, "ema": 0.999, "model_args": {}}),
     Recipe("ring8-gan", "the ring of 8 Gaussians (Metz et al.): the mode-collapse curves",
            "gan_mlp_2d (two ReLU layers of 128 in G and D, z ∈ ℝ²⁵⁶), Adam 1e-3, β = (0.5, 0.999), batch 512; "
            "modes covered and the high-quality share every epoch, the last epoch kept",
