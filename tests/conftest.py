@@ -1,4 +1,5 @@
 import os
+import signal
 
 # Under pytest-xdist (make test: one worker per core) each worker computes on one thread; more would only
 # make the workers' threads fight for the same cores. Set before torch loads, for OpenMP and subprocesses.
@@ -15,11 +16,15 @@ torch.set_num_threads(TEST_THREADS)
 
 @pytest.fixture(autouse=True)
 def restore_global_state():
-    """A test that changes torch's thread count, deterministic mode, the environment or the working directory
+    """A test that changes torch's thread count, deterministic mode, signal handlers, the environment or the working directory
     leaves them as it found them for the next test on the same worker."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     cwd, environ = os.getcwd(), dict(os.environ)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     yield
+    for signum, handler in handlers.items():
+        if handler is not None and signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(deterministic)
     os.chdir(cwd)

@@ -211,7 +211,9 @@ def test_reproduce_ctrl_c_exits_130_and_says_how_to_continue(tmp_path):
     out = tmp_path / "exp"
     process = subprocess.Popen([sys.executable, "-m", "visionzoo", "reproduce", "degradation", "--budget", "smoke",
                                 "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               # as a terminal's foreground job: Ctrl-C not ignored even if this process ignores it
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in process.stderr:   # interrupt during its second training run
         seen.append(line)
