@@ -107,7 +107,6 @@ def corpus(n: int, seed: int = 0) -> list[tuple[str, str]]:
 
 
 def test_subword_vocabulary_is_deterministic_and_round_trips():
-    pytest.importorskip("sentencepiece")
     texts = [side for pair in corpus(300) for side in pair]
     first, second = SubwordVocabulary.train(texts, 60), SubwordVocabulary.train(texts, 60)
     assert first.model == second.model
@@ -228,7 +227,6 @@ def test_greedy_takes_the_most_probable_token_at_every_step():
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    pytest.importorskip("sentencepiece")
     from visionzoo.engine.trainer import TrainConfig, train
     root = tmp_path_factory.mktemp("translation")
     data = root / "pairs.tsv"

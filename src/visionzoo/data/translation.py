@@ -23,7 +23,7 @@ Subword vocabulary: one joint SentencePiece model (Kudo & Richardson, EMNLP 2018
 et al. 2016) trained on both sides of the training split — a shared vocabulary, so that the
 Transformer can share its embeddings (Vaswani Sec. 3.4) and names copied from source to target
 share pieces. Ids: 0 <pad>, 1 <unk>, 2 <s>, 3 </s>. SentencePiece is imported only here and only
-when needed (a runtime dependency: `pip install sentencepiece`); its training is made deterministic
+when needed (a declared runtime dependency; a missing install gets one line); its training is made deterministic
 (one thread, no sampling of the input), and the model's bytes are saved in the run directory
 (model.json), so that `visionzoo translate` and `eval` encode exactly as the training did.
 """
