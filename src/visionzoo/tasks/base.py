@@ -77,6 +77,14 @@ class Task:
     def build_model(self, **builder_kwargs) -> nn.Module:
         raise NotImplementedError
 
+    def build_network(self, kwargs: dict, options: str = "--model-arg") -> nn.Module:
+        """The registered network `cfg.model` built with `kwargs`; a keyword its builder refuses is
+        reported in one line naming the `options` that set it."""
+        try:
+            return create_model(self.cfg.model, **kwargs)
+        except TypeError as exc:
+            raise UsageError(f"{options} for {self.cfg.model}: {exc}") from None
+
     def input_batches(self, batch_size: int, epoch: int = 0) -> Iterator[torch.Tensor]:
         """Network inputs of the training split, ready to feed (data-dependent initialisation)."""
         raise NotImplementedError
@@ -109,7 +117,13 @@ class Task:
 
     def prepare(self, batch, generator: torch.Generator):
         """A raw batch made ready for the step (augmentation, this process's shard)."""
-        return batch
+        return self.shard(*batch)
+
+    def shard(self, *parts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """This process's rows of a batch's tensors: rank r of W takes rows r, r + W, r + 2W, …"""
+        if self.world == 1:
+            return parts
+        return tuple(part[self.rank::self.world] for part in parts)
 
     def training_step(self, batch, phase: str, generator: torch.Generator) -> StepOutput:
         raise NotImplementedError
@@ -143,26 +157,13 @@ class Task:
         """The per-epoch curves picture."""
 
 
-class ImageTask(Task):
-    """A task whose data is an image `DataBundle` (data/datasets.py): splits, classes, mean and std.
-
-    What its run directory records about the data is the same for every such task, and so are the
-    batches (data/loader.py: seeded, resumable mid-epoch) and the network built with the data's
-    classes and channels; subclasses set `data`, `classes`, `input_size` and `normalizer` in
-    `load_data`.
-    """
-
-    examples = "images"         # what one example of the data is called, in describe_data
-    class_word: str | None = None   # list the classes in describe_data under this word (None: not)
+class SplitsTask(Task):
+    """A task whose data holds train / val / test splits of tensors (`data.train`, … with `take`):
+    seeded, resumable batches (data/loader.py), --train-limit and --test-limit."""
 
     @property
     def train_size(self) -> int:
         return len(self.data.train)
-
-    def describe_data(self) -> str:
-        counts = (f"{len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test "
-                  f"{self.examples}")
-        return counts + (f", {self.class_word} {', '.join(self.classes)}" if self.class_word else "")
 
     def limit_splits(self) -> None:
         """--train-limit: a subset of the training split drawn with the run's seed; --test-limit: the
@@ -174,6 +175,39 @@ class ImageTask(Task):
         if cfg.test_limit and cfg.test_limit < len(self.data.test):
             self.data.test = self.data.test.take(torch.arange(cfg.test_limit))
 
+    def network_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """A batch's inputs as the network reads them (an image task normalises them)."""
+        return inputs
+
+    def input_batches(self, batch_size: int, epoch: int = 0):
+        for inputs, _ in train_batches(self.data.train, batch_size, seed=self.cfg.seed, epoch=epoch,
+                                       device=self.device):
+            yield self.network_inputs(inputs)
+
+    def train_batches(self, epoch: int, start_step: int):
+        return train_batches(self.data.train, self.cfg.batch_size, seed=self.cfg.seed, epoch=epoch,
+                             start_step=start_step, device=self.device)
+
+
+class ImageTask(SplitsTask):
+    """A task whose data is an image `DataBundle` (data/datasets.py): splits, classes, mean and std.
+
+    What its run directory records about the data is the same for every such task, and so is the
+    network built with the data's classes and channels; subclasses set `data`, `classes`,
+    `input_size` and `normalizer` in `load_data`.
+    """
+
+    examples = "images"         # what one example of the data is called, in describe_data
+    class_word: str | None = None   # list the classes in describe_data under this word (None: not)
+
+    def describe_data(self) -> str:
+        counts = (f"{len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test "
+                  f"{self.examples}")
+        return counts + (f", {self.class_word} {', '.join(self.classes)}" if self.class_word else "")
+
+    def network_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.normalizer(inputs)
+
     def size_keywords(self) -> dict:
         """Builder keywords that the data's size decides (a video network's frames, for example)."""
         return {}
@@ -181,19 +215,7 @@ class ImageTask(Task):
     def build_model(self, **builder_kwargs) -> nn.Module:
         self.model_kwargs = {"num_classes": len(self.classes), "in_chans": self.input_size[0],
                              **self.size_keywords(), **builder_kwargs}
-        try:
-            return create_model(self.cfg.model, **self.model_kwargs)
-        except TypeError as exc:
-            raise UsageError(f"--model-arg for {self.cfg.model}: {exc}") from None
-
-    def input_batches(self, batch_size: int, epoch: int = 0):
-        for inputs, _ in train_batches(self.data.train, batch_size, seed=self.cfg.seed, epoch=epoch,
-                                       device=self.device):
-            yield self.normalizer(inputs)
-
-    def train_batches(self, epoch: int, start_step: int):
-        return train_batches(self.data.train, self.cfg.batch_size, seed=self.cfg.seed, epoch=epoch,
-                             start_step=start_step, device=self.device)
+        return self.build_network(self.model_kwargs)
 
     def resolved(self) -> dict:
         return {"input_size": list(self.input_size), "num_classes": len(self.classes),
@@ -214,14 +236,19 @@ IMAGE_OPTIONS = {"mixup": 0.0, "cutmix": 0.0, "teacher": None, "adv": None, "tes
                  "whiten": False, "pretrain": "none", "bn_recalibrate": False}
 
 
-class TextTask(Task):
-    """A task whose examples are token sequences (language, translation, cloze): no image layout, the
-    image options refused, --train-limit a seeded subset of its training examples."""
+class SequenceTask(Task):
+    """A task whose examples are sequences (of tokens or of numbers): no image layout, the image
+    options refused."""
 
     def __init__(self, cfg, *, device, rank, world, channels_last, amp, log):
-        # channels_last is an image layout; token sequences have none
+        # channels_last is an image layout; sequences have none
         super().__init__(cfg, device=device, rank=rank, world=world, channels_last=False, amp=amp, log=log)
         self.refuse_options(IMAGE_OPTIONS, "an image")
+
+
+class TextTask(SequenceTask):
+    """A task whose examples are token sequences (language, translation, cloze): --train-limit a seeded
+    subset of its training examples."""
 
     def limit_examples(self, examples: list) -> list:
         """--train-limit: a subset of `examples` drawn with the run's seed (all of them without it)."""

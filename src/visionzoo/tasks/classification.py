@@ -227,8 +227,7 @@ class ClassificationTask(ImageTask):
     def prepare(self, batch, generator):
         images, labels = batch
         images, targets = self.augmentation(images, labels, len(self.classes), generator)
-        shard = slice(self.rank, None, self.world)
-        return images[shard], labels[shard], targets[shard]
+        return self.shard(images, labels, targets)
 
     def training_step(self, batch, phase: str, generator) -> StepOutput:
         cfg = self.cfg

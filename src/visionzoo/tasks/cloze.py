@@ -46,7 +46,6 @@ from ..core.errors import UsageError
 from ..core.options import at_least, option, option_group
 from ..core.runtime import autocast, evaluating
 from ..data.cloze import PAD, ClozeData, EncodedCloze, frequency_baseline, load_cloze_data
-from ..registry import create_model
 from .base import StepOutput, TextTask
 from .plots import plot_curves
 from .translation import length_sorted_batches
@@ -134,10 +133,7 @@ class ClozeTask(TextTask):
 
     def build_model(self, **builder_kwargs) -> nn.Module:
         self.model_kwargs = {"num_classes": self.data.entities, "vocab_size": len(self.data.vocab), **builder_kwargs}
-        try:
-            return create_model(self.cfg.model, **self.model_kwargs)
-        except TypeError as exc:
-            raise UsageError(f"--model-arg for {self.cfg.model}: {exc}") from None
+        return self.build_network(self.model_kwargs)
 
     def input_batches(self, batch_size: int, epoch: int = 0):
         for batch in self.train_batches(epoch, 0):
@@ -149,11 +145,6 @@ class ClozeTask(TextTask):
         batches = length_sorted_batches(self.lengths, self.cfg.batch_size, generator)
         for indices in batches[start_step:]:
             yield collate([self.encoded_train[i] for i in indices], self.data.entities, self.device)
-
-    def prepare(self, batch, generator: torch.Generator):
-        if self.world == 1:
-            return batch
-        return tuple(part[self.rank::self.world] for part in batch)
 
     def training_step(self, batch, phase: str, generator: torch.Generator) -> StepOutput:
         document, query, segments, candidates, answers = batch

@@ -248,11 +248,7 @@ class DetectionTask(ImageTask):
     def build_model(self, **builder_kwargs) -> nn.Module:
         # torchvision's convention: the classifier's K + 1 outputs include the background
         self.model_kwargs = {"num_classes": len(self.classes) + 1, "in_chans": self.input_size[0], **builder_kwargs}
-        from ..registry import create_model
-        try:
-            return create_model(self.cfg.model, **self.model_kwargs)
-        except TypeError as exc:
-            raise UsageError(f"--model-arg for {self.cfg.model}: {exc}") from None
+        return self.build_network(self.model_kwargs)
 
     def check_model(self, model: nn.Module) -> None:
         self.has_rpn = getattr(model, "rpn", None) is not None

@@ -36,7 +36,6 @@ from ..core.runtime import autocast, evaluating
 from ..data.text import LEVELS, Vocabulary, load_text_data
 from ..layers.recurrent import detach_state
 from ..models.language import dynamic_evaluate, sample
-from ..registry import create_model
 from .base import StepOutput, TextTask
 from .plots import plot_curves
 
@@ -137,10 +136,7 @@ class LanguageTask(TextTask):
     def build_model(self, **builder_kwargs) -> nn.Module:
         noise = {"weight_noise": self.cfg.weight_noise} if self.cfg.weight_noise else {}
         self.model_kwargs = {"num_classes": len(self.vocab), **noise, **builder_kwargs}
-        try:
-            return create_model(self.cfg.model, **self.model_kwargs)
-        except TypeError as exc:
-            raise UsageError(f"--model-arg or --weight-noise for {self.cfg.model}: {exc}") from None
+        return self.build_network(self.model_kwargs, options="--model-arg or --weight-noise")
 
     def input_batches(self, batch_size: int, epoch: int = 0):
         rows = stream_matrix(self.data.train, batch_size).to(self.device)
@@ -155,10 +151,6 @@ class LanguageTask(TextTask):
         for step in range(start_step, self.windows):
             start = step * bptt
             yield self.streams[:, start:start + bptt], self.streams[:, start + 1:start + bptt + 1]
-
-    def prepare(self, batch, generator: torch.Generator):
-        shard = slice(self.rank, None, self.world)
-        return tuple(part[shard] for part in batch)
 
     def training_step(self, batch, phase: str, generator: torch.Generator) -> StepOutput:
         inputs, targets = batch

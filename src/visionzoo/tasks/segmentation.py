@@ -165,8 +165,7 @@ class SegmentationTask(ImageTask):
 
     def prepare(self, batch, generator):
         images, masks = self.augmentation(*batch, generator)
-        shard = slice(self.rank, None, self.world)
-        images, masks = images[shard], masks[shard]
+        images, masks = self.shard(images, masks)
         weights = None
         if self.cfg.weight_map:
             weights = unet_weight_map(masks, len(self.classes), w0=self.cfg.weight_map_w0,

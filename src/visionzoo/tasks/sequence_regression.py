@@ -16,12 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import distributed
-from ..core.errors import UsageError
 from ..core.runtime import autocast, evaluating
-from ..data.loader import eval_batches, train_batches
+from ..data.loader import eval_batches
 from ..data.synthetic_sequences import load_sequence_data
-from ..registry import create_model
-from .base import IMAGE_OPTIONS, StepOutput, Task
+from .base import SequenceTask, SplitsTask, StepOutput
 from .plots import plot_curves
 
 
@@ -40,7 +38,7 @@ def regression_measures(model: nn.Module, split, *, batch_size: int, device, ran
     return {"loss": mse, "mse": mse, "r2": 1 - mse / variance if variance > 0 else float("nan"), "n": len(split)}
 
 
-class SequenceRegressionTask(Task):
+class SequenceRegressionTask(SequenceTask, SplitsTask):
     """Sequences → real numbers: MSE loss, `mse` monitored, R² beside it."""
 
     name = "sequence-regression"
@@ -48,25 +46,12 @@ class SequenceRegressionTask(Task):
     monitor, monitor_mode = "mse", "min"
     val_keys = ("r2",)
 
-    def __init__(self, cfg, *, device, rank, world, channels_last, amp, log):
-        # channels_last is an image layout; sequences have none
-        super().__init__(cfg, device=device, rank=rank, world=world, channels_last=False, amp=amp, log=log)
-        self.refuse_options(IMAGE_OPTIONS, "an image")
-
     # ---- data and network ---------------------------------------------------------------------
     def load_data(self) -> None:
         cfg = self.cfg
         self.data = load_sequence_data(cfg.data, val_size=cfg.val_size, seed=cfg.seed)
-        if cfg.train_limit and cfg.train_limit < len(self.data.train):
-            subset = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(cfg.seed))
-            self.data.train = self.data.train.take(subset[:cfg.train_limit])
-        if cfg.test_limit and cfg.test_limit < len(self.data.test):
-            self.data.test = self.data.test.take(torch.arange(cfg.test_limit))
+        self.limit_splits()
         self.input_size = (self.data.features, self.data.length)   # (features, time steps)
-
-    @property
-    def train_size(self) -> int:
-        return len(self.data.train)
 
     @property
     def chance_loss(self) -> float:
@@ -78,25 +63,9 @@ class SequenceRegressionTask(Task):
 
     def build_model(self, **builder_kwargs) -> nn.Module:
         self.model_kwargs = {"num_classes": self.data.outputs, "in_chans": self.data.features, **builder_kwargs}
-        try:
-            return create_model(self.cfg.model, **self.model_kwargs)
-        except TypeError as exc:
-            raise UsageError(f"--model-arg for {self.cfg.model}: {exc}") from None
-
-    def input_batches(self, batch_size: int, epoch: int = 0):
-        for inputs, _ in train_batches(self.data.train, batch_size, seed=self.cfg.seed, epoch=epoch,
-                                       device=self.device):
-            yield inputs
+        return self.build_network(self.model_kwargs)
 
     # ---- training -----------------------------------------------------------------------------
-    def train_batches(self, epoch: int, start_step: int):
-        return train_batches(self.data.train, self.cfg.batch_size, seed=self.cfg.seed, epoch=epoch,
-                             start_step=start_step, device=self.device)
-
-    def prepare(self, batch, generator: torch.Generator):
-        shard = slice(self.rank, None, self.world)
-        return tuple(part[shard] for part in batch)
-
     def training_step(self, batch, phase: str, generator: torch.Generator) -> StepOutput:
         inputs, targets = batch
         with autocast(self.device, self.amp):

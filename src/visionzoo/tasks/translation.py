@@ -42,7 +42,6 @@ from ..core.runtime import autocast, evaluating
 from ..data.translation import BOS, EOS, PAD, ParallelData, SubwordVocabulary, encode_pairs, load_parallel, pad_batch
 from ..metrics.bleu import bleu
 from ..models.decoding import beam_search, greedy_decode
-from ..registry import create_model
 from .base import StepOutput, TextTask
 from .plots import plot_curves
 
@@ -180,10 +179,7 @@ class TranslationTask(TextTask):
 
     def build_model(self, **builder_kwargs) -> nn.Module:
         self.model_kwargs = {"num_classes": len(self.vocab), **builder_kwargs}
-        try:
-            return create_model(self.cfg.model, **self.model_kwargs)
-        except TypeError as exc:
-            raise UsageError(f"--model-arg for {self.cfg.model}: {exc}") from None
+        return self.build_network(self.model_kwargs)
 
     def input_batches(self, batch_size: int, epoch: int = 0):
         for src, _ in self.train_batches(epoch, 0):
@@ -200,7 +196,7 @@ class TranslationTask(TextTask):
     def prepare(self, batch, generator: torch.Generator):
         if self.world == 1:
             return batch
-        src, tgt = (part[self.rank::self.world] for part in batch)
+        src, tgt = self.shard(*batch)
         # this process's pairs may be shorter than the batch's longest: drop the all-padding columns
         return src[:, :int((src != PAD).sum(1).max())], tgt[:, :int((tgt != PAD).sum(1).max())]
 

@@ -110,8 +110,7 @@ class VideoTask(ImageTask):
 
     def prepare(self, batch, generator):
         clips, labels = self.augmentation(*batch, generator)
-        shard = slice(self.rank, None, self.world)
-        return clips[shard], labels[shard]
+        return self.shard(clips, labels)
 
     def training_step(self, batch, phase: str, generator) -> StepOutput:
         clips, labels = batch

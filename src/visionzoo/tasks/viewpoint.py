@@ -256,8 +256,7 @@ class ViewpointTask(ImageTask):
         if self.flip:
             mirrored = torch.rand(len(images), generator=generator, device=generator.device).to(images.device) < 0.5
             images, labels = mirror_viewpoints(images, labels, mirrored)
-        shard = slice(self.rank, None, self.world)
-        return images[shard], labels[shard]
+        return self.shard(images, labels)
 
     def training_step(self, batch, phase: str, generator) -> StepOutput:
         images, labels = batch
