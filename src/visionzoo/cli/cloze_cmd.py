@@ -4,7 +4,7 @@ each document's entities and the mean cross-entropy, on a split of the run's dat
 vocabulary saved in model.json (tasks/cloze.py)."""
 from __future__ import annotations
 
-import json
+from .report import measures_text, print_evaluation
 
 
 def run_cloze_eval(args, model, meta: dict) -> int:
@@ -22,9 +22,4 @@ def run_cloze_eval(args, model, meta: dict) -> int:
                               batch_size=args.batch_size or EVAL_BATCH)
     result = {"split": args.split, "n": measures["n"], "top1": measures["top1"], "loss": measures["loss"],
               "model": meta["name"], "data": spec}
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"{meta['name']} on {spec} {args.split} ({result['n']:,} questions): top1 {result['top1']:.4f}  "
-          f"loss {result['loss']:.4f}")
-    return 0
+    return print_evaluation(args, result, "questions", measures_text(result, "top1", "loss"))

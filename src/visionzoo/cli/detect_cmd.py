@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..core.errors import UsageError
+from .report import measures_text, print_evaluation
 
 
 def _load_run(path: str, device):
@@ -47,15 +48,9 @@ def run_detection_eval(args, model, meta: dict) -> int:
     result = {"split": args.split, "n": result["n"], "map50": result["map50"], "voc07_map": result["voc07_map"],
               "map": result["map"], "loss": result["loss"], "ap_per_class": result["ap_per_class"],
               "detections": result["detections"], "model": meta["name"], "data": spec}
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"{meta['name']} on {spec} {args.split} ({result['n']} images): map50 {result['map50']:.4f}  "
-          f"map {result['map']:.4f}  voc07_map {result['voc07_map']:.4f}  loss {result['loss']:.4f}")
-    width = max(len(c) for c in classes)
-    for name, ap in result["ap_per_class"].items():
-        print(f"  {name:<{width}}  " + ("no true boxes in this split" if ap is None else f"AP50 {ap:.4f}"))
-    return 0
+    rows = {name: "no true boxes in this split" if ap is None else f"AP50 {ap:.4f}"
+            for name, ap in result["ap_per_class"].items()}
+    return print_evaluation(args, result, "images", measures_text(result, "map50", "map", "voc07_map", "loss"), rows)
 
 
 def _resized(image, size: tuple[int, int]):

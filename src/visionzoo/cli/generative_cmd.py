@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.errors import UsageError
-from ..core.io import json_text
+from .report import measures_text, print_evaluation
 
 
 def _reference(meta: dict, device, batch_size: int):
@@ -61,10 +61,6 @@ def run_generative_eval(args, model, meta: dict) -> int:
                                classes=meta.get("classes"), modes=modes, device=device, batch_size=batch_size)
     result = {"split": args.split, **result, "model": meta["name"], "data": spec,
               "fid_reference": meta.get("fid_reference")}
-    if args.json:
-        print(json_text(result))
-        return 0
-    shown = "  ".join(f"{key} {value:.4f}" for key, value in result.items() if isinstance(value, float))
     features = f", features of {reference.meta['name']} ({reference.path})" if reference else ""
-    print(f"{meta['name']} on {spec} {args.split} ({result['n']} samples{features}): {shown}")
-    return 0
+    return print_evaluation(args, result, f"samples{features}",
+                            measures_text(result, *(key for key, value in result.items() if isinstance(value, float))))

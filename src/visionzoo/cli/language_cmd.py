@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from ..core.errors import UsageError
+from .report import print_evaluation
 
 DEFAULT_LENGTH = 200
 
@@ -39,12 +40,8 @@ def run_language_eval(args, model, meta: dict) -> int:
     measures = language_measures(nats, count, len(tokens), data.chars[args.split], data.words[args.split])
     result = {"split": args.split, "n": measures["n"], "bpc": measures["bpc"], "perplexity": measures["perplexity"],
               "loss": measures["loss"], "level": vocab.level, "model": meta["name"], "data": spec}
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"{meta['name']} on {spec} {args.split} ({result['n']:,} {vocab.level}s): bpc {result['bpc']:.4f}  "
-          f"perplexity {result['perplexity']:.2f}  loss {result['loss']:.4f}")
-    return 0
+    return print_evaluation(args, result, f"{vocab.level}s", f"bpc {result['bpc']:.4f}  perplexity "
+                            f"{result['perplexity']:.2f}  loss {result['loss']:.4f}")
 
 
 def run_language_sample(args, model, meta: dict) -> int:

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from ..core.errors import UsageError
+from .report import measures_text, print_evaluation
 
 
 def _load_run(path: str, device):
@@ -42,17 +43,9 @@ def run_segmentation_eval(args, model, meta: dict) -> int:
               "dice_per_class": dict(zip(classes, finite_or_none(result["dice_per_class"]))),
               "iou_per_class": dict(zip(classes, finite_or_none(result["iou_per_class"]))),
               "model": meta["name"], "data": spec}
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"{meta['name']} on {spec} {args.split} ({result['n']} images): dice {result['dice']:.4f}  "
-          f"iou {result['iou']:.4f}  pixel_acc {result['pixel_acc']:.4f}  loss {result['loss']:.4f}")
-    width = max(len(c) for c in classes)
-    for name in classes:
-        dice, iou = result["dice_per_class"][name], result["iou_per_class"][name]
-        shown = "undefined (in neither truth nor prediction)" if dice is None else f"dice {dice:.4f}  iou {iou:.4f}"
-        print(f"  {name:<{width}}  {shown}")
-    return 0
+    rows = {name: "undefined (in neither truth nor prediction)" if dice is None else f"dice {dice:.4f}  iou {iou:.4f}"
+            for (name, dice), iou in zip(result["dice_per_class"].items(), result["iou_per_class"].values())}
+    return print_evaluation(args, result, "images", measures_text(result, "dice", "iou", "pixel_acc", "loss"), rows)
 
 
 def _read_image(path: Path, channels: int):

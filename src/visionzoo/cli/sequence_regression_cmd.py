@@ -3,7 +3,7 @@ Hochreiter & Schmidhuber 1997, Sec. 5.4; tasks/sequence_regression.py): the mean
 loss (the same number) and R² of the run's network on a split of its data, as text or one JSON object."""
 from __future__ import annotations
 
-import json
+from .report import print_evaluation
 
 
 def run_sequence_regression_eval(args, model, meta: dict) -> int:
@@ -23,9 +23,4 @@ def run_sequence_regression_eval(args, model, meta: dict) -> int:
                                  batch_size=args.batch_size or meta.get("eval", {}).get("batch_size", 500))
     result = {"split": args.split, "n": result["n"], "mse": result["mse"], "loss": result["loss"],
               "r2": result["r2"], "model": meta["name"], "data": spec}
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"{meta['name']} on {spec} {args.split} ({result['n']} sequences): mse {result['mse']:.6f}  "
-          f"r2 {result['r2']:.4f}")
-    return 0
+    return print_evaluation(args, result, "sequences", f"mse {result['mse']:.6f}  r2 {result['r2']:.4f}")

@@ -16,6 +16,7 @@ import sys
 
 from ..core.errors import UsageError
 from ..core.options import argument, at_least
+from .report import print_evaluation
 
 
 def _vocabulary(meta: dict, where: str):
@@ -40,12 +41,8 @@ def run_translation_eval(args, model, meta: dict) -> int:
                            device=device, batch_size=args.batch_size or 100)
     result = {"split": args.split, "n": len(pairs), "bleu": bleu(hypotheses, [t for _, t in pairs]),
               "loss": nats / max(count, 1), "beam": beam, "model": meta["name"], "data": spec}
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"{meta['name']} on {spec} {args.split} ({result['n']:,} sentence pairs, beam {beam}): "
-          f"BLEU {result['bleu']:.2f}  loss {result['loss']:.4f}")
-    return 0
+    return print_evaluation(args, result, f"sentence pairs, beam {beam}",
+                            f"BLEU {result['bleu']:.2f}  loss {result['loss']:.4f}")
 
 
 def run_translate(args) -> int:

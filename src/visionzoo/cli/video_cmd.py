@@ -2,7 +2,7 @@
 trained clip classifier on a split of its video data set (data/video.py), as text or one JSON object."""
 from __future__ import annotations
 
-import json
+from .report import measures_text, print_evaluation
 
 
 def run_video_eval(args, model, meta: dict) -> int:
@@ -17,12 +17,5 @@ def run_video_eval(args, model, meta: dict) -> int:
     result = {"split": args.split, "n": result["n"], "top1": result["top1"], "top5": result["top5"],
               "loss": result["loss"], "per_class_top1": dict(zip(classes, result["per_class_top1"])),
               "model": meta["name"], "data": spec}
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"{meta['name']} on {spec} {args.split} ({result['n']} clips): top1 {result['top1']:.4f}  "
-          f"top5 {result['top5']:.4f}  loss {result['loss']:.4f}")
-    width = max(len(name) for name in classes)
-    for name, accuracy in result["per_class_top1"].items():
-        print(f"  {name:<{width}}  {accuracy:.4f}")
-    return 0
+    rows = {name: f"{accuracy:.4f}" for name, accuracy in result["per_class_top1"].items()}
+    return print_evaluation(args, result, "clips", measures_text(result, "top1", "top5", "loss"), rows)

@@ -3,7 +3,7 @@ top-1, the median geodesic error between predicted and true rotations and Acc_π
 Malik's scores, as the paper's Table 2 reports them), overall and per category, and the loss."""
 from __future__ import annotations
 
-import json
+from .report import print_evaluation
 
 
 def run_viewpoint_eval(args, model, meta: dict) -> int:
@@ -21,15 +21,11 @@ def run_viewpoint_eval(args, model, meta: dict) -> int:
               "median_azimuth_error": result["median_azimuth_error"],
               "loss": result["loss"], "median_angle_error_per_category": result["median_angle_error_per_category"],
               "acc_pi6_per_category": result["acc_pi6_per_category"], "model": meta["name"], "data": spec}
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"{meta['name']} on {spec} {args.split} ({result['n']} images): top1 (azimuth bin) {result['top1']:.4f}  "
-          f"median angle error {result['median_angle_error']:.2f}°  acc_pi6 {result['acc_pi6']:.4f}  "
-          f"loss {result['loss']:.4f}")
-    width = max(len(c) for c in classes)
+    rows = {}
     for name in classes:
         median, accuracy = result["median_angle_error_per_category"][name], result["acc_pi6_per_category"][name]
-        shown = "no images" if median is None else f"median error {median:.2f}°  acc_pi6 {accuracy:.4f}"
-        print(f"  {name:<{width}}  {shown}")
-    return 0
+        rows[name] = "no images" if median is None else f"median error {median:.2f}°  acc_pi6 {accuracy:.4f}"
+    return print_evaluation(args, result, "images", f"top1 (azimuth bin) {result['top1']:.4f}  median angle error "
+                            f"{result['median_angle_error']:.2f}°  median azimuth error "
+                            f"{result['median_azimuth_error']:.2f}°  acc_pi6 {result['acc_pi6']:.4f}  "
+                            f"loss {result['loss']:.4f}", rows)
