@@ -110,6 +110,18 @@ def _test_translations(trainer, *, beam: int, alpha: float, sources: list[str] |
     return translate(trainer.eval_model, task.vocab, sources, beam=beam, alpha=alpha, device=trainer.device)
 
 
+def _train_and_translate(ctx: Context, network: str, run: str, model_args: dict, settings: dict,
+                         keep=lambda source: True):
+    """Train `network` on the experiment's settings, then translate the test sources that `keep` accepts with
+    the run's beam: (summary, trainer, the kept test indices, their translations)."""
+    summary, trainer = train_registered(ctx, network, run, model_args=model_args, **settings)
+    sources = [s for s, _ in trainer.task.data.test]
+    kept = [i for i, source in enumerate(sources) if keep(source)]
+    translations = _test_translations(trainer, beam=settings["beam"], alpha=settings["length_penalty"],
+                                      sources=[sources[i] for i in kept])
+    return summary, trainer, kept, translations
+
+
 def sentence_statistics(hypotheses: list[str], references: list[str]) -> torch.Tensor:
     """(N, 10) BLEU statistics per sentence — matched and total n-grams (n = 1 … 4), hypothesis and reference
     lengths — whose column sums are the corpus' statistics."""
@@ -158,9 +170,8 @@ def reverse_source(ctx: Context) -> Outcome:
     rows, curves, outputs = [], {}, {}
     for reverse in (False, True):
         label = "reversed" if reverse else "in order"
-        summary, trainer = train_registered(ctx, "seq2seq_lstm", f"reverse-source-{label.replace(' ', '-')}",
-                                            model_args=_seq2seq_args(ctx, reverse), **settings)
-        outputs[label] = _test_translations(trainer, beam=settings["beam"], alpha=settings["length_penalty"])
+        summary, trainer, _, outputs[label] = _train_and_translate(
+            ctx, "seq2seq_lstm", f"reverse-source-{label.replace(' ', '-')}", _seq2seq_args(ctx, reverse), settings)
         curves[label] = _epoch_curves(trainer)
         rows.append({"source": label, "test_bleu": summary["test_bleu"],
                      "test_bleu_greedy": summary["test_bleu_greedy"],
@@ -209,11 +220,9 @@ def attention_long_sentences(ctx: Context) -> Outcome:
                 "attention (rnnsearch)": ("rnnsearch", _rnnsearch_args(ctx))}
     rows, by_length, long_outputs = [], {}, {}
     for label, (network, args) in networks.items():
-        summary, trainer = train_registered(ctx, network, f"attention-long-{network}", model_args=args, **settings)
-        sources = [s for s, _ in trainer.task.data.test]
-        long = [i for i, source in enumerate(sources) if len(source.split()) > LONG_SENTENCE]
-        long_outputs[label] = _test_translations(trainer, beam=settings["beam"], alpha=settings["length_penalty"],
-                                                 sources=[sources[i] for i in long])
+        summary, trainer, long, long_outputs[label] = _train_and_translate(
+            ctx, network, f"attention-long-{network}", args, settings,
+            keep=lambda source: len(source.split()) > LONG_SENTENCE)
         by_length[label] = summary["test_bleu_by_length"]
         bins = list(by_length[label].values())
         rows.append({"network": label, "test_bleu": summary["test_bleu"],
