@@ -9,7 +9,8 @@ smp is a benchmark-only dependency (`pip install segmentation-models-pytorch`), 
 visionzoo.
 
     .venv/bin/python benchmarks/segmentation_speed.py [--encoders resnet18,resnet34] [--size 128]
-        [--channels 3] [--batch-size 16] [--dtype fp32|bf16] [--repeats 5] [--steps 5] [--threads N]
+        [--channels 3] [--batch-size 16] [--dtype fp32|bf16] [--repeats 5] [--steps 5] [--threads N] [--control]
+        [--clock wall|cpu]
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from side_by_side import compare, table_row
+from side_by_side import add_comparison_options, compare_row, start_table
 
 import visionzoo as vz
 
@@ -39,17 +40,10 @@ def main() -> int:
     parser.add_argument("--channels", type=int, default=3)
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--threads", type=int)
+    add_comparison_options(parser, repeats=5, steps=5)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
-          f"{args.channels}×{args.size}², {args.dtype}, channels_last, median of {args.repeats} interleaved repeats")
-    print("| encoder | params ours / smp | train img/s ours | smp | ratio | infer img/s ours | smp | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    start_table(args, f"batch {args.batch_size}, {args.channels}×{args.size}², channels_last", "encoder", "smp",
+                "img")
     for encoder in args.encoders.split(","):
         ours, theirs = build(encoder, args.classes, args.channels)
         generator = torch.Generator().manual_seed(0)
@@ -57,10 +51,7 @@ def main() -> int:
         x = x.contiguous(memory_format=torch.channels_last)
         masks = torch.randint(0, args.classes, (args.batch_size, args.size, args.size), generator=generator)
         ours, theirs = (m.to(memory_format=torch.channels_last) for m in (ours, theirs))
-        found = compare(ours, theirs, x, lambda logits: F.cross_entropy(logits, masks), repeats=args.repeats,
-                        steps=args.steps, dtype=args.dtype)
-        params = tuple(sum(p.numel() for p in m.parameters()) for m in (ours, theirs))
-        print(table_row(encoder, params, found), flush=True)
+        compare_row(args, encoder, ours, theirs, x, lambda logits: F.cross_entropy(logits, masks))
     return 0
 
 

@@ -24,7 +24,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from side_by_side import compare, table_row
+from side_by_side import add_comparison_options, compare_row, start_table
 from torch import nn
 
 import visionzoo as vz
@@ -125,31 +125,14 @@ def main() -> int:
     parser.add_argument("--length", type=int, default=100, help="tokens per sequence (source and target)")
     parser.add_argument("--vocab", type=int, default=68, help="the language model's vocabulary (kjv's characters)")
     parser.add_argument("--vocab-nmt", type=int, default=8000, help="the translation vocabulary")
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
-    parser.add_argument("--repeats", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--threads", type=int)
-    parser.add_argument("--control", action="store_true", help="time a copy of the torch network too (A/A)")
-    parser.add_argument("--clock", default="wall", choices=("wall", "cpu"))
+    add_comparison_options(parser, repeats=6, steps=3)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size} × {args.length} "
-          f"tokens, {args.dtype}, median of {args.repeats} interleaved repeats, tokens per {args.clock} second")
-    control = " | A/A" if args.control else ""
-    print(f"| network | params ours / torch | train tokens/s ours | torch | ratio{control} "
-          f"| infer tokens/s ours | torch | ratio{control} |")
-    print("| --- " * (8 + 2 * args.control) + "|", flush=True)
+    start_table(args, f"batch {args.batch_size} × {args.length} tokens", "network", "torch", "tokens")
     generator = torch.Generator().manual_seed(0)
     for name in args.networks.split(","):
         ours, theirs, inputs, targets = PAIRS[name](args, generator)
         loss = lambda logits: F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-        found = compare(ours, theirs, inputs, loss, repeats=args.repeats, steps=args.steps, dtype=args.dtype,
-                        control=copy.deepcopy(theirs) if args.control else None, clock=args.clock)
-        tokens = {mode: tuple(value * args.length if i < 2 else value for i, value in enumerate(found[mode]))
-                  for mode in found}
-        params = tuple(sum(p.numel() for p in m.parameters()) for m in (ours, theirs))
-        print(table_row(name, params, tokens), flush=True)
+        compare_row(args, name, ours, theirs, inputs, loss, per_sample=args.length)
     return 0
 
 

@@ -17,6 +17,7 @@ should be 1, and its distance from 1 is how far this run can resolve a differenc
 """
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 
@@ -86,3 +87,37 @@ def table_row(name: str, params: tuple[int, int], found: dict) -> str:
         ours, theirs, ratio, control = found[mode]
         cells += [f"{ours:.1f}", f"{theirs:.1f}", f"{ratio:.3f}"] + ([] if control is None else [f"{control:.3f}"])
     return "| " + " | ".join(cells) + " |"
+
+
+def add_comparison_options(parser, *, repeats: int, steps: int) -> None:
+    """The options every side-by-side benchmark takes: precision, repeats, steps, threads, the A/A control
+    and the clock."""
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--control", action="store_true", help="time a copy of the reference too (A/A)")
+    parser.add_argument("--clock", default="wall", choices=("wall", "cpu"))
+
+
+def start_table(args, setting: str, first: str, reference: str, unit: str) -> None:
+    """Set --threads, then print the run's setting and the markdown table's header."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {setting}, {args.dtype}, median of "
+          f"{args.repeats} interleaved repeats, {unit} per {args.clock} second")
+    control = " | A/A" if args.control else ""
+    print(f"| {first} | params ours / {reference} | train {unit}/s ours | {reference} | ratio{control} "
+          f"| infer {unit}/s ours | {reference} | ratio{control} |")
+    print("| --- " * (8 + 2 * args.control) + "|", flush=True)
+
+
+def compare_row(args, name: str, ours, reference, x, loss_fn, *, per_sample: int = 1) -> None:
+    """Compare the two networks with the command line's settings and print their row; rates are of
+    samples × `per_sample` (tokens per sequence, say)."""
+    found = compare(ours, reference, x, loss_fn, repeats=args.repeats, steps=args.steps, dtype=args.dtype,
+                    control=copy.deepcopy(reference) if args.control else None, clock=args.clock)
+    scaled = {mode: (ours_rate * per_sample, reference_rate * per_sample, ratio, control)
+              for mode, (ours_rate, reference_rate, ratio, control) in found.items()}
+    params = tuple(sum(p.numel() for p in m.parameters()) for m in (ours, reference))
+    print(table_row(name, params, scaled), flush=True)

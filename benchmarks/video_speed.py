@@ -16,13 +16,12 @@ a machine shared by more processes than cores.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 
 import torch
 import torch.nn.functional as F
 import torchvision.models.video as tv_video
-from side_by_side import compare, table_row
+from side_by_side import add_comparison_options, compare_row, start_table
 
 import visionzoo as vz
 
@@ -34,22 +33,10 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=56)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
-    parser.add_argument("--repeats", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--threads", type=int)
-    parser.add_argument("--control", action="store_true", help="time a copy of torchvision's network too (A/A)")
-    parser.add_argument("--clock", default="wall", choices=("wall", "cpu"))
+    add_comparison_options(parser, repeats=6, steps=3)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
-          f"clips 3×{args.frames}×{args.size}², {args.dtype}, median of {args.repeats} interleaved repeats, "
-          f"clips per {args.clock} second")
-    control = " | A/A" if args.control else ""
-    print(f"| network | params ours / torchvision | train clips/s ours | torchvision | ratio{control} "
-          f"| infer clips/s ours | torchvision | ratio{control} |")
-    print("| --- " * (8 + 2 * args.control) + "|", flush=True)
+    start_table(args, f"batch {args.batch_size}, clips 3×{args.frames}×{args.size}²", "network", "torchvision",
+                "clips")
     generator = torch.Generator().manual_seed(0)
     clips = torch.randn(args.batch_size, 3, args.frames, args.size, args.size, generator=generator)
     labels = torch.randint(0, args.classes, (args.batch_size,), generator=generator)
@@ -58,11 +45,7 @@ def main() -> int:
         ours = vz.create_model(name, num_classes=args.classes)
         torch.manual_seed(0)
         theirs = getattr(tv_video, name)(num_classes=args.classes)
-        found = compare(ours, theirs, clips, lambda logits: F.cross_entropy(logits, labels), repeats=args.repeats,
-                        steps=args.steps, dtype=args.dtype,
-                        control=copy.deepcopy(theirs) if args.control else None, clock=args.clock)
-        params = tuple(sum(p.numel() for p in m.parameters()) for m in (ours, theirs))
-        print(table_row(name, params, found), flush=True)
+        compare_row(args, name, ours, theirs, clips, lambda logits: F.cross_entropy(logits, labels))
     return 0
 
 
