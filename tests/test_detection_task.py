@@ -127,6 +127,8 @@ def test_fast_rcnn_trains_on_selective_search_proposals(small_scenes, tmp_path):
 def test_classification_options_and_an_alternating_fast_rcnn_are_refused(small_scenes, tmp_path, capsys):
     assert main(["train", *train_flags(SETTINGS), "--mixup", "0.2", "--out", str(tmp_path / "a")]) == 2
     assert "--mixup is a classification option" in capsys.readouterr().err
+    assert main(["train", *train_flags(SETTINGS), "--gauss-noise", "0.1", "--out", str(tmp_path / "a")]) == 2
+    assert "--gauss-noise is a classification option" in capsys.readouterr().err
     settings = {**SETTINGS, "model": "fast_rcnn_small", "training_scheme": "alternating"}
     assert main(["train", *train_flags(settings), "--out", str(tmp_path / "b")]) == 2
     assert "trains an RPN" in capsys.readouterr().err

@@ -230,10 +230,14 @@ class ImageTask(SplitsTask):
                 "eval": {"batch_size": cfg.eval_batch_size, "channels_last": self.channels_last}}
 
 
-# Options of the image tasks that have no meaning for token sequences: refused if set.
-IMAGE_OPTIONS = {"mixup": 0.0, "cutmix": 0.0, "teacher": None, "adv": None, "test_tta": "none", "scale_jitter": None,
-                 "fancy_pca": 0.0, "random_erasing": 0.0, "cutout": 0, "gauss_noise": 0.0, "image_size": None,
-                 "whiten": False, "pretrain": "none", "bn_recalibrate": False}
+# Options of image classification (name → its off value), refused by the tasks they mean nothing to; each task
+# adds what else it cannot use.
+CLASSIFICATION_OPTIONS = {"mixup": 0.0, "cutmix": 0.0, "teacher": None, "adv": None, "test_tta": "none",
+                          "scale_jitter": None, "fancy_pca": 0.0, "random_erasing": 0.0, "cutout": 0,
+                          "gauss_noise": 0.0}
+# Options of the image tasks that have no meaning for sequences.
+IMAGE_OPTIONS = {**CLASSIFICATION_OPTIONS, "image_size": None, "whiten": False,
+                 "pretrain": "none", "bn_recalibrate": False}
 
 
 class SequenceTask(Task):

@@ -36,14 +36,12 @@ from ..core.runtime import autocast, evaluating
 from ..data.detection import BoxAugmentation, load_detection_data
 from ..data.loader import Normalizer, epoch_order, steps_per_epoch
 from ..metrics import detection_map
-from .base import ImageTask, StepOutput
+from .base import CLASSIFICATION_OPTIONS, ImageTask, StepOutput
 from .plots import plot_curves
 
 # Options of the image classifier that have no meaning (or no box version) here: refused if set. (--crop and
 # --label-smoothing, on by default for classifiers, are not used: the boxes move by BoxAugmentation's rescale, and
 # the detection head's cross-entropy is the papers' plain one.)
-CLASSIFICATION_ONLY = {"mixup": 0.0, "cutmix": 0.0, "teacher": None, "adv": None, "test_tta": "none",
-                       "scale_jitter": None, "fancy_pca": 0.0, "random_erasing": 0.0, "cutout": 0}
 RPN_LOSSES = ("loss_objectness", "loss_rpn_box_reg")
 HEAD_LOSSES = ("loss_classifier", "loss_box_reg")
 SHOWN_IMAGES = 8   # test images drawn in the run directory's detections.png
@@ -234,7 +232,7 @@ class DetectionTask(ImageTask):
 
     def load_data(self) -> None:
         cfg = self.cfg
-        self.refuse_options(CLASSIFICATION_ONLY, "a classification")
+        self.refuse_options(CLASSIFICATION_OPTIONS, "a classification")
         self.data = load_detection_data(cfg.data, data_dir=cfg.data_dir, download=cfg.download,
                                         val_size=cfg.val_size, seed=cfg.seed, image_size=cfg.image_size,
                                         train_size=cfg.scene_count)

@@ -62,7 +62,7 @@ from ..data.augment import _beta
 from ..data.datasets import TensorSplit, fill_splits
 from ..data.loader import Normalizer, epoch_order, steps_per_epoch, train_batches
 from ..registry import create_model, get_entry
-from .base import StepOutput, Task
+from .base import CLASSIFICATION_OPTIONS, StepOutput, Task
 
 GAN_LOSSES = ("non-saturating", "minimax")
 # Kim et al.'s Fig. 2: (a) G_AB judged by D_B alone, (b) with A's reconstruction through G_BA, (c) DiscoGAN
@@ -74,9 +74,6 @@ GRID_SAMPLES = 64             # samples.png of an unconditional run: an 8 × 8 g
 GRID_PER_CLASS = 8            # samples.png of a conditional run: one row of 8 per class
 SAMPLE_SEED_OFFSET = 7919     # the final test's noise is seeded apart from the validation noise
 PPL_PAIRS = 1000              # StyleGAN's perceptual path length: pairs of the final test (the paper: 100 000)
-# Options of the image classifier that have no meaning for a GAN: refused if set.
-CLASSIFICATION_ONLY = {"mixup": 0.0, "cutmix": 0.0, "teacher": None, "adv": None, "test_tta": "none",
-                       "scale_jitter": None, "fancy_pca": 0.0, "random_erasing": 0.0, "cutout": 0, "gauss_noise": 0.0}
 
 
 def _reference_check(value) -> str | None:
@@ -427,10 +424,7 @@ class GenerativeTask(Task):
     def load_data(self) -> None:
         from ..data.generative import load_generative_data
         cfg = self.cfg
-        given = [name for name, off in CLASSIFICATION_ONLY.items() if getattr(cfg, name) != off]
-        if given:
-            raise UsageError(f"--{given[0].replace('_', '-')} is an image classification option; a generative run "
-                             f"(--model {cfg.model}) cannot use it")
+        self.refuse_options(CLASSIFICATION_OPTIONS, "an image classification")
         self.data = load_generative_data(cfg.data, data_dir=cfg.data_dir, download=cfg.download, seed=cfg.seed,
                                          image_size=cfg.image_size, val_size=cfg.val_size)
         self.splits = carve_splits(self.data, val_size=cfg.val_size, seed=cfg.seed)

@@ -31,13 +31,11 @@ from ..data.segmentation import IGNORE_INDEX, PairAugmentation, load_segmentatio
 from ..data.weight_map import unet_weight_map
 from ..metrics import confusion_matrix, scores_from_confusion
 from ..models.unet import overlap_tile
-from .base import ImageTask, StepOutput
+from .base import CLASSIFICATION_OPTIONS, ImageTask, StepOutput
 from .plots import plot_curves
 
 # Options of the classification task that have no meaning for a pixel labelling: refused if set.
-CLASSIFICATION_ONLY = {"mixup": 0.0, "cutmix": 0.0, "teacher": None, "adv": None, "test_tta": "none",
-                       "scale_jitter": None, "fancy_pca": 0.0, "random_erasing": 0.0, "cutout": 0,
-                       "label_smoothing_form": "uniform"}
+CLASSIFICATION_ONLY = {**CLASSIFICATION_OPTIONS, "label_smoothing_form": "uniform"}
 OVERLAYS = 8   # test images drawn in the run directory's segmentation.png
 
 

@@ -22,13 +22,10 @@ from ..core.options import option, option_group
 from ..core.runtime import autocast, evaluating
 from ..data.video import ClipAugmentation, ClipNormalizer, load_video_data
 from ..registry import get_entry
-from .base import ImageTask, StepOutput
+from .base import CLASSIFICATION_OPTIONS, ImageTask, StepOutput
 from .classification import classification_loss, evaluate
 from .plots import plot_confusion, plot_curves
 
-# Options of the image classifier that have no meaning (or no clip version) here: refused if set.
-IMAGE_ONLY = {"mixup": 0.0, "cutmix": 0.0, "teacher": None, "adv": None, "test_tta": "none",
-              "scale_jitter": None, "fancy_pca": 0.0, "random_erasing": 0.0, "cutout": 0, "gauss_noise": 0.0}
 SHOWN_CLIPS, SHOWN_FRAMES = 6, 8   # clips.png: test clips as rows of evenly spaced frames
 
 
@@ -83,7 +80,7 @@ class VideoTask(ImageTask):
 
     def load_data(self) -> None:
         cfg = self.cfg
-        self.refuse_options(IMAGE_ONLY, "an image classification")
+        self.refuse_options(CLASSIFICATION_OPTIONS, "an image classification")
         self.data = load_video_data(cfg.data, data_dir=cfg.data_dir, download=cfg.download, val_size=cfg.val_size,
                                     seed=cfg.seed, frames=cfg.frames, image_size=cfg.image_size)
         if len(self.data.classes) < 2:
