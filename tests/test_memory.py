@@ -12,7 +12,7 @@ from torchvision.transforms.v2.functional import resize
 
 from visionzoo.cli.main import main
 from visionzoo.data import datasets, loader
-from visionzoo.data.datasets import STATS_CHUNK, TensorSplit, _channel_stats, load_data
+from visionzoo.data.datasets import STATS_CHUNK, TensorSplit, channel_stats, load_data
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_channel_statistics_are_read_a_chunk_at_a_time_and_match_float64():
     images = torch.randint(0, 256, (700, 3, 5, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     images[:, 1] //= 4   # channels of other means and spreads
     split = RecordingSplit(TensorSplit(images, torch.zeros(700, dtype=torch.int64)))
-    mean, std = _channel_stats(split, limit=500, chunk=64)
+    mean, std = channel_stats(split, limit=500, chunk=64)
     assert max(split.fetched) <= 64 and sum(split.fetched) == 500
     x = images[:500].double() / 255
     assert mean == pytest.approx(x.mean((0, 2, 3)).tolist(), abs=1e-6)

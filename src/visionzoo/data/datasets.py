@@ -255,10 +255,11 @@ def fill_splits(splits: dict, val_size: float | int, seed: int) -> dict:
     return {**splits, "train": train}
 
 
-def _channel_stats(split, limit: int = 10000, chunk: int = STATS_CHUNK) -> tuple[list[float], list[float]]:
-    """Per-channel mean and (unbiased) standard deviation of the first `limit` images in [0, 1].
+def channel_stats(split, limit: int = 10000, chunk: int = STATS_CHUNK) -> tuple[list[float], list[float]]:
+    """Per-channel mean and (unbiased) standard deviation of the first `limit` examples in [0, 1]: images
+    (N, C, H, W) or clips (N, C, T, H, W), over every pixel of every frame.
 
-    Read `chunk` images at a time, in float32, and merged with Chan, Golub & LeVeque's pairwise
+    Read `chunk` examples at a time, in float32, and merged with Chan, Golub & LeVeque's pairwise
     update of (count, mean, M2) in float64, so memory stays that of one chunk whatever the set's size.
     """
     count, mean, m2 = 0, None, None
@@ -266,8 +267,9 @@ def _channel_stats(split, limit: int = 10000, chunk: int = STATS_CHUNK) -> tuple
         images, _ = split.fetch(torch.arange(start, min(start + chunk, len(split), limit)))
         x = images.float() / 255.0
         n = x.numel() // x.shape[1]
-        chunk_mean = x.mean((0, 2, 3))
-        chunk_m2 = (x - chunk_mean.view(1, -1, 1, 1)).square().sum((0, 2, 3)).double()
+        others = [0, *range(2, x.dim())]   # every dimension but the channel
+        chunk_mean = x.mean(others)
+        chunk_m2 = (x - chunk_mean.view(1, -1, *[1] * (x.dim() - 2))).square().sum(others).double()
         chunk_mean = chunk_mean.double()
         if mean is None:
             count, mean, m2 = n, chunk_mean, chunk_m2
@@ -355,7 +357,7 @@ def load_data(spec: str = "fashion-mnist", *, data_dir=None, download: bool = Fa
                                                     torch.from_numpy(labels), image_size)
         train, val = _carve(stored(x_train, y_train), _val_count(len(x_train), val_size), seed)
         splits = {"train": train, "val": val, "test": stored(x_test, y_test)}
-    mean, std = ([], []) if lazy else _channel_stats(splits["train"])
+    mean, std = ([], []) if lazy else channel_stats(splits["train"])
     if train_limit and train_limit < len(splits["train"]):
         subset = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(seed))
         splits["train"] = splits["train"].take(subset[:train_limit])

@@ -70,7 +70,7 @@ import torch.nn.functional as F
 
 from ..core.errors import DataError, UsageError
 from . import formats
-from .datasets import FASHION_CLASSES, TensorSplit, _channel_stats, _load_idx_set
+from .datasets import FASHION_CLASSES, TensorSplit, _load_idx_set, channel_stats
 
 DETECTION_DATA = ("fmnist-scenes", "voc:PATH", "coco:PATH")
 VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -194,7 +194,7 @@ def _carve(pool: DetectionSplit, val_count: int, seed: int) -> tuple[DetectionSp
 
 def _statistics(split: DetectionSplit) -> tuple[list[float], list[float]]:
     images = split.images if isinstance(split.images, torch.Tensor) else stack_images(split.images)
-    return _channel_stats(TensorSplit(images, torch.zeros(len(images), dtype=torch.int64)))
+    return channel_stats(TensorSplit(images, torch.zeros(len(images), dtype=torch.int64)))
 
 
 # --- fmnist-scenes ----------------------------------------------------------------------------

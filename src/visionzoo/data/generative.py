@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import UsageError
-from .datasets import FASHION_CLASSES, TensorSplit, _channel_stats, load_data
+from .datasets import FASHION_CLASSES, TensorSplit, channel_stats, load_data
 
 BAG, SHOES = 8, (5, 7, 9)   # Fashion-MNIST's Bag; Sandal, Sneaker, Ankle boot
 EDGE_THRESHOLD = 0.25
@@ -184,7 +184,7 @@ def _fashion(spec: str, *, data_dir, download: bool, seed: int, image_size: int 
     else:
         classes = list(FASHION_CLASSES)
     images, labels = splits["train"]
-    mean, std = _channel_stats(TensorSplit(images, labels))
+    mean, std = channel_stats(TensorSplit(images, labels))
     val_images, val_labels = splits.get("val", (None, None))
     return GenerativeData("images", images, labels, *splits["test"], classes, domains, tuple(images.shape[1:]),
                           mean, std, val_images, val_labels)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..core.errors import DataError, UsageError
 from .augment import _integers, _uniform, _windows
 from .cells import CELL_SIZES, cells_splits
-from .datasets import IMAGE_SUFFIXES, DataBundle, TensorSplit, _channel_stats, _load_idx_set, fill_splits
+from .datasets import IMAGE_SUFFIXES, DataBundle, TensorSplit, _load_idx_set, channel_stats, fill_splits
 
 IGNORE_INDEX = 255
 SEGMENTATION_DATA = ("lv-phantom", "fmnist-masks", "cells", "seg-folder:PATH")
@@ -392,7 +392,7 @@ def load_segmentation_data(spec: str, *, data_dir=None, download: bool = False, 
         raise UsageError(f"unknown segmentation data set {spec!r}; choose one of {', '.join(SEGMENTATION_DATA)}")
     splits = fill_splits(splits, val_size, seed)
     bundle = DataBundle(spec, splits["train"], splits["val"], splits["test"], classes)
-    bundle.mean, bundle.std = _channel_stats(bundle.train)
+    bundle.mean, bundle.std = channel_stats(bundle.train)
     return bundle
 
 

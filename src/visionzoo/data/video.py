@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from ..core.errors import DataError, UsageError
 from .augment import _integers, _uniform, _windows
-from .datasets import DataBundle, TensorSplit, _load_idx_set, _locate, fill_splits
+from .datasets import DataBundle, TensorSplit, _load_idx_set, _locate, channel_stats, fill_splits
 from .segmentation import resize_images
 
 VIDEO_DATA = ("moving-fmnist", "moving-mnist:PATH")
@@ -178,19 +178,6 @@ def resize_clips(clips: torch.Tensor, size: int | None) -> torch.Tensor:
 
 # --- loading ----------------------------------------------------------------------------------
 
-def clip_stats(split, limit: int = 2000, chunk: int = 256) -> tuple[list[float], list[float]]:
-    """Per-channel mean and (unbiased) standard deviation over every pixel of every frame of the first
-    `limit` clips, in [0, 1]; float64 sums of uint8 values, so exact whatever the order."""
-    count, total, squares = 0, 0.0, 0.0
-    for start in range(0, min(len(split), limit), chunk):
-        clips, _ = split.fetch(torch.arange(start, min(start + chunk, len(split), limit)))
-        values = clips.double().div(255).transpose(0, 1).reshape(clips.shape[1], -1)
-        count, total, squares = count + values.shape[1], total + values.sum(1), squares + values.square().sum(1)
-    mean = total / count
-    variance = (squares - count * mean.square()) / max(count - 1, 1)
-    return mean.tolist(), variance.clamp_min(0).sqrt().clamp_min(1e-6).tolist()
-
-
 def load_video_data(spec: str, *, data_dir=None, download: bool = False, val_size: float | int = 0.1,
                     seed: int = 0, frames: int | None = None, image_size: int | None = None) -> DataBundle:
     """A video data set by its spec (VIDEO_DATA): fixed train and test clips, a validation split carved
@@ -221,7 +208,7 @@ def load_video_data(spec: str, *, data_dir=None, download: bool = False, val_siz
         raise UsageError(f"unknown video data set {spec!r}; choose one of {', '.join(VIDEO_DATA)}")
     splits = fill_splits(splits, val_size, seed)
     bundle = DataBundle(spec, splits["train"], splits["val"], splits["test"], classes)
-    bundle.mean, bundle.std = clip_stats(bundle.train)
+    bundle.mean, bundle.std = channel_stats(bundle.train, limit=2000)
     return bundle
 
 

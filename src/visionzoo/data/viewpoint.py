@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import DataError, UsageError
-from .datasets import DataBundle, TensorSplit, _channel_stats, fill_splits
+from .datasets import DataBundle, TensorSplit, channel_stats, fill_splits
 from .render import CATEGORY_BUILDERS, MESH_SUFFIXES, Mesh, normalized, parse_mesh, read_mesh, render, rotated
 
 RENDER_DATA = ("renders", "renders:PATH")
@@ -264,5 +264,5 @@ def load_render_data(spec: str, *, data_dir=None, val_size: float | int = 0.1, s
     splits = fill_splits({"train": TensorSplit(x_train, y_train), "test": TensorSplit(x_test, y_test)},
                          val_size, seed)
     bundle = DataBundle(spec, splits["train"], splits["val"], splits["test"], list(classes))
-    bundle.mean, bundle.std = _channel_stats(bundle.train)
+    bundle.mean, bundle.std = channel_stats(bundle.train)
     return bundle
