@@ -129,3 +129,28 @@ def test_predict_pads_to_the_divisor_and_crops_back():
         torch.testing.assert_close(out, model(padded)[..., :50, :70])
     scores = scores_from_confusion(confusion_matrix(out.argmax(1), out.argmax(1), 3))
     assert scores["pixel_acc"] == 1.0
+
+
+class Wrapper(torch.nn.Module):
+    """Calls a network without carrying its attributes, as DistributedDataParallel does."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return self.module(x)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_predict_reads_the_layout_from_the_network_and_runs_its_wrapper(padding):
+    import visionzoo as vz
+    model = vz.create_model("unet", num_classes=2, in_chans=1, base_width=2, depth=2, padding=padding).eval()
+    wrapper = Wrapper(model)
+    calls = []
+    wrapper.register_forward_hook(lambda *_: calls.append(1))
+    x = torch.randn(1, 1, 30, 26)
+    with torch.no_grad():
+        through_wrapper = predict(model, x, run=wrapper)
+        torch.testing.assert_close(through_wrapper, predict(model, x))
+    assert through_wrapper.shape == (1, 2, 30, 26) and calls

@@ -277,7 +277,7 @@ def _smallest_tile(model: nn.Module, side: int, margin: int) -> int:
 
 
 def overlap_tile(model: nn.Module, image: torch.Tensor, *, tile: int | None = None,
-                 batch_size: int | None = None, margin: int | None = None) -> torch.Tensor:
+                 batch_size: int | None = None, margin: int | None = None, run: nn.Module | None = None) -> torch.Tensor:
     """Logits (N, K, H, W) for every pixel of `image` (N, C, H, W), any H and W (paper Fig. 2).
 
     The image is mirror-extended by `margin` pixels (default: the network's `context_margin`, how far
@@ -287,7 +287,8 @@ def overlap_tile(model: nn.Module, image: torch.Tensor, *, tile: int | None = No
     together). With the default margin the result equals one pass over the mirror-extended image,
     for unpadded and padded U-Nets alike, and stays so for a margin wider by a multiple of 2**depth
     (others move the image on the pooling grid). An encoder U-Net's context_margin is 0: its tiles do
-    not overlap unless `margin` says so. Differentiable; the caller chooses train or eval mode.
+    not overlap unless `margin` says so. Differentiable; the caller chooses train or eval mode. `run`
+    computes the tiles when it is not `model` itself (its DDP wrapper, which has none of its attributes).
     """
     margin = model.context_margin if margin is None else margin
     if margin < model.context_margin and model.padding == "valid":
@@ -301,7 +302,7 @@ def overlap_tile(model: nn.Module, image: torch.Tensor, *, tile: int | None = No
     tiles = padded.unfold(2, tile_h, stride_h).unfold(3, tile_w, stride_w)   # N, C, rows, columns, th, tw
     tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(-1, image.shape[1], tile_h, tile_w)
     step = batch_size or len(tiles)
-    outputs = torch.cat([model(tiles[i:i + step]) for i in range(0, len(tiles), step)])
+    outputs = torch.cat([(run or model)(tiles[i:i + step]) for i in range(0, len(tiles), step)])
     # The trusted part of each output starts `margin` pixels into its tile: at 0 of an unpadded
     # network's output, at `margin` of a padded one's.
     top, left = margin - model.margin(tile_h), margin - model.margin(tile_w)

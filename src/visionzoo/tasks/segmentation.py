@@ -50,16 +50,17 @@ class SegmentationOptions:
                                  "in pixels (the paper: 10 at 572 px; 0 = off)", metavar="PIXELS", check=at_least(0))
 
 
-def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Logits (N, K, H, W) for every pixel of `x` (N, C, H, W), whatever the network's padding."""
+def predict(model: nn.Module, x: torch.Tensor, run: nn.Module | None = None) -> torch.Tensor:
+    """Logits (N, K, H, W) for every pixel of `x` (N, C, H, W), whatever the network's padding; `run`
+    computes them when it is not `model` itself (its DDP wrapper: the padding is read from `model`)."""
     if getattr(model, "padding", "same") == "valid":
-        return overlap_tile(model, x)
+        return overlap_tile(model, x, run=run)
     divisor = getattr(model, "size_divisor", 1)
     height, width = x.shape[-2:]
     pad_h, pad_w = -height % divisor, -width % divisor
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-    return model(x)[..., :height, :width]
+    return (run or model)(x)[..., :height, :width]
 
 
 def pixel_loss(logits: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor | None = None,
@@ -173,7 +174,7 @@ class SegmentationTask(ImageTask):
     def training_step(self, batch, phase: str, generator) -> StepOutput:
         images, masks, weights = batch
         with autocast(self.device, self.amp):
-            logits = predict(self.net, self.normalizer(images, self.channels_last))
+            logits = predict(self.model, self.normalizer(images, self.channels_last), run=self.net)
         loss = pixel_loss(logits, masks, weights, self.cfg.label_smoothing)
         predicted = logits.detach().argmax(1)
         dice = scores_from_confusion(confusion_matrix(predicted, masks, len(self.classes),
