@@ -19,7 +19,7 @@ TWINS = [(name, source) for name in vz.list_models() for source in get_entry(nam
 # that downsample 32×. ConvNeXt pads odd maps where torchvision drops a row, so its maps stay even;
 # ViT and Mixer keep the twin's patch size from 64 px up, on a grid of whole patches.
 SMALLEST_SIDE = {"alexnet": 63, "vgg": 32, "googlenet": 47, "inception_v3": 107, "inception_v4": 107,
-                 "inception_resnet_v2": 107, "squeezenet": 37, "densenet": 61, "convnext": 64,
+                 "inception_resnet_v2": 107, "senet154": 35, "squeezenet": 37, "densenet": 61, "convnext": 64,
                  "vit": 64, "vit_h_14": 70, "mixer": 64}
 DEFAULT_SIDE = 33
 # Built for one input size: position embeddings or token-mixing weights follow it.
@@ -30,7 +30,7 @@ OUR_KWARGS = {("inception_v3", "timm"): {"aux_logits": False}}
 
 # Over 1 GMAC per image at the side above (test_input_side checks it), or over 20 s on a 2-core CPU.
 SLOW = {"convnext_base", "convnext_large", "inception_resnet_v2", "inception_v4", "mixer_b16_224",
-        "mixer_l16_224", "vit_b_16", "vit_h_14", "vit_l_16", "vit_l_32", "wide_resnet101_2"}
+        "mixer_l16_224", "senet154", "vit_b_16", "vit_h_14", "vit_l_16", "vit_l_32", "wide_resnet101_2"}
 
 
 def input_side(name):

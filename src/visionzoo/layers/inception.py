@@ -2,6 +2,7 @@
 
 * GoogLeNet module — Szegedy et al., "Going Deeper with Convolutions", CVPR 2015, Fig. 2(b):
   1×1 | 1×1 → 3×3 | 1×1 → 5×5 | 3×3 max-pool → 1×1, concatenated (widths in Table 1);
+  its naïve version, Fig. 2(a): 1×1 | 3×3 | 5×5 | 3×3 max-pool, without the 1×1 reductions;
   auxiliary classifier of Sec. 5: 5×5/3 average pool → 1×1 conv 128 → FC 1024 → dropout 0.7 → FC.
 * BN-Inception module — Ioffe & Szegedy, "Batch Normalization", ICML 2015, Fig. 5: the 5×5 becomes
   two 3×3; the 3c/4e modules reduce the grid with stride-2 convolutions beside a max-pool.
@@ -106,6 +107,14 @@ def googlenet_module(cin, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, no
                        "branch2": [(ch3x3red, 1), (ch3x3, 3)],
                        "branch3": [(ch5x5red, 1), (ch5x5, k5)],
                        "branch4": [nn.MaxPool2d(3, 1, 1), (pool_proj, 1)]}, norm)
+
+
+def naive_inception_module(cin, ch1x1, ch3x3, ch5x5, norm=True) -> Mixed:
+    """Fig. 2(a), the naïve version: 1×1 | 3×3 | 5×5 | 3×3 max-pool, no 1×1 reductions. The pooled
+    input passes unprojected, so the module is ch1x1 + ch3x3 + ch5x5 + cin wide: stacked, the widths
+    grow from stage to stage (Sec. 4's argument for the reductions of Fig. 2(b))."""
+    return Mixed(cin, {"branch1": [(ch1x1, 1)], "branch2": [(ch3x3, 3)], "branch3": [(ch5x5, 5)],
+                       "branch4": nn.MaxPool2d(3, 1, 1)}, norm)
 
 
 def bn_inception_module(cin, ch1x1, ch3x3red, ch3x3, dbl_red, dbl, pool, proj, stride=1) -> Mixed:

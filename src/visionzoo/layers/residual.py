@@ -114,16 +114,19 @@ class Bottleneck(BasicBlock):
     """1×1 reduce → 3×3 (grouped for ResNeXt) → 1×1 expand; stride on the 3×3 (torchvision's v1.5).
 
     The 3×3 has ``groups × int(planes · base_width / 64)`` channels: ResNeXt's C × d template
-    (groups=C, base_width=d), and Wide ResNet-50-2's doubled bottleneck (base_width=128).
+    (groups=C, base_width=d), and Wide ResNet-50-2's doubled bottleneck (base_width=128); the first
+    1×1 reduces to `reduce_ratio` of that width (SENet-154 halves it).
     """
     expansion = 4
+    reduce_ratio = 1.0
 
     def make_branch(self, cin, planes, stride, groups, base_width):
         width = int(planes * (base_width / 64.0)) * groups
-        self.conv1 = conv1x1(cin, width)
-        self.bn1 = nn.BatchNorm2d(width)
+        reduced = int(width * self.reduce_ratio)
+        self.conv1 = conv1x1(cin, reduced)
+        self.bn1 = nn.BatchNorm2d(reduced)
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(width, width, stride, groups)
+        self.conv2 = conv3x3(reduced, width, stride, groups)
         self.bn2 = nn.BatchNorm2d(width)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv3 = conv1x1(width, self.out_channels)
