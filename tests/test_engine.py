@@ -148,3 +148,17 @@ def test_a_signal_after_the_last_step_still_stops_the_caller_once_the_handlers_a
         trainer.run()
     assert signal.getsignal(signal.SIGINT) is before
     assert (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "run" / "summary.json").exists()
+
+
+def test_the_default_prepare_shards_a_tensor_or_a_tuple_of_tensors_by_rows():
+    from visionzoo.tasks.base import Task
+
+    def task(rank, world):
+        return Task(None, device=torch.device("cpu"), rank=rank, world=world, channels_last=False, amp=False,
+                    log=print)
+
+    x = torch.arange(6)
+    assert torch.equal(task(1, 2).prepare(x, None), torch.tensor([1, 3, 5]))
+    inputs, targets = task(0, 2).prepare((x, x * 10), None)
+    assert torch.equal(inputs, torch.tensor([0, 2, 4])) and torch.equal(targets, torch.tensor([0, 20, 40]))
+    assert task(0, 1).prepare(x, None) is x

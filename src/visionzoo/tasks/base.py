@@ -116,7 +116,10 @@ class Task:
         raise NotImplementedError
 
     def prepare(self, batch, generator: torch.Generator):
-        """A raw batch made ready for the step (augmentation, this process's shard)."""
+        """A raw batch made ready for the step (augmentation, this process's shard): a tensor or a tuple
+        of tensors, sharded by rows."""
+        if isinstance(batch, torch.Tensor):
+            return self.shard(batch)[0]
         return self.shard(*batch)
 
     def shard(self, *parts: torch.Tensor) -> tuple[torch.Tensor, ...]:
