@@ -106,10 +106,11 @@ def lstm_pair(args, generator):
 def transformer_pair(args, generator):
     torch.manual_seed(0)
     ours = vz.create_model("transformer_small", num_classes=args.vocab_nmt, dropout=0.0)
-    d = ours.d_model
-    stacks = nn.Transformer(d, 4, 3, 3, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
-    ours.load_state_dict(from_torch_transformer(stacks), strict=False)
-    theirs_model = TorchStackTransformer(ours, copy.deepcopy(stacks))
+    layer = ours.encoder[0]   # nn.Transformer's stacks shaped as ours
+    stacks = nn.Transformer(ours.d_model, layer.self_attn.num_heads, len(ours.encoder), len(ours.decoder),
+                            layer.ff.linear1.out_features, dropout=0.0, batch_first=True, norm_first=layer.norm_first)
+    ours.load_state_dict(from_torch_transformer(stacks), strict=False)   # clones: the two train apart
+    theirs_model = TorchStackTransformer(ours, stacks)
     source = torch.randint(4, args.vocab_nmt, (args.batch_size, args.length), generator=generator)
     target = torch.randint(4, args.vocab_nmt, (args.batch_size, args.length + 1), generator=generator)
     return (Translate(ours, target[:, :-1]), Translate(theirs_model, target[:, :-1]), source, target[:, 1:])
