@@ -238,6 +238,8 @@ class ImageTask(SplitsTask):
 CLASSIFICATION_OPTIONS = {"mixup": 0.0, "cutmix": 0.0, "teacher": None, "adv": None, "test_tta": "none",
                           "scale_jitter": None, "fancy_pca": 0.0, "random_erasing": 0.0, "cutout": 0,
                           "gauss_noise": 0.0}
+# Tasks that smooth labels with PyTorch's uniform form only (segmentation, viewpoint) refuse the notes' form too.
+CLASSIFICATION_OPTIONS_UNIFORM_SMOOTHING = {**CLASSIFICATION_OPTIONS, "label_smoothing_form": "uniform"}
 # Options of the image tasks that have no meaning for sequences.
 IMAGE_OPTIONS = {**CLASSIFICATION_OPTIONS, "image_size": None, "whiten": False,
                  "pretrain": "none", "bn_recalibrate": False}

@@ -31,11 +31,9 @@ from ..data.segmentation import IGNORE_INDEX, PairAugmentation, load_segmentatio
 from ..data.weight_map import unet_weight_map
 from ..metrics import confusion_matrix, scores_from_confusion
 from ..models.unet import overlap_tile
-from .base import CLASSIFICATION_OPTIONS, ImageTask, StepOutput
+from .base import CLASSIFICATION_OPTIONS_UNIFORM_SMOOTHING, ImageTask, StepOutput
 from .plots import plot_curves
 
-# Options of the classification task that have no meaning for a pixel labelling: refused if set.
-CLASSIFICATION_ONLY = {**CLASSIFICATION_OPTIONS, "label_smoothing_form": "uniform"}
 OVERLAYS = 8   # test images drawn in the run directory's segmentation.png
 
 
@@ -153,7 +151,7 @@ class SegmentationTask(ImageTask):
 
     def load_data(self) -> None:
         cfg = self.cfg
-        self.refuse_options(CLASSIFICATION_ONLY, "a classification")
+        self.refuse_options(CLASSIFICATION_OPTIONS_UNIFORM_SMOOTHING, "a classification")
         self.data = load_segmentation_data(cfg.data, data_dir=cfg.data_dir, val_size=cfg.val_size, seed=cfg.seed,
                                            image_size=cfg.image_size)
         self.limit_splits()

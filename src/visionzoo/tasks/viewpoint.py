@@ -52,9 +52,8 @@ from ..data.loader import Normalizer, eval_batches
 from ..data.viewpoint import BACKGROUND_KINDS, RENDER_SIZES, load_render_data
 from ..metrics.viewpoint import accuracy_within, angle_error, median_angle_error
 from ..models.render_for_cnn import ANGLES, select_category
-from .base import ImageTask, StepOutput
+from .base import CLASSIFICATION_OPTIONS_UNIFORM_SMOOTHING, ImageTask, StepOutput
 from .plots import plot_curves
-from .segmentation import CLASSIFICATION_ONLY
 
 LOSS_FORMS = ("geometric", "softmax")
 # (σ, window half-width b) per angle, in bins: the released Caffe model's soft-label layers.
@@ -228,7 +227,7 @@ class ViewpointTask(ImageTask):
 
     def load_data(self) -> None:
         cfg = self.cfg
-        self.refuse_options(CLASSIFICATION_ONLY, "a classification")
+        self.refuse_options(CLASSIFICATION_OPTIONS_UNIFORM_SMOOTHING, "a classification")
         self.data = load_viewpoint_data(cfg.data, data_dir=cfg.data_dir, val_size=cfg.val_size, seed=cfg.seed,
                                         image_size=cfg.image_size, **self.render_knobs())
         self.limit_splits()
