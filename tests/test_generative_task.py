@@ -99,6 +99,9 @@ def test_mixup_loss_is_binary_cross_entropy_against_the_target_lambda():
         expected = F.binary_cross_entropy_with_logits(logits, torch.full((9,), lam))
         assert mixup_discriminator_loss(logits, lam).item() == pytest.approx(expected.item(), rel=1e-6)
     assert mixup_discriminator_loss(logits, 1.0).item() == pytest.approx(F.softplus(-logits).mean().item())
+    per_example = torch.rand(9)
+    expected = F.binary_cross_entropy_with_logits(logits, per_example)
+    assert mixup_discriminator_loss(logits, per_example).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_reconstruction_distances():
@@ -140,11 +143,14 @@ def test_the_discriminator_trains_on_mixed_examples_with_target_lambda(fmnist):
     step = task.training_step((real, labels), "discriminator", torch.Generator().manual_seed(3))
     replay = torch.Generator().manual_seed(3)
     z = torch.randn(len(real), model.latent_dim, generator=replay)
-    lam = _beta(0.4, replay)
+    lam = _beta(0.4, replay, len(real))
+    weight = lam.view(-1, 1, 1, 1)
     with torch.no_grad():
         fake = model.generator(z)
-        expected = mixup_discriminator_loss(model.discriminator(lam * real + (1 - lam) * fake), lam)
-    assert 0 < lam < 1 and step.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+        expected = mixup_discriminator_loss(model.discriminator(weight * real + (1 - weight) * fake), lam)
+    # one λ per pair of real and generated examples, each in (0, 1)
+    assert lam.shape == (len(real),) and len(lam.unique()) == len(real) and ((lam > 0) & (lam < 1)).all()
+    assert step.loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_generator_phase_leaves_the_discriminator_without_gradients(fmnist):

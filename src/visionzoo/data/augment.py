@@ -48,10 +48,12 @@ def _integers(high, shape, generator: torch.Generator, device) -> torch.Tensor:
     return (_uniform(shape, generator, device) * high).long()
 
 
-def _beta(alpha: float, generator: torch.Generator) -> float:
-    """λ ~ Beta(α, α), drawn from a NumPy stream seeded by the torch generator (which has no Beta)."""
+def _beta(alpha: float, generator: torch.Generator, size: int | None = None):
+    """λ ~ Beta(α, α) (a float, or `size` of them as a float32 tensor), drawn from a NumPy stream seeded by
+    the torch generator (which has no Beta)."""
     seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device))
-    return float(np.random.default_rng(seed).beta(alpha, alpha))
+    draws = np.random.default_rng(seed).beta(alpha, alpha, size)
+    return float(draws) if size is None else torch.from_numpy(draws).float()
 
 
 def _windows(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> torch.Tensor:

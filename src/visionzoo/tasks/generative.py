@@ -24,8 +24,10 @@
   On two domains of points (toy-domains) the measure is where G_AB sends A: the modes of B covered and
   the high-quality share.
 - Zhang et al., mixup, ICLR 2018, Sec. 3.5 (`--d-mixup α`): the discriminator is trained on
-  λx_real + (1 − λ)G(z) with target λ, λ ~ Beta(α, α), one λ per minibatch as for classifiers:
-  its loss is −[λ log D(x̃) + (1 − λ) log(1 − D(x̃))].
+  λx_real + (1 − λ)G(z) with target λ, λ ~ Beta(α, α) drawn for every pair — the objective's
+  expectation over (x, z, λ) estimated per example; one λ per minibatch, as for classifiers, made
+  each of D's steps nearly all-real or all-fake at α = 0.2 — and its loss is
+  −[λ log D(x̃) + (1 − λ) log(1 − D(x̃))].
 - Heusel et al., GANs Trained by a Two Time-Scale Update Rule, NeurIPS 2017, Eq. (6): the
   Fréchet distance of Gaussians fitted to features of real and generated images. The features
   are the penultimate layer of a reference classifier trained on the same data (`--fid-reference
@@ -117,8 +119,9 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "non-saturating") -> t
     raise ValueError(f"unknown GAN loss {kind!r}; choose one of {', '.join(GAN_LOSSES)}")
 
 
-def mixup_discriminator_loss(mixed_logits: torch.Tensor, lam: float) -> torch.Tensor:
-    """Binary cross-entropy of D on λ·real + (1 − λ)·fake against the soft target λ (mixup, Sec. 3.5)."""
+def mixup_discriminator_loss(mixed_logits: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of D's (N,) logits on λ·real + (1 − λ)·fake against the soft target λ (mixup,
+    Sec. 3.5); λ a number or one per example."""
     logits = mixed_logits.float()
     return (lam * F.softplus(-logits) + (1 - lam) * F.softplus(logits)).mean()
 
@@ -597,9 +600,10 @@ class GenerativeTask(Task):
             with torch.no_grad(), autocast(self.device, self.amp):
                 fake = model.generator(z, y, **drawn)
             if self.cfg.d_mixup:
-                lam = _beta(self.cfg.d_mixup, generator)
+                lam = _beta(self.cfg.d_mixup, generator, n).to(self.device)
+                weight = lam.view(-1, *[1] * (real.dim() - 1)).to(real.dtype)
                 with autocast(self.device, self.amp):
-                    mixed_logits = model.discriminator(lam * real + (1 - lam) * fake.to(real.dtype), y)
+                    mixed_logits = model.discriminator(weight * real + (1 - weight) * fake.to(real.dtype), y)
                     with torch.no_grad():
                         real_logits, fake_logits = model.discriminator(real, y), model.discriminator(fake, y)
                 loss = mixup_discriminator_loss(mixed_logits, lam)
