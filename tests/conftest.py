@@ -45,6 +45,33 @@ def fmnist_available():
         pytest.skip("Fashion-MNIST not installed (make test installs it)")
 
 
+class Constant(nn.Module):
+    """A module whose output is its input's shape filled with `value` (a mask fixed at 0, ½, …)."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x):
+        return torch.full_like(x, self.value)
+
+
+def assert_attention_residual_learning(module, x):
+    """A residual attention module (Wang et al., Eq. 3) computes post((1 + M)·T) with its soft mask M in
+    (0, 1), and a mask of zero keeps the trunk's features T (not F·M); the mask is restored afterwards."""
+    with torch.no_grad():
+        pre = module.pre(x)
+        mask, trunk = module.mask(pre), module.trunk(pre)
+        assert mask.shape == trunk.shape and ((mask > 0) & (mask < 1)).all()
+        torch.testing.assert_close(module(x), module.post((1 + mask) * trunk))
+        learned, module.mask = module.mask, Constant(0.0)
+        try:
+            torch.testing.assert_close(module(x), module.post(trunk))
+        finally:
+            module.mask = learned
+    return trunk
+
+
 def randomise_batchnorm(model, batch):
     """Random affine parameters in every BN layer, and as running statistics those of `batch`.
 

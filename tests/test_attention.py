@@ -12,7 +12,7 @@ from visionzoo.layers.residual import make_shortcut
 from visionzoo.layers.se import SqueezeExcite
 from visionzoo.registry import get_entry, parse_figure
 
-from conftest import randomise_batchnorm
+from conftest import Constant, assert_attention_residual_learning, randomise_batchnorm
 from test_resnet_family import meta_model
 
 
@@ -86,27 +86,12 @@ def test_se_resnet50_parameters_are_resnet50_plus_the_se_blocks():
     assert abs(vz.count_params(se) - paper) <= rounding
 
 
-class Constant(nn.Module):
-    def __init__(self, value):
-        super().__init__()
-        self.value = value
-
-    def forward(self, x):
-        return torch.full_like(x, self.value)
-
-
 def test_residual_attention_is_one_plus_mask_times_trunk():
     torch.manual_seed(0)
     x = torch.randn(2, 32, 12, 12)
     module = randomise_batchnorm(ResidualAttentionModule(32, levels=2), x)
+    trunk = assert_attention_residual_learning(module, x)
     with torch.no_grad():
-        pre = module.pre(x)
-        mask, trunk = module.mask(pre), module.trunk(pre)
-        assert mask.shape == trunk.shape and ((mask > 0) & (mask < 1)).all()
-        torch.testing.assert_close(module(x), module.post((1 + mask) * trunk))
-        # A mask of zero keeps the trunk's features (attention residual learning, not F·M).
-        module.mask = Constant(0.0)
-        torch.testing.assert_close(module(x), module.post(trunk))
         module.mask = Constant(0.5)
         torch.testing.assert_close(module(x), module.post(1.5 * trunk))
 

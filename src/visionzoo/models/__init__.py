@@ -2,6 +2,7 @@
 from . import (  # noqa: F401
     adaptive,
     alexnet,
+    attention_inception,
     attention_next,
     blockdrop,
     capsnet,

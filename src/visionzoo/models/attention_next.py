@@ -13,8 +13,8 @@ network measures 31.31M parameters (−1.8 %) and 6.42 G MACs (+2.4 %) against t
 6.3 G, which are Attention-56's own figures repeated; ResNeXt-50 has the same 2 % fewer parameters
 than ResNet-50 (25.0M against 25.5M in ResNeXt's Table 1).
 
-AttentionInception-56 (Inception units in the same network, 299 px) is not built: the paper
-does not say which Inception unit, and the notes' row gives no more.
+AttentionInception-56 (Inception units in the same network, 299 px) is models/attention_inception.py,
+with Inception-ResNet-v1's block A as the unit, since the paper does not say which Inception unit.
 """
 from __future__ import annotations
 
