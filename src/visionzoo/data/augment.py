@@ -34,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .loader import channel_constants
+
 ERASE_AREA = (0.02, 0.4)     # s_l, s_h of Zhong et al.
 ERASE_ASPECT = 0.3           # r_1; r_2 = 1 / r_1
 ERASE_ROUNDS = 100           # Algorithm 1 retries until a box fits; practically never exhausted
@@ -146,27 +148,47 @@ def gaussian_noise(x: torch.Tensor, std: float, generator: torch.Generator) -> t
     return (x.float() + 255.0 * std * noise).clamp(0, 255)
 
 
+def _erasing_candidates(shape, h: int, w: int, area, aspect: float, generator: torch.Generator, device):
+    """Boxes drawn as in one round of Algorithm 1 — top, left, height, width — and whether each lies in the
+    image with its area fraction and aspect within the bounds."""
+    target_area = (area[0] + (area[1] - area[0]) * _uniform(shape, generator, device)) * h * w
+    ratio = aspect + (1 / aspect - aspect) * _uniform(shape, generator, device)   # r_e ← Rand(r_1, r_2)
+    box_h, box_w = (target_area * ratio).sqrt().round().long(), (target_area / ratio).sqrt().round().long()
+    y, x0 = _integers(h, shape, generator, device), _integers(w, shape, generator, device)
+    fraction, form = box_h * box_w / (h * w), box_h / box_w.clamp_min(1)
+    fits = ((box_h >= 1) & (box_w >= 1) & (y + box_h <= h) & (x0 + box_w <= w)
+            & (fraction >= area[0]) & (fraction <= area[1]) & (form >= aspect) & (form <= 1 / aspect))
+    return y, x0, box_h, box_w, fits
+
+
 def random_erasing(x: torch.Tensor, p: float, generator: torch.Generator, *, area=ERASE_AREA,
-                   aspect: float = ERASE_ASPECT) -> torch.Tensor:
-    """Algorithm 1 of Zhong et al. on the pixel grid, batched: boxes are drawn for every pending
-    image at once and redrawn where they do not fit, as the algorithm's `while True` loop does."""
+                   aspect: float = ERASE_ASPECT, all_rounds: bool | None = None) -> torch.Tensor:
+    """Algorithm 1 of Zhong et al. on the pixel grid, batched. Its `while True` loop redraws a box until
+    one fits; each image keeps its first fitting draw of up to ERASE_ROUNDS. Round by round, stopping
+    once no image is pending, on the CPU (the draws of the recorded runs); with `all_rounds` (default:
+    on any other device) every round is drawn at once — the same distribution, and the host never
+    waits for the device to learn whether an image is still pending."""
     n, c, h, w = x.shape
     pending = _uniform(n, generator, x.device) < p
-    top = torch.zeros(n, dtype=torch.long, device=x.device)
-    left, height, width = top.clone(), top.clone(), top.clone()
-    for _ in range(ERASE_ROUNDS):
-        if not pending.any():
-            break
-        target_area = (area[0] + (area[1] - area[0]) * _uniform(n, generator, x.device)) * h * w
-        ratio = aspect + (1 / aspect - aspect) * _uniform(n, generator, x.device)   # r_e ← Rand(r_1, r_2)
-        box_h, box_w = (target_area * ratio).sqrt().round().long(), (target_area / ratio).sqrt().round().long()
-        y, x0 = _integers(h, (n,), generator, x.device), _integers(w, (n,), generator, x.device)
-        fraction, shape = box_h * box_w / (h * w), box_h / box_w.clamp_min(1)
-        fits = (pending & (box_h >= 1) & (box_w >= 1) & (y + box_h <= h) & (x0 + box_w <= w)
-                & (fraction >= area[0]) & (fraction <= area[1]) & (shape >= aspect) & (shape <= 1 / aspect))
-        top, left = torch.where(fits, y, top), torch.where(fits, x0, left)
-        height, width = torch.where(fits, box_h, height), torch.where(fits, box_w, width)
-        pending &= ~fits
+    if all_rounds is None:
+        all_rounds = x.device.type != "cpu"
+    if all_rounds:
+        y, x0, box_h, box_w, fits = _erasing_candidates((ERASE_ROUNDS, n), h, w, area, aspect, generator, x.device)
+        fits &= pending
+        first = fits.byte().argmax(0, keepdim=True)   # argmax gives the first of equal maxima: the first fit
+        erased = fits.any(0)
+        top, left, height, width = (torch.where(erased, v.gather(0, first)[0], 0) for v in (y, x0, box_h, box_w))
+    else:
+        top = torch.zeros(n, dtype=torch.long, device=x.device)
+        left, height, width = top.clone(), top.clone(), top.clone()
+        for _ in range(ERASE_ROUNDS):
+            if not pending.any():
+                break
+            y, x0, box_h, box_w, fits = _erasing_candidates((n,), h, w, area, aspect, generator, x.device)
+            fits &= pending
+            top, left = torch.where(fits, y, top), torch.where(fits, x0, left)
+            height, width = torch.where(fits, box_h, height), torch.where(fits, box_w, width)
+            pending &= ~fits
     noise = _uniform((n, c, h, w), generator, x.device) * 255.0
     return torch.where(_box_mask(top, left, height, width, h, w), noise, x.float())
 
@@ -179,7 +201,7 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator, fill=0.0) -> 
     bottom, right = (top + size).clamp(max=h), (left + size).clamp(max=w)
     top, left = top.clamp(min=0), left.clamp(min=0)
     mask = _box_mask(top, left, bottom - top, right - left, h, w)
-    fill = torch.as_tensor(fill, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
+    fill = channel_constants(tuple(map(float, fill)) if isinstance(fill, (tuple, list)) else (float(fill),), x.device)
     return torch.where(mask, fill.expand(1, c, 1, 1), x.float())
 
 

@@ -6,6 +6,7 @@ uint8 tensors on the training device; `augment.Augmentation` and `Normalizer` ta
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -22,14 +23,23 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size)
 
 
+@functools.lru_cache(maxsize=64)
+def channel_constants(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """`values` as a (1, C, 1, 1) tensor on `device`, made once: a training step that uses them copies
+    nothing from the host (on CUDA such a copy waits for the device). Read-only; an ordinary tensor even
+    when first asked for under inference mode, so that a later backward pass may save it."""
+    with torch.inference_mode(False):
+        return torch.tensor(values, device=device).view(1, -1, 1, 1)
+
+
 @dataclass
 class Normalizer:
     mean: list[float]
     std: list[float]
 
     def __call__(self, images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        mean = channel_constants(tuple(self.mean), images.device)
+        std = channel_constants(tuple(self.std), images.device)
         x = (images.float() / 255.0 - mean) / std
         return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 

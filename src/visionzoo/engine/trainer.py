@@ -7,7 +7,9 @@ lives in its task (visionzoo.tasks). Each epoch trains on the training split, ev
 validation split carved from it, and keeps the best-validation weights by the task's monitored
 metric (`keep="last"`: the last epoch's); the test split is read once at the end. The engine
 owns AMP, channels_last, DDP, one optimiser / schedule / gradient scaler per trained module,
-clipping, AGC, EMA, the NaN stop, progress, TensorBoard and the run directory. Checkpoints are written atomically at the end of each epoch (and every
+clipping, AGC, EMA, the NaN stop, progress, TensorBoard and the run directory; `--compile` compiles
+the network the training step calls, never the module whose weights are saved, averaged and
+evaluated. Checkpoints are written atomically at the end of each epoch (and every
 `checkpoint_every` steps); they hold everything that decides the future of the run — weights,
 every optimiser's and schedule's state, RNG states, position in the epoch, running sums — so
 `resume` after a kill at any point ends with the same weights, bit for bit on CPU, as an
@@ -38,7 +40,7 @@ from ..core.options import at_least, check_options, option, option_group, positi
 from ..core.profile import count_macs, count_params
 from ..core.progress import progress
 from ..core.rundir import claim_output, no_space
-from ..core.runtime import bf16_supported, resolve_device, seed_everything
+from ..core.runtime import bf16_supported, compile_problem, resolve_device, seed_everything
 from ..data.loader import steps_per_epoch
 from ..layers.batchnorm import recalibrate_batchnorm, running_batch_norms
 from ..tasks.adversarial import AdversarialOptions
@@ -242,6 +244,9 @@ class DeviceOptions:
     channels_last: str = option("auto", "default {default} (on)", choices=SWITCH)
     device: str = option("auto", "default {default}: CUDA when present", choices=("auto", "cpu", "cuda"))
     eval_batch_size: int = option(500, "default {default}", check=positive)
+    compile: str = option("auto", "torch.compile the network the training step runs; saved and evaluated weights "
+                                  "stay those of the plain network (default {default}: on only where a CUDA device "
+                                  "is used, off on CPU)", choices=SWITCH)
 
 
 @option_group("run directory")
@@ -319,6 +324,14 @@ class Trainer:
         self.amp = cfg.amp == "on" or (cfg.amp == "auto" and (self.device.type == "cuda" or bf16_supported(self.device)))
         self.channels_last = cfg.channels_last != "off"
         self.is_main = self.rank == 0
+        self.compiled = cfg.compile == "on" or (cfg.compile == "auto" and self.device.type == "cuda")
+        problem = compile_problem(self.device) if self.compiled else None
+        if problem and cfg.compile == "on":   # refused before the run, not at its first step
+            raise UsageError(f"--compile on: torch.compile cannot build kernels for {self.device} ({problem}); "
+                             "use --compile off")
+        if problem:
+            self.compiled = False
+            self._log(f"--compile auto: training uncompiled, torch.compile cannot build kernels here ({problem})")
         self.resume_from = Path(resume) if resume else None
 
         seed_everything(cfg.seed)
@@ -384,6 +397,8 @@ class Trainer:
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.compiled:   # only the step's calls: state_dict, EMA and evaluation use the plain self.model
+            self.net = torch.compile(self.net)
         self.task.attach(self.model, self.net)
         self.trained_modules = self.task.optimized_modules()
         self.optimizers, self.schedulers, self.scalers, self.agc_parameters = {}, {}, {}, {}
@@ -534,6 +549,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         config = dataclasses.asdict(self.cfg)
         config.update(resolved={"device": str(self.device), "amp": self.amp, "channels_last": self.channels_last,
+                                "compile": self.compiled,
                                 "lr": self.lr, "wd_mode": resolved_wd_mode(self.cfg.optimizer, self.cfg.wd_mode),
                                 "finetune_source_classes": self.source_classes, "task": self.task.name,
                                 "world_size": self.world, "steps_per_epoch": self.steps_per_epoch,
@@ -728,7 +744,7 @@ class Trainer:
                    "kept": cfg.keep, "epochs_run": self.epoch, "stopped_early": self.stopped_early,
                    f"final_{self.monitor}": self.history[-1][self.monitor] if self.history else None,
                    "device": str(self.device), "amp": self.amp, "channels_last": self.channels_last,
-                   "world_size": self.world, "seed": cfg.seed}
+                   "compile": self.compiled, "world_size": self.world, "seed": cfg.seed}
         if out is not None:
             write_safetensors(self.out / "model.safetensors", self.eval_model.state_dict())
             write_json(self.out / "summary.json", summary)
@@ -776,7 +792,7 @@ class Trainer:
         self._log(f"{self.cfg.model} ({count_params(self.model):,} params) on {self.cfg.data} "
                   f"{tuple(self.input_size)}: {self.task.describe_data()}, {self.device}, "
                   f"amp={'bf16' if self.amp and bf16_supported(self.device) else self.amp}, "
-                  f"channels_last={self.channels_last}, {self.world} process(es)")
+                  f"channels_last={self.channels_last}, compile={self.compiled}, {self.world} process(es)")
         # SIGTERM (kill, a scheduler's stop) is handled as Ctrl-C: checkpoint, message, exit
         handled = (signal.SIGINT, signal.SIGTERM) if self._main_thread() else ()
         previous = {signum: signal.signal(signum, self._on_sigint) for signum in handled}

@@ -28,7 +28,7 @@ from ..core.errors import UsageError
 from ..core.options import option, option_group, within
 from ..core.probe import check_buildable_input
 from ..core.progress import progress
-from ..core.runtime import autocast, evaluating
+from ..core.runtime import autocast, evaluating, evaluation_autocast
 from ..data.datasets import load_data
 from ..data.loader import Normalizer, eval_batches
 from ..registry import create_model, get_entry
@@ -108,15 +108,16 @@ def log_probabilities(ensemble, pixels: torch.Tensor, *, tta: str = "none", chan
 
 def evaluate(model, split, normalizer: Normalizer, *, batch_size: int = 500, device="cpu",
              channels_last: bool = False, num_classes: int | None = None, rank: int = 0,
-             world: int = 1, tta: str = "none", quiet: bool = True) -> dict:
+             world: int = 1, tta: str = "none", quiet: bool = True, amp: bool = False) -> dict:
     """Metrics of `model` (or a list of models, an ensemble, with a list of normalisers) on `split`;
     with `num_classes`, also the confusion matrix (true × predicted) and per-class accuracy. Unless
-    `quiet`, progress on stderr (core/progress.py)."""
+    `quiet`, progress on stderr (core/progress.py). `amp`: the networks run under the training step's
+    autocast on a CUDA device (core/runtime.py `evaluation_dtype`), in fp32 elsewhere."""
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     normalizers = list(normalizer) if isinstance(normalizer, (list, tuple)) else [normalizer]
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # n, top1, top5, loss sum
     confusion = torch.zeros(num_classes or 1, num_classes or 1, dtype=torch.int64, device=device)
-    with torch.no_grad(), ExitStack() as modes:
+    with torch.no_grad(), evaluation_autocast(device, amp), ExitStack() as modes:
         for m in models:
             modes.enter_context(evaluating(m))
         ensemble = members(models, normalizers, tta)
@@ -252,8 +253,10 @@ class ClassificationTask(ImageTask):
         return StepOutput({"loss": loss}, sums, len(labels))
 
     def evaluate(self, model: nn.Module, split: str) -> dict:
+        # the per-epoch validation under the step's autocast on CUDA; the final test (`test`) stays in fp32
         return evaluate(model, getattr(self.data, split), self.normalizer, batch_size=self.cfg.eval_batch_size,
-                        device=self.device, channels_last=self.channels_last, rank=self.rank, world=self.world)
+                        device=self.device, channels_last=self.channels_last, rank=self.rank, world=self.world,
+                        amp=self.amp)
 
     def test(self, model: nn.Module, out, title: str) -> dict:
         cfg = self.cfg
