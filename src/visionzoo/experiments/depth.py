@@ -17,6 +17,7 @@ train at 0.02 instead (the residual 56: 0.29 after the same 69 steps). The readi
 (`degradation_reading`) is inconclusive while either residual net is still above He et al.'s 80 %
 training error, and a deeper net's deficit counts only when it exceeds what that net gained in its
 last epoch: a short run still falling steeply shows who starts faster, not who trains better.
+Measured at full (2026-12-05, 379 CPU-s): plain 20 → 56 layers 0.046 → 0.320, residual 0.019 → 0.004 — held.
 """
 from __future__ import annotations
 
