@@ -7,7 +7,7 @@ Prints a Markdown table; this is a benchmark, not a test. The networks of 0.4–
 28×28 image ran under a smaller stated budget (`--limit 3000 --val-size 1000 --test-limit 2000`).
 
     .venv/bin/python benchmarks/family_table.py [--epochs 1] [--limit 10000] [--val-size 5000]
-        [--test-limit N] [MODEL ...]
+        [--test-limit N] [--image-size S] [--lr LR] [MODEL ...]
 """
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--val-size", type=int, default=5000)
     parser.add_argument("--test-limit", type=int, help="test on the first N test images (default: all 10 000)")
+    parser.add_argument("--image-size", type=int, help="resize the images to this side (default: 28, as stored)")
     args = parser.parse_args()
-    print("| network | family | params | MACs (28×28) | test top-1 | training s |")
+    print(f"| network | family | params | MACs ({args.image_size or 28}²) | test top-1 | training s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in args.models:
         with tempfile.TemporaryDirectory() as out:
@@ -45,7 +46,7 @@ def main() -> None:
             try:
                 summary = train(model=name, data="fashion-mnist", epochs=args.epochs, batch_size=128, lr=args.lr,
                                 train_limit=args.limit, val_size=args.val_size, test_limit=args.test_limit,
-                                quiet=True, out=out)
+                                image_size=args.image_size, quiet=True, out=out)
             except NonFiniteLoss as exc:  # a network that diverges at this rate is a result too
                 print(f"| {name} | {get_entry(name).family} | | | diverged: {exc} | |", flush=True)
                 continue
