@@ -193,6 +193,14 @@ def saved_bn_run(directory):
     return directory, bundle
 
 
+def test_eval_refuses_dynamic_evaluation_for_a_classifier_in_one_line(tmp_path, capsys):
+    from visionzoo.cli.main import main
+    run, _ = saved_bn_run(tmp_path / "run")
+    assert main(["eval", str(run), "--dynamic-eval", "0.1", "--device", "cpu"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "--dynamic-eval is for language runs" in error and "\n" not in error
+
+
 def test_eval_bn_recalibrate_evaluates_with_the_training_population_statistics(tmp_path, capsys):
     import json
 

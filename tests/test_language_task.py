@@ -138,6 +138,17 @@ def test_eval_json_has_the_contract_keys(run_dir, capsys):
     assert "bpc" in capsys.readouterr().out
 
 
+def test_eval_by_dynamic_evaluation_repeats_the_runs_test(corpus, tmp_path, capsys):
+    run = tmp_path / "dynamic"
+    summary = Trainer(TrainConfig(**{**settings(corpus), "epochs": 1, "dynamic_eval": 0.1}, quiet=True,
+                                  out=str(run))).run()
+    assert main(["eval", str(run), "--json", "--quiet", "--dynamic-eval", "0.1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bpc"] == pytest.approx(summary["test_bpc"], rel=1e-9)
+    assert report["bpc_static"] == pytest.approx(summary["test_bpc_static"], rel=1e-9)
+    assert report["dynamic_eval"] == 0.1 and report["bpc"] != report["bpc_static"]
+
+
 def test_sample_command_writes_seeded_continuations(run_dir, tmp_path, capsys):
     command = ["sample", str(run_dir), "--prompt", "in the", "--n", "2", "--length", "40", "--seed", "3"]
     assert main([*command, "--out", str(tmp_path / "a")]) == 0

@@ -39,6 +39,8 @@ def evaluate_task(args, loaded: list, task: str) -> int:
         raise UsageError(f"--tta is for classifiers; a {task} run is evaluated on its data as they are")
     if args.bn_recalibrate:
         raise UsageError(f"--bn-recalibrate is for classifiers; a {task} run keeps the BN statistics it trained")
+    if args.dynamic_eval and task != "language":
+        raise UsageError(f"--dynamic-eval is for language runs; a {task} run is evaluated as it was trained")
     if task == "segmentation":
         from .segment_cmd import run_segmentation_eval as run
     elif task == "viewpoint":
@@ -77,6 +79,8 @@ def run_eval(args) -> int:
     task = meta.get("task", "classification")
     if task != "classification":
         return evaluate_task(args, loaded, task)
+    if args.dynamic_eval:
+        raise UsageError("--dynamic-eval is for language runs; a classifier is evaluated as it was trained")
     for path, (_, other) in zip(args.checkpoint[1:], loaded[1:]):
         if other.get("classes") != meta.get("classes") or other.get("input_size") != meta.get("input_size"):
             raise UsageError(f"{path}: its classes or input size differ from {args.checkpoint[0]}'s; "
@@ -142,6 +146,9 @@ def add_commands(commands) -> None:
     p.add_argument("--bn-recalibrate", action="store_true",
                    help="first set every BN's running statistics to the training split's population estimates "
                         "(one pass: μ = E[μ_B], σ² = m/(m−1)·E[σ²_B], Ioffe & Szegedy Alg. 2)")
+    p.add_argument("--dynamic-eval", type=argument(float, positive), metavar="LR",
+                   help="language runs: Graves' dynamic evaluation — the split read as one stream, one SGD step "
+                        "of rate LR after each window (the static figures beside it)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

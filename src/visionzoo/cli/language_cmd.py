@@ -28,6 +28,7 @@ def run_language_eval(args, model, meta: dict) -> int:
     """A language run's network (weights.load_checkpoint) evaluated on a split of its text."""
     from ..core.runtime import resolve_device
     from ..data.text import load_text_data
+    from ..models.language import dynamic_evaluate
     from ..tasks.language import EVAL_STREAMS, language_measures, stream_loss
     device = resolve_device(args.device)
     model = model.to(device)
@@ -37,11 +38,20 @@ def run_language_eval(args, model, meta: dict) -> int:
     tokens = data.split(args.split)
     nats, count = stream_loss(model, tokens, bptt=meta.get("bptt", 100), streams=args.batch_size or EVAL_STREAMS,
                               device=device)
-    measures = language_measures(nats, count, len(tokens), data.chars[args.split], data.words[args.split])
+    chars, words = data.chars[args.split], data.words[args.split]
+    measures = language_measures(nats, count, len(tokens), chars, words)
     result = {"split": args.split, "n": measures["n"], "bpc": measures["bpc"], "perplexity": measures["perplexity"],
               "loss": measures["loss"], "level": vocab.level, "model": meta["name"], "data": spec}
+    if args.dynamic_eval:   # as the run's own test does (tasks/language.py): one stream, learning as it reads
+        mean = dynamic_evaluate(model, tokens, args.dynamic_eval, bptt=meta.get("bptt", 100))
+        dynamic = language_measures(mean * (len(tokens) - 1), len(tokens) - 1, len(tokens), chars, words)
+        result = {**result, **{f"{key}_static": result[key] for key in ("bpc", "perplexity", "loss")},
+                  "n": dynamic["n"], "bpc": dynamic["bpc"], "perplexity": dynamic["perplexity"],
+                  "loss": dynamic["loss"], "dynamic_eval": args.dynamic_eval}
     return print_evaluation(args, result, f"{vocab.level}s", f"bpc {result['bpc']:.4f}  perplexity "
-                            f"{result['perplexity']:.2f}  loss {result['loss']:.4f}")
+                            f"{result['perplexity']:.2f}  loss {result['loss']:.4f}"
+                            + (f"  (dynamic evaluation, rate {args.dynamic_eval}; static bpc "
+                               f"{result['bpc_static']:.4f})" if args.dynamic_eval else ""))
 
 
 def run_language_sample(args, model, meta: dict) -> int:
