@@ -39,6 +39,7 @@ import torchvision
 from torch import nn
 
 from visionzoo.data.datasets import load_data
+from visionzoo.data.loader import Normalizer
 from visionzoo.engine.schedules import lr_factor
 from visionzoo.registry import create_model
 
@@ -123,9 +124,7 @@ def run(network: str, *, init: str, lr: float, steps: int, total_steps: int, sch
         limit: int, seed: int, batch_size: int = 64) -> None:
     """Train `network` for `steps` steps, printing the reports."""
     data = load_data("fashion-mnist", seed=seed, val_size=5000, train_limit=limit)
-    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
-    std = torch.tensor(data.std).view(1, -1, 1, 1)
-    normalise = lambda images: (images.float() / 255 - mean) / std
+    normalise = Normalizer(data.mean, data.std)
     train_images, train_y = data.train.fetch(torch.arange(len(data.train)))
     val_images, val_y = data.val.fetch(torch.arange(REPORT_IMAGES))
     train_x, val_x = normalise(train_images), normalise(val_images)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from visionzoo.core.errors import UsageError
+from visionzoo.core.io import read_torch
 from visionzoo.core.runtime import autocast_dtype, compile_problem, evaluation_autocast, evaluation_dtype
 from visionzoo.data.augment import ERASE_AREA, ERASE_ASPECT, random_erasing
 from visionzoo.data.loader import Normalizer, channel_constants
@@ -239,8 +240,8 @@ def test_compiled_step_gives_the_eager_losses_and_the_eager_files(tmp_path, fres
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=0)
     for name in ("model.safetensors", "best.safetensors"):
         assert load_file(str(tmp_path / "compiled" / name)).keys() == load_file(str(tmp_path / "eager" / name)).keys()
-    saved = torch.load(tmp_path / "compiled" / "checkpoint.pt", weights_only=False)["model"]
-    assert saved.keys() == torch.load(tmp_path / "eager" / "checkpoint.pt", weights_only=False)["model"].keys()
+    saved = read_torch(tmp_path / "compiled" / "checkpoint.pt")["model"]
+    assert saved.keys() == read_torch(tmp_path / "eager" / "checkpoint.pt")["model"].keys()
     summary = json.loads((tmp_path / "compiled" / "summary.json").read_text())
     assert summary["compile"] is True
     resumed = Trainer(TrainConfig(quiet=True), resume=str(tmp_path / "compiled"))

@@ -28,8 +28,7 @@ def run_language_eval(args, model, meta: dict) -> int:
     """A language run's network (weights.load_checkpoint) evaluated on a split of its text."""
     from ..core.runtime import resolve_device
     from ..data.text import load_text_data
-    from ..models.language import dynamic_evaluate
-    from ..tasks.language import EVAL_STREAMS, language_measures, stream_loss
+    from ..tasks.language import EVAL_STREAMS, dynamic_measures, language_measures, stream_loss
     device = resolve_device(args.device)
     model = model.to(device)
     vocab = _vocabulary(meta)
@@ -42,9 +41,9 @@ def run_language_eval(args, model, meta: dict) -> int:
     measures = language_measures(nats, count, len(tokens), chars, words)
     result = {"split": args.split, "n": measures["n"], "bpc": measures["bpc"], "perplexity": measures["perplexity"],
               "loss": measures["loss"], "level": vocab.level, "model": meta["name"], "data": spec}
-    if args.dynamic_eval:   # as the run's own test does (tasks/language.py): one stream, learning as it reads
-        mean = dynamic_evaluate(model, tokens, args.dynamic_eval, bptt=meta.get("bptt", 100))
-        dynamic = language_measures(mean * (len(tokens) - 1), len(tokens) - 1, len(tokens), chars, words)
+    if args.dynamic_eval:   # as the run's own test does: one stream, learning as it reads
+        dynamic = dynamic_measures(model, tokens, args.dynamic_eval, bptt=meta.get("bptt", 100), chars=chars,
+                                   words=words)
         result = {**result, **{f"{key}_static": result[key] for key in ("bpc", "perplexity", "loss")},
                   "n": dynamic["n"], "bpc": dynamic["bpc"], "perplexity": dynamic["perplexity"],
                   "loss": dynamic["loss"], "dynamic_eval": args.dynamic_eval}

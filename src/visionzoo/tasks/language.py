@@ -95,6 +95,13 @@ def stream_loss(model: nn.Module, tokens: torch.Tensor, *, bptt: int, streams: i
     return total.item(), count
 
 
+def dynamic_measures(model: nn.Module, tokens: torch.Tensor, lr: float, *, bptt: int, chars: int, words: int) -> dict:
+    """`language_measures` of Graves' dynamic evaluation (models/language.dynamic_evaluate) of `tokens`, one
+    stream of `chars` characters and `words` words: the run's test and `visionzoo eval --dynamic-eval` alike."""
+    mean = dynamic_evaluate(model, tokens, lr, bptt=bptt)
+    return language_measures(mean * (len(tokens) - 1), len(tokens) - 1, len(tokens), chars, words)
+
+
 class LanguageTask(TextTask):
     """Next-token prediction on a text: truncated BPTT with carried state, BPC and perplexity."""
 
@@ -189,9 +196,8 @@ class LanguageTask(TextTask):
                   "test_n": test["n"]}
         if self.cfg.dynamic_eval:
             # one stream, scored window by window before learning from it; on a copy of the network
-            tokens = self.data.test
-            mean = dynamic_evaluate(model, tokens, self.cfg.dynamic_eval, bptt=self.cfg.bptt)
-            dynamic = self.measures("test", mean * (len(tokens) - 1), len(tokens) - 1)
+            dynamic = dynamic_measures(model, self.data.test, self.cfg.dynamic_eval, bptt=self.cfg.bptt,
+                                       chars=self.data.chars["test"], words=self.data.words["test"])
             result = {**{f"{key}_static": value for key, value in result.items() if key != "test_n"},
                       "test_loss": dynamic["loss"], "test_bpc": dynamic["bpc"],
                       "test_perplexity": dynamic["perplexity"], "test_n": dynamic["n"], "dynamic_eval": True}
