@@ -50,6 +50,13 @@ class TensorSplit:
     def fetch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return _resize(self.images[index], self.image_size), self.labels[index]
 
+    def indexed_tensors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(images, labels) when `fetch(index)` is just (images[index], labels[index]), with no resize
+        pending: what a loader may hold whole on the training device (data/loader.py); else None."""
+        if self.image_size is None or tuple(self.images.shape[-2:]) == (self.image_size, self.image_size):
+            return self.images, self.labels
+        return None
+
     def resized(self) -> "TensorSplit":
         return TensorSplit(_resize(self.images, self.image_size), self.labels)
 
