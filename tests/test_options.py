@@ -53,7 +53,7 @@ def test_help_names_the_declared_default():
 @pytest.mark.parametrize("values, message", [
     (dict(optimizer="foo"), "--optimizer 'foo': choose one of sgd, nesterov"),
     (dict(mixup=-1.0), "--mixup -1.0: must be ≥ 0"),
-    (dict(ema=1.0), "--ema 1.0: must lie in (0, 1)"),
+    (dict(ema=1.0), "--ema 1.0: must lie in [0, 1)"),
     (dict(dropout=1.0), "--dropout 1.0: must lie in [0, 1)"),
     (dict(adv="pgd", adv_steps=0), "--adv-steps 0: must be ≥ 1"),
     (dict(schedule="multistep"), "--schedule multistep needs --milestones"),                  # within a group

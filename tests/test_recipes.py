@@ -5,7 +5,7 @@ import pytest
 
 from visionzoo.cli.main import main
 from visionzoo.engine.recipes import RECIPES, apply_recipe
-from visionzoo.engine.trainer import TrainConfig
+from visionzoo.engine.trainer import TrainConfig, Trainer
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -40,3 +40,13 @@ def test_list_prints_every_recipe_and_an_unknown_name_is_exit_2(capsys):
     assert all(name in printed for name in RECIPES)
     assert main(["train", "--recipe", "fmnist99"]) == 2
     assert "fmnist93" in capsys.readouterr().err
+
+
+def test_ema_zero_switches_off_a_recipe_s_average(tmp_path):
+    argv = ["train", "--recipe", "fmnist-dcgan", "--model", "gan_mlp_2d", "--data", "ring8", "--ema", "0", "--epochs", "1",
+            "--train-limit", "64", "--val-size", "64", "--batch-size", "32", "--quiet", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["ema"] == 0
+    small = {"model": "gan_mlp_2d", "data": "ring8", "model_args": {}, "train_limit": 64, "val_size": 64}
+    assert Trainer(TrainConfig(**apply_recipe("fmnist-dcgan", small))).ema is not None
+    assert Trainer(TrainConfig(**apply_recipe("fmnist-dcgan", {**small, "ema": 0.0}))).ema is None

@@ -179,8 +179,9 @@ class OptimisationOptions:
                                        "else l2)", choices=WD_MODES)
     agc: float | None = option(None, "adaptive gradient clipping, unit-wise (NFNet; classifier excluded)",
                                metavar="λ", check=positive)
-    ema: float | None = option(None, "evaluate and save an exponential moving average of the weights",
-                               metavar="DECAY", check=within("(0, 1)", "a decay such as 0.999"))
+    ema: float | None = option(None, "evaluate and save an exponential moving average of the weights (0 = off, "
+                                     "e.g. over a recipe's)", metavar="DECAY",
+                               check=within("[0, 1)", "a decay such as 0.999, or 0 for none"))
     early_stop: int | None = option(None, "stop after PATIENCE epochs without a better val top-1; the best "
                                           "weights are kept", metavar="PATIENCE", check=positive)
     keep: str = option("best", "weights tested and saved: the best validation epoch's (default) or the last "
