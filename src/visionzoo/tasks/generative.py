@@ -559,13 +559,9 @@ class GenerativeTask(Task):
     # ---- training -----------------------------------------------------------------------------
     def train_batches(self, epoch: int, start_step: int):
         cfg = self.cfg
-        if not self.discogan:
-            split = self.splits["train"]
-            batch_size = min(cfg.batch_size, len(split))
-            order = epoch_order(len(split), cfg.seed, epoch)
-            for step in range(start_step, steps_per_epoch(len(split), batch_size)):
-                examples, labels = split.fetch(order[step * batch_size:(step + 1) * batch_size])
-                yield examples.to(self.device), labels.to(self.device)
+        if not self.discogan:   # the classifiers' batches (kept on the device off the CPU)
+            yield from train_batches(self.splits["train"], cfg.batch_size, seed=cfg.seed, epoch=epoch,
+                                     start_step=start_step, device=self.device)
             return
         a, b = self.domains["train"]   # unpaired: each domain in its own seeded order
         batch_size = min(cfg.batch_size, len(a), len(b))
