@@ -23,6 +23,15 @@ Padding 1 on conv1 and ceil-mode pooling give the figure's 110, 55, 26, 13 and 6
 The paper names "contrast normalisation across feature maps" without constants; it is the
 AlexNet response normalisation here. Initialisation of Sec. 3: weights N(0, 0.01²), biases 0.
 
+Both papers' initialisations leave these networks at chance in the family table (issue 26, item 13;
+`benchmarks/alexnet_start.py` and BENCHMARKS.md, "Family table", measured 2026-12-05). N(0, 0.01²)
+weights pass on about 0.01·√fan_in of their input (0.03 at the small-input conv1, 0.3–0.6 elsewhere),
+so beside AlexNet's biases of 1 the image is nearly invisible at the class scores, and the first
+updates only move the classes' offsets, until FC7 dies; BVLC's Caffe reproduction (biases 0.1) keeps
+its units alive but not the image. He et al.'s N(0, 2/fan_in) (ICCV 2015, Eq. 10: `--init he_fan_in`)
+keeps the image in every layer, and both networks then learn at the papers' rate of 0.01. The builders
+keep the papers' initialisation; the family-table benchmark trains these two with `--init he_fan_in`.
+
 Feature stages (timm's vgg, for this family and VGG): the last layer before each max-pool
 (its activation, or its response normalisation) and the final max-pool.
 
