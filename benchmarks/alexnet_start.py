@@ -17,8 +17,8 @@ mode):
   predicts, the loss, and the share of FC7's units that are 0 for every image.
 
 The loop: Fashion-MNIST resized to `--image-size` (14, as the benchmark's longer look), a seeded
-subset of `--limit` training images, batch 128 drawn with replacement, Nesterov SGD (momentum 0.9),
-weight decay 5e-4 on weights only, label smoothing 0.1, the engine's one-cycle multiplier over
+subset of `--limit` training images, batch 128 drawn with replacement, the engine's Nesterov SGD
+(`engine.optim.build_optimizer`: momentum 0.9, weight decay 5e-4 on weights only), label smoothing 0.1, the engine's one-cycle multiplier over
 `--steps`, fp32, no augmentation.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/alexnet_start.py [--network alexnet|zfnet]
@@ -34,7 +34,9 @@ from torch import nn
 
 from visionzoo.data.datasets import load_data
 from visionzoo.data.loader import Normalizer
+from visionzoo.engine.optim import build_optimizer
 from visionzoo.engine.schedules import lr_factor
+from visionzoo.engine.trainer import TrainConfig
 from visionzoo.layers.init import initialise
 from visionzoo.registry import create_model
 
@@ -93,10 +95,7 @@ def main() -> None:
         caffe_init(model)
     elif args.init != "paper":
         initialise(model, args.init)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    rest = [p for p in model.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": rest, "weight_decay": 0.0}],
-                                lr=args.lr, momentum=0.9, nesterov=True)
+    optimizer = build_optimizer(model, TrainConfig(optimizer="nesterov", lr=args.lr, weight_decay=5e-4))
     draw = torch.Generator().manual_seed(args.seed)
     probe, probe_labels = images[:PROBE_IMAGES], labels[:PROBE_IMAGES]
     print(f"{args.network}, init {args.init}, lr {args.lr}, {args.image_size}×{args.image_size}")

@@ -39,8 +39,6 @@ def evaluate_task(args, loaded: list, task: str) -> int:
         raise UsageError(f"--tta is for classifiers; a {task} run is evaluated on its data as they are")
     if args.bn_recalibrate:
         raise UsageError(f"--bn-recalibrate is for classifiers; a {task} run keeps the BN statistics it trained")
-    if args.dynamic_eval and task != "language":
-        raise UsageError(f"--dynamic-eval is for language runs; a {task} run is evaluated as it was trained")
     if task == "segmentation":
         from .segment_cmd import run_segmentation_eval as run
     elif task == "viewpoint":
@@ -77,10 +75,10 @@ def run_eval(args) -> int:
     loaded = [load_checkpoint(path) for path in args.checkpoint]
     meta = loaded[0][1]
     task = meta.get("task", "classification")
+    if args.dynamic_eval and task != "language":
+        raise UsageError(f"--dynamic-eval is for language runs; a {task} run is evaluated as it was trained")
     if task != "classification":
         return evaluate_task(args, loaded, task)
-    if args.dynamic_eval:
-        raise UsageError("--dynamic-eval is for language runs; a classifier is evaluated as it was trained")
     for path, (_, other) in zip(args.checkpoint[1:], loaded[1:]):
         if other.get("classes") != meta.get("classes") or other.get("input_size") != meta.get("input_size"):
             raise UsageError(f"{path}: its classes or input size differ from {args.checkpoint[0]}'s; "
