@@ -3,7 +3,8 @@ the device gives, batch for batch, the images and labels of today's per-step fet
 epochs, from a resumed step, for every rank of a sharded run —; it is copied once and dropped with the
 split; file-backed splits, splits with a resize pending and splits over the memory bound keep the
 per-step fetch. The meta device stands in for an accelerator on the CPU (shapes and placement, no
-values); the CUDA test checks the values on the card and that drawing a batch never waits for the host."""
+values); the CUDA test checks the values on the card and that drawing a batch never waits for the host.
+Evaluation's batches are cut from the same kept copy, each a copy of its own."""
 from __future__ import annotations
 
 import gc
@@ -16,7 +17,7 @@ from PIL import Image
 
 from visionzoo.data import loader
 from visionzoo.data.datasets import FolderSplit, TensorSplit
-from visionzoo.data.loader import resident_budget, resident_tensors, train_batches
+from visionzoo.data.loader import eval_batches, resident_budget, resident_tensors, train_batches
 
 META = torch.device("meta")
 
@@ -59,6 +60,19 @@ def test_resident_batches_are_todays_batches(start_step, rank, world):
                             train_batches(today, 16, **settings, resident=False))
 
 
+@pytest.mark.parametrize("rank, world", [(0, 1), (1, 2), (2, 3)])
+def test_resident_evaluation_batches_are_todays_and_leave_the_kept_split_unchanged(rank, world):
+    today, kept = random_split(), random_split()
+    FetchCounter(kept, refuse=True)
+    batches = list(eval_batches(kept, 16, rank=rank, world=world, resident=True))
+    assert_same_batches(batches, eval_batches(today, 16, rank=rank, world=world, resident=False))
+    for images, labels in batches:   # an evaluation that writes into its batch
+        images.zero_()
+        labels.fill_(-1)
+    assert_same_batches(eval_batches(kept, 16, rank=rank, world=world, resident=True),
+                        eval_batches(today, 16, rank=rank, world=world, resident=False))
+
+
 def test_on_the_cpu_nothing_changes_by_default_and_a_forced_resident_split_is_not_copied():
     split = random_split()
     fetches = FetchCounter(split)
@@ -76,6 +90,8 @@ def test_off_the_cpu_the_split_is_copied_once_used_by_default_and_dropped_with_t
     assert copy[0].device == META and copy[1].device == META
     assert all(len(list(train_batches(split, 16, seed=0, epoch=epoch, device=META))) == 6 for epoch in (1, 2))
     assert resident_tensors(split, META)[0] is copy[0]   # copied once, whatever the epochs
+    assert sum(len(images) for images, _ in eval_batches(split, 16, device=META)) == len(split)
+    assert resident_tensors(split, META)[0] is copy[0]   # evaluation cuts from the same copy
     released = weakref.ref(copy[0])
     del split, copy
     gc.collect()
@@ -132,4 +148,10 @@ def test_on_cuda_the_batches_are_gathered_on_the_card_and_equal_the_copied_ones(
             torch.cuda.set_sync_debug_mode(0)
         assert all(images.device.type == labels.device.type == "cuda" for images, labels in [first, *rest])
         assert_same_batches([first, *rest], copied)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        evaluated = list(eval_batches(split, 64, rank=1, world=2, device=cuda))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert_same_batches(evaluated, eval_batches(split, 64, rank=1, world=2, device=cuda, resident=False))
     assert resident_tensors(split, cuda)[0].device.type == "cuda"

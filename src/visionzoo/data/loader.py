@@ -7,7 +7,8 @@ uint8 tensors on the training device; `augment.Augmentation` and `Normalizer` ta
 Off the CPU, an in-memory split is kept whole on the training device (issue 27: the epoch's data on
 the device, no copy from the host inside a step): copied there once, each batch gathered there with
 the epoch's permutation, so that a step waits for no host-to-device copy (from pageable memory, on
-CUDA, such a copy is synchronous). The batches are those of the per-step copy, image for image.
+CUDA, such a copy is synchronous); evaluation cuts its batches from the same kept copy. The batches are
+those of the per-step copy, image for image.
 """
 from __future__ import annotations
 
@@ -105,16 +106,27 @@ def train_batches(split, batch_size: int, *, seed: int, epoch: int, start_step: 
             yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
-def eval_batches(split, batch_size: int, *, rank: int = 0, world: int = 1, device="cpu"):
+def eval_batches(split, batch_size: int, *, rank: int = 0, world: int = 1, device="cpu", resident: bool | None = None):
     """Every image once, in order; rank r takes a contiguous share. A batch holds at most
     EVAL_BATCH_VALUES pixel values, so that large images come in fewer per batch: the memory of an
     evaluation (its activations grow with the batch's pixels) stays bounded whatever their size,
-    and what is summed over the batches does not depend on how they are cut."""
+    and what is summed over the batches does not depend on how they are cut.
+
+    `resident` as for `train_batches`: off the CPU (by default) the batches are cut from the split kept
+    on the device, each its own copy there, so that nothing an evaluation does to one reaches the kept split."""
+    device = torch.device(device)
+    if resident is None:
+        resident = device.type != "cpu"
+    kept = resident_tensors(split, device) if resident else None
     n = len(split)
     lo, hi = n * rank // world, n * (rank + 1) // world
     if hi > lo:
-        values = split.fetch(torch.arange(lo, lo + 1))[0][0].numel()
+        values = (kept[0][0] if kept is not None else split.fetch(torch.arange(lo, lo + 1))[0][0]).numel()
         batch_size = max(1, min(batch_size, EVAL_BATCH_VALUES // values))
     for start in range(lo, hi, batch_size):
-        images, labels = split.fetch(torch.arange(start, min(start + batch_size, hi)))
-        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        stop = min(start + batch_size, hi)
+        if kept is not None:
+            yield kept[0][start:stop].clone(), kept[1][start:stop].clone()
+        else:
+            images, labels = split.fetch(torch.arange(start, stop))
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
