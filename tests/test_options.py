@@ -45,6 +45,14 @@ def test_given_options_holds_only_what_was_given_parsed_as_declared():
     assert given_options(TrainConfig, train_parser().parse_args([])) == {}
 
 
+def test_model_args_read_json_and_python_literals_and_keep_other_text():
+    args = train_parser().parse_args(["--model-arg", "strided=False", "--model-arg", "batchnorm=false",
+                                      "--model-arg", "sizes=(4, 8)", "--model-arg", "norm=None",
+                                      "--model-arg", "shortcut=A", "--model-arg", "act=leaky_relu"])
+    assert given_options(TrainConfig, args)["model_args"] == {
+        "strided": False, "batchnorm": False, "sizes": (4, 8), "norm": None, "shortcut": "A", "act": "leaky_relu"}
+
+
 def test_help_names_the_declared_default():
     help_text = train_parser().format_help()
     assert f"global batch (default {TrainConfig().batch_size})" in help_text

@@ -18,6 +18,7 @@ from saved state.
 """
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import json
@@ -97,12 +98,18 @@ def _registered(name: str) -> None:
 
 
 def _key_value(text: str):
+    """KEY=VALUE with VALUE read as JSON (false, [4, 8]) or a Python literal (False, None, (4, 8)), else
+    kept as text (shortcut=A): a builder never receives the string 'False' for a switch."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise UsageError(f"--model-arg {text!r}: write KEY=VALUE, e.g. shortcut=A")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
+        pass
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return key, value
 
 
