@@ -82,6 +82,14 @@ def resident_tensors(split, device) -> tuple[torch.Tensor, torch.Tensor] | None:
     return copies[device]
 
 
+def _kept_tensors(split, device: torch.device, resident: bool | None):
+    """The split's tensors on `device` where its batches are to be cut there (`resident`; None: off the CPU
+    only), else None (the per-step fetch)."""
+    if resident is None:
+        resident = device.type != "cpu"
+    return resident_tensors(split, device) if resident else None
+
+
 def train_batches(split, batch_size: int, *, seed: int, epoch: int, start_step: int = 0,
                   rank: int = 0, world: int = 1, device="cpu", resident: bool | None = None):
     """Yield (uint8 images, labels) of this rank for steps start_step.. of the epoch.
@@ -92,9 +100,7 @@ def train_batches(split, batch_size: int, *, seed: int, epoch: int, start_step: 
     device = torch.device(device)
     batch_size = min(batch_size, len(split))
     order = epoch_order(len(split), seed, epoch)
-    if resident is None:
-        resident = device.type != "cpu"
-    kept = resident_tensors(split, device) if resident else None
+    kept = _kept_tensors(split, device, resident)
     if kept is not None:
         order = order.to(device, non_blocking=True)   # once an epoch; the steps then only index on the device
     for step in range(start_step, steps_per_epoch(len(split), batch_size)):
@@ -114,10 +120,7 @@ def eval_batches(split, batch_size: int, *, rank: int = 0, world: int = 1, devic
 
     `resident` as for `train_batches`: off the CPU (by default) the batches are cut from the split kept
     on the device, each its own copy there, so that nothing an evaluation does to one reaches the kept split."""
-    device = torch.device(device)
-    if resident is None:
-        resident = device.type != "cpu"
-    kept = resident_tensors(split, device) if resident else None
+    kept = _kept_tensors(split, torch.device(device), resident)
     n = len(split)
     lo, hi = n * rank // world, n * (rank + 1) // world
     if hi > lo:

@@ -119,14 +119,15 @@ RECIPES = {r.name: r for r in (
            "of both cores — 48 × the floor, the target not met; the paper's batch 128 and 2e-4 for 20 epochs: 3.68)",
            {**_GAN, "model": "dcgan", "data": "fashion-mnist", "epochs": 22, "batch_size": 32, "lr": 4e-4,
             "ema": 0.9997, "model_args": {"width": 64}}),
-    # StyleGAN on one CPU thread (bf16, channels_last, batch 64 as the recipe first was, 28²): a discriminator step ≈ 0.29 s, a generator
-    # step ≈ 0.33 s, an R1 step (double backward) ≈ 1.2 s; with R1 every 16 steps ≈ 95 img/s, so 3 epochs of 55 000
-    # images take about 29 min of one thread (less with two), validation included. Run in full 2026-12-05 (one thread,
-    # shared machine): test FID 17.09 (fmnist-dcgan then 3.68), 1 919 CPU-s, validation FID 43.2 → 39.3 → 17.2. Short trials
-    # (2026-12-05, 3 epochs of 3 000–4 000 images, under load): validation FID (fid_floor 0.30) 35.9 → 35.2 → 34.5
-    # with this recipe, 29.0 → 30.6 → 33.4 without the EMA, 38.9 → 37.0 at lr 1e-3, 36.4 → 34.4 with γ = 10.
-    # At batch 32 (StyleGAN2's) on both cores, the EMA's half-life kept in images (2026-12-05, idle machine): 24 min
-    # 53 s wall, validation FID 44.3 → 13.8 → 10.7, test 11.21 — better than batch 64's 17.09, as DCGAN's probes were.
+    # StyleGAN on one CPU thread (bf16, channels_last, batch 64 as the recipe first was, 28²): a discriminator step ≈
+    # 0.29 s, a generator step ≈ 0.33 s, an R1 step (double backward) ≈ 1.2 s; with R1 every 16 steps ≈ 95 img/s, so 3
+    # epochs of 55 000 images take about 29 min of one thread (less with two), validation included. Run in full
+    # 2026-12-05 (one thread, shared machine): test FID 17.09 (fmnist-dcgan then 3.68), 1 919 CPU-s, validation FID
+    # 43.2 → 39.3 → 17.2. Short trials (2026-12-05, 3 epochs of 3 000–4 000 images, under load): validation FID
+    # (fid_floor 0.30) 35.9 → 35.2 → 34.5 with this recipe, 29.0 → 30.6 → 33.4 without the EMA, 38.9 → 37.0 at lr
+    # 1e-3, 36.4 → 34.4 with γ = 10. At batch 32 (StyleGAN2's) on both cores, the EMA's half-life kept in images
+    # (2026-12-05, idle machine): 24 min 53 s wall, validation FID 44.3 → 13.8 → 10.7, test 11.21 — better than batch
+    # 64's 17.09, as DCGAN's probes were.
     Recipe("fmnist-stylegan", "Fashion-MNIST StyleGAN: test FID at or below fmnist-dcgan's in ≤ 30 min",
            "stylegan_small at 28 × 28 (7 → 14 → 28, 64 channels, the 8-layer mapping network, style mixing 0.9), "
            "Adam 2e-3, β = (0, 0.99) and batch 32 (StyleGAN2's), R1 γ = 1 applied lazily every 16 steps (StyleGAN2), "
@@ -138,8 +139,8 @@ RECIPES = {r.name: r for r in (
     Recipe("fmnist-cgan", "Fashion-MNIST conditional GAN: ≥ 90 % of samples classified as their class by the "
                           "FID reference in ≤ 30 min",
            "cdcgan (DCGAN networks, one-hot y on z and as planes on D's input), Adam 2e-4, β = (0.5, 0.999), batch "
-           "128 (the DCGAN paper's), 20 epochs, the weights' EMA (decay 0.999) sampled (measured: 0.9058 of 10 000 samples classified as their class, "
-           "FID 0.70, in 1 339 CPU-s of one thread; 5 epochs without the average: 0.837)",
+           "128 (the DCGAN paper's), 20 epochs, the weights' EMA (decay 0.999) sampled (measured: 0.9058 of 10 000 "
+           "samples classified as their class, FID 0.70, in 1 339 CPU-s of one thread; 5 epochs without the average: 0.837)",
            {**_GAN, "model": "cdcgan", "data": "fashion-mnist", "epochs": 20, "ema": 0.999, "model_args": {}}),
     Recipe("ring8-gan", "the ring of 8 Gaussians (Metz et al.): the mode-collapse curves",
            "gan_mlp_2d (two ReLU layers of 128 in G and D, z ∈ ℝ²⁵⁶), Adam 1e-3, β = (0.5, 0.999), batch 512; "
