@@ -134,6 +134,41 @@ def test_each_guideline_switches_off_alone(switch, changed):
     assert images.shape == (3, 1, 28, 28) and model.discriminator(images).shape == (3,)
 
 
+def _output_shapes(network: nn.Module, kind: type, run) -> list[tuple[int, ...]]:
+    shapes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:])))
+             for m in network.modules() if type(m) is kind]
+    run()
+    for hook in hooks:
+        hook.remove()
+    return shapes
+
+
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_extra_convs_give_fig1s_four_convolutions_at_28_without_going_below_7x7(batchnorm):
+    plain = vz.create_model("dcgan", in_chans=1, image_size=28, width=8, batchnorm=batchnorm)
+    model = vz.create_model("dcgan", in_chans=1, image_size=28, width=8, batchnorm=batchnorm,
+                            g_extra_convs=2, d_extra_convs=2)
+    model.eval()
+    z = torch.randn(3, 100)
+    g_convs = _output_shapes(model.generator, nn.Conv2d, lambda: model(z))
+    d_convs = _output_shapes(model.discriminator, nn.Conv2d, lambda: model.discriminator(model(z)))
+    assert g_convs == [(16, 7, 7)] * 2                                   # after the 7 × 7 projection
+    assert d_convs == [(8, 14, 14), (16, 7, 7), (16, 7, 7), (16, 7, 7), (1, 1, 1)]   # four, then the logit
+    assert len(_output_shapes(model.generator, nn.ConvTranspose2d, lambda: model(z))) == 3   # projection + 2 steps
+    added = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(added) == 4 and all(m.stride == (1, 1) and (m.bias is None) == batchnorm for m in added)
+    norms_added = [sum(isinstance(m, nn.BatchNorm2d) for m in ours.modules())
+                   - sum(isinstance(m, nn.BatchNorm2d) for m in theirs.modules())
+                   for ours, theirs in ((model.generator, plain.generator), (model.discriminator, plain.discriminator))]
+    assert norms_added == ([2, 2] if batchnorm else [0, 0])
+    assert not {nn.MaxPool2d, nn.Linear} & (_kinds(model.generator) | _kinds(model.discriminator))
+    assert nn.LeakyReLU not in _kinds(model.generator) and nn.ReLU not in _kinds(model.discriminator)
+    assert model(z).shape == (3, 1, 28, 28) and model.discriminator(model(z)).shape == (3,)
+    with pytest.raises(UsageError, match="d_extra_convs=-1: give the number of 3 × 3 convolutions to add"):
+        vz.create_model("dcgan", d_extra_convs=-1)
+
+
 def test_unknown_activation_is_refused():
     with pytest.raises(UsageError, match="g_activation='elu'; choose one of relu, leaky_relu"):
         vz.create_model("dcgan", g_activation="elu")

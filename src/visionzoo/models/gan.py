@@ -44,7 +44,11 @@ before the logit in the discriminator (which then ends flattened → 1024 → 1 
 convolution); ``g_activation="leaky_relu"`` (instead of ReLU) and ``d_activation="relu"`` (instead of
 LeakyReLU 0.2). Sizes: 4 · 2ⁿ pixels start from 4 × 4 (32, 64: the paper's ladder), 7 · 2ⁿ from 7 × 7
 (28: Fashion-MNIST, 7 → 14 → 28). ``width`` is the generator's last hidden width (128 in Fig. 1; it
-doubles at each coarser scale), the discriminator mirrors it.
+doubles at each coarser scale), the discriminator mirrors it. At 28 × 28 the ladder has two steps where
+Fig. 1 has four: ``g_extra_convs`` / ``d_extra_convs`` add 3 × 3 stride-1 convolutions (batch norm and the
+network's activation each) at the coarsest scale — in the generator after the projection, in the
+discriminator before the logit — so that two of each give the paper's four convolutions per network
+without going below 7 × 7 (still all-convolutional: no pooling, no hidden fully connected layer).
 """
 from __future__ import annotations
 
@@ -261,6 +265,16 @@ def _down_layers(in_chans: int, widths: list[int], *, strided: bool, batchnorm: 
     return layers
 
 
+def _same_scale_convs(channels: int, count: int, *, batchnorm: bool, activation: str, who: str) -> list[nn.Module]:
+    """``count`` 3 × 3 stride-1 convolutions of ``channels`` → ``channels``, each with batch norm and the activation."""
+    layers = []
+    for _ in range(count):
+        layers.append(nn.Conv2d(channels, channels, 3, 1, 1, bias=not batchnorm))
+        layers += [nn.BatchNorm2d(channels)] if batchnorm else []
+        layers.append(_activation(activation, who))
+    return layers
+
+
 def _up_layers(widths: list[int], out_chans: int, *, strided: bool, batchnorm: bool, activation: str,
                who: str) -> list[nn.Module]:
     """×2 from widths[0] through widths[1:] to out_chans; batch norm and the activation on every step
@@ -274,11 +288,12 @@ def _up_layers(widths: list[int], out_chans: int, *, strided: bool, batchnorm: b
 
 
 class DCGenerator(nn.Module):
-    """z (and one-hot y) → projection to start × start × widths[0] → ×2 steps → image in [−1, 1]."""
+    """z (and one-hot y) → projection to start × start × widths[0] (and ``extra_convs`` 3 × 3 convolutions
+    there) → ×2 steps → image in [−1, 1]."""
 
     def __init__(self, latent_dim: int, out_chans: int, image_size: int, width: int = 128, num_classes: int = 0, *,
                  strided: bool = True, batchnorm: bool = True, hidden_fc: bool = False, activation: str = "relu",
-                 fc_units: int = 1024):
+                 fc_units: int = 1024, extra_convs: int = 0):
         super().__init__()
         start, steps = ladder(image_size)
         self.num_classes, self.start = num_classes, start
@@ -295,6 +310,8 @@ class DCGenerator(nn.Module):
             project += [nn.Unflatten(1, (inputs, 1, 1)), nn.ConvTranspose2d(inputs, widths[0], start, bias=not batchnorm)]
         project += [nn.BatchNorm2d(widths[0])] if batchnorm else []
         project.append(_activation(activation, "g_activation"))
+        project += _same_scale_convs(widths[0], extra_convs, batchnorm=batchnorm, activation=activation,
+                                     who="g_activation")
         self.project = nn.Sequential(*project)
         self.body = nn.Sequential(*_up_layers(widths, out_chans, strided=strided, batchnorm=batchnorm,
                                               activation=activation, who="g_activation"))
@@ -305,18 +322,21 @@ class DCGenerator(nn.Module):
 
 
 class DCDiscriminator(nn.Module):
-    """Image (and one-hot y as constant planes) → ÷2 steps to start × start → one logit (a start × start
+    """Image (and one-hot y as constant planes) → ÷2 steps to start × start (and ``extra_convs`` 3 × 3
+    convolutions there) → one logit (a start × start
     convolution: the flattened map into one output; with ``hidden_fc``, flattened → fc_units → 1)."""
 
     def __init__(self, in_chans: int, image_size: int, width: int = 128, num_classes: int = 0, *,
                  strided: bool = True, batchnorm: bool = True, hidden_fc: bool = False,
-                 activation: str = "leaky_relu", fc_units: int = 1024):
+                 activation: str = "leaky_relu", fc_units: int = 1024, extra_convs: int = 0):
         super().__init__()
         start, steps = ladder(image_size)
         self.num_classes = num_classes
         widths = [width * 2 ** i for i in range(steps)]
         layers = _down_layers(in_chans + num_classes, widths, strided=strided, batchnorm=batchnorm,
                               activation=activation, who="d_activation")
+        layers += _same_scale_convs(widths[-1], extra_convs, batchnorm=batchnorm, activation=activation,
+                                    who="d_activation")
         if hidden_fc:
             layers += [nn.Flatten(), nn.Linear(widths[-1] * start * start, fc_units),
                        _activation(activation, "d_activation"), nn.Linear(fc_units, 1)]
@@ -431,13 +451,18 @@ def gan_mlp_2d(num_classes: int = 0, in_chans: int = 2, latent_dim: int = 256, h
 @register_model(family="dcgan", paper=_RADFORD, year=2016, input_size=(3, 64, 64), num_classes=0, task="generative")
 def dcgan(num_classes: int = 0, in_chans: int = 3, image_size: int = 64, latent_dim: int = 100, width: int = 128,
           strided: bool = True, batchnorm: bool = True, hidden_fc: bool = False, g_activation: str = "relu",
-          d_activation: str = "leaky_relu") -> GAN:
+          d_activation: str = "leaky_relu", g_extra_convs: int = 0, d_extra_convs: int = 0) -> GAN:
     """DCGAN (Fig. 1 at 64 × 64; 28 or 32 for Fashion-MNIST), the guidelines as switches (module docstring).
     ``num_classes`` > 0 makes it conditional (as `cdcgan`)."""
     _check_latent(latent_dim)
+    for name, count in (("g_extra_convs", g_extra_convs), ("d_extra_convs", d_extra_convs)):
+        if count < 0:
+            raise UsageError(f"{name}={count}: give the number of 3 × 3 convolutions to add (≥ 0)")
     switches = dict(strided=strided, batchnorm=batchnorm, hidden_fc=hidden_fc)
-    model = GAN(DCGenerator(latent_dim, in_chans, image_size, width, num_classes, activation=g_activation, **switches),
-                DCDiscriminator(in_chans, image_size, width, num_classes, activation=d_activation, **switches),
+    model = GAN(DCGenerator(latent_dim, in_chans, image_size, width, num_classes, activation=g_activation,
+                            extra_convs=g_extra_convs, **switches),
+                DCDiscriminator(in_chans, image_size, width, num_classes, activation=d_activation,
+                                extra_convs=d_extra_convs, **switches),
                 latent_dim=latent_dim, num_classes=num_classes, output_shape=(in_chans, image_size, image_size))
     normal_init_(model)
     return model
