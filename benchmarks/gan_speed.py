@@ -1,8 +1,8 @@
 """Training img/s of our DCGAN through the engine against the PyTorch DCGAN example's loop (issue 24's target:
 ≥ 1.0× on the same network and batch).
 
-Ours: a Trainer for `dcgan` on Fashion-MNIST (28 × 28, the fmnist-dcgan recipe: Adam 2e-4, β = (0.5, 0.999),
-non-saturating loss, k = 1), timed over `train_epoch` — the engine's own step: batch fetch and scaling, the
+Ours: a Trainer for `dcgan` on Fashion-MNIST (28 × 28, the fmnist-dcgan recipe's networks — width and extra
+convolutions — and batch; Adam, non-saturating loss, k = 1; fp32 as the example), timed over `train_epoch` — the engine's own step: batch fetch and scaling, the
 discriminator phase, then the generator phase on fresh noise (Algorithm 1) with D frozen, schedules.
 Reference: the training loop of the well-known PyTorch example (examples/dcgan/main.py) written out here:
 BCELoss on D's sigmoid output, Adam 2e-4 β1 0.5, D on a real batch (backward), then on G's fakes detached
@@ -15,8 +15,8 @@ iteration, ours two: fresh noise per phase) and its G step also computes D's wei
 Each repeat times `--steps` iterations of one loop, then of the other, interleaved, so a slow moment of the
 shared machine hits both; the median rates are compared, ratio = ours / reference (> 1: ours faster).
 
-    .venv/bin/python benchmarks/gan_speed.py [--quick] [--width 64] [--batch-size 128] [--steps 5]
-        [--repeats 5] [--threads N]
+    .venv/bin/python benchmarks/gan_speed.py [--quick] [--width W] [--batch-size B] [--steps 20]
+        [--repeats 5] [--threads N]     (W, B: the recipe's unless given)
 """
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ import torch
 from torch import nn
 
 
-def engine_trainer(width: int, batch_size: int, steps: int):
+def engine_trainer(model_args: dict, batch_size: int, steps: int):
     """A Trainer for dcgan whose epoch is `steps` steps of `batch_size` images."""
     from visionzoo.engine.trainer import TrainConfig, Trainer
-    cfg = TrainConfig(model="dcgan", data="fashion-mnist", model_args={"width": width}, epochs=1000,
+    cfg = TrainConfig(model="dcgan", data="fashion-mnist", model_args=model_args, epochs=1000,
                       batch_size=batch_size, train_limit=steps * batch_size, val_size=500, fid_reference="none",
                       optimizer="adam", lr=2e-4, betas=[0.5, 0.999], weight_decay=0.0, schedule="constant",
                       amp="off", quiet=True, seed=0)
@@ -98,11 +98,13 @@ def compare(trainer, loop: ExampleLoop, batches: list[torch.Tensor], repeats: in
 
 
 def main(argv: list[str] | None = None) -> int:
+    from visionzoo.engine.recipes import RECIPES
+    recipe = RECIPES["fmnist-dcgan"].values
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="width 32, batch 64, 3 steps × 3 repeats (< 60 s)")
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--width", type=int, default=recipe["model_args"]["width"])
+    parser.add_argument("--batch-size", type=int, default=recipe["batch_size"])
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
@@ -110,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         args.width, args.batch_size, args.steps, args.repeats = 32, 64, 3, 3
     if args.threads:
         torch.set_num_threads(args.threads)
-    trainer = engine_trainer(args.width, args.batch_size, args.steps)
+    model_args = {**recipe["model_args"], "width": args.width}
+    trainer = engine_trainer(model_args, args.batch_size, args.steps)
     split = trainer.task.splits["train"]
     images = trainer.task.scale(split.fetch(torch.arange(len(split)))[0])    # [−1, 1], as the example's Normalize
     batches = list(images.split(args.batch_size))
@@ -118,12 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     loop = ExampleLoop(model.generator, model.discriminator, model.latent_dim)
     params = sum(p.numel() for p in model.parameters())
     reference_params = sum(p.numel() for p in (*loop.net_g.parameters(), *loop.net_d.parameters()))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, dcgan 28×28 width {args.width}, batch "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, dcgan 28×28 {model_args}, batch "
           f"{args.batch_size}, {args.steps} steps per timing, median of {args.repeats} interleaved repeats, fp32")
     print("| network | params ours / example | train img/s ours | example | ratio |")
     print("| --- | --- | --- | --- | --- |", flush=True)
     ours, theirs = compare(trainer, loop, batches, args.repeats)
-    print(f"| dcgan (width {args.width}, batch {args.batch_size}) | {params:,} / {reference_params:,} | {ours:.1f} | "
+    print(f"| dcgan ({model_args}, batch {args.batch_size}) | {params:,} / {reference_params:,} | {ours:.1f} | "
           f"{theirs:.1f} | {ours / theirs:.3f} |", flush=True)
     return 0
 

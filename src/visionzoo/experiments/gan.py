@@ -22,7 +22,7 @@ Every network is trained through the engine (the generative task, tasks/generati
   working on only single samples per concept were unstable, but averaging the Z vector for three
   examples showed consistent and stable generations"): the share of Y's 8 neighbours classified as
   G(Y) is, for averaged z, compared with single z. The full budget trains the `fmnist-dcgan` recipe's
-  network (20 epochs, its weights' average sampled); the smaller budgets the guidelines' small one.
+  networks for its epochs (its weights' average sampled); the smaller budgets the guidelines' small one.
 - `discogan-toy` — Kim et al., "Learning to Discover Cross-Domain Relations with GANs", ICML 2017, Sec. 4.1
   (Figs. 3 and 4): the standard GAN, the GAN with a reconstruction loss and DiscoGAN (Fig. 2a–c;
   --disco-variant) mapping the 5-mode domain A to the 10-mode domain B (`toy-domains`); the modes of B
@@ -410,8 +410,9 @@ def dcgan_latent(ctx: Context) -> Outcome:
         verdict(stable, conclusive=ctx.budget == "full" and bool(triples)),
         f"Interpolation: the largest of a row's 8 steps is {jump:.2f}× its mean step (1 = perfectly even). "
         f"{arithmetic}. Shown: {names_shown}." + ("" if ctx.budget == "full" else " Only the full budget is judged."),
-        (f"the fmnist-dcgan recipe's run ({settings['epochs']} epochs of the training split, width "
-         f"{settings['model_args']['width']}, its weights' average sampled)" if ctx.budget == "full" else
+        (f"the fmnist-dcgan recipe's run ({settings['epochs']} epochs of the training split, dcgan "
+         f"{', '.join(f'{key} {value}' for key, value in settings['model_args'].items())}, its weights' average "
+         "sampled)" if ctx.budget == "full" else
          f"dcgan as in dcgan-guidelines (all guidelines; {settings['epochs']} epochs of {settings['train_limit']} "
          f"images, width {settings['model_args']['width']})") + "; concepts = classes that a LeNet-5 (test top-1 "
         f"{reference_summary['test_top1']:.3f}) gives {len(latents)} samples, the first three of each averaged; "
