@@ -2,8 +2,10 @@
 ≥ 1.0× on the same network and batch).
 
 Ours: a Trainer for `dcgan` on Fashion-MNIST (28 × 28, the fmnist-dcgan recipe's networks — width and extra
-convolutions — and batch; Adam, non-saturating loss, k = 1; fp32 as the example), timed over `train_epoch` — the engine's own step: batch fetch and scaling, the
-discriminator phase, then the generator phase on fresh noise (Algorithm 1) with D frozen, schedules.
+convolutions — and batch; Adam, non-saturating loss, k = 1; fp32 as the example, or with `--amp auto` as
+`visionzoo train` runs by default: bf16 autocast on the CPU), timed over `train_epoch` — the engine's own step:
+batch fetch and scaling, the discriminator phase, then the generator phase on fresh noise (Algorithm 1) with D
+frozen, schedules.
 Reference: the training loop of the well-known PyTorch example (examples/dcgan/main.py) written out here:
 BCELoss on D's sigmoid output, Adam 2e-4 β1 0.5, D on a real batch (backward), then on G's fakes detached
 (backward), D's step; G's step through D on the same fakes with the real label. It runs on copies of our
@@ -16,7 +18,7 @@ Each repeat times `--steps` iterations of one loop, then of the other, interleav
 shared machine hits both; the median rates are compared, ratio = ours / reference (> 1: ours faster).
 
     .venv/bin/python benchmarks/gan_speed.py [--quick] [--width W] [--batch-size B] [--steps 20]
-        [--repeats 5] [--threads N]     (W, B: the recipe's unless given)
+        [--repeats 5] [--threads N] [--amp off|auto]     (W, B: the recipe's unless given)
 """
 from __future__ import annotations
 
@@ -30,13 +32,13 @@ import torch
 from torch import nn
 
 
-def engine_trainer(model_args: dict, batch_size: int, steps: int):
+def engine_trainer(model_args: dict, batch_size: int, steps: int, amp: str = "off"):
     """A Trainer for dcgan whose epoch is `steps` steps of `batch_size` images."""
     from visionzoo.engine.trainer import TrainConfig, Trainer
     cfg = TrainConfig(model="dcgan", data="fashion-mnist", model_args=model_args, epochs=1000,
                       batch_size=batch_size, train_limit=steps * batch_size, val_size=500, fid_reference="none",
                       optimizer="adam", lr=2e-4, betas=[0.5, 0.999], weight_decay=0.0, schedule="constant",
-                      amp="off", quiet=True, seed=0)
+                      amp=amp, quiet=True, seed=0)
     return Trainer(cfg)
 
 
@@ -107,13 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--amp", choices=("off", "auto"), default="off",
+                        help="ours in fp32 as the example (off, default) or as `visionzoo train` runs (auto)")
     args = parser.parse_args(argv)
     if args.quick:
         args.width, args.batch_size, args.steps, args.repeats = 32, 64, 3, 3
     if args.threads:
         torch.set_num_threads(args.threads)
     model_args = {**recipe["model_args"], "width": args.width}
-    trainer = engine_trainer(model_args, args.batch_size, args.steps)
+    trainer = engine_trainer(model_args, args.batch_size, args.steps, args.amp)
     split = trainer.task.splits["train"]
     images = trainer.task.scale(split.fetch(torch.arange(len(split)))[0])    # [−1, 1], as the example's Normalize
     batches = list(images.split(args.batch_size))
@@ -122,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     params = sum(p.numel() for p in model.parameters())
     reference_params = sum(p.numel() for p in (*loop.net_g.parameters(), *loop.net_d.parameters()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, dcgan 28×28 {model_args}, batch "
-          f"{args.batch_size}, {args.steps} steps per timing, median of {args.repeats} interleaved repeats, fp32")
+          f"{args.batch_size}, {args.steps} steps per timing, median of {args.repeats} interleaved repeats, "
+          f"ours amp {args.amp}, the example fp32")
     print("| network | params ours / example | train img/s ours | example | ratio |")
     print("| --- | --- | --- | --- | --- |", flush=True)
     ours, theirs = compare(trainer, loop, batches, args.repeats)
