@@ -323,8 +323,8 @@ class DCGenerator(nn.Module):
 
 class DCDiscriminator(nn.Module):
     """Image (and one-hot y as constant planes) → ÷2 steps to start × start (and ``extra_convs`` 3 × 3
-    convolutions there) → one logit (a start × start
-    convolution: the flattened map into one output; with ``hidden_fc``, flattened → fc_units → 1)."""
+    convolutions there) → one logit (a start × start convolution: the flattened map into one output; with
+    ``hidden_fc``, flattened → fc_units → 1)."""
 
     def __init__(self, in_chans: int, image_size: int, width: int = 128, num_classes: int = 0, *,
                  strided: bool = True, batchnorm: bool = True, hidden_fc: bool = False,
