@@ -113,7 +113,8 @@ RECIPES = {r.name: r for r in (
     # 11.31; batch 64 8.03, 32 6.59, 16 5.83; batch 32 at 4e-4 5.64, at 8e-4 5.34 — more, larger steps per image
     # seen, for about the same CPU time. Then depth: two 3 × 3 convolutions at 7 × 7 in D 3.21, and two in G as well
     # 1.39 (at 8e-4 1.24); four in G beat two at epoch 3 (validation 1.88 against 2.35); a wider D or G did not pay.
-    # Full runs on both cores: constant 8e-4 for 10 epochs 1.02 (23 min), cosine decay for 11 epochs 0.53 (25 min).
+    # Full runs on both cores: constant 8e-4 for 10 epochs 1.02 (23 min), cosine decay for 11 epochs 0.53 (25 min;
+    # --seed 1: 0.60 = 9.0 × its floor 0.0665).
     Recipe("fmnist-dcgan", "Fashion-MNIST DCGAN: test FID ≤ 10 × fid_floor in ≤ 30 min",
            "dcgan at 28 × 28 (7 → 14 → 28, width 64) with four 3 × 3 convolutions added at 7 × 7 in G and two in D "
            "(the 28² ladder has two of Fig. 1's four steps), Adam 8e-4 with cosine decay to 0, β = (0.5, 0.999), "
