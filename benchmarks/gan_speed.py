@@ -10,15 +10,16 @@ Reference: the training loop of the well-known PyTorch example (examples/dcgan/m
 BCELoss on D's sigmoid output, Adam 2e-4 β1 0.5, D on a real batch (backward), then on G's fakes detached
 (backward), D's step; G's step through D on the same fakes with the real label. It runs on copies of our
 generator and discriminator (same weights; D followed by a Sigmoid, as the example's D ends) and on the
-same images, already scaled to [−1, 1] (its data loading is not timed). The work differs in two places,
-both inherent to the loops: the example reuses the D step's fakes for G's step (one generator forward per
-iteration, ours two: fresh noise per phase) and its G step also computes D's weight gradients (ours freezes D).
+same images, already scaled to [−1, 1] (its data loading is not timed). The work differs in two places:
+the example reuses the D step's fakes for G's step (one generator forward per iteration; ours by default two,
+Algorithm 1's fresh noise per phase — `--g-fakes reuse` runs ours as the example does) and its G step also
+computes D's weight gradients (ours freezes D).
 
 Each repeat times `--steps` iterations of one loop, then of the other, interleaved, so a slow moment of the
 shared machine hits both; the median rates are compared, ratio = ours / reference (> 1: ours faster).
 
     .venv/bin/python benchmarks/gan_speed.py [--quick] [--width W] [--batch-size B] [--steps 20]
-        [--repeats 5] [--threads N] [--amp off|auto]     (W, B: the recipe's unless given)
+        [--repeats 5] [--threads N] [--amp off|auto] [--g-fakes fresh|reuse]     (W, B: the recipe's unless given)
 """
 from __future__ import annotations
 
@@ -32,13 +33,13 @@ import torch
 from torch import nn
 
 
-def engine_trainer(model_args: dict, batch_size: int, steps: int, amp: str = "off"):
+def engine_trainer(model_args: dict, batch_size: int, steps: int, amp: str = "off", g_fakes: str = "fresh"):
     """A Trainer for dcgan whose epoch is `steps` steps of `batch_size` images."""
     from visionzoo.engine.trainer import TrainConfig, Trainer
     cfg = TrainConfig(model="dcgan", data="fashion-mnist", model_args=model_args, epochs=1000,
                       batch_size=batch_size, train_limit=steps * batch_size, val_size=500, fid_reference="none",
                       optimizer="adam", lr=2e-4, betas=[0.5, 0.999], weight_decay=0.0, schedule="constant",
-                      amp=amp, quiet=True, seed=0)
+                      amp=amp, g_fakes=g_fakes, quiet=True, seed=0)
     return Trainer(cfg)
 
 
@@ -101,6 +102,7 @@ def compare(trainer, loop: ExampleLoop, batches: list[torch.Tensor], repeats: in
 
 def main(argv: list[str] | None = None) -> int:
     from visionzoo.engine.recipes import RECIPES
+    from visionzoo.tasks.generative import GENERATOR_FAKES
     recipe = RECIPES["fmnist-dcgan"].values
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="width 32, batch 64, 3 steps × 3 repeats (< 60 s)")
@@ -111,13 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--amp", choices=("off", "auto"), default="off",
                         help="ours in fp32 as the example (off, default) or as `visionzoo train` runs (auto)")
+    parser.add_argument("--g-fakes", choices=GENERATOR_FAKES, default="fresh",
+                        help="ours on Algorithm 1's fresh noise (default, as the recipe) or on the discriminator "
+                             "step's fakes (reuse, as the example)")
     args = parser.parse_args(argv)
     if args.quick:
         args.width, args.batch_size, args.steps, args.repeats = 32, 64, 3, 3
     if args.threads:
         torch.set_num_threads(args.threads)
     model_args = {**recipe["model_args"], "width": args.width}
-    trainer = engine_trainer(model_args, args.batch_size, args.steps, args.amp)
+    trainer = engine_trainer(model_args, args.batch_size, args.steps, args.amp, args.g_fakes)
     split = trainer.task.splits["train"]
     images = trainer.task.scale(split.fetch(torch.arange(len(split)))[0])    # [−1, 1], as the example's Normalize
     batches = list(images.split(args.batch_size))
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     reference_params = sum(p.numel() for p in (*loop.net_g.parameters(), *loop.net_d.parameters()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, dcgan 28×28 {model_args}, batch "
           f"{args.batch_size}, {args.steps} steps per timing, median of {args.repeats} interleaved repeats, "
-          f"ours amp {args.amp}, the example fp32")
+          f"ours amp {args.amp} g_fakes {args.g_fakes}, the example fp32")
     print("| network | params ours / example | train img/s ours | example | ratio |")
     print("| --- | --- | --- | --- | --- |", flush=True)
     ours, theirs = compare(trainer, loop, batches, args.repeats)

@@ -109,6 +109,9 @@ def test_disco_variant_and_toy_domain_refusals():
     with pytest.raises(UsageError, match="toy-domains"):
         Trainer(TrainConfig(**{**TINY, "model": "discogan_mlp_2d", "data": "ring8", "epochs": 1, "batch_size": 32,
                                "train_limit": 64, "val_size": 100}))
+    with pytest.raises(UsageError, match="--g-fakes reuse: DiscoGAN"):
+        Trainer(TrainConfig(**{**TINY, "model": "discogan_mlp_2d", "data": "toy-domains", "epochs": 1,
+                               "batch_size": 32, "train_limit": 64, "val_size": 100, "g_fakes": "reuse"}))
 
 
 # ---- what the experiments measure with --------------------------------------------------------------------

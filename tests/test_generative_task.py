@@ -164,6 +164,29 @@ def test_generator_phase_leaves_the_discriminator_without_gradients(fmnist):
     assert all(p.requires_grad for p in trainer.model.discriminator.parameters())
 
 
+@pytest.mark.parametrize("g_fakes, d_steps, forwards", [("fresh", 1, 2), ("reuse", 1, 1), ("fresh", 2, 3), ("reuse", 2, 2)])
+def test_reused_fakes_are_the_discriminator_steps_judged_by_the_updated_discriminator(fmnist, g_fakes, d_steps,
+                                                                                       forwards):
+    trainer = _trainer(g_fakes=g_fakes, d_steps=d_steps)
+    task, model = trainer.task, trainer.model
+    outputs = []
+    model.generator.register_forward_hook(lambda module, inputs, output: outputs.append(output))
+    batches = iter(task.train_batches(0, 0))
+    for step in range(d_steps):   # Algorithm 1's k discriminator steps, the generator's after the last
+        batch = task.prepare(next(batches), None)
+        generator = torch.Generator().manual_seed(step)
+        for phase in task.phases(step):
+            output = task.training_step(batch, phase, generator)
+            if phase == "generator":
+                with torch.no_grad():   # the discriminator as the discriminator phase left it
+                    judged = model.discriminator(outputs[-1 if g_fakes == "fresh" else d_steps - 1])
+                assert output.loss.item() == pytest.approx(generator_loss(judged).item(), rel=1e-6)
+            trainer._optimise(phase, output.loss)
+    assert len(outputs) == forwards
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.generator.parameters())
+    assert task._fakes is None   # the graph is let go after the generator's step
+
+
 def test_run_reports_fid_samples_and_per_epoch_curves(run_dir, reference):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["task"] == "generative" and summary["test_n"] == 100

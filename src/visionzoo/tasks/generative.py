@@ -67,6 +67,9 @@ from ..registry import create_model, get_entry
 from .base import CLASSIFICATION_OPTIONS, StepOutput, Task
 
 GAN_LOSSES = ("non-saturating", "minimax")
+# The generator step's minibatch: Algorithm 1's fresh noise, or the discriminator step's fakes again (the DCGAN
+# paper's Torch code and the PyTorch example: one generator forward per iteration instead of two)
+GENERATOR_FAKES = ("fresh", "reuse")
 # Kim et al.'s Fig. 2: (a) G_AB judged by D_B alone, (b) with A's reconstruction through G_BA, (c) DiscoGAN
 DISCO_VARIANTS = ("discogan", "reconstruction", "gan")
 DISTANCES = ("mse", "l1", "cosine", "hinge")
@@ -88,6 +91,10 @@ class GenerativeOptions:
                              "minibatch, per generator update (default {default})", metavar="K", check=positive)
     gan_loss: str = option("non-saturating", "generator loss: non-saturating −log D(G(z)) (default) or minimax "
                                              "log(1 − D(G(z)))", choices=GAN_LOSSES)
+    g_fakes: str = option("fresh", "the generator step's samples: fresh noise as Algorithm 1 (default) or reuse "
+                                   "the last discriminator step's fakes, as the DCGAN paper's code and the PyTorch "
+                                   "DCGAN example do (one generator forward per iteration instead of two)",
+                          choices=GENERATOR_FAKES)
     reconstruction_loss: str = option("mse", "DiscoGAN's distance d(x_A, G_BA(G_AB(x_A))) (default {default})",
                                       choices=DISTANCES)
     disco_variant: str = option("discogan", "two-domain models of Kim et al.'s Fig. 2: discogan (both directions), "
@@ -422,6 +429,8 @@ class GenerativeTask(Task):
         self.reference: ReferenceFeatures | None = None
         self._d_sums: dict[str, torch.Tensor] = {}
         self._step = 0
+        self._generator_follows = True            # the phases of the step being run (see `phases`)
+        self._fakes: torch.Tensor | None = None   # --g-fakes reuse: the discriminator phase's fakes, with graph
 
     # ---- data and network ---------------------------------------------------------------------
     def load_data(self) -> None:
@@ -497,6 +506,9 @@ class GenerativeTask(Task):
         if not self.discogan and cfg.disco_variant != "discogan":
             raise UsageError(f"--disco-variant {cfg.disco_variant} chooses among two-domain models; --model "
                              f"{cfg.model} is not one (try discogan_mlp_2d or discogan)")
+        if self.discogan and cfg.g_fakes != "fresh":
+            raise UsageError(f"--g-fakes {cfg.g_fakes}: DiscoGAN's generator step translates both domains itself; "
+                             "use --g-fakes fresh")
         if self.discogan and self.points and self.data.domain_modes is None:
             raise UsageError(f"--model {cfg.model} translates between two domains; --data {cfg.data} is one "
                              "mixture: give toy-domains")
@@ -550,7 +562,8 @@ class GenerativeTask(Task):
     def phases(self, step: int) -> list[str]:
         """Algorithm 1: the discriminator on every step, the generator after every k-th."""
         self._step = step   # StyleGAN's lazy R1 (r1_interval) regularises on every r1_interval-th step
-        return ["discriminator", "generator"] if (step + 1) % self.cfg.d_steps == 0 else ["discriminator"]
+        self._generator_follows = (step + 1) % self.cfg.d_steps == 0
+        return ["discriminator", "generator"] if self._generator_follows else ["discriminator"]
 
     @property
     def chance_loss(self) -> float:
@@ -593,8 +606,11 @@ class GenerativeTask(Task):
         drawn = {"generator": generator} if self.kind == "stylegan" else {}
         if phase == "discriminator":
             z = self.noise(n, generator)
-            with torch.no_grad(), autocast(self.device, self.amp):
+            # --g-fakes reuse keeps the generator's graph of the step's last fakes for the generator phase
+            keep = self.cfg.g_fakes == "reuse" and self._generator_follows
+            with torch.set_grad_enabled(keep), autocast(self.device, self.amp):
                 fake = model.generator(z, y, **drawn)
+            self._fakes, fake = (fake if keep else None), fake.detach()
             if self.cfg.d_mixup:
                 lam = _beta(self.cfg.d_mixup, generator, n).to(self.device)
                 weight = lam.view(-1, *[1] * (real.dim() - 1)).to(real.dtype)
@@ -616,9 +632,11 @@ class GenerativeTask(Task):
                 from ..layers.style import r1_penalty
                 losses["r1"] = gamma / 2 * interval * r1_penalty(model.discriminator, real, y)
             return self._discriminator_output(losses, real_logits, fake_logits, n)
-        z = self.noise(n, generator)
+        fake, self._fakes = self._fakes, None
         with frozen(model.discriminator), autocast(self.device, self.amp):
-            fake_logits = model.discriminator(model.generator(z, y, **drawn), y)
+            if fake is None:
+                fake = model.generator(self.noise(n, generator), y, **drawn)
+            fake_logits = model.discriminator(fake, y)
         return self._generator_output({"generator": generator_loss(fake_logits, self.cfg.gan_loss)}, n)
 
     def _discriminator_output(self, losses: dict, real_logits, fake_logits, n: int) -> StepOutput:
