@@ -167,8 +167,9 @@ def test_training_mode_mixing_regularisation_and_w_avg():
     assert not torch.allclose(mixed[0], plain)
 
 
-def test_minibatch_stddev_matches_the_groupwise_definition():
-    x = torch.randn(8, 3, 4, 4)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_minibatch_stddev_matches_the_groupwise_definition(memory_format):
+    x = torch.randn(8, 3, 4, 4).contiguous(memory_format=memory_format)
     out = MinibatchStdDev(group_size=4)(x)
     assert out.shape == (8, 4, 4, 4)
     torch.testing.assert_close(out[:, :3], x)

@@ -150,7 +150,10 @@ class MinibatchStdDev(nn.Module):
         n, c, h, w = x.shape
         group = next(g for g in range(min(self.group_size, n), 0, -1) if n % g == 0)
         grouped = x.reshape(group, n // group, c, h, w)
-        std = (grouped.var(0, unbiased=False) + self.eps).sqrt()          # (N/G, C, H, W)
+        # the biased variance over the group written out: Tensor.var over dim 0 of a channels_last batch is
+        # about four times slower on the CPU
+        centred = grouped - grouped.mean(0)
+        std = (centred.square().mean(0) + self.eps).sqrt()                 # (N/G, C, H, W)
         feature = std.mean((1, 2, 3)).repeat(group)                       # sample i ↦ group i mod N/G
         return torch.cat([x, feature[:, None, None, None].expand(n, 1, h, w)], dim=1)
 
