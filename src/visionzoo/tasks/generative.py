@@ -7,6 +7,9 @@
   discriminator updates, and every k-th step (`--d-steps k`) also runs the "generator" phase,
   the generator update with its own fresh noise. So k engine steps are one iteration of the
   algorithm's outer loop, and k = 1 (the paper's choice) steps D then G on every minibatch.
+  `--g-fakes reuse` runs the generator update on the last discriminator update's samples instead of
+  fresh noise, as Radford et al.'s DCGAN code and the PyTorch DCGAN example do (one generator forward
+  per iteration instead of two; the samples are judged by the discriminator just updated).
   The generator loss is either the minimax one of Algorithm 1, log(1 − D(G(z))), or the
   non-saturating −log D(G(z)) of the paper's Sec. 3 ("Rather than training G to minimize
   log(1 − D(G(z))) we can train G to maximize log D(G(z))"), the default. With D = σ(l) for
