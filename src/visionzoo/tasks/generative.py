@@ -70,8 +70,6 @@ from ..registry import create_model, get_entry
 from .base import CLASSIFICATION_OPTIONS, StepOutput, Task
 
 GAN_LOSSES = ("non-saturating", "minimax")
-# The generator step's minibatch: Algorithm 1's fresh noise, or the discriminator step's fakes again (the DCGAN
-# paper's Torch code and the PyTorch example: one generator forward per iteration instead of two)
 GENERATOR_FAKES = ("fresh", "reuse")
 # Kim et al.'s Fig. 2: (a) G_AB judged by D_B alone, (b) with A's reconstruction through G_BA, (c) DiscoGAN
 DISCO_VARIANTS = ("discogan", "reconstruction", "gan")
@@ -432,7 +430,6 @@ class GenerativeTask(Task):
         self.reference: ReferenceFeatures | None = None
         self._d_sums: dict[str, torch.Tensor] = {}
         self._step = 0
-        self._generator_follows = True            # the phases of the step being run (see `phases`)
         self._fakes: torch.Tensor | None = None   # --g-fakes reuse: the discriminator phase's fakes, with graph
 
     # ---- data and network ---------------------------------------------------------------------
@@ -565,8 +562,7 @@ class GenerativeTask(Task):
     def phases(self, step: int) -> list[str]:
         """Algorithm 1: the discriminator on every step, the generator after every k-th."""
         self._step = step   # StyleGAN's lazy R1 (r1_interval) regularises on every r1_interval-th step
-        self._generator_follows = (step + 1) % self.cfg.d_steps == 0
-        return ["discriminator", "generator"] if self._generator_follows else ["discriminator"]
+        return ["discriminator", "generator"] if (step + 1) % self.cfg.d_steps == 0 else ["discriminator"]
 
     @property
     def chance_loss(self) -> float:
@@ -610,7 +606,7 @@ class GenerativeTask(Task):
         if phase == "discriminator":
             z = self.noise(n, generator)
             # --g-fakes reuse keeps the generator's graph of the step's last fakes for the generator phase
-            keep = self.cfg.g_fakes == "reuse" and self._generator_follows
+            keep = self.cfg.g_fakes == "reuse" and "generator" in self.phases(self._step)
             with torch.set_grad_enabled(keep), autocast(self.device, self.amp):
                 fake = model.generator(z, y, **drawn)
             self._fakes, fake = (fake if keep else None), fake.detach()
