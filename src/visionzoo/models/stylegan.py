@@ -201,15 +201,12 @@ class SynthesisNetwork(nn.Module):
         if noise_inputs is not None and len(noise_inputs) != self.num_layers:
             raise UsageError(f"noise_inputs: {len(noise_inputs)} maps for {self.num_layers} layers")
         noisy = self.noisy_layers(noise)
+        if noise_inputs is None:   # drawn before the layers run, so that torch.compile sees them as one graph
+            noise_inputs = [_randn((len(ws), 1, layer.resolution, layer.resolution), ws, generator)
+                            if i in noisy else None for i, layer in enumerate(self.layers)]
         x = self.const.repeat(len(ws), 1, 1, 1)   # not a view: a no-grad view of a parameter confuses hooks
         for i, layer in enumerate(self.layers):
-            if i not in noisy:
-                layer_noise = None
-            elif noise_inputs is not None:
-                layer_noise = noise_inputs[i]
-            else:
-                layer_noise = _randn((len(ws), 1, layer.resolution, layer.resolution), ws, generator)
-            x = layer(x, ws[:, i], layer_noise)
+            x = layer(x, ws[:, i], noise_inputs[i] if i in noisy else None)
         return self.to_rgb(x)
 
 

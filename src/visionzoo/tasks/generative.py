@@ -53,6 +53,7 @@ import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -413,6 +414,11 @@ def translation_rows(model: nn.Module, x_a, x_b, ab, ba, *, device="cpu", count:
                       to_uint8(bab)])
 
 
+# The networks each kind's phases call (compiled under --compile).
+PLAYERS = {"gan": ("generator", "discriminator"),
+           "discogan": ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b")}
+
+
 class GenerativeTask(Task):
     """GANs (plain, DCGAN, conditional, StyleGAN) and DiscoGAN: the discriminator and generator phases
     of Algorithm 1, their losses, FID or mode coverage each epoch, samples at the end."""
@@ -552,6 +558,15 @@ class GenerativeTask(Task):
         for examples, _ in train_batches(split, batch_size, seed=self.cfg.seed, epoch=epoch, device=self.device):
             yield self.scale(examples)
 
+    def attach(self, model: nn.Module, net: nn.Module) -> None:
+        """`--compile`: the trainer compiles the container, whose forward the phases never call (one process,
+        so compilation is the only wrapper): the players the phases call are compiled instead. R1's double
+        backward and evaluation run on the plain modules, which share the compiled ones' parameters."""
+        super().attach(model, net)
+        names = PLAYERS["discogan"] if model.kind == "discogan" else PLAYERS["gan"]
+        self.players = SimpleNamespace(**{name: torch.compile(getattr(model, name)) if net is not model
+                                          else getattr(model, name) for name in names})
+
     def optimized_modules(self) -> dict[str, nn.Module]:
         model = self.model
         if self.discogan:
@@ -600,7 +615,7 @@ class GenerativeTask(Task):
             return self._discogan_step(batch, phase)
         real, labels = batch
         y = labels if self.conditional else None
-        model, n = self.model, len(real)
+        model, players, n = self.model, self.players, len(real)
         # StyleGAN draws its style-mixing z and crossover layer from the step's generator: reproducible
         drawn = {"generator": generator} if self.kind == "stylegan" else {}
         if phase == "discriminator":
@@ -608,19 +623,19 @@ class GenerativeTask(Task):
             # --g-fakes reuse keeps the generator's graph of the step's last fakes for the generator phase
             keep = self.cfg.g_fakes == "reuse" and "generator" in self.phases(self._step)
             with torch.set_grad_enabled(keep), autocast(self.device, self.amp):
-                fake = model.generator(z, y, **drawn)
+                fake = players.generator(z, y, **drawn)
             self._fakes, fake = (fake if keep else None), fake.detach()
             if self.cfg.d_mixup:
                 lam = _beta(self.cfg.d_mixup, generator, n).to(self.device)
                 weight = lam.view(-1, *[1] * (real.dim() - 1)).to(real.dtype)
                 with autocast(self.device, self.amp):
-                    mixed_logits = model.discriminator(weight * real + (1 - weight) * fake.to(real.dtype), y)
+                    mixed_logits = players.discriminator(weight * real + (1 - weight) * fake.to(real.dtype), y)
                     with torch.no_grad():
-                        real_logits, fake_logits = model.discriminator(real, y), model.discriminator(fake, y)
+                        real_logits, fake_logits = players.discriminator(real, y), players.discriminator(fake, y)
                 loss = mixup_discriminator_loss(mixed_logits, lam)
             else:
                 with autocast(self.device, self.amp):
-                    real_logits, fake_logits = model.discriminator(real, y), model.discriminator(fake, y)
+                    real_logits, fake_logits = players.discriminator(real, y), players.discriminator(fake, y)
                 loss = discriminator_loss(real_logits, fake_logits)
             losses = {"discriminator": loss}
             gamma = getattr(model, "r1_gamma", 0.0) if self.kind == "stylegan" else 0.0
@@ -634,8 +649,8 @@ class GenerativeTask(Task):
         fake, self._fakes = self._fakes, None
         with frozen(model.discriminator), autocast(self.device, self.amp):
             if fake is None:
-                fake = model.generator(self.noise(n, generator), y, **drawn)
-            fake_logits = model.discriminator(fake, y)
+                fake = players.generator(self.noise(n, generator), y, **drawn)
+            fake_logits = players.discriminator(fake, y)
         return self._generator_output({"generator": generator_loss(fake_logits, self.cfg.gan_loss)}, n)
 
     def _discriminator_output(self, losses: dict, real_logits, fake_logits, n: int) -> StepOutput:
@@ -659,31 +674,32 @@ class GenerativeTask(Task):
         """One phase of DiscoGAN, or of the other models of Kim et al.'s Fig. 2 (--disco-variant): those
         train G_AB against D_B only, "reconstruction" adding d(x_A, G_BA(G_AB(x_A)))."""
         x_a, x_b = batch
-        model, n, both_ways = self.model, len(x_a), self.cfg.disco_variant == "discogan"
+        model, players, n = self.model, self.players, len(x_a)
+        both_ways = self.cfg.disco_variant == "discogan"
         if phase == "discriminator":
             with torch.no_grad(), autocast(self.device, self.amp):
-                x_ab = model.generator_ab(x_a)
-                x_ba = model.generator_ba(x_b) if both_ways else None
+                x_ab = players.generator_ab(x_a)
+                x_ba = players.generator_ba(x_b) if both_ways else None
             with autocast(self.device, self.amp):
-                judged = [(model.discriminator_a(x_a), model.discriminator_a(x_ba))] if both_ways else []
-                judged.append((model.discriminator_b(x_b), model.discriminator_b(x_ab)))
+                judged = [(players.discriminator_a(x_a), players.discriminator_a(x_ba))] if both_ways else []
+                judged.append((players.discriminator_b(x_b), players.discriminator_b(x_ab)))
             # L_D = L_DA + L_DB, each −[E log D(x) + E log(1 − D(G(·)))]
             loss = sum(discriminator_loss(real, fake) for real, fake in judged)
             return self._discriminator_output({"discriminator": loss}, torch.cat([real for real, _ in judged]),
                                               torch.cat([fake for _, fake in judged]), n)
         distance = self.cfg.reconstruction_loss
         with frozen(model.discriminator_a), frozen(model.discriminator_b), autocast(self.device, self.amp):
-            x_ab = model.generator_ab(x_a)
+            x_ab = players.generator_ab(x_a)
             losses = {"gan_ab": None}
             if both_ways:
-                x_ba = model.generator_ba(x_b)
-                x_aba, x_bab = model.generator_ba(x_ab), model.generator_ab(x_ba)
+                x_ba = players.generator_ba(x_b)
+                x_aba, x_bab = players.generator_ba(x_ab), players.generator_ab(x_ba)
                 losses["reconstruction_a"] = reconstruction_distance(x_a, x_aba, distance)
-                losses["gan_ba"] = generator_loss(model.discriminator_a(x_ba), self.cfg.gan_loss)
+                losses["gan_ba"] = generator_loss(players.discriminator_a(x_ba), self.cfg.gan_loss)
                 losses["reconstruction_b"] = reconstruction_distance(x_b, x_bab, distance)
             elif self.cfg.disco_variant == "reconstruction":
-                losses["reconstruction_a"] = reconstruction_distance(x_a, model.generator_ba(x_ab), distance)
-            losses["gan_ab"] = generator_loss(model.discriminator_b(x_ab), self.cfg.gan_loss)
+                losses["reconstruction_a"] = reconstruction_distance(x_a, players.generator_ba(x_ab), distance)
+            losses["gan_ab"] = generator_loss(players.discriminator_b(x_ab), self.cfg.gan_loss)
         return self._generator_output(losses, n)
 
     # ---- evaluation -----------------------------------------------------------------------------
