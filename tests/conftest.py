@@ -141,3 +141,11 @@ def train_flags(settings: dict) -> list[str]:
         else:
             flags += [flag] if value is True else [flag, str(value)]
     return flags
+
+
+def run_recording_losses(trainer) -> torch.Tensor:
+    """Run `trainer` and return the loss of every optimiser step it took, in order (detached copies)."""
+    losses, optimise = [], trainer._optimise
+    trainer._optimise = lambda phase, loss: (losses.append(loss.detach().clone()), optimise(phase, loss))[1]
+    trainer.run()
+    return torch.stack(losses)

@@ -19,6 +19,8 @@ from visionzoo.data.augment import ERASE_AREA, ERASE_ASPECT, random_erasing
 from visionzoo.data.loader import Normalizer, channel_constants
 from visionzoo.engine.trainer import TrainConfig, Trainer
 
+from conftest import run_recording_losses
+
 # A recipe's training step in miniature: lenet on the synthetic data set, 4 steps of 16 images.
 SMALL = dict(model="lenet", data="fake", train_limit=64, batch_size=16, epochs=1, val_size=16, test_limit=16,
              seed=1, quiet=True)
@@ -223,12 +225,8 @@ def test_compile_without_a_compiler_is_refused_before_the_run(monkeypatch):
             Trainer(TrainConfig(**SMALL, compile="on"))
 
 
-def _losses_and_run(settings: dict, out) -> list[torch.Tensor]:
-    trainer = Trainer(TrainConfig(**SMALL, **RECIPE_LIKE, amp="off", out=str(out), **settings))
-    losses, optimise = [], trainer._optimise
-    trainer._optimise = lambda phase, loss: (losses.append(loss.detach().clone()), optimise(phase, loss))[1]
-    trainer.run()
-    return torch.stack(losses)
+def _losses_and_run(settings: dict, out) -> torch.Tensor:
+    return run_recording_losses(Trainer(TrainConfig(**SMALL, **RECIPE_LIKE, amp="off", out=str(out), **settings)))
 
 
 @pytest.mark.slow   # Inductor compiles lenet's forward and backward on the CPU: 30-40 s

@@ -23,7 +23,7 @@ from visionzoo.tasks.generative import (
     reconstruction_distance,
 )
 
-from conftest import assert_same_weights, interrupt_after, train_flags
+from conftest import assert_same_weights, interrupt_after, run_recording_losses, train_flags
 
 GAN = dict(model="dcgan", data="fashion-mnist", model_args={"width": 8}, epochs=2, batch_size=32, train_limit=128,
            val_size=100, test_limit=100, fid_samples=100, eval_batch_size=100, optimizer="adam", lr=2e-4,
@@ -331,10 +331,7 @@ def _ring_losses(compile_: str, out) -> tuple[Trainer, torch.Tensor]:
                                   val_size=500, test_limit=500, fid_samples=500, optimizer="adam", lr=1e-3,
                                   weight_decay=0.0, schedule="constant", amp="off", quiet=True, out=str(out),
                                   compile=compile_))
-    losses, optimise = [], trainer._optimise
-    trainer._optimise = lambda phase, loss: (losses.append(loss.detach().clone()), optimise(phase, loss))[1]
-    trainer.run()
-    return trainer, torch.stack(losses)
+    return trainer, run_recording_losses(trainer)
 
 
 @pytest.mark.slow   # Inductor compiles both players' forward and backward: about 20 s

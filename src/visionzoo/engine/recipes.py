@@ -142,8 +142,8 @@ RECIPES = {r.name: r for r in (
            "(StyleGAN2's), R1 γ = 1 applied lazily every 16 steps (StyleGAN2), the generator's step on the "
            "discriminator step's fakes (--g-fakes reuse), an EMA of the weights with a half-life of about 10 000 "
            "images (decay 0.9975), 5 epochs; the epoch of the lowest validation FID is kept (measured on both cores: "
-           "test FID 7.90 in 27.6 min, 13.46 with --seed 1, 8.64 and 13.13 (--seed 1) with the paper's R1 γ = 10; fmnist-dcgan's 0.53 — "
-           "the target not met)",
+           "test FID 7.90 in 27.6 min, 13.46 with --seed 1, 8.64 and 13.13 (--seed 1) with the paper's R1 γ = 10; "
+           "fmnist-dcgan's 0.53 — the target not met)",
            {**_GAN, "model": "stylegan_small", "data": "fashion-mnist", "epochs": 5, "batch_size": 32, "lr": 2e-3,
             "betas": [0.0, 0.99], "schedule": "cosine", "g_fakes": "reuse", "ema": 0.9975,
             "model_args": {"channel_base": 512, "max_channels": 128, "r1_gamma": 1.0, "r1_interval": 16}}),

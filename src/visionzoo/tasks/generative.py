@@ -564,8 +564,8 @@ class GenerativeTask(Task):
         backward and evaluation run on the plain modules, which share the compiled ones' parameters."""
         super().attach(model, net)
         names = PLAYERS["discogan"] if model.kind == "discogan" else PLAYERS["gan"]
-        self.players = SimpleNamespace(**{name: torch.compile(getattr(model, name)) if net is not model
-                                          else getattr(model, name) for name in names})
+        build = torch.compile if net is not model else (lambda module: module)
+        self.players = SimpleNamespace(**{name: build(getattr(model, name)) for name in names})
 
     def optimized_modules(self) -> dict[str, nn.Module]:
         model = self.model
