@@ -136,6 +136,8 @@ RECIPES = {r.name: r for r in (
     # images per second of 64 everywhere), G's step on D's fakes (--g-fakes reuse, 1.13 ×) and cosine decay: 4 epochs
     # in 22 min 17 s tested 8.76, 5 epochs in 27 min 34 s 7.90 (validation 29.4, 10.7, 9.39, 8.15, 7.90); --seed 1
     # 13.46 in 28 min 48 s (validation 36.9, 15.9, 13.5, 13.5, 13.2): seeds spread more than the changes gained.
+    # Against fmnist-dcgan's discriminator with R1 γ = 10 (2026-12-06, a temporary switch), 8 epochs in 27 min 44 s:
+    # 7.87 — the same plateau with 1.6 × the images seen, so it is the generator's (BENCHMARKS.md).
     Recipe("fmnist-stylegan", "Fashion-MNIST StyleGAN: test FID at or below fmnist-dcgan's in ≤ 30 min",
            "stylegan_small at 28 × 28 (7 → 14 → 28 with 128, 64, 32 channels: the paper's halving per doubling; the "
            "8-layer mapping network, style mixing 0.9), Adam 2e-3 with cosine decay to 0, β = (0, 0.99) and batch 32 "
