@@ -406,7 +406,7 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if self.compiled:   # only the step's calls: state_dict, EMA and evaluation use the plain self.model
-            self.net = torch.compile(self.net)
+            self.net = self.task.compile(self.net)
         self.task.attach(self.model, self.net)
         self.trained_modules = self.task.optimized_modules()
         self.optimizers, self.schedulers, self.scalers, self.agc_parameters = {}, {}, {}, {}

@@ -92,8 +92,14 @@ class Task:
     def check_model(self, model: nn.Module) -> None:
         """Refuse option combinations the built network cannot train with."""
 
+    def compile(self, net: nn.Module) -> nn.Module:
+        """`--compile`: `net` (the network, wrapped for DDP where there are several processes) with what the
+        training step calls compiled; by default the whole of it."""
+        return torch.compile(net)
+
     def attach(self, model: nn.Module, net: nn.Module) -> None:
-        """The network to train (`net` is it wrapped for DDP where there are several processes)."""
+        """The network to train (`net` is it wrapped for DDP where there are several processes, and
+        `compile`'s result under `--compile`)."""
         self.model, self.net = model, net
 
     def optimized_modules(self) -> dict[str, nn.Module]:

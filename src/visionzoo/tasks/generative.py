@@ -436,6 +436,7 @@ class GenerativeTask(Task):
         self.reference: ReferenceFeatures | None = None
         self._d_sums: dict[str, torch.Tensor] = {}
         self._step = 0
+        self._compile_players = False
         self._fakes: torch.Tensor | None = None   # --g-fakes reuse: the discriminator phase's fakes, with graph
 
     # ---- data and network ---------------------------------------------------------------------
@@ -558,13 +559,17 @@ class GenerativeTask(Task):
         for examples, _ in train_batches(split, batch_size, seed=self.cfg.seed, epoch=epoch, device=self.device):
             yield self.scale(examples)
 
+    def compile(self, net: nn.Module) -> nn.Module:
+        """`--compile`: the phases never call the container's forward, so it stays as it is and `attach`
+        compiles the players they call. R1's double backward and evaluation run on the plain modules, which
+        share the compiled ones' parameters."""
+        self._compile_players = True
+        return net
+
     def attach(self, model: nn.Module, net: nn.Module) -> None:
-        """`--compile`: the trainer compiles the container, whose forward the phases never call (one process,
-        so compilation is the only wrapper): the players the phases call are compiled instead. R1's double
-        backward and evaluation run on the plain modules, which share the compiled ones' parameters."""
         super().attach(model, net)
         names = PLAYERS["discogan"] if model.kind == "discogan" else PLAYERS["gan"]
-        build = torch.compile if net is not model else (lambda module: module)
+        build = torch.compile if self._compile_players else (lambda module: module)
         self.players = SimpleNamespace(**{name: build(getattr(model, name)) for name in names})
 
     def optimized_modules(self) -> dict[str, nn.Module]:
