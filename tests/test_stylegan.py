@@ -63,6 +63,33 @@ def test_shapes_and_the_gan_contract(image_size, layers):
         vz.create_model("stylegan_small", image_size=30)
 
 
+def test_extra_convs_add_style_layers_and_convolutions_at_the_first_resolution():
+    plain, deep = _small(28, channel_base=512, max_channels=16), _small(28, channel_base=512, max_channels=16,
+                                                                        g_extra_convs=3, d_extra_convs=2)
+    synthesis = deep.generator.synthesis
+    assert [layer.resolution for layer in synthesis.layers] == [7] * 5 + [14, 14, 28, 28]
+    assert synthesis.layers[0].conv is None and all(layer.conv is not None for layer in synthesis.layers[1:])
+    assert {name: list(layers) for name, layers in synthesis.style_groups.items()} == \
+        {"coarse": [0, 1, 2, 3, 4], "middle": [5, 6], "fine": [7, 8]}
+    assert [synthesis.group_resolutions(group) for group in STYLE_GROUPS] == [[7], [14], [28]]
+    # Each added G layer: a 16 → 16 3 × 3 convolution, its style affine (w → 2·16), noise scale and bias.
+    per_g_layer = 16 * 16 * 9 + (128 + 1) * 2 * 16 + 16 + 16
+    assert count_params(deep.generator) - count_params(plain.generator) == 3 * per_g_layer
+    assert count_params(deep.discriminator) - count_params(plain.discriminator) == 2 * (16 * 16 * 9 + 16)
+    seen = []
+    hooks = [conv.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[1:])))
+             for conv in deep.discriminator.extra_convs]
+    z = torch.randn(4, 128)
+    assert deep(z).shape == (4, 1, 28, 28) and deep.discriminator(deep(z)).shape == (4,)
+    for hook in hooks:
+        hook.remove()
+    assert seen == [(16, 7, 7)] * 2                      # before the minibatch standard deviation, at 7 × 7
+    mixed = deep.generator(z, mix_z=torch.randn(4, 128), mix_layer=5)   # middle and fine styles from mix_z
+    assert mixed.shape == (4, 1, 28, 28)
+    with pytest.raises(UsageError, match="g_extra_convs=-1: give the number of 3 × 3 layers"):
+        vz.create_model("stylegan_small", g_extra_convs=-1)
+
+
 def test_mapping_network_is_eight_equalised_dense_layers_with_lr_multiplier():
     mapping = _small().generator.mapping
     dense = [m for m in mapping.modules() if isinstance(m, EqualizedLinear)]

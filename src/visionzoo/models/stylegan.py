@@ -40,6 +40,14 @@ discriminator steps on the CPU, so lazy R1 (16) makes a training step about twic
 Channels per resolution: min(max_channels, channel_base / R) for R = 4·2^i, the paper's 512 up to 32²
 then halving (16 at 1024²); the 7·2^i resolutions of 28² images take the channels of 4·2^i.
 
+Depth at small sizes: 1024² has nine resolutions, 28² three (6 layers against 18), so the coarse
+styles that set an image's layout get two layers where FFHQ's get four. As DCGAN's (models/gan.py),
+``g_extra_convs`` adds that many style layers (3×3 convolution, noise, bias, leaky ReLU, AdaIN, each
+with its own style) at the first resolution, counted among the coarse styles, and ``d_extra_convs``
+that many 3×3 convolutions with leaky ReLU at the discriminator's first resolution, before the minibatch
+standard deviation. Both 0 by default: the paper's networks; the fmnist-stylegan recipe adds four and two
+(with them and twice the rate, test FID 7.90 → 4.98 in the same 28 minutes; BENCHMARKS.md).
+
 Registered (the card measures the generator, as `forward` is the generator: params and MACs are G's):
 - ``stylegan_ffhq_1024``: the paper's FFHQ generator, z, w ∈ ℝ⁵¹², 1024² RGB, 18 layers: 26 212 019
   parameters (mapping 2 101 248, synthesis 24 110 771), the paper's "26.2M trainable parameters"
@@ -152,7 +160,7 @@ class SynthesisNetwork(nn.Module):
     """g: the learned constant, two style layers per resolution, toRGB; `forward(ws (N, L, w_dim))`."""
 
     def __init__(self, *, image_size: int, out_channels: int, w_dim: int, channel_base: int, max_channels: int,
-                 blur: bool = True):
+                 blur: bool = True, extra_convs: int = 0):
         super().__init__()
         self.resolutions = _resolutions(image_size)
         channels = [min(max_channels, channel_base // (4 << i)) for i in range(len(self.resolutions))]
@@ -162,14 +170,18 @@ class SynthesisNetwork(nn.Module):
         for i, resolution in enumerate(self.resolutions):
             first_in = channels[max(i - 1, 0)]
             layers.append(StyleLayer(first_in, channels[i], w_dim, resolution, conv=i > 0, upsample=i > 0, blur=blur))
-            layers.append(StyleLayer(channels[i], channels[i], w_dim, resolution, conv=True, upsample=False, blur=blur))
+            for _ in range(1 + (extra_convs if i == 0 else 0)):
+                layers.append(StyleLayer(channels[i], channels[i], w_dim, resolution, conv=True, upsample=False,
+                                         blur=blur))
         self.layers = nn.ModuleList(layers)
         self.to_rgb = EqualizedConv2d(channels[-1], out_channels, 1)
         self.w_dim = w_dim
         sizes = _group_sizes(len(self.resolutions))
         bounds = [0, sizes[0], sizes[0] + sizes[1], len(self.resolutions)]
-        # Layer indices of each group of styles (two layers per resolution).
-        self.style_groups = {name: range(2 * bounds[i], 2 * bounds[i + 1]) for i, name in enumerate(STYLE_GROUPS)}
+        # Layer indices of each group of styles: the layers of its resolutions (two each, the extra ones at the first).
+        first_layer = [sum(layer.resolution < self.resolutions[k] for layer in layers) for k in bounds[:-1]]
+        first_layer.append(len(layers))
+        self.style_groups = {name: range(first_layer[i], first_layer[i + 1]) for i, name in enumerate(STYLE_GROUPS)}
 
     @property
     def num_layers(self) -> int:
@@ -216,14 +228,16 @@ class StyleGenerator(nn.Module):
 
     def __init__(self, *, latent_dim: int, w_dim: int, image_size: int, out_channels: int, channel_base: int,
                  max_channels: int, mapping_layers: int = 8, mapping_lr_multiplier: float = 0.01, blur: bool = True,
-                 mixing_probability: float = 0.9, w_avg_decay: float = 0.995, truncation_cutoff: int | None = None):
+                 extra_convs: int = 0, mixing_probability: float = 0.9, w_avg_decay: float = 0.995,
+                 truncation_cutoff: int | None = None):
         super().__init__()
         if not 0 <= mixing_probability <= 1:
             raise UsageError(f"mixing_probability={mixing_probability}: a probability in [0, 1]")
         self.latent_dim, self.w_dim = latent_dim, w_dim
         self.mapping = MappingNetwork(latent_dim, w_dim, mapping_layers, mapping_lr_multiplier)
         self.synthesis = SynthesisNetwork(image_size=image_size, out_channels=out_channels, w_dim=w_dim,
-                                          channel_base=channel_base, max_channels=max_channels, blur=blur)
+                                          channel_base=channel_base, max_channels=max_channels, blur=blur,
+                                          extra_convs=extra_convs)
         self.mixing_probability, self.w_avg_decay = mixing_probability, w_avg_decay
         self.truncation_cutoff = truncation_cutoff
         self.register_buffer("w_avg", torch.zeros(w_dim))
@@ -283,7 +297,7 @@ class StyleDiscriminator(nn.Module):
     """ProGAN's discriminator with an equalised learning rate; `forward(x, labels=None) -> logits (N,)`."""
 
     def __init__(self, *, image_size: int, in_channels: int, channel_base: int, max_channels: int,
-                 blur: bool = True, mbstd_group: int = 4):
+                 blur: bool = True, mbstd_group: int = 4, extra_convs: int = 0):
         super().__init__()
         resolutions = _resolutions(image_size)
         channels = [min(max_channels, channel_base // (4 << i)) for i in range(len(resolutions))]
@@ -295,6 +309,7 @@ class StyleDiscriminator(nn.Module):
         self.blur = Blur2d() if blur else None
         self.mbstd = MinibatchStdDev(mbstd_group)
         start, top = resolutions[0], channels[0]
+        self.extra_convs = nn.ModuleList(EqualizedConv2d(top, top, 3, gain=LEAKY_GAIN) for _ in range(extra_convs))
         self.final_conv = EqualizedConv2d(top + 1, top, 3, gain=LEAKY_GAIN)
         self.final_dense = EqualizedLinear(top * start * start, top, gain=LEAKY_GAIN)
         self.output = EqualizedLinear(top, 1)
@@ -309,6 +324,8 @@ class StyleDiscriminator(nn.Module):
             if self.blur is not None:
                 x = self.blur(x)
             x = F.avg_pool2d(x, 2)
+        for conv in self.extra_convs:
+            x = F.leaky_relu(conv(x), LEAKY_SLOPE)
         x = F.leaky_relu(self.final_conv(self.mbstd(x)), LEAKY_SLOPE)
         x = F.leaky_relu(self.final_dense(x.flatten(1)), LEAKY_SLOPE)
         return self.output(x).squeeze(1)
@@ -321,17 +338,22 @@ class StyleGAN(nn.Module):
 
     def __init__(self, *, latent_dim: int, w_dim: int, image_size: int, channels: int, channel_base: int,
                  max_channels: int, mapping_layers: int = 8, blur: bool = True, mixing_probability: float = 0.9,
-                 truncation_cutoff: int | None = None, r1_gamma: float = 10.0, r1_interval: int = 1):
+                 truncation_cutoff: int | None = None, r1_gamma: float = 10.0, r1_interval: int = 1,
+                 g_extra_convs: int = 0, d_extra_convs: int = 0):
         super().__init__()
+        for name, count in (("g_extra_convs", g_extra_convs), ("d_extra_convs", d_extra_convs)):
+            if count < 0:
+                raise UsageError(f"{name}={count}: give the number of 3 × 3 layers to add at the first resolution (≥ 0)")
         if r1_interval < 1:
             raise UsageError(f"r1_interval={r1_interval}: R1 every k ≥ 1 discriminator steps (1 = StyleGAN's "
                              "every step, 16 = StyleGAN2's lazy regularisation)")
         self.generator = StyleGenerator(latent_dim=latent_dim, w_dim=w_dim, image_size=image_size,
                                         out_channels=channels, channel_base=channel_base, max_channels=max_channels,
-                                        mapping_layers=mapping_layers, blur=blur,
+                                        mapping_layers=mapping_layers, blur=blur, extra_convs=g_extra_convs,
                                         mixing_probability=mixing_probability, truncation_cutoff=truncation_cutoff)
         self.discriminator = StyleDiscriminator(image_size=image_size, in_channels=channels,
-                                                channel_base=channel_base, max_channels=max_channels, blur=blur)
+                                                channel_base=channel_base, max_channels=max_channels, blur=blur,
+                                                extra_convs=d_extra_convs)
         self.latent_dim, self.num_classes = latent_dim, 0
         self.output_shape = (channels, image_size, image_size)
         self.r1_gamma, self.r1_interval = r1_gamma, r1_interval
@@ -376,13 +398,14 @@ def stylegan_ffhq_1024(num_classes: int = 0, in_chans: int = 3, image_size: int 
 @register_model("stylegan_small", **_PAPER, input_size=(1, 32, 32), num_classes=0, dataset="fashion-mnist")
 def stylegan_small(num_classes: int = 0, in_chans: int = 1, image_size: int = 32, latent_dim: int = 128,
                    channel_base: int = 1024, max_channels: int = 64, mixing_probability: float = 0.9,
-                   r1_gamma: float = 1.0, r1_interval: int = 1, blur: bool = True) -> StyleGAN:
+                   r1_gamma: float = 1.0, r1_interval: int = 1, blur: bool = True, g_extra_convs: int = 0,
+                   d_extra_convs: int = 0) -> StyleGAN:
     """Fashion-MNIST at 32² (or 28²): the paper's mapping network and layers, narrower; truncation on all layers."""
     _check_unconditional(num_classes)
     return StyleGAN(latent_dim=latent_dim, w_dim=latent_dim, image_size=image_size, channels=in_chans,
                     channel_base=channel_base, max_channels=max_channels, blur=blur,
                     mixing_probability=mixing_probability, truncation_cutoff=None, r1_gamma=r1_gamma,
-                    r1_interval=r1_interval)
+                    r1_interval=r1_interval, g_extra_convs=g_extra_convs, d_extra_convs=d_extra_convs)
 
 
 # ---- the paper's figures, as image tensors (N, C, H, W) in [−1, 1] -----------------------------------------
