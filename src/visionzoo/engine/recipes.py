@@ -150,8 +150,8 @@ RECIPES = {r.name: r for r in (
            "decay to 0, β = (0, 0.99) and batch 32 (StyleGAN2's), R1 γ = 1 applied lazily every 16 steps "
            "(StyleGAN2), the generator's step on the discriminator step's fakes (--g-fakes reuse), an EMA of the "
            "weights with a half-life of about 10 000 images (decay 0.9975), 4 epochs; the epoch of the lowest "
-           "validation FID is kept (measured on both cores: test FID 4.98 in 28.2 min, 5.02 with --seed 1; the paper's depth at "
-           "2e-3 for 5 epochs: 7.90 and 13.46; fmnist-dcgan's 0.53 — the target not met)",
+           "validation FID is kept (measured on both cores: test FID 4.98 in 28.2 min, 5.02 with --seed 1; the "
+           "paper's depth at 2e-3 for 5 epochs: 7.90 and 13.46; fmnist-dcgan's 0.53 — the target not met)",
            {**_GAN, "model": "stylegan_small", "data": "fashion-mnist", "epochs": 4, "batch_size": 32, "lr": 4e-3,
             "betas": [0.0, 0.99], "schedule": "cosine", "g_fakes": "reuse", "ema": 0.9975,
             "model_args": {"channel_base": 512, "max_channels": 128, "g_extra_convs": 4, "d_extra_convs": 2,
