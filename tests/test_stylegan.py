@@ -86,7 +86,7 @@ def test_extra_convs_add_style_layers_and_convolutions_at_the_first_resolution()
     assert seen == [(16, 7, 7)] * 2                      # before the minibatch standard deviation, at 7 × 7
     mixed = deep.generator(z, mix_z=torch.randn(4, 128), mix_layer=5)   # middle and fine styles from mix_z
     assert mixed.shape == (4, 1, 28, 28)
-    with pytest.raises(UsageError, match="g_extra_convs=-1: give the number of 3 × 3 layers"):
+    with pytest.raises(UsageError, match="g_extra_convs=-1: give the number of 3 × 3 convolutions to add"):
         vz.create_model("stylegan_small", g_extra_convs=-1)
 
 

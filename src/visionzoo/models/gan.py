@@ -448,6 +448,13 @@ def gan_mlp_2d(num_classes: int = 0, in_chans: int = 2, latent_dim: int = 256, h
                latent_dim=latent_dim, num_classes=num_classes, output_shape=shape)
 
 
+def check_extra_convs(**counts: int) -> None:
+    """Refuse a negative count of added 3 × 3 convolutions (DCGAN's and StyleGAN's g_/d_extra_convs)."""
+    for name, count in counts.items():
+        if count < 0:
+            raise UsageError(f"{name}={count}: give the number of 3 × 3 convolutions to add (≥ 0)")
+
+
 @register_model(family="dcgan", paper=_RADFORD, year=2016, input_size=(3, 64, 64), num_classes=0, task="generative")
 def dcgan(num_classes: int = 0, in_chans: int = 3, image_size: int = 64, latent_dim: int = 100, width: int = 128,
           strided: bool = True, batchnorm: bool = True, hidden_fc: bool = False, g_activation: str = "relu",
@@ -455,9 +462,7 @@ def dcgan(num_classes: int = 0, in_chans: int = 3, image_size: int = 64, latent_
     """DCGAN (Fig. 1 at 64 × 64; 28 or 32 for Fashion-MNIST), the guidelines as switches (module docstring).
     ``num_classes`` > 0 makes it conditional (as `cdcgan`)."""
     _check_latent(latent_dim)
-    for name, count in (("g_extra_convs", g_extra_convs), ("d_extra_convs", d_extra_convs)):
-        if count < 0:
-            raise UsageError(f"{name}={count}: give the number of 3 × 3 convolutions to add (≥ 0)")
+    check_extra_convs(g_extra_convs=g_extra_convs, d_extra_convs=d_extra_convs)
     switches = dict(strided=strided, batchnorm=batchnorm, hidden_fc=hidden_fc)
     model = GAN(DCGenerator(latent_dim, in_chans, image_size, width, num_classes, activation=g_activation,
                             extra_convs=g_extra_convs, **switches),

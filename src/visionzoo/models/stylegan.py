@@ -82,6 +82,7 @@ from ..layers.style import (
     PixelNorm,
 )
 from ..registry import register_model
+from .gan import check_extra_convs
 
 NOISE_MODES = (True, False, "coarse", "fine")
 STYLE_GROUPS = ("coarse", "middle", "fine")
@@ -341,9 +342,7 @@ class StyleGAN(nn.Module):
                  truncation_cutoff: int | None = None, r1_gamma: float = 10.0, r1_interval: int = 1,
                  g_extra_convs: int = 0, d_extra_convs: int = 0):
         super().__init__()
-        for name, count in (("g_extra_convs", g_extra_convs), ("d_extra_convs", d_extra_convs)):
-            if count < 0:
-                raise UsageError(f"{name}={count}: give the number of 3 × 3 layers to add at the first resolution (≥ 0)")
+        check_extra_convs(g_extra_convs=g_extra_convs, d_extra_convs=d_extra_convs)
         if r1_interval < 1:
             raise UsageError(f"r1_interval={r1_interval}: R1 every k ≥ 1 discriminator steps (1 = StyleGAN's "
                              "every step, 16 = StyleGAN2's lazy regularisation)")
