@@ -284,11 +284,13 @@ class StyleGenerator(nn.Module):
             device = generator.device if generator is not None else "cpu"
             if float(torch.rand((), generator=generator, device=device)) < self.mixing_probability:
                 mix_z = _randn(z.shape, z, generator)
-                mix_layer = int(torch.randint(1, self.num_layers, (), generator=generator, device=device))
+                # kept a tensor: as a Python int each crossover layer would be a graph of its own under torch.compile
+                mix_layer = torch.randint(1, self.num_layers, (), generator=generator, device=device)
         if mix_z is not None:
-            if not 0 <= mix_layer <= self.num_layers:
+            if not isinstance(mix_layer, torch.Tensor) and not 0 <= mix_layer <= self.num_layers:
                 raise UsageError(f"mix_layer={mix_layer}: a layer in 0…{self.num_layers}")
-            ws = self.mix(ws, self.broadcast(self.mapping(mix_z)), range(mix_layer, self.num_layers))
+            from_mix_z = torch.arange(self.num_layers, device=ws.device)[None, :, None] >= mix_layer
+            ws = torch.where(from_mix_z, self.broadcast(self.mapping(mix_z)), ws)
         ws = self.truncate(ws, truncation, truncation_layers)
         images = self.synthesis(ws, noise=noise, noise_inputs=noise_inputs, generator=generator)
         return images if self.training else images.clamp(-1.0, 1.0)
