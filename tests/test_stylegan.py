@@ -105,6 +105,26 @@ def test_mapping_network_is_eight_equalised_dense_layers_with_lr_multiplier():
     torch.testing.assert_close(mapping(3.0 * z), mapping(z))
 
 
+def test_mapping_depth_and_lr_multiplier_are_builder_keywords():
+    mapping = _small(image_size=28, mapping_layers=2, mapping_lr_multiplier=0.1).generator.mapping
+    dense = [m for m in mapping.modules() if isinstance(m, EqualizedLinear)]
+    assert len(dense) == 2 and all(m.bias_gain == 0.1 for m in dense)
+    # The weights used do not depend on λ (the stored ones are N(0, 1/λ²), scaled by λ); Adam's first step
+    # moves a stored weight by about the rate whatever its scale, so a used weight moves by about λ times it.
+    for layer in dense:
+        assert (layer.weight * layer.weight_gain).std().item() == pytest.approx(math.sqrt(2 / 128), rel=0.1)
+    moved = {}
+    for lr_multiplier in (0.01, 0.1):
+        mapping = _small(image_size=28, mapping_lr_multiplier=lr_multiplier).generator.mapping
+        layer = mapping.layers[0]
+        before = (layer.weight * layer.weight_gain).detach().clone()
+        optimizer = torch.optim.Adam(mapping.parameters(), lr=1e-3)
+        mapping(torch.randn(8, 128, generator=torch.Generator().manual_seed(1))).square().sum().backward()
+        optimizer.step()
+        moved[lr_multiplier] = ((layer.weight * layer.weight_gain).detach() - before).abs().median().item()
+    assert moved[0.1] / moved[0.01] == pytest.approx(10, rel=0.05)
+
+
 def test_adain_sets_each_channels_mean_and_std_to_the_style():
     x = torch.randn(2, 3, 8, 8) * 5 + 2
     scale, bias = torch.tensor([[0.5, 2.0, 3.0], [1.0, -1.5, 0.2]]), torch.tensor([[1.0, -2.0, 0.0], [3.0, 0.5, -1.0]])

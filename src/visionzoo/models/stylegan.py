@@ -340,9 +340,9 @@ class StyleGAN(nn.Module):
     kind = "stylegan"
 
     def __init__(self, *, latent_dim: int, w_dim: int, image_size: int, channels: int, channel_base: int,
-                 max_channels: int, mapping_layers: int = 8, blur: bool = True, mixing_probability: float = 0.9,
-                 truncation_cutoff: int | None = None, r1_gamma: float = 10.0, r1_interval: int = 1,
-                 g_extra_convs: int = 0, d_extra_convs: int = 0):
+                 max_channels: int, mapping_layers: int = 8, mapping_lr_multiplier: float = 0.01, blur: bool = True,
+                 mixing_probability: float = 0.9, truncation_cutoff: int | None = None, r1_gamma: float = 10.0,
+                 r1_interval: int = 1, g_extra_convs: int = 0, d_extra_convs: int = 0):
         super().__init__()
         check_extra_convs(g_extra_convs=g_extra_convs, d_extra_convs=d_extra_convs)
         if r1_interval < 1:
@@ -350,7 +350,8 @@ class StyleGAN(nn.Module):
                              "every step, 16 = StyleGAN2's lazy regularisation)")
         self.generator = StyleGenerator(latent_dim=latent_dim, w_dim=w_dim, image_size=image_size,
                                         out_channels=channels, channel_base=channel_base, max_channels=max_channels,
-                                        mapping_layers=mapping_layers, blur=blur, extra_convs=g_extra_convs,
+                                        mapping_layers=mapping_layers, mapping_lr_multiplier=mapping_lr_multiplier,
+                                        blur=blur, extra_convs=g_extra_convs,
                                         mixing_probability=mixing_probability, truncation_cutoff=truncation_cutoff)
         self.discriminator = StyleDiscriminator(image_size=image_size, in_channels=channels,
                                                 channel_base=channel_base, max_channels=max_channels, blur=blur,
@@ -400,13 +401,14 @@ def stylegan_ffhq_1024(num_classes: int = 0, in_chans: int = 3, image_size: int 
 def stylegan_small(num_classes: int = 0, in_chans: int = 1, image_size: int = 32, latent_dim: int = 128,
                    channel_base: int = 1024, max_channels: int = 64, mixing_probability: float = 0.9,
                    r1_gamma: float = 1.0, r1_interval: int = 1, blur: bool = True, g_extra_convs: int = 0,
-                   d_extra_convs: int = 0) -> StyleGAN:
+                   d_extra_convs: int = 0, mapping_layers: int = 8, mapping_lr_multiplier: float = 0.01) -> StyleGAN:
     """Fashion-MNIST at 32² (or 28²): the paper's mapping network and layers, narrower; truncation on all layers."""
     _check_unconditional(num_classes)
     return StyleGAN(latent_dim=latent_dim, w_dim=latent_dim, image_size=image_size, channels=in_chans,
                     channel_base=channel_base, max_channels=max_channels, blur=blur,
                     mixing_probability=mixing_probability, truncation_cutoff=None, r1_gamma=r1_gamma,
-                    r1_interval=r1_interval, g_extra_convs=g_extra_convs, d_extra_convs=d_extra_convs)
+                    r1_interval=r1_interval, g_extra_convs=g_extra_convs, d_extra_convs=d_extra_convs,
+                    mapping_layers=mapping_layers, mapping_lr_multiplier=mapping_lr_multiplier)
 
 
 # ---- the paper's figures, as image tensors (N, C, H, W) in [−1, 1] -----------------------------------------
