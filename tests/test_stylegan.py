@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import visionzoo as vz
@@ -13,6 +14,7 @@ from visionzoo.core.profile import count_params
 from visionzoo.layers.style import (
     AdaIN,
     Blur2d,
+    EqualizedConv2d,
     EqualizedLinear,
     MinibatchStdDev,
     NoiseInjection,
@@ -230,6 +232,41 @@ def test_minibatch_stddev_matches_the_groupwise_definition(memory_format):
 def test_blur_preserves_a_constant_image_inside_the_border():
     blurred = Blur2d()(torch.full((1, 2, 6, 6), 3.0))
     torch.testing.assert_close(blurred[..., 1:-1, 1:-1], torch.full((1, 2, 4, 4), 3.0))
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3])
+def test_fused_resampling_equals_resampling_then_convolving(kernel_size):
+    torch.manual_seed(0)
+    conv = EqualizedConv2d(4, 3, kernel_size).double()
+    with torch.no_grad():
+        conv.bias.normal_()
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    torch.testing.assert_close(conv.upsampled(x), conv(F.interpolate(x, scale_factor=2, mode="nearest")))
+    torch.testing.assert_close(conv.downsampled(x), F.avg_pool2d(conv(x), 2))
+
+
+def test_discriminator_pools_before_its_bias_and_activation_as_the_papers_code():
+    """Each block is act(conv0(x)), then act(avg_pool(conv1(blur(·))) + b): StyleGAN's D, written out unfused."""
+    discriminator = _small(image_size=28, d_extra_convs=1).discriminator.double()
+    with torch.no_grad():
+        for module in discriminator.modules():
+            if isinstance(module, EqualizedConv2d):
+                module.bias.normal_()
+    x = torch.randn(4, 1, 28, 28, dtype=torch.float64)
+
+    def act(t):
+        return F.leaky_relu(t, 0.2)
+
+    h = act(discriminator.from_rgb(x))
+    for first, second in discriminator.blocks:
+        h = act(first(h))
+        h = act(F.avg_pool2d(F.conv2d(discriminator.blur(h), second.weight * second.weight_gain, padding=1), 2)
+                + second.bias[:, None, None])
+    for conv in discriminator.extra_convs:
+        h = act(conv(h))
+    h = act(discriminator.final_conv(discriminator.mbstd(h)))
+    expected = discriminator.output(act(discriminator.final_dense(h.flatten(1)))).squeeze(1)
+    torch.testing.assert_close(discriminator(x), expected)
 
 
 class _Linear(nn.Module):

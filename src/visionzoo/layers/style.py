@@ -9,6 +9,11 @@ Converge?", ICML 2018, Eq. 9).
   the same for every layer. A learning-rate multiplier λ (StyleGAN's mapping network: λ = 0.01)
   draws the weights from N(0, 1/λ²) and scales them (and the bias) by λ: the function at
   initialisation is unchanged and every update is λ times smaller.
+  `EqualizedConv2d.upsampled` and `.downsampled` are the paper's code's fused resampling
+  (`upscale2d_conv2d`, `conv2d_downscale2d`): ×2 nearest upsampling then the k×k convolution is one
+  stride-2 transposed convolution, and the convolution then 2×2 average pooling one stride-2
+  convolution, each with the (k+1)×(k+1) kernel that sums the k×k kernel over a 2×2 window — the same
+  function (up to rounding) with 4/9 of the multiply-adds at k = 3.
 - `PixelNorm`: ProGAN's pixelwise feature normalisation, x / √(mean(x²) + ε), applied to z before
   the mapping network.
 - `adaptive_instance_norm` and `AdaIN`: Eq. 1, AdaIN(x_i, y) = y_s,i (x_i − μ(x_i)) / σ(x_i) + y_b,i;
@@ -66,6 +71,20 @@ class EqualizedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight * self.weight_gain, self.bias, padding=self.kernel_size // 2)
+
+    def _window_summed_weight(self) -> torch.Tensor:
+        """The (k+1)×(k+1) kernel whose taps are the sums of the scaled k×k kernel over each 2×2 window."""
+        w = F.pad(self.weight * self.weight_gain, (1, 1, 1, 1))
+        return w[..., 1:, 1:] + w[..., :-1, 1:] + w[..., 1:, :-1] + w[..., :-1, :-1]
+
+    def upsampled(self, x: torch.Tensor) -> torch.Tensor:
+        """self(×2 nearest upsampling of x), as one transposed convolution (which flips its kernel)."""
+        weight = self._window_summed_weight().flip(-2, -1).transpose(0, 1)
+        return F.conv_transpose2d(x, weight, self.bias, stride=2, padding=self.kernel_size // 2)
+
+    def downsampled(self, x: torch.Tensor) -> torch.Tensor:
+        """2×2 average pooling of self(x), as one stride-2 convolution."""
+        return F.conv2d(x, self._window_summed_weight() / 4, self.bias, stride=2, padding=self.kernel_size // 2)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"

@@ -8,7 +8,8 @@ Generator (`StyleGenerator`):
   leaky ReLU 0.2, equalised learning rate with multiplier 0.01 (Appendix C), z and w of the same size;
 - synthesis network g (`SynthesisNetwork`): a learned constant 4×4 input (7×7 for 28×28 images), then
   per resolution two "layers", each a 3×3 convolution (the first of a resolution after ×2 nearest
-  upsampling and, with ``blur=True``, the [1, 2, 1] filter; the very first layer has no convolution),
+  upsampling — computed as one transposed convolution, the paper's code's fused `upscale2d_conv2d` — and,
+  with ``blur=True``, followed by the [1, 2, 1] filter; the very first layer has no convolution),
   the noise input with a learned per-channel scale (zero at first), a bias, leaky ReLU and AdaIN whose
   style is an affine transform of w; a 1×1 "toRGB" convolution at the end. 2·(log₂ R − 1) layers:
   18 at 1024², 8 at 32², 6 at 28² (7², 14², 28²). No progressive growing: the paper grows FFHQ from 8²
@@ -25,8 +26,10 @@ Generator (`StyleGenerator`):
 Outputs are the linear toRGB values in training (the paper's generator has no Tanh); in eval mode they
 are clipped to [−1, 1], which is what the paper's code does when it turns them into pixels.
 
-Discriminator (`StyleDiscriminator`): ProGAN's, as StyleGAN keeps it: fromRGB (1×1), per resolution two
-3×3 convolutions with leaky ReLU then 2×2 average pooling (``blur=True``: blur before it), and at 4²
+Discriminator (`StyleDiscriminator`): ProGAN's, as StyleGAN keeps it: fromRGB (1×1), per resolution a
+3×3 convolution with leaky ReLU, then (``blur=True``) the blur, a 3×3 convolution with 2×2 average pooling
+and the bias and leaky ReLU after the pooling — the paper's code's order, `act(conv2d_downscale2d(blur(x)))`,
+its convolution and pooling computed as one stride-2 convolution — and at 4²
 (7²) the minibatch standard deviation, a 3×3 convolution and two dense layers to one logit; equalised
 learning rate throughout. Losses (the task's): non-saturating, with the R1 penalty
 (`layers.style.r1_penalty`) weighted by γ/2, γ = `StyleGAN.r1_gamma` (10 as the paper's FFHQ; 1 for the small
@@ -115,7 +118,7 @@ class MappingNetwork(nn.Module):
 
 
 class StyleLayer(nn.Module):
-    """One layer of g: [upsample → conv (→ blur)] → noise → bias → leaky ReLU → AdaIN(·, A(w))."""
+    """One layer of g: [upsample → conv (fused) → blur | conv] → noise → bias → leaky ReLU → AdaIN(·, A(w))."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *,
                  conv: bool, upsample: bool, blur: bool):
@@ -129,8 +132,8 @@ class StyleLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         if self.upsample:
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-        if self.conv is not None:
+            x = self.conv.upsampled(x)
+        elif self.conv is not None:
             x = self.conv(x)
         if self.blur is not None:
             x = self.blur(x)
@@ -325,10 +328,9 @@ class StyleDiscriminator(nn.Module):
         x = F.leaky_relu(self.from_rgb(x), LEAKY_SLOPE)
         for first, second in self.blocks:
             x = F.leaky_relu(first(x), LEAKY_SLOPE)
-            x = F.leaky_relu(second(x), LEAKY_SLOPE)
             if self.blur is not None:
                 x = self.blur(x)
-            x = F.avg_pool2d(x, 2)
+            x = F.leaky_relu(second.downsampled(x), LEAKY_SLOPE)
         for conv in self.extra_convs:
             x = F.leaky_relu(conv(x), LEAKY_SLOPE)
         x = F.leaky_relu(self.final_conv(self.mbstd(x)), LEAKY_SLOPE)
