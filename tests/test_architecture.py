@@ -3,6 +3,8 @@ every module, those inside functions included, is checked against the order belo
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import visionzoo
@@ -84,3 +86,10 @@ def test_checker_sees_imports_inside_functions(tmp_path, monkeypatch):
 def test_core_imports_nothing_of_visionzoo_outside_it():
     for path in (PACKAGE / "core").rglob("*.py"):
         assert all(_part(target) == "core" for _, target in _imports(path)), path
+
+
+def test_the_command_starts_without_importing_torchvision():
+    """torchvision's import (it pulls in torch._dynamo) adds about a second: the commands that use it import it."""
+    check = "import sys; import visionzoo; from visionzoo.cli.main import main; print('torchvision' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr

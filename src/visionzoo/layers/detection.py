@@ -12,7 +12,8 @@
 
 Box convention everywhere: (x1, y1, x2, y2) in continuous pixel coordinates, width = x2 − x1 (no
 +1), as torchvision's detection package. IoU, NMS, clipping and small-box removal are
-torchvision.ops' own, re-exported here.
+torchvision.ops' own, called through here; torchvision is imported on the first call, not with this module
+(it adds about a second to every command's start).
 """
 from __future__ import annotations
 
@@ -22,9 +23,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, box_area, box_iou, clip_boxes_to_image, nms, remove_small_boxes
-from torchvision.ops import roi_align as _tv_roi_align
-from torchvision.ops import roi_pool as _tv_roi_pool
 
 from visionzoo.core.errors import DataError, UsageError
 
@@ -59,6 +57,41 @@ BETWEEN = -2
 """`match_boxes` label of a prediction whose best IoU lies in [low, high) (ignored)."""
 DEFAULT_CLAMP = math.log(1000.0 / 16)
 """Largest t_w, t_h that `decode_boxes` exponentiates, so a wild regression cannot overflow."""
+
+
+def _ops():
+    import torchvision.ops
+    return torchvision.ops
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """Areas (K,) of (x1, y1, x2, y2) boxes: torchvision.ops.box_area."""
+    return _ops().box_area(boxes)
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Pairwise IoU (K1, K2): torchvision.ops.box_iou."""
+    return _ops().box_iou(boxes1, boxes2)
+
+
+def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Boxes clipped to an image of `size` (height, width): torchvision.ops.clip_boxes_to_image."""
+    return _ops().clip_boxes_to_image(boxes, size)
+
+
+def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
+    """Indices of the boxes with both sides at least `min_size`: torchvision.ops.remove_small_boxes."""
+    return _ops().remove_small_boxes(boxes, min_size)
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Indices kept by non-maximum suppression, by decreasing score: torchvision.ops.nms."""
+    return _ops().nms(boxes, scores, iou_threshold)
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """NMS within each category of `idxs`: torchvision.ops.batched_nms."""
+    return _ops().batched_nms(boxes, scores, idxs, iou_threshold)
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -158,7 +191,7 @@ def roi_pool(
 
     `boxes` is (K, 5) [batch_index, x1, y1, x2, y2] or a list with one (K_i, 4) tensor per image.
     """
-    return _tv_roi_pool(features, boxes, _pair(output_size), spatial_scale)
+    return _ops().roi_pool(features, boxes, _pair(output_size), spatial_scale)
 
 
 def roi_align(
@@ -170,7 +203,7 @@ def roi_align(
     aligned: bool = False,
 ) -> Tensor:
     """RoIAlign (He et al., "Mask R-CNN", ICCV 2017, Sec. 3): torchvision.ops.roi_align, boxes as `roi_pool`."""
-    return _tv_roi_align(features, boxes, _pair(output_size), spatial_scale, sampling_ratio, aligned)
+    return _ops().roi_align(features, boxes, _pair(output_size), spatial_scale, sampling_ratio, aligned)
 
 
 def smooth_l1(input: Tensor, target: Tensor, beta: float = 1.0, reduction: str = "sum") -> Tensor:

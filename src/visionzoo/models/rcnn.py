@@ -72,7 +72,6 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from ..core.errors import UsageError
 from ..layers.detection import (
@@ -615,13 +614,6 @@ class TwinRoIMaxPool(nn.Module):
         return roi_pool(features["0"], proposals, self.output_size, 1.0 / self.stride)
 
 
-class TwinNoResize(GeneralizedRCNNTransform):
-    """Batching and (identity) normalisation without resizing: images arrive at their final size."""
-
-    def resize(self, image, target=None):
-        return image, target
-
-
 def torchvision_twin(ours, body: nn.Module):
     """torchvision's FasterRCNN on a copy of `body` with our detector's anchors, proposal counts, sampling,
     thresholds, head sizes and RoI max pooling (the side-by-side reference of tests/test_rcnn.py and
@@ -629,6 +621,14 @@ def torchvision_twin(ours, body: nn.Module):
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    class TwinNoResize(GeneralizedRCNNTransform):
+        """Batching and (identity) normalisation without resizing: images arrive at their final size."""
+
+        def resize(self, image, target=None):
+            return image, target
+
     body = copy.deepcopy(body)
     body.out_channels = ours.backbone.out_channels
     rpn, heads = ours.rpn, ours.roi_heads
