@@ -1,5 +1,9 @@
+import contextlib
+import io
 import os
 import signal
+import subprocess
+import sys
 
 # Under pytest-xdist (make test: one worker per core) each worker computes on one thread; more would only
 # make the workers' threads fight for the same cores. Set before torch loads, for OpenMP and subprocesses.
@@ -102,6 +106,32 @@ def randomise_batchnorm(model, batch):
 def private_cache(tmp_path_factory):
     """Model cards measured by the tests go to a cache of their own, not the user's ~/.cache/visionzoo."""
     os.environ.setdefault("VISIONZOO_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def cli_process(*args, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m visionzoo ARGS` in a process of its own (`env`: variables added to this one's), for what only a
+    process shows: its whole stderr from start to exit, signals, several processes."""
+    return subprocess.run([sys.executable, "-m", "visionzoo", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env=None if env is None else {**os.environ, **env}, **kwargs)
+
+
+def cli_here(*args) -> subprocess.CompletedProcess:
+    """The command line's `main` in this process (the imports paid once), its output captured, as
+    `cli_process` reports it."""
+    from visionzoo.cli.main import main
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    return subprocess.CompletedProcess(argv, status, out.getvalue(), err.getvalue())
+
+
+def assert_one_line_exit_2(result: subprocess.CompletedProcess, *fragments) -> None:
+    """Bad input's answer: exit status 2 and one line on stderr holding every fragment."""
+    assert result.returncode == 2, (result.args, result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert all(fragment in lines[0] for fragment in fragments), lines[0]
 
 
 def interrupt_after(config, steps: int, out) -> None:

@@ -1,8 +1,6 @@
 """visionzoo.attacks: each attack by its defining property, adversarial training, `visionzoo attack`."""
 import copy
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,10 +13,7 @@ from visionzoo.data.datasets import load_data
 from visionzoo.data.loader import Normalizer
 from visionzoo.tasks.adversarial import AdversarialTraining, goodfellow_objective
 
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "visionzoo", *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
+from conftest import assert_one_line_exit_2, cli_here
 
 
 @pytest.fixture(scope="module")
@@ -373,16 +368,16 @@ def test_adversarial_training_step_trains_on_eps_close_examples_with_the_documen
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("attack") / "run"
-    result = cli("train", "--model", "lenet", "--data", "digits", "--image-size", "28", "--epochs", "1",
-                 "--quiet", "--out", run)
+    result = cli_here("train", "--model", "lenet", "--data", "digits", "--image-size", "28", "--epochs", "1",
+                      "--quiet", "--out", run)
     assert result.returncode == 0, result.stderr
     return run
 
 
 def test_attack_command_writes_report_and_panda_figure(digits_run, tmp_path):
     out = tmp_path / "attack"
-    result = cli("attack", digits_run, "--method", "pgd", "--eps", "0.1", "--steps", "5", "--n", "40",
-                 "--out", out, "--json")
+    result = cli_here("attack", digits_run, "--method", "pgd", "--eps", "0.1", "--steps", "5", "--n", "40",
+                      "--out", out, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     for key in ("method", "eps", "n", "clean_acc", "robust_acc", "success_rate", "mean_linf", "mean_l2",
@@ -394,21 +389,19 @@ def test_attack_command_writes_report_and_panda_figure(digits_run, tmp_path):
     assert (out / "attack.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_attack_command_bad_usage_exits_2_with_one_line(digits_run, capsys):
-    from visionzoo.cli.main import main
+def test_attack_command_bad_usage_exits_2_with_one_line(digits_run):
     for args in (["--method", "pgd"], ["--method", "fgsm", "--eps", "2"],
                  ["--method", "noise", "--eps", "0.1", "--target", "3"], ["--method", "fgsm", "--eps", "0.1",
                  "--norm", "l2"], ["--method", "pgd", "--eps", "0.1", "--target", "10"]):
-        assert main(["attack", str(digits_run), *args]) == 2, args
-        assert len(capsys.readouterr().err.strip().splitlines()) == 1, args
+        assert_one_line_exit_2(cli_here("attack", digits_run, *args))
 
 
 @pytest.mark.parametrize("method", ["fgsm", "pgd"])
 def test_adversarial_training_runs_and_is_recorded(tmp_path, method):
     run = tmp_path / method
-    result = cli("train", "--model", "lenet", "--data", "fake", "--train-limit", "64", "--batch-size", "16",
-                 "--epochs", "1", "--quiet", "--adv", method, "--adv-eps", "0.2", "--adv-alpha", "0.05",
-                 "--adv-steps", "2", "--adv-weight", "0.7", "--out", run)
+    result = cli_here("train", "--model", "lenet", "--data", "fake", "--train-limit", "64", "--batch-size", "16",
+                      "--epochs", "1", "--quiet", "--adv", method, "--adv-eps", "0.2", "--adv-alpha", "0.05",
+                      "--adv-steps", "2", "--adv-weight", "0.7", "--out", run)
     assert result.returncode == 0, result.stderr
     config = json.loads((run / "config.json").read_text())
     assert (config["adv"], config["adv_eps"], config["adv_alpha"], config["adv_steps"], config["adv_weight"]) == \

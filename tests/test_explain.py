@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import nn
 
 import visionzoo as vz
-from visionzoo.cli.main import main
 from visionzoo.explain.attribution import class_activation_map, grad_cam, guided_backprop, guided_grad_cam, saliency
 from visionzoo.explain.faithfulness import _blurred, area_under, causal_curve
 from visionzoo.explain.hooks import guided_relus
@@ -17,15 +16,7 @@ from visionzoo.explain.patches import crop_to_field, top_activations
 from visionzoo.explain.receptive import Field, trace_receptive_fields
 from visionzoo.models.base import ImageClassifier
 
-
-def cli(*args):
-    """The command line in this process (the imports are paid once): (exit status, stdout, stderr)."""
-    import contextlib
-    import io
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main([str(a) for a in args])
-    return status, out.getvalue(), err.getvalue()
+from conftest import assert_one_line_exit_2, cli_here
 
 
 def fields(model, size=(1, 32, 32)):
@@ -119,9 +110,9 @@ def test_pooling_the_hooks_cannot_see_is_flagged_as_a_lower_bound():
 
 
 def test_vgg16_info_table_confirms_the_notes():
-    status, stdout, stderr = cli("info", "vgg16", "--receptive-field", "--input-size", 3, 64, 64)
-    assert status == 0, stderr
-    rows = {line.split()[0]: line.split() for line in stdout.splitlines()[2:]}
+    result = cli_here("info", "vgg16", "--receptive-field", "--input-size", 3, 64, 64)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
     r = {name: float(cols[-3]) for name, cols in rows.items()}
     assert (r["features.0"], r["features.2"]) == (3, 5)          # two 3×3 see 5×5
     assert (r["features.14"] - r["features.10"]) / 4 + 3 == 7     # three 3×3 at jump 4 see 7×7 of their input
@@ -422,9 +413,9 @@ def test_diagnostics_measure_dead_units_percentiles_and_gradient_norms():
 @pytest.fixture(scope="module")
 def lenet_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("explain") / "run"
-    status, _, stderr = cli("train", "--model", "lenet", "--data", "digits", "--image-size", 28, "--epochs", 1,
-                            "--batch-size", 64, "--train-limit", 512, "--diagnostics", "--quiet", "--out", run)
-    assert status == 0, stderr
+    result = cli_here("train", "--model", "lenet", "--data", "digits", "--image-size", 28, "--epochs", 1,
+                      "--batch-size", 64, "--train-limit", 512, "--diagnostics", "--quiet", "--out", run)
+    assert result.returncode == 0, result.stderr
     return run
 
 
@@ -444,10 +435,10 @@ def test_diagnostics_json_has_per_layer_entries(lenet_run):
 def test_explain_cli_writes_pictures_and_index(lenet_run, tmp_path):
     out = tmp_path / "explain"
     methods = "filters,receptive-field,patches,occlusion,gradcam,guided,saliency,neighbours"
-    status, stdout, stderr = cli("explain", lenet_run, "--method", methods, "--index", 3, "--metric",
-                                 "--limit", 200, "--json", "--out", out)
-    assert status == 0, stderr
-    report = json.loads(stdout)
+    result = cli_here("explain", lenet_run, "--method", methods, "--index", 3, "--metric",
+                      "--limit", 200, "--json", "--out", out)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
     index = (out / "index.html").read_text()
     for name in report["files"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" or name == "index.html"
@@ -460,21 +451,21 @@ def test_explain_cli_writes_pictures_and_index(lenet_run, tmp_path):
     from PIL import Image
     image = tmp_path / "digit.png"
     Image.new("L", (40, 40), 0).save(image)
-    status, stdout, stderr = cli("explain", lenet_run, "--method", "saliency", "--image", image, "--class", 2,
-                                 "--out", out)
-    assert status == 0 and "digit.png" in stdout, stderr
-    status, _, stderr = cli("explain", lenet_run, "--method", "cam", "--out", out)  # LeNet has no GAP head
-    assert status == 2 and "gradcam" in stderr and stderr.count("\n") == 1
+    result = cli_here("explain", lenet_run, "--method", "saliency", "--image", image, "--class", 2,
+                      "--out", out)
+    assert result.returncode == 0 and "digit.png" in result.stdout, result.stderr
+    result = cli_here("explain", lenet_run, "--method", "cam", "--out", out)  # LeNet has no GAP head
+    assert_one_line_exit_2(result, "gradcam")
 
 
 def test_a_method_that_does_not_apply_is_skipped_and_the_others_run(lenet_run, tmp_path):
     import re
     out = tmp_path / "explain"
-    status, stdout, stderr = cli("explain", lenet_run, "--method", "cam,saliency", "--json", "--out", out)
-    assert status == 0, stderr
-    report = json.loads(stdout)
+    result = cli_here("explain", lenet_run, "--method", "cam,saliency", "--json", "--out", out)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
     assert "cam" in report["skipped"] and "saliency.png" in report["files"]
-    assert "cam: skipped" in stderr
+    assert "cam: skipped" in result.stderr
     index = (out / "index.html").read_text()
     assert "Skipped" in index and "global average pooling" in index
     for link in re.findall(r"(?:src|href)='([^']+)'", index):

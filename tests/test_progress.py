@@ -12,12 +12,9 @@ from visionzoo import registry
 from visionzoo.core.errors import UsageError
 from visionzoo.core.progress import progress
 
+from conftest import cli_process
+
 FAKE_RUN = ["train", "--model", "lenet", "--data", "fake", "--batch-size", "16", "--seed", "1"]
-
-
-def cli(*args, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "visionzoo", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, **kwargs)
 
 
 class Terminal(io.StringIO):
@@ -138,11 +135,11 @@ def test_list_models_by_family():
 
 def test_models_json_keeps_stdout_pure_and_reports_on_stderr(tmp_path):
     env = {"VISIONZOO_CACHE": str(tmp_path)}
-    first = cli("models", "lenet*", "--family", "lenet", "--json", env=env)
+    first = cli_process("models", "lenet*", "--family", "lenet", "--json", env=env)
     assert first.returncode == 0, first.stderr
     assert [c["name"] for c in json.loads(first.stdout)] == ["lenet", "lenet300_100", "lenet5"]
     assert "measuring model cards: 3/3 models, done in" in first.stderr
-    again = cli("models", "lenet*", "--json", env=env)
+    again = cli_process("models", "lenet*", "--json", env=env)
     assert again.stdout == first.stdout and again.stderr == ""   # all from the cache
 
 
@@ -152,8 +149,8 @@ def test_models_json_keeps_stdout_pure_and_reports_on_stderr(tmp_path):
 def logged_run(tmp_path_factory):
     """A training run with stderr captured (no terminal), plain progress lines every 50 ms."""
     run = tmp_path_factory.mktemp("progress") / "run"
-    result = cli(*FAKE_RUN, "--epochs", "2", "--out", run, "--tensorboard", "--tensorboard-every", "4",
-                 "--diagnostics", env={"VISIONZOO_PROGRESS_SECONDS": "0.05"})
+    result = cli_process(*FAKE_RUN, "--epochs", "2", "--out", run, "--tensorboard", "--tensorboard-every", "4",
+                         "--diagnostics", env={"VISIONZOO_PROGRESS_SECONDS": "0.05"})
     assert result.returncode == 0, result.stderr
     return run, result
 
@@ -173,15 +170,15 @@ def test_train_prints_plain_progress_lines_when_stderr_is_a_log(logged_run):
 
 def test_eval_json_stays_pure_with_progress_on_stderr(logged_run):
     run, _ = logged_run
-    evaluated = cli("eval", run, "--json")
+    evaluated = cli_process("eval", run, "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["n"] == 200
     assert "evaluating: 200/200 images, done in" in evaluated.stderr
-    assert cli("eval", run, "--json", "--quiet").stderr == ""
+    assert cli_process("eval", run, "--json", "--quiet").stderr == ""
 
 
 def test_bench_json_stays_pure_with_progress_on_stderr():
-    bench = cli("bench", "lenet5", "--json", "--repeats", "2", "--warmup", "1", "--batch-size", "4")
+    bench = cli_process("bench", "lenet5", "--json", "--repeats", "2", "--warmup", "1", "--batch-size", "4")
     assert bench.returncode == 0, bench.stderr
     assert json.loads(bench.stdout)["repeats"] == 2
     assert "timing: 2/2 repeats, done in" in bench.stderr

@@ -18,20 +18,10 @@ from visionzoo.core.errors import DataError, UsageError
 from visionzoo.core.io import json_text, read_torch, write_torch
 from visionzoo.engine.trainer import TrainConfig
 
+from conftest import assert_one_line_exit_2, cli_here, cli_process
+
 FAKE = ["train", "--model", "lenet", "--data", "fake", "--batch-size", "16", "--seed", "3", "--quiet",
         "--amp", "off", "--label-smoothing", "0"]
-
-
-def cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "visionzoo", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, **kwargs)
-
-
-def one_line_exit_2(result, *fragments):
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert all(fragment in lines[0] for fragment in fragments), lines[0]
 
 
 # ---- family 4: every option validated ---------------------------------------------------------------
@@ -77,8 +67,8 @@ def test_non_finite_weights_after_the_last_step_stop_the_run(tmp_path):
     # one step of one image at a constant, huge rate: its loss (computed before the step) is finite, the
     # weights after it are not
     run = tmp_path / "run"
-    result = cli(*FAKE, "--batch-size", "1", "--train-limit", "1", "--epochs", "1", "--lr", "3e38",
-                 "--schedule", "constant", "--out", run)
+    result = cli_process(*FAKE, "--batch-size", "1", "--train-limit", "1", "--epochs", "1", "--lr", "3e38",
+                         "--schedule", "constant", "--out", run)
     assert result.returncode == 1, result.stderr
     assert "non-finite" in result.stderr
     assert not (run / "model.safetensors").exists() and not (run / "summary.json").exists()
@@ -302,7 +292,7 @@ def test_an_image_above_pils_pixel_limit_is_an_error_not_a_warning(tmp_path, mon
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("small") / "run"
-    result = cli(*FAKE, "--epochs", "2", "--train-limit", "32", "--out", run)
+    result = cli_process(*FAKE, "--epochs", "2", "--train-limit", "32", "--out", run)
     assert result.returncode == 0, result.stderr
     return run
 
@@ -318,14 +308,14 @@ def test_a_damaged_checkpoint_resumes_with_one_line_and_exit_2(tmp_path, small_r
         state = read_torch(run / "checkpoint.pt")
         damage(state)
         write_torch(run / "checkpoint.pt", state)
-        one_line_exit_2(cli("train", "--resume", run, "--quiet"), "--resume", "damaged")
+        assert_one_line_exit_2(cli_here("train", "--resume", run, "--quiet"), "--resume", "damaged")
 
 
 def test_bad_inputs_are_one_line_and_exit_2(tmp_path):
-    one_line_exit_2(cli("info", "lenet", "--input-size", "0", "0", "0"), "--input-size")
+    assert_one_line_exit_2(cli_here("info", "lenet", "--input-size", "0", "0", "0"), "--input-size")
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    one_line_exit_2(cli(*FAKE, "--epochs", "1", "--train-limit", "16", "--out", a_file), "is a file")
+    assert_one_line_exit_2(cli_here(*FAKE, "--epochs", "1", "--train-limit", "16", "--out", a_file), "is a file")
 
 
 def test_a_data_set_of_other_channels_than_the_network_is_refused():
@@ -343,7 +333,7 @@ def test_a_data_set_of_other_channels_than_the_network_is_refused():
 def test_train_refuses_an_existing_run_unless_overwrite_and_overwrite_removes_it_first(tmp_path, small_run):
     from visionzoo.core.rundir import claim_output
     from visionzoo.engine.trainer import Trainer
-    one_line_exit_2(cli(*FAKE, "--epochs", "1", "--out", small_run), "already holds a run", "--overwrite")
+    assert_one_line_exit_2(cli_here(*FAKE, "--epochs", "1", "--out", small_run), "already holds a run", "--overwrite")
     run = tmp_path / "run"
     run.mkdir()
     for name in ("config.json", "checkpoint.pt", "model.safetensors"):
@@ -359,7 +349,7 @@ def test_compress_refuses_to_mix_into_an_earlier_compression(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "compress.json").write_text('{"method": "prune"}')
-    one_line_exit_2(cli("compress", tmp_path / "missing", "--method", "binarize", "--out", out), "already holds")
+    assert_one_line_exit_2(cli_here("compress", tmp_path / "missing", "--method", "binarize", "--out", out), "already holds")
     assert json.loads((out / "compress.json").read_text()) == {"method": "prune"}
 
 
@@ -381,9 +371,8 @@ def test_a_live_owner_keeps_others_out_and_a_dead_ones_lock_and_temporary_files_
     (out / "notes.txt").write_text("mine")
     with claim_output(out, ("attack.json",)):
         assert sorted(p.name for p in out.iterdir()) == [".lock", "notes.txt"]
-        other = subprocess.run([sys.executable, "-m", "visionzoo", "attack", "x", "--method", "fgsm", "--eps", "0.1",
-                                "--out", str(out)], capture_output=True, text=True)
-        one_line_exit_2(other, "in use by process")
+        other = cli_process("attack", "x", "--method", "fgsm", "--eps", "0.1", "--out", out)   # another process
+        assert_one_line_exit_2(other, "in use by process")
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
@@ -499,9 +488,9 @@ def test_training_on_images_smaller_than_the_network_takes_is_one_line_naming_bo
     for c in "ab":
         for i in range(6):
             image_of_side(tmp_path / "tree" / c / f"{i}.png", 1)
-    result = cli("train", "--model", "lenet", "--data", f"folder:{tmp_path / 'tree'}", "--image-size", "1",
-                 "--epochs", "1", "--quiet", "--out", tmp_path / "run")
-    one_line_exit_2(result, "--image-size 1", "1×1 pixels")
+    result = cli_here("train", "--model", "lenet", "--data", f"folder:{tmp_path / 'tree'}", "--image-size", "1",
+                      "--epochs", "1", "--quiet", "--out", tmp_path / "run")
+    assert_one_line_exit_2(result, "--image-size 1", "1×1 pixels")
     side = int(re.search(r"the (\d+)×\1 the network takes at least", result.stderr).group(1))
     with torch.no_grad():   # the minimum named is the real one: built at that side it runs, one less it does not
         create_model("lenet", num_classes=2, in_chans=3, image_size=side).eval()(torch.zeros(1, 3, side, side))
@@ -511,18 +500,15 @@ def test_training_on_images_smaller_than_the_network_takes_is_one_line_naming_bo
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
-def test_eval_and_attack_of_images_smaller_than_the_network_takes_are_one_line(small_run, capsys):
+def test_eval_and_attack_of_images_smaller_than_the_network_takes_are_one_line(small_run):
     import re
-    from types import SimpleNamespace
 
-    from visionzoo.cli.main import main
     from visionzoo.weights import load_checkpoint
     model, _ = load_checkpoint(small_run)   # lenet on 28×28 images; digits are 8×8
     for command in (["eval", small_run, "--data", "digits"],
                     ["attack", small_run, "--data", "digits", "--method", "fgsm", "--eps", "0.1", "--n", "4"]):
-        code = main([str(part) for part in command])
-        result = SimpleNamespace(returncode=code, stderr=capsys.readouterr().err)
-        one_line_exit_2(result, "--data digits", "8×8 pixels", "trained on 28×28")
+        result = cli_here(*command)
+        assert_one_line_exit_2(result, "--data digits", "8×8 pixels", "trained on 28×28")
         side = int(re.search(r"the (\d+)×\1 the network takes at least", result.stderr).group(1))
         with torch.no_grad():
             model.eval()(torch.zeros(1, 1, side, side))

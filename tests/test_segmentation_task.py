@@ -1,33 +1,26 @@
 """The segmentation task through the engine and the command line: a run's keys, exact resume, `eval`
 and `segment`, the weight map in the loss, refused classification options."""
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 from PIL import Image
 
-from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
+from visionzoo.engine.trainer import TrainConfig, Trainer
 from visionzoo.metrics import confusion_matrix, scores_from_confusion
 from visionzoo.tasks.segmentation import pixel_loss, predict
 
+from conftest import assert_one_line_exit_2, assert_same_weights, cli_here, interrupt_after
 
-def config(out, **overrides) -> TrainConfig:
-    settings = dict(model="unet_small", data="lv-phantom", epochs=2, batch_size=16, lr=0.01, optimizer="adamw",
-                    train_limit=48, val_size=16, test_limit=16, eval_batch_size=16, amp="off", quiet=True,
-                    out=str(out), seed=0, model_args={"base_width": 4})
-    return TrainConfig(**{**settings, **overrides})
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "visionzoo", *map(str, args)], capture_output=True, text=True)
+SETTINGS = dict(model="unet_small", data="lv-phantom", epochs=2, batch_size=16, lr=0.01, optimizer="adamw",
+                train_limit=48, val_size=16, test_limit=16, eval_batch_size=16, amp="off", seed=0,
+                model_args={"base_width": 4})
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("seg") / "run"
-    Trainer(config(out)).run()
+    Trainer(TrainConfig(**SETTINGS, quiet=True, out=str(out))).run()
     return out
 
 
@@ -43,26 +36,13 @@ def test_run_reports_the_segmentation_keys_and_pictures(run_dir):
 
 
 def test_interrupted_run_resumes_bit_identical(run_dir, tmp_path):
-    stopped = Trainer(config(tmp_path / "stopped"))
-    original = stopped.task.training_step
-
-    def interrupt_after_4_steps(*args):
-        if stopped.global_step == 4:
-            stopped.stop_requested = True
-        return original(*args)
-
-    stopped.task.training_step = interrupt_after_4_steps
-    with pytest.raises(Interrupted):
-        stopped.run()
-    resumed = Trainer(TrainConfig(quiet=True), resume=str(tmp_path / "stopped"))
-    resumed.run()
-    from safetensors.torch import load_file
-    whole, again = load_file(str(run_dir / "model.safetensors")), load_file(str(tmp_path / "stopped" / "model.safetensors"))
-    assert whole.keys() == again.keys() and all(torch.equal(whole[k], again[k]) for k in whole)
+    interrupt_after(SETTINGS, 4, tmp_path / "stopped")
+    Trainer(TrainConfig(quiet=True), resume=str(tmp_path / "stopped")).run()
+    assert_same_weights(run_dir, tmp_path / "stopped")
 
 
 def test_eval_json_has_the_contract_keys(run_dir):
-    result = cli("eval", run_dir, "--json", "--split", "val")
+    result = cli_here("eval", run_dir, "--json", "--split", "val")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     for key in ("split", "n", "dice", "iou", "pixel_acc", "dice_per_class", "iou_per_class", "loss"):
@@ -77,7 +57,7 @@ def scores_from_report(report) -> float:
 
 
 def test_segment_writes_overlays_masks_and_index(run_dir, tmp_path):
-    result = cli("segment", run_dir, "--index", 0, "--index", 3, "--out", tmp_path / "seg", "--json")
+    result = cli_here("segment", run_dir, "--index", 0, "--index", 3, "--out", tmp_path / "seg", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert [e["name"] for e in report["images"]] == ["test_0", "test_3"]
@@ -91,7 +71,7 @@ def test_segment_writes_overlays_masks_and_index(run_dir, tmp_path):
 def test_segment_an_image_of_another_size(run_dir, tmp_path):
     picture = tmp_path / "slice.png"
     Image.fromarray((torch.rand(50, 70) * 255).byte().numpy()).save(picture)
-    result = cli("segment", run_dir, "--image", picture, "--out", tmp_path / "seg")
+    result = cli_here("segment", run_dir, "--image", picture, "--out", tmp_path / "seg")
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "seg" / "masks" / "slice.png").size == (70, 50)
 
@@ -102,9 +82,7 @@ def test_bad_inputs_are_one_line_exit_2(run_dir, tmp_path):
                        (["eval", run_dir, run_dir], "one segmentation run"),
                        (["train", "--model", "unet_small", "--data", "lv-phantom", "--mixup", "0.2", "--epochs", "1"],
                         "classification option")):
-        result = cli(*args)
-        assert result.returncode == 2 and text in result.stderr, (args, result.stderr)
-        assert len(result.stderr.strip().splitlines()) == 1
+        assert_one_line_exit_2(cli_here(*args), text)
 
 
 def test_weight_map_weighs_the_loss():

@@ -13,19 +13,11 @@ from safetensors.torch import load_file
 
 from visionzoo.core.io import read_torch
 
+from conftest import assert_one_line_exit_2, assert_same_weights, cli_here, cli_process
+
 RUN_FILES = ["config.json", "metrics.jsonl", "summary.json", "model.safetensors", "model.json",
              "checkpoint.pt", "curves.png", "confusion.png"]
 FAKE = ["train", "--model", "lenet", "--data", "fake", "--batch-size", "16", "--seed", "3", "--quiet"]
-
-
-def cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "visionzoo", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, **kwargs)
-
-
-def same_weights(dir_a, dir_b):
-    a, b = load_file(str(dir_a / "model.safetensors")), load_file(str(dir_b / "model.safetensors"))
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def metrics(run):
@@ -36,7 +28,7 @@ def metrics(run):
 @pytest.mark.slow
 def test_fashion_mnist_run_directory_and_eval_matches_summary(tmp_path, fmnist_available):
     run = tmp_path / "r"
-    result = cli("train", "--model", "lenet", "--data", "fashion-mnist", "--epochs", "1", "--out", run)
+    result = cli_process("train", "--model", "lenet", "--data", "fashion-mnist", "--epochs", "1", "--out", run)
     assert result.returncode == 0, result.stderr
     assert "test top1" in result.stdout and "epoch   1/1" in result.stdout
     for name in RUN_FILES:
@@ -53,7 +45,7 @@ def test_fashion_mnist_run_directory_and_eval_matches_summary(tmp_path, fmnist_a
     model_meta = json.loads((run / "model.json").read_text())
     assert model_meta["classes"][0] == "T-shirt/top" and len(model_meta["mean"]) == 1
     for target in (run, run / "model.safetensors"):
-        evaluated = cli("eval", target, "--json")
+        evaluated = cli_process("eval", target, "--json")
         assert evaluated.returncode == 0, evaluated.stderr
         report = json.loads(evaluated.stdout)
         assert report["split"] == "test" and report["n"] == 10000
@@ -64,7 +56,7 @@ def test_fashion_mnist_run_directory_and_eval_matches_summary(tmp_path, fmnist_a
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("ref") / "run"
-    result = cli(*FAKE, "--epochs", "6", "--out", run)
+    result = cli_process(*FAKE, "--epochs", "6", "--out", run)
     assert result.returncode == 0, result.stderr
     return run
 
@@ -86,9 +78,9 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path, reference_run, kill_after
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     assert not (run / "summary.json").exists()
-    resumed = cli("train", "--resume", run, "--quiet")
+    resumed = cli_process("train", "--resume", run, "--quiet")
     assert resumed.returncode == 0, resumed.stderr
-    assert same_weights(run, reference_run)
+    assert_same_weights(run, reference_run)
     assert metrics(run) == metrics(reference_run)
 
 
@@ -102,15 +94,15 @@ def test_ctrl_c_saves_exits_130_and_resumes(tmp_path, reference_run):
     assert process.returncode == 130 and "interrupted: checkpoint saved" in err
     state = read_torch(run / "checkpoint.pt")
     assert state["epoch"] >= 1
-    resumed = cli("train", "--resume", run, "--quiet")
+    resumed = cli_process("train", "--resume", run, "--quiet")
     assert resumed.returncode == 0, resumed.stderr
-    assert same_weights(run, reference_run)
+    assert_same_weights(run, reference_run)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     run = tmp_path / "run"
-    result = cli(*FAKE, "--epochs", "2", "--lr", "1e12", "--label-smoothing", "0", "--amp", "off",
-                 "--checkpoint-every", "1", "--out", run)
+    result = cli_process(*FAKE, "--epochs", "2", "--lr", "1e12", "--label-smoothing", "0", "--amp", "off",
+                         "--checkpoint-every", "1", "--out", run)
     assert result.returncode == 1
     assert "loss became" in result.stderr and "last good checkpoint" in result.stderr
     state = read_torch(run / "checkpoint.pt")
@@ -129,16 +121,16 @@ def test_bad_usage_exits_2_with_one_line(tmp_path):
                        (["eval", tmp_path / "missing"], "does not exist"),
                        (["train", "--model-arg", "oops"], "KEY=VALUE"),
                        (["frobnicate"], "invalid choice")):
-        result = cli(*args)
-        assert result.returncode == 2, (args, result.stderr)
-        assert text in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert_one_line_exit_2(cli_here(*args), text)
+    # the same through a process of its own: nothing else reaches stderr from the start to the exit
+    assert_one_line_exit_2(cli_process("train", "--epochs", "0"), "--epochs")
 
 
 def test_two_process_ddp_matches_one_process(tmp_path):
     common = ["train", "--model", "lenet", "--data", "digits", "--image-size", "28", "--epochs", "1",
               "--batch-size", "64", "--amp", "off", "--crop", "0", "--no-flip", "--quiet",
               "--label-smoothing", "0", "--lr", "0.02"]
-    single = cli(*common, "--out", tmp_path / "one")
+    single = cli_process(*common, "--out", tmp_path / "one")
     assert single.returncode == 0, single.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
