@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from visionzoo.cli.main import main
 from visionzoo.core.errors import UsageError
-from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
+from visionzoo.engine.trainer import TrainConfig, Trainer
 from visionzoo.tasks.cloze import collate
 
+from conftest import assert_same_weights, interrupt_after
 from test_cloze import write_questions
 
 SMALL = {"embedding": 32, "hidden_size": 32, "attention_size": 32}
@@ -104,20 +104,9 @@ def test_an_interrupted_run_resumes_bit_identical(questions, tmp_path):
     short = {**settings(questions), "epochs": 2}           # 18 steps an epoch: stopped in the second
     whole = Trainer(TrainConfig(**short, quiet=True, out=str(tmp_path / "whole")))
     whole.run()
-    stopped = Trainer(TrainConfig(**short, quiet=True, out=str(tmp_path / "stopped")))
-    original = stopped.task.training_step
-
-    def interrupt_after_25_steps(*args):
-        if stopped.global_step == 25:
-            stopped.stop_requested = True
-        return original(*args)
-
-    stopped.task.training_step = interrupt_after_25_steps
-    with pytest.raises(Interrupted):
-        stopped.run()
+    interrupt_after(short, 25, tmp_path / "stopped")
     assert main(["train", "--resume", str(tmp_path / "stopped"), "--quiet"]) == 0
-    first, again = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("whole", "stopped"))
-    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    assert_same_weights(tmp_path / "whole", tmp_path / "stopped")
 
 
 def test_eval_json_has_the_contract_keys_and_repeats_validation(run_dir, capsys):

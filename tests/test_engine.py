@@ -11,6 +11,8 @@ from visionzoo.engine import trainer as engine
 from visionzoo.engine.trainer import Interrupted, TrainConfig, Trainer
 from visionzoo.tasks.base import StepOutput, Task
 
+from conftest import interrupt_after
+
 K = 2  # discriminator steps per generator step
 
 
@@ -86,10 +88,12 @@ def toy_task(monkeypatch):
                         lambda name: SimpleNamespace(task="toy") if name == "toy" else real_entry(name))
 
 
+TOY = dict(model="toy", data="toy-points", epochs=2, batch_size=8, lr=0.05, optimizer="sgd", schedule="cosine",
+           amp="off", channels_last="off", label_smoothing=0.0)
+
+
 def config(out, **changes):
-    return TrainConfig(model="toy", data="toy-points", epochs=2, batch_size=8, lr=0.05, optimizer="sgd",
-                       schedule="cosine", amp="off", channels_last="off", label_smoothing=0.0, out=str(out),
-                       quiet=True, **changes)
+    return TrainConfig(**TOY, out=str(out), quiet=True, **changes)
 
 
 def test_phases_step_their_own_optimiser_k_to_one(toy_task, tmp_path):
@@ -108,17 +112,7 @@ def test_phases_step_their_own_optimiser_k_to_one(toy_task, tmp_path):
 
 
 def test_interrupted_two_optimiser_run_resumes_bit_identical(toy_task, tmp_path):
-    stopped = Trainer(config(tmp_path / "stopped"))
-    original = stopped.task.training_step
-
-    def interrupt_after_11_steps(*args):
-        if stopped.global_step == 11:
-            stopped.stop_requested = True
-        return original(*args)
-
-    stopped.task.training_step = interrupt_after_11_steps
-    with pytest.raises(Interrupted):
-        stopped.run()
+    interrupt_after(TOY, 11, tmp_path / "stopped")
     saved = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)
     assert set(saved["optimizers"]) == set(saved["schedulers"]) == set(saved["scalers"]) == {"discriminator", "generator"}
 
