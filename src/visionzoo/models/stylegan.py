@@ -117,15 +117,19 @@ class MappingNetwork(nn.Module):
         return x
 
 
+CONV_KINDS = ("none", "same", "upsampled")   # a StyleLayer's convolution: none (on the constant), 3×3, ×2 up + 3×3
+
+
 class StyleLayer(nn.Module):
     """One layer of g: [upsample → conv (fused) → blur | conv] → noise → bias → leaky ReLU → AdaIN(·, A(w))."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *,
-                 conv: bool, upsample: bool, blur: bool):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, conv: str, blur: bool):
         super().__init__()
-        self.resolution, self.upsample = resolution, upsample
-        self.conv = EqualizedConv2d(in_channels, out_channels, 3, bias=False, gain=LEAKY_GAIN) if conv else None
-        self.blur = Blur2d() if blur and upsample else None
+        if conv not in CONV_KINDS:
+            raise ValueError(f"conv={conv!r}: one of {CONV_KINDS}")
+        self.resolution, self.upsample = resolution, conv == "upsampled"
+        self.conv = EqualizedConv2d(in_channels, out_channels, 3, bias=False, gain=LEAKY_GAIN) if conv != "none" else None
+        self.blur = Blur2d() if blur and self.upsample else None
         self.noise = NoiseInjection(out_channels)
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.adain = AdaIN(out_channels, w_dim)
@@ -175,10 +179,10 @@ class SynthesisNetwork(nn.Module):
         layers = []
         for i, resolution in enumerate(self.resolutions):
             first_in = channels[max(i - 1, 0)]
-            layers.append(StyleLayer(first_in, channels[i], w_dim, resolution, conv=i > 0, upsample=i > 0, blur=blur))
+            layers.append(StyleLayer(first_in, channels[i], w_dim, resolution, conv="upsampled" if i else "none",
+                                     blur=blur))
             for _ in range(1 + (extra_convs if i == 0 else 0)):
-                layers.append(StyleLayer(channels[i], channels[i], w_dim, resolution, conv=True, upsample=False,
-                                         blur=blur))
+                layers.append(StyleLayer(channels[i], channels[i], w_dim, resolution, conv="same", blur=blur))
         self.layers = nn.ModuleList(layers)
         self.to_rgb = EqualizedConv2d(channels[-1], out_channels, 1)
         self.w_dim = w_dim
