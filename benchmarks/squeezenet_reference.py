@@ -12,9 +12,10 @@ a defect or because of that head under the experiment's optimiser:
   into this network (strict) and checks both compute the same scores, so the two differ only in the
   random draw of their initial weights.
 
-The loop is the family-table's settings written out: Nesterov SGD (momentum 0.9), weight decay 5e-4
-on weights only (as `engine.optim`), batch 64 drawn without replacement from the seeded Fashion-MNIST
-subset at 28×28, cross-entropy, no augmentation, and the engine's one-cycle multiplier
+The loop is the family-table's settings written out: the engine's optimiser for them (`engine.optim`:
+Nesterov SGD, momentum 0.9, weight decay 5e-4 on weights only — TrainConfig's defaults), batch 64
+drawn without replacement from the seeded Fashion-MNIST subset at 28×28, cross-entropy, no
+augmentation, and the engine's one-cycle multiplier
 (`engine.schedules.lr_factor`) over `--total-steps` (the full run's 375), of which the first `--steps`
 are run: what the experiment does in its first steps. `--schedule poly --lr 0.005` is the paper's
 solver at batch 64 (0.04 at the authors' batch 512, scaled linearly; linear decay to 0), `--init
@@ -40,7 +41,9 @@ from torch import nn
 
 from visionzoo.data.datasets import load_data
 from visionzoo.data.loader import Normalizer
+from visionzoo.engine.optim import build_optimizer
 from visionzoo.engine.schedules import lr_factor
+from visionzoo.engine.trainer import TrainConfig
 from visionzoo.registry import create_model
 
 CLASSES = 10
@@ -135,10 +138,8 @@ def run(network: str, *, init: str, lr: float, steps: int, total_steps: int, sch
     model = ours if network == "ours" else torchvision_small()
     if init == "authors":
         authors_init(model)
-    decayed = [p for p in model.parameters() if p.ndim > 1]
-    free = [p for p in model.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.SGD([{"params": decayed, "weight_decay": 5e-4}, {"params": free, "weight_decay": 0.0}],
-                                lr=lr, momentum=0.9, nesterov=True)
+    # the experiment's optimiser: TrainConfig's defaults (Nesterov, momentum 0.9, decay 5e-4 on weights only)
+    optimizer = build_optimizer(model, TrainConfig(optimizer="nesterov", lr=lr))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: multiplier(
         step, schedule=schedule, total_steps=total_steps, warmup_steps=warmup_steps))
     generator = torch.Generator().manual_seed(seed)
