@@ -149,6 +149,8 @@ RECIPES = {r.name: r for r in (
     # With the discriminator in the paper's code's order and the resampling fused (2026-12-06, commit 96e37df): 3.84
     # (validation 7.97, 4.57, 3.93, 3.82; 28 min 38 s), --seed 1 4.28 (validation 13.2, 6.58, 4.44, 4.42; 24 min 36 s on
     # a faster day's machine); a two-layer mapping network then 9.88, 4.90 (stopped).
+    # Equal images (2026-12-06, both cores): --epochs 11 (1 h 16 min) tested 1.11 against fmnist-dcgan's 0.56, and
+    # fmnist-dcgan --epochs 4 (10 min) 1.94 against this recipe's 3.84: about twice DCGAN's FID at DCGAN's images too.
     Recipe("fmnist-stylegan", "Fashion-MNIST StyleGAN: test FID at or below fmnist-dcgan's in ≤ 30 min",
            "stylegan_small at 28 × 28 (7 → 14 → 28 with 128, 64, 32 channels: the paper's halving per doubling; the "
            "8-layer mapping network, style mixing 0.9) with four more style layers at 7 × 7 in G and two 3 × 3 "
