@@ -68,7 +68,7 @@ def plot_adversarial_grid(tensors: dict, classes: list[str], path: Path, title: 
         for ax, image, probs, name in ((axes[row, 0], clean, tensors["clean_probs"][i], "x"),
                                        (axes[row, 2], adv, tensors["adv_probs"][i], "x + η")):
             grey = image.shape[0] == 1
-            ax.imshow(image[0] if grey else image.permute(1, 2, 0), cmap="gray" if grey else None,
+            ax.imshow((image[0] if grey else image.permute(1, 2, 0)).numpy(), cmap="gray" if grey else None,
                       vmin=0, vmax=1)
             k = int(probs.argmax())
             label = f"{name}: “{classes[k]}” {100 * probs[k].item():.1f}%"
@@ -77,7 +77,7 @@ def plot_adversarial_grid(tensors: dict, classes: list[str], path: Path, title: 
         # η itself (mean over colour channels), symmetric about 0 so its sign reads from the colour
         delta = (adv - clean).mean(0)
         bound = max(float(delta.abs().max()), 1e-8)
-        shown = axes[row, 1].imshow(delta, cmap="RdBu_r", vmin=-bound, vmax=bound)
+        shown = axes[row, 1].imshow(delta.numpy(), cmap="RdBu_r", vmin=-bound, vmax=bound)
         axes[row, 1].set_title("perturbation η", fontsize=8)
         axes[row, 1].axis("off")
         fig.colorbar(shown, ax=axes[row, 1], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
