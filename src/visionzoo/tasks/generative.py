@@ -165,8 +165,13 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor | None:
 def generate(generator: nn.Module, n: int, *, latent_dim: int, seed: int, labels: torch.Tensor | None = None,
              device="cpu", batch_size: int = 500, **generator_kwargs) -> torch.Tensor:
     """`n` samples of `generator` (float, on the CPU) in eval mode, the noise seeded on the CPU (so the same
-    on every device); `labels` (n,) for a conditional one."""
-    noise = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+    on every device); `labels` (n,) for a conditional one. A generator that draws noise of its own
+    (StyleGAN's per-layer noise inputs: its forward takes `generator=`) draws it from the same seeded
+    stream after the latents, batch by batch: the same samples for the same seed and batch size."""
+    rng = torch.Generator().manual_seed(seed)
+    noise = torch.randn(n, latent_dim, generator=rng)
+    if "generator" in inspect.signature(generator.forward).parameters:
+        generator_kwargs = {"generator": rng, **generator_kwargs}
     out = []
     with evaluating(generator):
         for start in range(0, n, batch_size):
