@@ -49,7 +49,9 @@ styles that set an image's layout get two layers where FFHQ's get four. As DCGAN
 with its own style) at the first resolution, counted among the coarse styles, and ``d_extra_convs``
 that many 3×3 convolutions with leaky ReLU at the discriminator's first resolution, before the minibatch
 standard deviation. Both 0 by default: the paper's networks; the fmnist-stylegan recipe adds four and two
-(with them and four times the rate, test FID 7.90 → 3.84 in the same 28 minutes; BENCHMARKS.md).
+(with them and four times the rate, test FID 7.90 → 3.84 in the same 28 minutes; BENCHMARKS.md) and turns
+style mixing off (3.84 → 1.67: at 220 000 images the regularisation costs FID; the paper's Table 2 finds it
+neutral at convergence).
 ``mapping_layers`` and ``mapping_lr_multiplier`` set the mapping network's depth and rate multiplier (8 and
 0.01, the paper's; the multiplier at 0.1 trained worse in the recipe).
 
