@@ -152,7 +152,7 @@ RECIPES = {r.name: r for r in (
     # Equal images (2026-12-06, both cores): --epochs 11 (1 h 16 min) tested 1.11 against fmnist-dcgan's 0.56, and
     # fmnist-dcgan --epochs 4 (10 min) 1.94 against this recipe's 3.84: about twice DCGAN's FID at DCGAN's images too.
     # Style mixing then (2026-12-06, one thread, two runs at a time): with the regularisation at the paper's 0.9 test
-    # FID 3.38 (validation 8.75, 5.52, 3.63, 3.41), without it 1.69 (6.92, 2.37, 1.81, 1.57); longer weight averages
+    # FID 3.39 (validation 8.75, 5.52, 3.63, 3.41), without it 1.70 (6.92, 2.37, 1.81, 1.57); longer weight averages
     # of the same runs did worse (0.999, 0.9995, 0.9998: 3.44, 3.58, 6.52 and 1.76, 2.57, 5.87). On both cores without
     # mixing: 1.67 in 26 min 39 s (validation 8.46, 2.87, 2.00, 1.85) — below fmnist-dcgan --epochs 4's 1.94 — and
     # --seed 1 1.96 in 25 min 10 s (validation 10.6, 4.12, 2.87, 2.32).
@@ -160,8 +160,8 @@ RECIPES = {r.name: r for r in (
            "stylegan_small at 28 × 28 (7 → 14 → 28 with 128, 64, 32 channels: the paper's halving per doubling; the "
            "8-layer mapping network; style mixing off: at this budget the paper's 0.9 doubled the FID) with four more "
            "style layers at 7 × 7 in G and two 3 × 3 convolutions at 7 × 7 in D (the 28² ladder's missing depth, as "
-           "fmnist-dcgan's), Adam 8e-3 with cosine "
-           "decay to 0, β = (0, 0.99) and batch 32 (StyleGAN2's), R1 γ = 1 applied lazily every 16 steps "
+           "fmnist-dcgan's), Adam 8e-3 with cosine decay to 0, β = (0, 0.99) and batch 32 (StyleGAN2's), R1 γ = 1 "
+           "applied lazily every 16 steps "
            "(StyleGAN2), the generator's step on the discriminator step's fakes (--g-fakes reuse), an EMA of the "
            "weights with a half-life of about 10 000 images (decay 0.9975), 4 epochs; the epoch of the lowest "
            "validation FID is kept (measured on both cores: test FID 1.67 in 26.7 min, 1.96 with --seed 1; with "
