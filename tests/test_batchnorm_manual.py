@@ -11,6 +11,8 @@ from visionzoo.layers.batchnorm import BatchNorm2dManual, BatchNormFunction, rec
 from visionzoo.layers.norm import swap_norm
 from visionzoo.layers.variants import rebuild_model
 
+from conftest import assert_one_line_exit_2, cli_here
+
 EPS = 1e-5
 
 
@@ -193,12 +195,10 @@ def saved_bn_run(directory):
     return directory, bundle
 
 
-def test_eval_refuses_dynamic_evaluation_for_a_classifier_in_one_line(tmp_path, capsys):
-    from visionzoo.cli.main import main
+def test_eval_refuses_dynamic_evaluation_for_a_classifier_in_one_line(tmp_path):
     run, _ = saved_bn_run(tmp_path / "run")
-    assert main(["eval", str(run), "--dynamic-eval", "0.1", "--device", "cpu"]) == 2
-    error = capsys.readouterr().err.strip()
-    assert "--dynamic-eval is for language runs" in error and "\n" not in error
+    refused = cli_here("eval", run, "--dynamic-eval", "0.1", "--device", "cpu")
+    assert_one_line_exit_2(refused, "--dynamic-eval is for language runs")
 
 
 def test_eval_bn_recalibrate_evaluates_with_the_training_population_statistics(tmp_path, capsys):
@@ -241,5 +241,6 @@ def test_train_bn_recalibrate_saves_the_population_statistics(tmp_path, monkeypa
         expected = model.conv1(images).mean((0, 2, 3))
     assert isinstance(model.bn1, BatchNorm2dManual)
     torch.testing.assert_close(model.bn1.running_mean, expected, rtol=1e-4, atol=1e-5)
-    assert main(["train", "--model", "lenet", "--data", "digits", "--bn-recalibrate", "--epochs", "1",
-                 "--train-limit", "64", "--val-size", "64", "--quiet", "--device", "cpu"]) == 2
+    refused = cli_here("train", "--model", "lenet", "--data", "digits", "--image-size", "16", "--bn-recalibrate",
+                       "--epochs", "1", "--train-limit", "64", "--val-size", "64", "--quiet", "--device", "cpu")
+    assert_one_line_exit_2(refused, "--bn-recalibrate: lenet has no batch normalisation")

@@ -6,6 +6,8 @@ import pytest
 from visionzoo.bench import BenchConfig, benchmark, spread
 from visionzoo.cli.main import main
 
+from conftest import assert_one_line_exit_2, cli_here
+
 TINY = dict(warmup=1, repeats=2, threads=1)
 
 
@@ -56,7 +58,5 @@ def test_spread_of_known_latencies():
     (["bench", "resnet18", "--input-size", "1", "64", "64", "--compare", "torchvision"], "3 channels"),
     (["bench", "lenet5", "--batch-size", "0"], "--batch-size"),
 ])
-def test_bad_usage_is_one_line_and_exit_2(argv, words, capsys):
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert words in err and err.count("\n") == 1
+def test_bad_usage_is_one_line_and_exit_2(argv, words):
+    assert_one_line_exit_2(cli_here(*argv), words)

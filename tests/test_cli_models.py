@@ -7,6 +7,8 @@ from visionzoo.cli.main import main
 from visionzoo.core.profile import count_macs, count_params, layer_table
 from visionzoo.registry import create_model, parse_figure, verify_card
 
+from conftest import assert_one_line_exit_2, cli_here
+
 
 @pytest.mark.slow  # every card measured: 32 s on 2 cores
 def test_models_verify_passes_for_a_pattern(capsys):
@@ -21,7 +23,7 @@ def test_models_json_and_pattern(capsys):
     cards = json.loads(capsys.readouterr().out)
     assert [c["name"] for c in cards] == ["lenet", "lenet300_100", "lenet5"]
     assert cards[2]["params"] == 60_000 and cards[2]["paper_params"] == 60_000
-    assert main(["models", "nothing*"]) == 2
+    assert_one_line_exit_2(cli_here("models", "nothing*"), "no model matches 'nothing*'")
 
 
 def test_models_task_filters_the_table_and_the_json(capsys):
@@ -29,10 +31,8 @@ def test_models_task_filters_the_table_and_the_json(capsys):
     cards = json.loads(capsys.readouterr().out)
     assert [c["name"] for c in cards] == ["lenet", "lenet300_100", "lenet5"]
     assert {c["task"] for c in cards} == {"classification"}
-    assert main(["models", "lenet*", "--task", "cloze"]) == 2
-    assert "no cloze model matches 'lenet*'" in capsys.readouterr().err
-    assert main(["models", "--task", "colouring"]) == 2
-    assert "invalid choice: 'colouring'" in capsys.readouterr().err
+    assert_one_line_exit_2(cli_here("models", "lenet*", "--task", "cloze"), "no cloze model matches 'lenet*'")
+    assert_one_line_exit_2(cli_here("models", "--task", "colouring"), "invalid choice: 'colouring'")
 
 
 def test_models_table_has_a_match_column(capsys):

@@ -19,6 +19,8 @@ from visionzoo.core.errors import UsageError
 from visionzoo.layers.binary import binarize
 from visionzoo.weights import load_checkpoint
 
+from conftest import assert_one_line_exit_2, cli_here
+
 META = {"name": "lenet", "kwargs": {"num_classes": 10, "in_chans": 1}, "input_size": [1, 28, 28]}
 
 
@@ -405,14 +407,10 @@ def test_distill_trains_a_smaller_student_on_the_teachers_soft_targets(run_dir, 
     (["--method", "channels", "--channel-ratio", "0"], "--channel-ratio"),
     (["--method", "squash"], "invalid choice"),
 ])
-def test_bad_input_exits_2_with_one_line(run_dir, tmp_path, capsys, args, message):
-    from visionzoo.cli.main import main
-    assert main(["compress", str(run_dir), *args, "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+def test_bad_input_exits_2_with_one_line(run_dir, tmp_path, args, message):
+    assert_one_line_exit_2(cli_here("compress", run_dir, *args, "--out", tmp_path / "o"), message)
 
 
-def test_missing_checkpoint_exits_2(tmp_path, capsys):
-    from visionzoo.cli.main import main
-    assert main(["compress", str(tmp_path / "nothing"), "--method", "prune", "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
+def test_missing_checkpoint_exits_2(tmp_path):
+    refused = cli_here("compress", tmp_path / "nothing", "--method", "prune", "--out", tmp_path / "o")
+    assert_one_line_exit_2(refused, "does not exist", "give a run directory")

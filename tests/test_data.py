@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from visionzoo.cli.main import main
 from visionzoo.core.errors import DataError, UsageError
 from visionzoo.data import download as dl
 from visionzoo.data.augment import random_crop, random_flip
 from visionzoo.data.datasets import load_data
 from visionzoo.data.download import SOURCES, download, fetch
+
+from conftest import assert_one_line_exit_2, cli_here
 
 
 def write_idx(path, array, magic_type=0x08, gz=True):
@@ -119,12 +120,6 @@ def test_folder_with_train_test_subtrees(tmp_path):
     assert len(bundle.test) == 4 and len(bundle.train) + len(bundle.val) == 12
 
 
-def _run_cli(argv, capsys):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    return code, err
-
-
 BAD_IDX = {
     "bad magic": lambda p: p.write_bytes(b"\x01\x02\x03\x04" + b"\0" * 20),
     "truncated": lambda p: p.write_bytes(open(p, "rb").read()[:-7]),
@@ -133,13 +128,12 @@ BAD_IDX = {
 
 
 @pytest.mark.parametrize("damage", sorted(BAD_IDX))
-def test_bad_idx_file_exits_2_naming_it(tmp_path, capsys, damage):
+def test_bad_idx_file_exits_2_naming_it(tmp_path, damage):
     folder = make_idx_set(tmp_path / "mnist", gz=False)
     target = folder / "train-images-idx3-ubyte"
     BAD_IDX[damage](target)
-    code, err = _run_cli(["train", "--data", "mnist", "--data-dir", str(tmp_path), "--model", "lenet",
-                          "--epochs", "1", "--quiet"], capsys)
-    assert code == 2 and str(target) in err and len(err.splitlines()) == 1
+    refused = cli_here("train", "--data", "mnist", "--data-dir", tmp_path, "--model", "lenet", "--epochs", "1", "--quiet")
+    assert_one_line_exit_2(refused, str(target))
 
 
 def test_corrupt_gzip_and_count_mismatch(tmp_path):
@@ -153,16 +147,16 @@ def test_corrupt_gzip_and_count_mismatch(tmp_path):
         load_data("mnist", data_dir=tmp_path)
 
 
-def test_cifar_pickle_with_foreign_objects_is_refused(tmp_path, capsys):
+def test_cifar_pickle_with_foreign_objects_is_refused(tmp_path):
     sub = make_cifar(tmp_path)
 
     class Evil:
         def __reduce__(self):
             return (print, ("this must never run",))
     pickle.dump({b"data": Evil(), b"labels": [0]}, open(sub / "data_batch_3", "wb"))
-    code, err = _run_cli(["train", "--data", "cifar10", "--data-dir", str(tmp_path), "--quiet"], capsys)
-    assert code == 2 and "data_batch_3" in err and "refusing" in err
-    assert "this must never run" not in capsys.readouterr().out
+    refused = cli_here("train", "--data", "cifar10", "--data-dir", tmp_path, "--quiet")
+    assert_one_line_exit_2(refused, "data_batch_3", "refusing")
+    assert "this must never run" not in refused.stdout
 
 
 def test_cifar_shape_and_label_problems(tmp_path):
@@ -203,11 +197,10 @@ def test_folder_problems(tmp_path):
             split.fetch(torch.arange(len(split)))
 
 
-def test_missing_data_set_says_where_it_looked(tmp_path, capsys):
-    code, err = _run_cli(["train", "--data", "cifar100", "--data-dir", str(tmp_path), "--quiet"], capsys)
-    assert code == 2 and str(tmp_path) in err and "--download" in err
-    code, err = _run_cli(["train", "--data", "imagenet", "--quiet"], capsys)
-    assert code == 2 and "unknown data set" in err
+def test_missing_data_set_says_where_it_looked(tmp_path):
+    assert_one_line_exit_2(cli_here("train", "--data", "cifar100", "--data-dir", tmp_path, "--quiet"),
+                           str(tmp_path), "--download")
+    assert_one_line_exit_2(cli_here("train", "--data", "imagenet", "--quiet"), "unknown data set")
 
 
 def _md5_of(path):

@@ -10,12 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from visionzoo.cli.main import main
 from visionzoo.data import detection
 from visionzoo.engine.optim import build_optimizer
 from visionzoo.engine.trainer import TrainConfig, Trainer
 from visionzoo.experiments import detection as experiments
 from visionzoo.experiments.base import HELD, INCONCLUSIVE, NOT_HELD, Context, get_experiment
+
+from conftest import assert_one_line_exit_2, cli_here
 
 SMALL = dict(model="faster_rcnn_small", data="fmnist-scenes", image_size=64, epochs=2, batch_size=4, lr=0.01,
              val_size=4, test_limit=4, eval_batch_size=8, amp="off", seed=0, quiet=True)
@@ -74,14 +75,14 @@ def test_scene_count_sets_the_training_scenes_and_leaves_the_test_split(small_sc
     assert fewer.task.model_meta()["data_args"]["train_size"] == 10   # eval rebuilds the same validation split
 
 
-def test_staged_schemes_need_the_last_weights_and_an_rpn(small_scenes, tmp_path, capsys):
+def test_staged_schemes_need_the_last_weights_and_an_rpn(small_scenes, tmp_path):
     flags = ["--model", "faster_rcnn_small", "--data", "fmnist-scenes", "--image-size", "64", "--scene-count", "8",
              "--val-size", "4", "--epochs", "1", "--quiet"]
-    assert main(["train", *flags, "--training-scheme", "unshared", "--out", str(tmp_path / "a")]) == 2
-    assert "add --keep last" in capsys.readouterr().err
+    assert_one_line_exit_2(cli_here("train", *flags, "--training-scheme", "unshared", "--out", tmp_path / "a"),
+                           "add --keep last")
     flags[1] = "fast_rcnn_small"
-    assert main(["train", *flags, "--training-scheme", "unshared", "--keep", "last", "--out", str(tmp_path / "b")]) == 2
-    assert "trains an RPN" in capsys.readouterr().err
+    refused = cli_here("train", *flags, "--training-scheme", "unshared", "--keep", "last", "--out", tmp_path / "b")
+    assert_one_line_exit_2(refused, "trains an RPN")
 
 
 @pytest.mark.slow   # about 20 s: two runs through the engine

@@ -12,7 +12,7 @@ from visionzoo.cli.main import main
 from visionzoo.data import detection
 from visionzoo.tasks.detection import loss_mode, with_proposals, without_proposals
 
-from conftest import assert_same_weights, interrupt_after, train_flags
+from conftest import assert_one_line_exit_2, assert_same_weights, cli_here, interrupt_after, train_flags
 
 SETTINGS = dict(model="faster_rcnn_small", data="fmnist-scenes", image_size=64, epochs=2, batch_size=4, lr=0.01,
                 train_limit=16, val_size=8, test_limit=8, eval_batch_size=8, amp="off", seed=0)
@@ -77,7 +77,7 @@ def test_detect_writes_pictures_and_detections_json(run_dir, tmp_path, capsys):
     for found in report["images"][0]["detections"]:
         x1, y1, x2, y2 = found["box"]
         assert 0 <= x1 <= x2 <= 64 and 0 <= y1 <= y2 <= 64 and found["label"] in report["classes"]
-    assert main(["detect", str(run_dir), "--index", "99", "--out", str(out)]) == 2   # one line naming the range
+    assert_one_line_exit_2(cli_here("detect", run_dir, "--index", "99", "--out", out), "--index 99", "has images 0..")
 
 
 def test_a_picture_file_gets_its_boxes_in_its_own_pixels(run_dir, tmp_path):
@@ -124,14 +124,12 @@ def test_fast_rcnn_trains_on_selective_search_proposals(small_scenes, tmp_path):
     assert "train_loss_objectness" not in records[0] and records[0]["train_loss_classifier"] > 0
 
 
-def test_classification_options_and_an_alternating_fast_rcnn_are_refused(small_scenes, tmp_path, capsys):
-    assert main(["train", *train_flags(SETTINGS), "--mixup", "0.2", "--out", str(tmp_path / "a")]) == 2
-    assert "--mixup is a classification option" in capsys.readouterr().err
-    assert main(["train", *train_flags(SETTINGS), "--gauss-noise", "0.1", "--out", str(tmp_path / "a")]) == 2
-    assert "--gauss-noise is a classification option" in capsys.readouterr().err
+def test_classification_options_and_an_alternating_fast_rcnn_are_refused(small_scenes, tmp_path):
+    for option in (["--mixup", "0.2"], ["--gauss-noise", "0.1"]):
+        refused = cli_here("train", *train_flags(SETTINGS), *option, "--out", tmp_path / "a")
+        assert_one_line_exit_2(refused, f"{option[0]} is a classification option")
     settings = {**SETTINGS, "model": "fast_rcnn_small", "training_scheme": "alternating"}
-    assert main(["train", *train_flags(settings), "--out", str(tmp_path / "b")]) == 2
-    assert "trains an RPN" in capsys.readouterr().err
+    assert_one_line_exit_2(cli_here("train", *train_flags(settings), "--out", tmp_path / "b"), "trains an RPN")
 
 
 @pytest.mark.slow   # two processes each render the scene set and build the detector: ≈ 30 s

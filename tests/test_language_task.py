@@ -16,7 +16,7 @@ from visionzoo.engine.trainer import TrainConfig, Trainer
 from visionzoo.metrics.language import bits_per_char, word_perplexity_from_bpc
 from visionzoo.tasks.language import language_measures, stream_loss, stream_matrix, windows
 
-from conftest import assert_same_weights, interrupt_after
+from conftest import assert_one_line_exit_2, assert_same_weights, cli_here, interrupt_after
 
 WORDS = "in the beginning god created heaven and earth was without form void darkness upon face of deep".split()
 
@@ -167,10 +167,9 @@ def test_sample_command_writes_seeded_continuations(run_dir, tmp_path, capsys):
     assert texts[0] == texts[1] and texts[0][0] == texts[0][1]
 
 
-def test_sample_prompt_outside_the_vocabulary_is_one_line(run_dir, tmp_path, capsys):
-    assert main(["sample", str(run_dir), "--prompt", "In the Q", "--out", str(tmp_path / "x")]) == 2
-    error = capsys.readouterr().err.strip()
-    assert "--prompt" in error and "'I' 'Q'" in error and "\n" not in error
+def test_sample_prompt_outside_the_vocabulary_is_one_line(run_dir, tmp_path):
+    refused = cli_here("sample", run_dir, "--prompt", "In the Q", "--out", tmp_path / "x")
+    assert_one_line_exit_2(refused, "--prompt", "'I' 'Q'")
 
 
 def test_dynamic_evaluation_and_word_level(corpus, tmp_path):

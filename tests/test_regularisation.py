@@ -23,6 +23,8 @@ from visionzoo.layers.drop import (
 )
 from visionzoo.weights import load_checkpoint
 
+from conftest import assert_one_line_exit_2, cli_here
+
 DRAWS = 4000
 
 
@@ -195,8 +197,7 @@ def test_every_model_option_trains_and_is_recorded(tmp_path, monkeypatch, no_plo
     (RESNET + ["--act", "maxout"], "maxout"),
     (RESNET + ["--pretrain", "autoencoder"], "not a chain"),
 ])
-def test_bad_model_options_exit_2_with_one_line(tmp_path, capsys, args, message):
-    status = main(["train", "--data", "digits", "--epochs", "1", "--train-limit", "64", "--quiet",
-                   "--out", str(tmp_path / "run"), *args])
-    err = capsys.readouterr().err
-    assert status == 2 and message in err and len(err.strip().splitlines()) == 1
+def test_bad_model_options_exit_2_with_one_line(tmp_path, args, message):
+    refused = cli_here("train", "--data", "digits", "--epochs", "1", "--train-limit", "64", "--quiet",
+                       "--out", tmp_path / "run", *args)
+    assert_one_line_exit_2(refused, message)

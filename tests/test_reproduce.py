@@ -8,6 +8,8 @@ from visionzoo.cli.main import main
 from visionzoo.experiments import all_experiments
 from visionzoo.experiments.base import HELD, INCONCLUSIVE, NOT_HELD, NOTE_TITLES
 
+from conftest import assert_one_line_exit_2, cli_here
+
 NAMES = [e.name for e in all_experiments()]
 
 
@@ -43,14 +45,12 @@ def test_list_names_every_experiment_and_its_section(capsys):
         assert NOTE_TITLES[exp.notes] in listing   # the file also named by what it covers
 
 
-def test_unknown_name_exits_2_with_close_matches(capsys):
-    assert main(["reproduce", "conv-arithmetc", "--budget", "smoke"]) == 2
-    assert "conv-arithmetic" in capsys.readouterr().err
+def test_unknown_name_exits_2_with_close_matches():
+    assert_one_line_exit_2(cli_here("reproduce", "conv-arithmetc", "--budget", "smoke"), "conv-arithmetic")
 
 
-def test_no_name_is_usage_error(capsys):
-    assert main(["reproduce"]) == 2
-    assert "--list" in capsys.readouterr().err
+def test_no_name_is_usage_error():
+    assert_one_line_exit_2(cli_here("reproduce"), "--list")
 
 
 def test_expected_calibration_error_by_its_definition():

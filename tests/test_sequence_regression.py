@@ -19,7 +19,7 @@ from visionzoo.experiments.recurrent import hidden_gradient_norms, initial_netwo
 from visionzoo.layers.recurrent import torch_twin_network
 from visionzoo.tasks.sequence_regression import regression_measures
 
-from conftest import assert_same_weights, interrupt_after, train_flags
+from conftest import assert_one_line_exit_2, assert_same_weights, cli_here, interrupt_after, train_flags
 
 SETTINGS = dict(model="gru_regressor", data="adding:12", epochs=2, batch_size=32, train_limit=256, val_size=64,
                 test_limit=48, optimizer="adam", lr=0.01, schedule="constant", weight_decay=0.0, clip_grad=1.0,
@@ -134,10 +134,8 @@ def test_loss_is_the_mean_squared_error_and_measures_are_r2():
 
 @pytest.mark.parametrize("extra, text", [(["--mixup", "0.2"], "image option"),
                                          (["--data", "adding:0"], "at least 2")])
-def test_refused_options_are_one_line_exit_2(capsys, extra, text):
-    assert main(["train", *train_flags(SETTINGS), "--quiet", *extra]) == 2
-    error = capsys.readouterr().err
-    assert text in error and len(error.strip().splitlines()) == 1
+def test_refused_options_are_one_line_exit_2(extra, text):
+    assert_one_line_exit_2(cli_here("train", *train_flags(SETTINGS), "--quiet", *extra), text)
 
 
 # ---- the long-dependency experiment -----------------------------------------------------------

@@ -13,6 +13,8 @@ from safetensors.torch import load_file
 from visionzoo.cli.main import main
 from visionzoo.engine.trainer import TrainConfig, Trainer
 
+from conftest import assert_one_line_exit_2, cli_here
+
 QUICK = ["--model", "highway_fc", "--data", "digits", "--epochs", "1", "--train-limit", "256",
          "--batch-size", "128", "--amp", "off", "--quiet"]
 
@@ -81,10 +83,8 @@ def test_flags_run_and_are_recorded(tmp_path, source_run, group):
     (["--freeze-backbone"], "--finetune"), (["--kd-alpha", "2"], "--kd-alpha"), (["--early-stop", "0"], "--early-stop"),
     (["--whiten"], "no convolution"), (["--teacher", "/nonexistent"], "does not exist"), (["--finetune", "/nonexistent"], "does not exist"),
 ])
-def test_bad_values_exit_2_with_one_line(tmp_path, capsys, flags, message):
-    assert main(["train", *QUICK, "--out", str(tmp_path / "bad"), *flags]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err
+def test_bad_values_exit_2_with_one_line(tmp_path, flags, message):
+    assert_one_line_exit_2(cli_here("train", *QUICK, "--out", tmp_path / "bad", *flags), message)
 
 
 def test_resume_with_ema_plateau_and_augmentations_is_exact(tmp_path):

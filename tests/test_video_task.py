@@ -14,7 +14,7 @@ from visionzoo.data import video
 from visionzoo.data.video import MOTION_CLASSES
 from visionzoo.engine.trainer import TrainConfig, Trainer
 
-from conftest import assert_same_weights, interrupt_after, train_flags
+from conftest import assert_one_line_exit_2, assert_same_weights, cli_here, interrupt_after, train_flags
 
 SETTINGS = dict(model="c3d_small", data="moving-fmnist", frames=8, image_size=32, clip_frames=6, time_reverse=True,
                 epochs=2, batch_size=16, lr=0.01, optimizer="adamw", train_limit=64, val_size=16, test_limit=24,
@@ -94,23 +94,18 @@ def test_loss_is_cross_entropy_with_the_runs_label_smoothing(small_clips, tmp_pa
     (["--clip-frames", "12"], "have 8 frames"),
     (["--frames", "1"], "at least 2 frames"),
 ])
-def test_refused_options_are_one_line_exit_2(small_clips, capsys, extra, text):
+def test_refused_options_are_one_line_exit_2(small_clips, extra, text):
     settings = {key: value for key, value in SETTINGS.items() if key not in ("clip_frames", "time_reverse")}
-    assert main(["train", *train_flags(settings), "--quiet", *extra]) == 2
-    error = capsys.readouterr().err
-    assert text in error and len(error.strip().splitlines()) == 1
+    assert_one_line_exit_2(cli_here("train", *train_flags(settings), "--quiet", *extra), text)
 
 
-def test_moving_mnist_is_refused_for_classification(tmp_path, capsys):
+def test_moving_mnist_is_refused_for_classification(tmp_path):
     path = tmp_path / "mnist_test_seq.npy"
     np.save(path, np.zeros((4, 10, 16, 16), dtype=np.uint8))
-    assert main(["train", "--model", "c3d_small", "--data", f"moving-mnist:{path}", "--val-size", "2", "--quiet"]) == 2
-    error = capsys.readouterr().err
-    assert "no labels" in error and "moving-fmnist" in error and len(error.strip().splitlines()) == 1
+    refused = cli_here("train", "--model", "c3d_small", "--data", f"moving-mnist:{path}", "--val-size", "2", "--quiet")
+    assert_one_line_exit_2(refused, "no labels", "moving-fmnist")
 
 
-def test_eval_refuses_image_only_options(run_dir, capsys):
+def test_eval_refuses_image_only_options(run_dir):
     for extra, text in ((["--tta", "flip"], "--tta"), ([str(run_dir)], "one video run")):
-        assert main(["eval", str(run_dir), *extra]) == 2
-        error = capsys.readouterr().err
-        assert text in error and len(error.strip().splitlines()) == 1
+        assert_one_line_exit_2(cli_here("eval", run_dir, *extra), text)

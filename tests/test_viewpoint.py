@@ -30,6 +30,8 @@ from visionzoo.tasks.viewpoint import (
     viewpoint_loss,
 )
 
+from conftest import assert_one_line_exit_2, cli_here
+
 CATEGORIES = ["box", "wedge", "arch"]
 
 
@@ -270,10 +272,9 @@ def test_eval_json_has_the_contract_keys_and_matches_the_summary(run_dir, capsys
     assert summary["test_n"] == 16
 
 
-def test_eval_refuses_classifier_options_in_one_line(run_dir, capsys):
-    assert main(["eval", str(run_dir), "--tta", "flip"]) == 2
-    assert "--tta is for classifiers" in capsys.readouterr().err
-    assert main(["eval", str(run_dir), str(run_dir)]) == 2
+def test_eval_refuses_classifier_options_in_one_line(run_dir):
+    assert_one_line_exit_2(cli_here("eval", run_dir, "--tta", "flip"), "--tta is for classifiers")
+    assert_one_line_exit_2(cli_here("eval", run_dir, run_dir), "ensembles are for classifiers")
 
 
 def test_an_interrupted_run_resumes_bit_identical(run_dir, tmp_path):
