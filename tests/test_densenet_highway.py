@@ -63,7 +63,7 @@ def test_dense_layer_versions_and_dropout():
         assert out.shape == (2, 32, 8, 8) and torch.equal(out[:, :20], x)
     model = vz.create_model("densenet40_12", drop_rate=0.2)
     assert sum(isinstance(m, nn.Dropout) for m in model.modules()) == 36 + 2
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="compression θ must lie in"):
         Transition(16, compression=0)
 
 

@@ -128,7 +128,7 @@ def test_smooth_l1_is_the_notes_piecewise_formula():
     d = torch.tensor([-3.0, -1.0, -0.5, 0.0, 0.25, 0.999, 1.0, 2.5])
     expected = torch.tensor([0.5 * x**2 if abs(x) < 1 else abs(x) - 0.5 for x in d.tolist()])
     torch.testing.assert_close(smooth_l1(d, torch.zeros_like(d), reduction="none"), expected)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="reduction='max'"):
         smooth_l1(d, d, reduction="max")
 
 
@@ -158,7 +158,7 @@ def test_decode_equals_torchvision_for_many_classes_and_clamps():
     ours = decode_boxes(deltas, reference, weights)
     assert ours.shape == (30, 20) and torch.isfinite(ours).all()
     torch.testing.assert_close(ours, BoxCoder(weights).decode_single(deltas, reference), rtol=0, atol=0)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=r"got \(30, 6\)"):
         decode_boxes(torch.zeros(30, 6), reference)
 
 
@@ -197,7 +197,7 @@ def test_anchor_templates_have_the_paper_areas_and_ratios():
     areas = torch.tensor([128.0, 256, 512] * 3) ** 2
     torch.testing.assert_close(widths * heights, areas, rtol=0.02, atol=0)
     torch.testing.assert_close(heights / widths, torch.tensor([0.5] * 3 + [1.0] * 3 + [2.0] * 3), rtol=0.02, atol=0)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="must be non-empty"):
         Anchors(scales=())
 
 
@@ -244,5 +244,5 @@ def test_match_boxes_equals_torchvision_matcher(allow_low_quality):
 
 def test_match_boxes_without_ground_truth_is_background():
     assert match_boxes(torch.zeros(0, 4), 0.7, 0.3).tolist() == [BELOW_LOW] * 4
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="low <= high"):
         match_boxes(torch.zeros(1, 4), 0.3, 0.7)

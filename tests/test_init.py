@@ -128,7 +128,7 @@ def test_lsuv_gives_every_layer_unit_output_variance_on_the_batch():
 
 
 def test_lsuv_needs_a_batch_and_unknown_schemes_are_refused():
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="lsuv needs a data batch"):
         initialise(mlp(), "lsuv")
     with pytest.raises(UsageError, match="choose one of"):
         initialise(mlp(), "glorot")

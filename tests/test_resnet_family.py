@@ -125,7 +125,7 @@ def test_wrn_block_dropout_sits_between_convolutions():
         getattr(block, name).register_forward_hook(lambda *_, n=name: calls.append(n))
     block(torch.randn(2, 64, 8, 8))
     assert calls == ["bn1", "downsample", "conv1", "bn2", "dropout", "conv2"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="6N"):
         vz.create_model("wrn28_10", depth=30)
 
 
@@ -166,9 +166,9 @@ def test_linear_decay_rule():
         rates = [m.drop_prob for m in meta_model(name, drop_path_rate=0.5).modules()
                  if isinstance(m, DropPath)]
         assert rates == pytest.approx([0.5 * (l + 1) / len(rates) for l in range(len(rates))])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a plain network has none"):
         vz.create_model("plain20_cifar", drop_path_rate=0.2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="drop_path_rate must lie in"):
         vz.create_model("resnet20_cifar", drop_path_rate=1.0)
 
 

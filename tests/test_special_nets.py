@@ -188,7 +188,7 @@ def test_committee_from_trained_column_checkpoints(tmp_path):
     joined = committee(load_checkpoint(path)[0] for path in (tmp_path / "run0", tmp_path / "run1" / "model.safetensors"))
     x = torch.randn(2, 1, 28, 28)
     torch.testing.assert_close(joined(x), MCDNN(columns).eval()(x))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one column"):
         committee([])
 
 
@@ -269,7 +269,7 @@ def test_binarize_keeps_first_and_last_layers_real_and_saves_32x_memory():
     layers = [m for m in xnor.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert type(layers[0]) is nn.Conv2d and type(layers[-1]) is nn.Conv2d
     assert all(isinstance(m, BinaryConv2d) and m.mode == "xnor" for m in layers[1:-1])
-    with pytest.raises(ValueError):  # ternary weights are layers.ternary's (tests/test_ternary.py)
+    with pytest.raises(ValueError, match="mode must be one of"):  # ternary weights are layers.ternary's (tests/test_ternary.py)
         binarize(nn.Sequential(nn.Conv2d(1, 1, 1)), mode="twn")
 
 

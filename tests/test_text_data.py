@@ -44,7 +44,7 @@ def test_word_vocabulary_keeps_frequent_words_and_marks_lines():
 def test_a_damaged_vocabulary_is_refused():
     with pytest.raises(DataError, match="vocab.json"):
         Vocabulary.from_json({"level": "char", "symbols": "abc"})
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="lists a symbol twice"):
         Vocabulary("char", ["a", "a"])
 
 

@@ -117,7 +117,7 @@ def test_subword_vocabulary_is_deterministic_and_round_trips():
         assert again.decode(again.encode(text)) == text
     (source, target), = encode_pairs([("the light", "la luz")], first)
     assert source[-1] == EOS and target[0] == BOS and target[-1] == EOS and PAD not in source
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="subword model is damaged"):
         SubwordVocabulary.from_json({"kind": "sentencepiece", "model": "bm90IGEgbW9kZWw="})
 
 
@@ -223,7 +223,7 @@ def test_greedy_takes_the_most_probable_token_at_every_step():
         logits = model(src, torch.tensor([[BOS, *output]]))[0]
     chosen = [*output, EOS] if len(output) < 5 else output
     assert logits.argmax(-1)[:len(chosen)].tolist() == chosen
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="--beam 0"):
         beam_search(model, src, bos=BOS, eos=EOS, beam=0)
 
 

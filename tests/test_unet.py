@@ -171,7 +171,7 @@ def test_dropout_at_the_end_of_the_contracting_path():
 
 @pytest.mark.parametrize("option", [{"padding": "full"}, {"upsample": "nearest"}, {"norm": "group"}, {"depth": 0}])
 def test_bad_options_are_refused(option):
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=f"U-Net {next(iter(option))}"):
         UNet(**option)
 
 
