@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from visionzoo.cli.main import main
+from visionzoo.core.errors import UsageError
 from visionzoo.core.io import read_torch
 from visionzoo.data.augment import _beta
 from visionzoo.engine.trainer import TrainConfig, Trainer
@@ -289,7 +290,7 @@ def test_class_accuracy_matches_classes_by_name():
     images = torch.zeros(4, 1, 2, 2, dtype=torch.uint8)
     images[:, 0, 0, 0] = torch.tensor([2, 1, 2, 0])   # generated for Bag, Trouser, Bag, Trouser
     assert generative.class_accuracy(Reference(), images, ["Bag", "Trouser"]) == 0.75
-    with pytest.raises(Exception, match="Sneaker"):
+    with pytest.raises(UsageError, match="does not know the class 'Sneaker'"):
         generative.class_accuracy(Reference(), images, ["Sneaker"])
 
 
