@@ -156,6 +156,9 @@ RECIPES = {r.name: r for r in (
     # of the same runs did worse (0.999, 0.9995, 0.9998: 3.44, 3.58, 6.52 and 1.76, 2.57, 5.87). On both cores without
     # mixing: 1.67 in 26 min 39 s (validation 8.46, 2.87, 2.00, 1.85) — below fmnist-dcgan --epochs 4's 1.94 — and
     # --seed 1 1.96 in 25 min 10 s (validation 10.6, 4.12, 2.87, 2.32).
+    # Without mixing over DCGAN's 11 epochs (2026-12-06, both cores, ≈ 64 min): 0.60 against fmnist-dcgan's 0.56
+    # (validation 6.40, 2.99, 1.73, 1.47, 1.02, 0.95, 0.82, 0.77, 0.81, 0.79, 0.84): level at equal images, so
+    # the target is missed on the cost per image alone.
     Recipe("fmnist-stylegan", "Fashion-MNIST StyleGAN: test FID at or below fmnist-dcgan's in ≤ 30 min",
            "stylegan_small at 28 × 28 (7 → 14 → 28 with 128, 64, 32 channels: the paper's halving per doubling; the "
            "8-layer mapping network; style mixing off: at this budget the paper's 0.9 doubled the FID) with four more "
