@@ -149,8 +149,9 @@ RECIPES = {r.name: r for r in (
     # With the discriminator in the paper's code's order and the resampling fused (2026-12-06, commit 96e37df): 3.84
     # (validation 7.97, 4.57, 3.93, 3.82; 28 min 38 s), --seed 1 4.28 (validation 13.2, 6.58, 4.44, 4.42; 24 min 36 s on
     # a faster day's machine); a two-layer mapping network then 9.88, 4.90 (stopped).
-    # Equal images (2026-12-06, both cores): --epochs 11 (1 h 16 min) tested 1.11 against fmnist-dcgan's 0.56, and
-    # fmnist-dcgan --epochs 4 (10 min) 1.94 against this recipe's 3.84: about twice DCGAN's FID at DCGAN's images too.
+    # Equal images with mixing 0.9 (2026-12-06, both cores): --epochs 11 (1 h 16 min) tested 1.11 against
+    # fmnist-dcgan's 0.56, and fmnist-dcgan --epochs 4 (10 min) 1.94 against this recipe's 3.84: about twice DCGAN's
+    # FID at DCGAN's images too.
     # Style mixing then (2026-12-06, one thread, two runs at a time): with the regularisation at the paper's 0.9 test
     # FID 3.39 (validation 8.75, 5.52, 3.63, 3.41), without it 1.70 (6.92, 2.37, 1.81, 1.57); longer weight averages
     # of the same runs did worse (0.999, 0.9995, 0.9998: 3.44, 3.58, 6.52 and 1.76, 2.57, 5.87). On both cores without
