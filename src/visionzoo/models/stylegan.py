@@ -62,9 +62,10 @@ Registered (the card measures the generator, as `forward` is the generator: para
   growing (8 more 1×1 convolutions, 7 608 parameters); this one has the final toRGB only.
 - ``stylegan_small``: Fashion-MNIST, 1×32×32 (``image_size=28``: 1×28×28), z, w ∈ ℝ¹²⁸, the same 8-layer
   mapping, 64 channels (32 at 32²): a CPU budget (``max_channels``, ``channel_base`` widen it). The
-  fmnist-stylegan recipe takes ``channel_base=512, max_channels=128``: 128, 64 and 32 channels at 7², 14²
-  and 28², the paper's halving per doubling from a smaller base, which trains 1.35 × as many images per
-  second on the CPU as 64 everywhere (the elementwise work of the 28² layers halves).
+  fmnist-stylegan recipe takes ``channel_base=256``: 64, 32 and 16 channels at 7², 14² and 28², the paper's
+  halving per doubling from a smaller base; ``channel_base=512, max_channels=128`` (128, 64, 32) trains
+  1.35 × as many images per second on the CPU as 64 everywhere, and 256 twice as many again — in the
+  recipe's 30 minutes 8 epochs of the narrow network beat 4 of the wider one (BENCHMARKS.md).
 
 Figure helpers (pure functions of a generator, for the experiment and `visionzoo sample`):
 `style_mixing_images` (Fig. 3), `noise_variants` (Fig. 5), `stochastic_variation` (Fig. 4),
