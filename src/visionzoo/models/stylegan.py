@@ -33,8 +33,8 @@ its convolution and pooling computed as one stride-2 convolution — and at 4²
 (7²) the minibatch standard deviation, a 3×3 convolution and two dense layers to one logit; equalised
 learning rate throughout. Losses (the task's): non-saturating, with the R1 penalty
 (`layers.style.r1_penalty`) weighted by γ/2, γ = `StyleGAN.r1_gamma` (10 as the paper's FFHQ; 1 for the small
-network: at 28² the paper's 10 led after 80 000 images and tied (two seeds) at the fmnist-stylegan recipe's 275 000,
-BENCHMARKS.md). StyleGAN applies R1 on every discriminator step
+network: at 28² the paper's 10 led after 80 000 images and tied (two seeds) after 275 000, the fmnist-stylegan
+recipe's images then; BENCHMARKS.md). StyleGAN applies R1 on every discriminator step
 (`r1_interval=1`, the default); StyleGAN2's lazy regularisation (Karras et al., "Analyzing and Improving the
 Image Quality of StyleGAN", CVPR 2020, Sec. 3.1) applies it every `r1_interval` steps (16 there) weighted
 γ/2 · r1_interval, the same expected penalty. The R1 step's double backward costs about three plain
