@@ -66,6 +66,7 @@ def test_help_names_the_declared_default():
     (dict(adv="pgd", adv_steps=0), "--adv-steps 0: must be ≥ 1"),
     (dict(schedule="multistep"), "--schedule multistep needs --milestones"),                  # within a group
     (dict(adv="fgsm", teacher="run"), "--adv cannot be combined with --mixup/--cutmix/--teacher"),  # across groups
+    (dict(compile="off", compile_players="generators"), "--compile-players generators chooses what --compile"),
 ])
 def test_check_options_refuses_a_bad_value_in_one_line_naming_the_option(values, message):
     with pytest.raises(UsageError) as caught:

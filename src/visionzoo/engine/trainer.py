@@ -295,6 +295,9 @@ class TrainConfig(ClozeOptions, TranslationOptions, DetectionOptions, LanguageOp
                              "hard labels")
         if self.max_norm and self.norm == "spectral":
             raise UsageError("--max-norm with --norm spectral: W/σ(W) has no per-unit norm to clamp; use one of them")
+        if self.compile_players != "all" and self.compile == "off":
+            raise UsageError(f"--compile-players {self.compile_players} chooses what --compile compiles, and "
+                             "--compile is off: give --compile on or leave --compile-players out")
 
 
 class NonFiniteLoss(RuntimeError):

@@ -72,6 +72,7 @@ from .base import CLASSIFICATION_OPTIONS, StepOutput, Task
 
 GAN_LOSSES = ("non-saturating", "minimax")
 GENERATOR_FAKES = ("fresh", "reuse")
+COMPILED_PLAYERS = ("all", "generators")
 # Kim et al.'s Fig. 2: (a) G_AB judged by D_B alone, (b) with A's reconstruction through G_BA, (c) DiscoGAN
 DISCO_VARIANTS = ("discogan", "reconstruction", "gan")
 DISTANCES = ("mse", "l1", "cosine", "hinge")
@@ -97,6 +98,9 @@ class GenerativeOptions:
                                    "the last discriminator step's fakes, as the DCGAN paper's code and the PyTorch "
                                    "DCGAN example do (one generator forward per iteration instead of two)",
                           choices=GENERATOR_FAKES)
+    compile_players: str = option("all", "under --compile, the players compiled: all (default) or the generators "
+                                         "alone — on the 2-core CPU the compiled discriminator made fmnist-stylegan's "
+                                         "step slower (BENCHMARKS.md)", choices=COMPILED_PLAYERS)
     reconstruction_loss: str = option("mse", "DiscoGAN's distance d(x_A, G_BA(G_AB(x_A))) (default {default})",
                                       choices=DISTANCES)
     disco_variant: str = option("discogan", "two-domain models of Kim et al.'s Fig. 2: discogan (both directions), "
@@ -574,8 +578,11 @@ class GenerativeTask(Task):
     def attach(self, model: nn.Module, net: nn.Module) -> None:
         super().attach(model, net)
         names = PLAYERS["discogan"] if model.kind == "discogan" else PLAYERS["gan"]
-        build = torch.compile if self._compile_players else (lambda module: module)
-        self.players = SimpleNamespace(**{name: build(getattr(model, name)) for name in names})
+
+        def compiled(name: str) -> bool:
+            return self._compile_players and (self.cfg.compile_players == "all" or name.startswith("generator"))
+        self.players = SimpleNamespace(**{name: torch.compile(getattr(model, name)) if compiled(name)
+                                          else getattr(model, name) for name in names})
 
     def optimized_modules(self) -> dict[str, nn.Module]:
         model = self.model
