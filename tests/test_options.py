@@ -65,6 +65,7 @@ def test_help_names_the_declared_default():
     (dict(dropout=1.0), "--dropout 1.0: must lie in [0, 1)"),
     (dict(adv="pgd", adv_steps=0), "--adv-steps 0: must be ≥ 1"),
     (dict(schedule="multistep"), "--schedule multistep needs --milestones"),                  # within a group
+    (dict(schedule="step", lr_floor=0.1), "--lr-floor is where cosine and onecycle anneal to"),
     (dict(adv="fgsm", teacher="run"), "--adv cannot be combined with --mixup/--cutmix/--teacher"),  # across groups
     (dict(compile="off", compile_players="generators"), "--compile-players generators chooses what --compile"),
 ])

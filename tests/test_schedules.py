@@ -31,6 +31,14 @@ def test_cosine_goes_from_one_to_zero_monotonically():
     assert f[TOTAL // 2] == pytest.approx(0.5, abs=0.02)
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_a_floor_lifts_the_anneal_to_its_fraction_of_the_peak(schedule):
+    floored, plain = factors(schedule, final_factor=0.2), factors(schedule)
+    # SGDR's η_min + (η − η_min)·c for the same cosine term c: an affine map of the floorless schedule after the peak
+    peak = plain.index(max(plain))
+    assert floored[peak:] == pytest.approx([0.2 + 0.8 * f for f in plain[peak:]]) and floored[-1] < 0.21
+
+
 def test_onecycle_rises_to_the_peak_then_anneals():
     f = factors("onecycle", pct_start=0.25)
     peak = f.index(max(f))
@@ -45,7 +53,7 @@ def test_weight_decay_spares_biases_and_norms():
 
 
 @pytest.mark.parametrize("options", [
-    dict(optimizer="adamw", lr=1e-3, schedule="cosine", warmup_epochs=1),
+    dict(optimizer="adamw", lr=1e-3, schedule="cosine", warmup_epochs=1, lr_floor=0.25),
     dict(optimizer="sgd", lr=0.2, schedule="step", step_size=1, gamma=0.5, clip_grad=1.0, tensorboard=True),
     dict(optimizer="nesterov", train_limit=320, crop=0, flip=False, channels_last="off", amp="off"),
 ])
@@ -56,5 +64,8 @@ def test_trainer_options_run_and_are_recorded(tmp_path, options):
         assert config[key] == value
     assert math.isfinite(summary["test_loss"]) and summary["test_top1"] > 0.5
     assert config["resolved"]["steps_per_epoch"] == (10 if options.get("train_limit") else 16)
+    if options.get("lr_floor"):   # the last epoch's rate: the floor, not the schedule's zero
+        last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+        assert last["lr"] == pytest.approx(options["lr_floor"] * options["lr"], rel=0.05)
     if options.get("tensorboard"):
         assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

@@ -174,6 +174,8 @@ class OptimisationOptions:
                                       "after Radford et al.)", parse=_betas, metavar="B1,B2", check=_decay_rates)
     weight_decay: float = option(5e-4, "on weights, not biases/norms (default {default})", check=at_least(0))
     schedule: str = option("onecycle", "default {default}", choices=SCHEDULES)
+    lr_floor: float = option(0.0, "cosine and onecycle anneal to this fraction of the peak rate (SGDR's η_min/η; "
+                                  "default {default})", metavar="FRACTION", check=within("[0, 1)"))
     warmup_epochs: float = option(0.0, "linear warmup length (default {default})", check=at_least(0))
     step_size: int = option(30, "epochs between step decays (default {default})", check=positive)
     gamma: float = option(0.1, "decay factor of step, multistep and plateau (default {default})", check=positive)
@@ -205,6 +207,9 @@ class OptimisationOptions:
             raise UsageError(f"--betas is for --optimizer adam or adamw, not {self.optimizer}")
         if self.schedule == "multistep" and not self.milestones:
             raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 30,60,80")
+        if self.lr_floor and self.schedule not in ("cosine", "onecycle"):
+            raise UsageError(f"--lr-floor is where cosine and onecycle anneal to; --schedule {self.schedule} does not "
+                             "anneal: give --schedule cosine or onecycle, or leave --lr-floor out")
 
 
 @option_group("transfer learning")
@@ -421,7 +426,7 @@ class Trainer:
                 patience=cfg.plateau_patience, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
                 schedule=cfg.schedule, warmup_steps=int(cfg.warmup_epochs * self.steps_per_epoch),
                 warmup_from=self.base_lr / self.lr if cfg.warmup_form == "goyal" else None,
-                step_size=cfg.step_size, gamma=cfg.gamma, milestones=list(cfg.milestones))
+                step_size=cfg.step_size, gamma=cfg.gamma, milestones=list(cfg.milestones), final_factor=cfg.lr_floor)
             self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
             self.scalers[name] = torch.amp.GradScaler(
                 "cuda", enabled=self.amp and self.device.type == "cuda" and not bf16_supported(self.device))
