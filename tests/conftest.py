@@ -42,6 +42,18 @@ def logits_of(output):
     return output[0] if isinstance(output, tuple) else output
 
 
+def smallest_of_each_family(names) -> list[str]:
+    """Each family's member with the fewest parameters by its paper's figure (read without building it): code a
+    family shares — its seeded initialisation, its export — is tested on this member."""
+    from visionzoo.registry import get_entry, parse_figure
+
+    def paper_params(name: str) -> float:
+        figure = parse_figure(get_entry(name).paper_params)
+        return figure[0] if figure else float("inf")
+    families = {get_entry(name).family for name in names}
+    return sorted(min((n for n in names if get_entry(n).family == family), key=paper_params) for family in families)
+
+
 @pytest.fixture
 def fmnist_available():
     from visionzoo.data.datasets import find_fashion_mnist

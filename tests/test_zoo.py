@@ -11,7 +11,7 @@ import visionzoo as vz
 from visionzoo.core.errors import UsageError
 from visionzoo.registry import NORMALISATION, TASKS, get_entry, parse_figure, register_model, verify_card
 
-from conftest import logits_of
+from conftest import logits_of, smallest_of_each_family
 
 MODELS = vz.list_models()
 # The classifier interface (logits (N, classes), forward_features/forward_head, reset_classifier, the
@@ -23,15 +23,9 @@ BACKWARD_MAC_LIMIT = 1e9
 SLOW_SMALL_GREY = {"senet154", "vit_h_14"}
 
 
-def _paper_params(name: str) -> float:
-    figure = parse_figure(get_entry(name).paper_params)
-    return figure[0] if figure else float("inf")
-
-
 # The seeded initialisation (same seed → same weights, another seed → others) is code a family shares:
 # the small-grey test builds each family's smallest member three times to check it, the others once.
-SEEDED_INIT = {min((n for n in CLASSIFIERS if get_entry(n).family == family), key=_paper_params)
-               for family in {get_entry(n).family for n in CLASSIFIERS}}
+SEEDED_INIT = set(smallest_of_each_family(CLASSIFIERS))
 
 
 def _slow_if(name: str, slow: bool):
