@@ -34,7 +34,7 @@ def test_cosine_goes_from_one_to_zero_monotonically():
 @pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
 def test_a_floor_lifts_the_anneal_to_its_fraction_of_the_peak(schedule):
     floored, plain = factors(schedule, final_factor=0.2), factors(schedule)
-    # SGDR's η_min + (η − η_min)·c for the same cosine term c: an affine map of the floorless schedule after the peak
+    # SGDR's η_min + (η − η_min)·c for the same cosine term c: after the peak, an affine map of the floorless one
     peak = plain.index(max(plain))
     assert floored[peak:] == pytest.approx([0.2 + 0.8 * f for f in plain[peak:]]) and floored[-1] < 0.21
 
