@@ -93,3 +93,34 @@ def test_the_command_starts_without_importing_torchvision():
     check = "import sys; import visionzoo; from visionzoo.cli.main import main; print('torchvision' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
+# Options that several commands take under one name with a different default or meaning in each (e.g. --out is a
+# run directory for train and a folder of pictures for detect); every other option is declared in one place.
+ONE_NAME_SEVERAL_OPTIONS = {"--out", "--seed", "--batch-size", "--method", "--temperature", "--resume", "--n",
+                            "--num-classes", "--input-size", "--index", "--image", "--class", "--alpha"}
+
+
+def option_declarations(folder: Path) -> dict[str, list[str]]:
+    """Each long option that an `add_argument` call of the folder's modules names → where it is declared."""
+    places: dict[str, list[str]] = {}
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"
+                    and node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("--")):
+                places.setdefault(node.args[0].value, []).append(f"{path.name}:{node.lineno}")
+    return places
+
+
+def test_the_commands_declare_each_shared_option_once():
+    """--device, --json, --data-dir, --split, ... are declared in cli/arguments.py and reused, so that they take
+    the same values and say the same thing in every command."""
+    repeated = {flag: places for flag, places in option_declarations(PACKAGE / "cli").items()
+                if len(places) > 1 and flag not in ONE_NAME_SEVERAL_OPTIONS}
+    assert repeated == {}
+
+
+def test_option_declarations_sees_every_call(tmp_path):
+    (tmp_path / "a.py").write_text('p.add_argument("--device", choices=("cpu",))\n')
+    (tmp_path / "b.py").write_text('def add(g):\n    g.add_argument("--device")\n    g.add_argument("name")\n')
+    assert option_declarations(tmp_path) == {"--device": ["a.py:1", "b.py:2"]}

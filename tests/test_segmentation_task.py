@@ -79,6 +79,10 @@ def test_segment_an_image_of_another_size(run_dir, tmp_path):
 def test_bad_inputs_are_one_line_exit_2(run_dir, tmp_path):
     for args, text in ((["segment", run_dir, "--index", "5000", "--out", tmp_path / "x"], "split has images"),
                        (["segment", run_dir, "--image", tmp_path / "missing.png", "--out", tmp_path / "x"], "no such"),
+                       (["segment", run_dir, "--image", tmp_path / "a.png", "--index", "0", "--out", tmp_path / "x"],
+                        "--index: not allowed with argument --image"),
+                       (["detect", run_dir, "--out", tmp_path / "x"], "`visionzoo detect` needs a detection run"),
+                       (["segment", run_dir, "--out", run_dir / "summary.json"], "is a file; give a directory"),
                        (["eval", run_dir, run_dir], "one segmentation run"),
                        (["train", "--model", "unet_small", "--data", "lv-phantom", "--mixup", "0.2", "--epochs", "1"],
                         "classification option")):

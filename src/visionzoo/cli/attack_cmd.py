@@ -11,6 +11,7 @@ from pathlib import Path
 from ..core.errors import UsageError
 from ..core.io import json_text
 from ..core.options import argument, at_least, positive
+from .arguments import add_data_dir, add_device, add_json, add_overwrite, add_quiet, add_split, add_trained_data
 
 METHODS = ("fgsm", "pgd", "lbfgs", "onepixel", "substitute", "noise")
 NEEDS_EPS = ("fgsm", "pgd", "substitute", "noise")
@@ -157,13 +158,13 @@ def add_commands(commands) -> None:
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("data and output")
     g.add_argument("--n", type=argument(int, positive), default=1000, help="images attacked: the first N of the split (default 1000)")
-    g.add_argument("--split", default="test", choices=("train", "val", "test"))
-    g.add_argument("--data", help="data set spec (default: the one it was trained on)")
-    g.add_argument("--data-dir")
+    add_split(g)
+    add_trained_data(g)
+    add_data_dir(g)
     g.add_argument("--batch-size", type=argument(int, positive), default=250)
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device(g)
     g.add_argument("--out", help="write attack.json and attack.png here")
-    g.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    g.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    g.add_argument("--overwrite", action="store_true", help="replace the attack.json and attack.png in --out")
+    add_json(g)
+    add_quiet(g)
+    add_overwrite(g, "the attack.json and attack.png in --out")
     p.set_defaults(run=run_attack_command)

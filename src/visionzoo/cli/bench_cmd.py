@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..core.io import json_text
+from .arguments import add_device, add_json, add_quiet
 
 
 def run_bench(args) -> int:
@@ -34,8 +35,8 @@ def add_commands(commands) -> None:
                    help="measure a large 3×3 conv as the practical peak and report GFLOP/s as a fraction of it")
     p.add_argument("--warmup", type=int, default=d.warmup, help=f"untimed steps of each kind (default {d.warmup})")
     p.add_argument("--repeats", type=int, default=d.repeats, help=f"timed steps of each kind (default {d.repeats})")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="default auto: CUDA when present")
+    add_device(p)
     p.add_argument("--threads", type=int, help="CPU threads (default: one per core; 1 is steadier on a shared machine)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_json(p)
+    add_quiet(p)
     p.set_defaults(run=run_bench)

@@ -11,6 +11,7 @@ import sys
 from ..core.errors import UsageError
 from ..core.io import json_text
 from ..core.options import argument, at_least, positive, within
+from .arguments import add_data_dir, add_device, add_json, add_overwrite, add_quiet
 
 # what `compress` writes into --out (compress/pipeline.py)
 COMPRESS_PRODUCTS = ("model.vzc", "compress.json", "layers.png", "curves.png", "weights.png", "sensitivity.png")
@@ -89,9 +90,9 @@ def add_commands(commands) -> None:
     p.add_argument("checkpoint", help="run directory, its model.safetensors, or a .vzc file")
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--out", required=True, help="directory for model.vzc, compress.json and pictures")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    p.add_argument("--overwrite", action="store_true", help="replace the outputs already in --out")
-    p.add_argument("--quiet", action="store_true", help="no retraining progress lines (on stderr)")
+    add_json(p)
+    add_overwrite(p)
+    add_quiet(p, "retraining progress")
     g = p.add_argument_group("pruning (prune, deep)")
     g.add_argument("--sparsity", type=argument(float, within("[0, 1)")), default=defaults.sparsity, help="fraction of each layer's weights removed")
     g.add_argument("--layer-sparsity", action="append", metavar="LAYER=FRACTION",
@@ -123,7 +124,7 @@ def add_commands(commands) -> None:
     g.add_argument("--optimizer", default=retrain.optimizer)
     g.add_argument("--batch-size", type=argument(int, positive), default=retrain.batch_size)
     g.add_argument("--train-limit", type=argument(int, positive), help="retrain on a seeded subset of this many images")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    g.add_argument("--data-dir")
+    add_device(g)
+    add_data_dir(g)
     g.add_argument("--seed", type=int, default=retrain.seed)
     p.set_defaults(run=run_compress)

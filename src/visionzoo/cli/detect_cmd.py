@@ -13,17 +13,8 @@ import json
 from pathlib import Path
 
 from ..core.errors import UsageError
+from .drawing import add_drawing_arguments, chosen_indices, load_run_of_task, output_folder, read_image_argument
 from .report import measures_text, print_evaluation
-
-
-def _load_run(path: str, device):
-    from ..weights import load_checkpoint
-    model, meta = load_checkpoint(path)
-    if meta.get("task") != "detection":
-        raise UsageError(f"{path} holds a {meta.get('task', 'classification')} network ({meta.get('name')}); "
-                         "`visionzoo detect` needs a detection run (e.g. --model faster_rcnn_small --data fmnist-scenes)")
-    from .evaluate_cmd import evaluated_layout
-    return model.to(device, memory_format=evaluated_layout(meta)), meta
 
 
 def _fast_rcnn_refused(meta: dict, what: str) -> None:
@@ -69,11 +60,9 @@ def run_detect(args) -> int:
     from ..core.runtime import evaluating, resolve_device
     from ..data.loader import Normalizer
     from ..tasks.detection import plot_detections
-    from .segment_cmd import _read_image
-    if args.image and args.index:
-        raise UsageError("give --image or --index, not both")
     device = resolve_device(args.device)
-    model, meta = _load_run(args.run_dir, device)
+    model, meta = load_run_of_task(args.run_dir, device, "detection", "detect",
+                                   "--model faster_rcnn_small --data fmnist-scenes")
     _fast_rcnn_refused(meta, "`detect`")
     classes, (channels, height, width) = meta["classes"], meta["input_size"]
     normalizer = Normalizer(meta["mean"], meta["std"])
@@ -81,21 +70,16 @@ def run_detect(args) -> int:
     if args.image:
         items = []
         for path in args.image:
-            image, scale = _resized(_read_image(Path(path), channels), (height, width))
+            image, scale = _resized(read_image_argument(Path(path), channels), (height, width))
             items.append((Path(path).stem, image, None, scale))
     else:
         from ..data.detection import load_detection_data
         data = load_detection_data(meta["data"], data_dir=args.data_dir, **dict(meta.get("data_args", {})))
         split = data.split(args.split)
-        indices = args.index or list(range(min(8, len(split))))
-        bad = [i for i in indices if not 0 <= i < len(split)]
-        if bad:
-            raise UsageError(f"--index {bad[0]}: the {args.split} split has images 0..{len(split) - 1}")
+        indices = chosen_indices(args, split)
         images, targets = split.fetch(torch.tensor(indices))
         items = [(f"{args.split}_{i}", images[k], targets[k], (1.0, 1.0)) for k, i in enumerate(indices)]
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a directory")
+    out = output_folder(args.out)
     report = []
     with torch.no_grad(), evaluating(model):
         for name, image, truth, (sx, sy) in items:
@@ -125,14 +109,7 @@ def add_commands(commands) -> None:
     from ..core.options import argument, at_least
     p = commands.add_parser("detect", help="draw a detection run's boxes on images, with the detections as JSON")
     p.add_argument("run_dir", metavar="RUN", help="run directory (or model.safetensors) of a detector")
-    p.add_argument("--image", action="append", metavar="PATH", help="an image file of any size (repeatable)")
-    p.add_argument("--index", action="append", type=int, metavar="I",
-                   help="an image of the run's data set (repeatable; default the first 8)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    add_drawing_arguments(p, "the PNGs and detections.json")
     p.add_argument("--score-threshold", type=argument(float, at_least(0)), metavar="S",
                    help="draw and list detections scoring at least S (default: the run's)")
-    p.add_argument("--data-dir")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs and detections.json")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(run=run_detect)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..core.errors import UsageError
 from ..core.io import json_text
 from ..core.options import argument, positive
+from .arguments import add_data_dir, add_device, add_json, add_quiet, add_split, add_trained_data
 
 
 def evaluated_layout(meta: dict):
@@ -134,9 +135,9 @@ def add_commands(commands) -> None:
                                          "several form an ensemble")
     p.add_argument("checkpoint", nargs="+", help="run directory or model.safetensors; several = ensemble "
                                                  "(softmax outputs averaged)")
-    p.add_argument("--data", help="data set spec (default: the one it was trained on)")
-    p.add_argument("--data-dir")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    add_trained_data(p)
+    add_data_dir(p)
+    add_split(p)
     p.add_argument("--tta", default="none", choices=TTA_MODES + tuple(TTA_ALIASES),
                    help="test-time augmentation: flip (+mirror), tencrop = multicrop (corners, centre, mirrors), "
                         "multiscale (rescaled inputs, dense evaluation where the network has it)")
@@ -147,7 +148,7 @@ def add_commands(commands) -> None:
     p.add_argument("--dynamic-eval", type=argument(float, positive), metavar="LR",
                    help="language runs: Graves' dynamic evaluation — the split read as one stream, one SGD step "
                         "of rate LR after each window (the static figures beside it)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_device(p)
+    add_json(p)
+    add_quiet(p)
     p.set_defaults(run=run_eval)

@@ -17,6 +17,8 @@ import torch
 from ..core.errors import UsageError
 from ..core.io import json_text
 from ..core.options import argument, at_least, positive
+from .arguments import add_data_dir, add_device, add_json, add_split
+from .drawing import read_image_argument
 
 METHODS = ("filters", "receptive-field", "patches", "occlusion", "cam", "gradcam", "guided", "saliency",
            "neighbours")
@@ -96,11 +98,8 @@ class _Session:
 def _read_image(path: str, input_size) -> torch.Tensor:
     from torchvision.transforms.v2.functional import resize
 
-    from ..data.formats import read_image
     channels, height, width = input_size
-    if not Path(path).is_file():
-        raise UsageError(f"--image {path}: no such file")
-    return resize(read_image(Path(path), channels), [height, width], antialias=True)
+    return resize(read_image_argument(Path(path), channels), [height, width], antialias=True)
 
 
 def _entry(file: str, method: str, caption: str, metrics: dict | None = None) -> dict:
@@ -379,8 +378,7 @@ def add_commands(commands) -> None:
     p.add_argument("--image", metavar="PATH", help="explain this image file (resized to the network's input)")
     p.add_argument("--index", type=argument(int, at_least(0)), default=0, action=_IndexAction, metavar="I",
                    help="explain this image of --split (default 0)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"),
-                   help="split of --index and of the top-activating patches (default test)")
+    add_split(p, help="split of --index and of the top-activating patches (default test)")
     p.add_argument("--class", dest="target_class", type=argument(int, at_least(0)), metavar="K", help="class to explain (default: the predicted one)")
     p.add_argument("--layer", metavar="NAME", help="module name (default: the last Conv2d; the first for filters)")
     p.add_argument("--unit", type=int, nargs=2, metavar=("ROW", "COL"),
@@ -390,8 +388,8 @@ def add_commands(commands) -> None:
     p.add_argument("--metric", action="store_true", help="deletion / insertion AUC of every saliency map")
     p.add_argument("--limit", type=argument(int, positive), default=10000, metavar="N",
                    help="images searched for patches and neighbours (default 10000)")
-    p.add_argument("--data-dir")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_data_dir(p)
+    add_device(p)
+    add_json(p)
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs and index.html")
     p.set_defaults(run=run_explain, index_given=False)

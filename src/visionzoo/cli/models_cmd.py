@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..core.io import json_text
 from ..core.options import argument, positive
+from .arguments import add_json, add_quiet
 
 
 def _fmt(n, unit=""):
@@ -84,9 +85,9 @@ def add_commands(commands) -> None:
     p.add_argument("pattern", nargs="?", default=None, help="fnmatch pattern, e.g. 'resnet*'")
     p.add_argument("--task", choices=TASKS, help="only the networks of this task")
     p.add_argument("--family", help="only the networks of this family, e.g. resnet")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr while cards are measured")
+    add_quiet(p, "progress while cards are measured")
     p.add_argument("--verify", action="store_true", help="print each verdict in full; exit 1 if a network misses its paper's figures")
-    p.add_argument("--json", action="store_true", help="print the model cards as JSON")
+    add_json(p, help="print the model cards as JSON")
     p.set_defaults(run=run_models)
     p = commands.add_parser("info", help="per-layer table of one network: output shape, params, MACs")
     p.add_argument("name")

@@ -11,6 +11,7 @@ import sys
 
 from ..core.errors import UsageError
 from ..core.progress import note
+from .arguments import add_overwrite, add_quiet
 
 
 def add_commands(commands) -> None:
@@ -27,8 +28,8 @@ def add_commands(commands) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the training runs an interrupted (or earlier) run left in --out: runs with "
                              "the same settings go on from their last checkpoint, finished ones are reused")
-    parser.add_argument("--overwrite", action="store_true", help="replace the outputs already in --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_overwrite(parser)
+    add_quiet(parser)
     parser.set_defaults(run=run)
 
 

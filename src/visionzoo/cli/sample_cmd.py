@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..core.errors import UsageError
 from ..core.options import argument, positive
+from .arguments import add_data_dir, add_device, add_json
 
 TEXT_OPTIONS = ("prompt", "temperature", "bias", "length")
 
@@ -159,7 +160,7 @@ def add_commands(commands) -> None:
                        help="language runs: Graves' sampling bias")
     p.add_argument("--length", type=argument(int, positive), metavar="L", help="language runs: characters/tokens")
     p.add_argument("--out", required=True, metavar="DIR", help="write the samples here")
-    p.add_argument("--data-dir", help="data root, for runs whose samples show data (DiscoGAN, points)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_data_dir(p, help="data root, for runs whose samples show data (DiscoGAN, points)")
+    add_device(p)
+    add_json(p)
     p.set_defaults(run=run_sample)

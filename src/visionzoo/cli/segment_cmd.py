@@ -14,18 +14,8 @@ import json
 import math
 from pathlib import Path
 
-from ..core.errors import UsageError
+from .drawing import add_drawing_arguments, chosen_indices, load_run_of_task, output_folder, read_image_argument
 from .report import measures_text, print_evaluation
-
-
-def _load_run(path: str, device):
-    from ..weights import load_checkpoint
-    model, meta = load_checkpoint(path)
-    if meta.get("task") != "segmentation":
-        raise UsageError(f"{path} holds a {meta.get('task', 'classification')} network ({meta.get('name')}); "
-                         "`visionzoo segment` needs a segmentation run (e.g. --model unet_small --data lv-phantom)")
-    from .evaluate_cmd import evaluated_layout
-    return model.to(device, memory_format=evaluated_layout(meta)), meta
 
 
 def run_segmentation_eval(args, model, meta: dict) -> int:
@@ -48,13 +38,6 @@ def run_segmentation_eval(args, model, meta: dict) -> int:
     return print_evaluation(args, result, "images", measures_text(result, "dice", "iou", "pixel_acc", "loss"), rows)
 
 
-def _read_image(path: Path, channels: int):
-    from ..data.formats import read_image
-    if not path.is_file():
-        raise UsageError(f"--image {path}: no such file")
-    return read_image(path, channels)
-
-
 def _write_mask(path: Path, mask) -> None:
     import torch
     from PIL import Image
@@ -75,26 +58,20 @@ def run_segment(args) -> int:
     from ..data.segmentation import load_segmentation_data
     from ..metrics import confusion_matrix, scores_from_confusion
     from ..tasks.segmentation import finite_or_none, plot_segmentations, predict
-    if args.image and args.index:
-        raise UsageError("give --image or --index, not both")
     device = resolve_device(args.device)
-    model, meta = _load_run(args.run_dir, device)
+    model, meta = load_run_of_task(args.run_dir, device, "segmentation", "segment",
+                                   "--model unet_small --data lv-phantom")
     classes, channels = meta["classes"], meta["input_size"][0]
     normalizer = Normalizer(meta["mean"], meta["std"])
     if args.image:
-        items = [(Path(p).stem, _read_image(Path(p), channels), None) for p in args.image]
+        items = [(Path(p).stem, read_image_argument(Path(p), channels), None) for p in args.image]
     else:
         data = load_segmentation_data(meta["data"], data_dir=args.data_dir, **dict(meta.get("data_args", {})))
         split = data.split(args.split)
-        indices = args.index or list(range(min(8, len(split))))
-        bad = [i for i in indices if not 0 <= i < len(split)]
-        if bad:
-            raise UsageError(f"--index {bad[0]}: the {args.split} split has images 0..{len(split) - 1}")
+        indices = chosen_indices(args, split)
         images, masks = split.fetch(torch.tensor(indices))
         items = [(f"{args.split}_{i}", images[k], masks[k]) for k, i in enumerate(indices)]
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a directory")
+    out = output_folder(args.out)
     report = []
     with torch.no_grad(), evaluating(model):
         for name, image, truth in items:
@@ -131,12 +108,5 @@ def run_segment(args) -> int:
 def add_commands(commands) -> None:
     p = commands.add_parser("segment", help="draw a segmentation run's predicted masks over images")
     p.add_argument("run_dir", metavar="RUN", help="run directory (or model.safetensors) of a segmentation network")
-    p.add_argument("--image", action="append", metavar="PATH", help="an image file of any size (repeatable)")
-    p.add_argument("--index", action="append", type=int, metavar="I",
-                   help="an image of the run's data set (repeatable; default the first 8)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--data-dir")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs and index.html")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_drawing_arguments(p, "the PNGs and index.html")
     p.set_defaults(run=run_segment)

@@ -16,6 +16,7 @@ import sys
 
 from ..core.errors import UsageError
 from ..core.options import argument, at_least
+from .arguments import add_device, add_json
 from .report import print_evaluation
 
 
@@ -87,6 +88,6 @@ def add_commands(commands) -> None:
     p.add_argument("--length-penalty", type=argument(float, at_least(0)), metavar="α",
                    help="rank hypotheses by log P / length^α (default: the run's)")
     p.add_argument("--ensemble", action="append", metavar="RUN", help="another run to average with (repeatable)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_device(p)
+    add_json(p)
     p.set_defaults(run=run_translate)

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from ..core.errors import DataError, UsageError
+from .datasets import SPLITS
 from .text import KJV_MODULE, UNKNOWN, Vocabulary
 
 PAD_TOKEN, PAD = "<pad>", 0
@@ -59,7 +60,6 @@ SENTENCE_ENDS = frozenset({".", "?", "!"})
 _CLAUSE_STARTS = frozenset({".", "?", "!", ";", ":"})
 _WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
 _ENTITY = re.compile(r"@entity(\d+)")
-SPLITS = ("train", "val", "test")
 CNN_SPLIT_DIRECTORIES = {"train": "training", "val": "validation", "test": "test"}
 
 

@@ -24,6 +24,9 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 KMNIST_CLASSES = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
 DIGIT_CLASSES = [str(i) for i in range(10)]
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+SPLITS = ("train", "val", "test")
+DATA_ROOT_HELP = ("data root (default $VISIONZOO_DATA or ~/.cache/visionzoo; Fashion-MNIST also from "
+                  f"{DEBIAN_FASHION_MNIST})")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 STATS_CHUNK = 256   # images per step of the channel statistics (224-px RGB: 150 MB of float32)
 RESIZE_CHUNK = 1024   # images resized at once when a whole split is (128-px grey: 64 MB of float32)
@@ -102,7 +105,7 @@ class DataBundle:
         return tuple(sample.shape[1:])
 
     def split(self, name: str):
-        if name not in ("train", "val", "test"):
+        if name not in SPLITS:
             raise UsageError(f"unknown split {name!r}; use train, val or test")
         return getattr(self, name)
 
@@ -294,7 +297,7 @@ def _folder_split(path: Path, image_size: int):
     root = Path(path)
     if not root.is_dir():
         raise UsageError(f"folder:{root} is not a directory; give a folder with one sub-folder per class")
-    trees = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+    trees = {s: root / s for s in SPLITS if (root / s).is_dir()}
     if trees and "train" not in trees:
         raise UsageError(f"{root} has {'/ and '.join(trees)}/ but no train/; put the training images in "
                          f"{root}/train/CLASS/")

@@ -70,7 +70,7 @@ import torch.nn.functional as F
 
 from ..core.errors import DataError, UsageError
 from . import formats
-from .datasets import FASHION_CLASSES, TensorSplit, _load_idx_set, channel_stats
+from .datasets import FASHION_CLASSES, SPLITS, TensorSplit, _load_idx_set, channel_stats
 
 DETECTION_DATA = ("fmnist-scenes", "voc:PATH", "coco:PATH")
 VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -149,7 +149,7 @@ class DetectionData:
     std: list[float] = field(default_factory=list)
 
     def split(self, name: str) -> DetectionSplit:
-        if name not in ("train", "val", "test"):
+        if name not in SPLITS:
             raise UsageError(f"unknown split {name!r}; use train, val or test")
         return getattr(self, name)
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..core.errors import DataError, UsageError
 from .augment import _integers, _uniform, _windows
 from .cells import CELL_SIZES, cells_splits
-from .datasets import IMAGE_SUFFIXES, DataBundle, TensorSplit, _load_idx_set, channel_stats, fill_splits
+from .datasets import IMAGE_SUFFIXES, SPLITS, DataBundle, TensorSplit, _load_idx_set, channel_stats, fill_splits
 
 IGNORE_INDEX = 255
 SEGMENTATION_DATA = ("lv-phantom", "fmnist-masks", "cells", "seg-folder:PATH")
@@ -325,7 +325,7 @@ def _seg_folder_splits(root: Path, image_size: int | None) -> tuple[dict[str, Te
     if not root.is_dir():
         raise UsageError(f"seg-folder:{root} is not a directory; give a folder with images/ and masks/ "
                          "(or train/, val/, test/ each holding them)")
-    named = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+    named = {s: root / s for s in SPLITS if (root / s).is_dir()}
     if named and "train" not in named:
         raise UsageError(f"{root} has {'/ and '.join(named)}/ but no train/; put the training pairs in "
                          f"{root}/train/images and {root}/train/masks")

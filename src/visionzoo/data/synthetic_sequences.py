@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.errors import UsageError
-from .datasets import fill_splits
+from .datasets import SPLITS, fill_splits
 
 SEQUENCE_DATA = ("adding:T",)
 ADDING_SIZES = (100_000, 10_000)      # train (before the validation split), test
@@ -86,7 +86,7 @@ class SequenceData:
         return self.train.targets[0].numel()
 
     def split(self, name: str) -> SequenceSplit:
-        if name not in ("train", "val", "test"):
+        if name not in SPLITS:
             raise UsageError(f"unknown split {name!r}; use train, val or test")
         return getattr(self, name)
 

@@ -41,7 +41,8 @@ from ..core.options import at_least, check_options, option, option_group, positi
 from ..core.profile import count_macs, count_params
 from ..core.progress import progress
 from ..core.rundir import claim_output, no_space
-from ..core.runtime import bf16_supported, compile_problem, resolve_device, seed_everything
+from ..core.runtime import DEVICES, bf16_supported, compile_problem, resolve_device, seed_everything
+from ..data.datasets import DATA_ROOT_HELP
 from ..data.loader import steps_per_epoch
 from ..layers.batchnorm import recalibrate_batchnorm, running_batch_norms
 from ..tasks.adversarial import AdversarialOptions
@@ -150,8 +151,7 @@ class ModelDataOptions:
                               flag="--model-arg")
     data: str = option("fashion-mnist", "data set spec (default {default}): fashion-mnist, mnist, kmnist, "
                                         "cifar10, cifar100, svhn, digits, folder:PATH, fake")
-    data_dir: str | None = option(None, "data root (default $VISIONZOO_DATA or ~/.cache/visionzoo; Fashion-MNIST "
-                                        "also from /usr/share/datasets/fashion-mnist)")
+    data_dir: str | None = option(None, DATA_ROOT_HELP)
     download: bool = option(False, "fetch a missing data set")
     image_size: int | None = option(None, "resize images to this square side", check=positive)
     train_limit: int | None = option(None, "train on a seeded subset of N images (quick experiments)", metavar="N",
@@ -255,7 +255,7 @@ class LargeBatchOptions:
 class DeviceOptions:
     amp: str = option("auto", "bf16 autocast on CPU when supported, AMP on CUDA (default {default})", choices=SWITCH)
     channels_last: str = option("auto", "default {default} (on)", choices=SWITCH)
-    device: str = option("auto", "default {default}: CUDA when present", choices=("auto", "cpu", "cuda"))
+    device: str = option("auto", "default {default}: CUDA when present", choices=DEVICES)
     eval_batch_size: int = option(500, "default {default}", check=positive)
     compile: str = option("auto", "torch.compile the network the training step runs; saved and evaluated weights "
                                   "stay those of the plain network (default {default}: on only where a CUDA device "

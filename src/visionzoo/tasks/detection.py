@@ -33,6 +33,7 @@ from ..core.errors import UsageError
 from ..core.figures import save_figure, subplots
 from ..core.options import option, option_group, positive
 from ..core.runtime import autocast, evaluating
+from ..data.datasets import SPLITS
 from ..data.detection import BoxAugmentation, load_detection_data
 from ..data.loader import Normalizer, epoch_order, steps_per_epoch
 from ..metrics import detection_map
@@ -265,10 +266,9 @@ class DetectionTask(ImageTask):
 
     def load_proposals(self) -> dict[str, list]:
         """The Fast R-CNN's proposals for every image of every split."""
-        splits = ("train", "val", "test")
         if self.cfg.proposals == "selective-search":
-            self.log(f"selective search on {sum(len(self.data.split(s)) for s in splits)} images (Uijlings et al.)")
-        return {name: split_proposals(self.data.split(name), self.cfg.proposals, name) for name in splits}
+            self.log(f"selective search on {sum(len(self.data.split(s)) for s in SPLITS)} images (Uijlings et al.)")
+        return {name: split_proposals(self.data.split(name), self.cfg.proposals, name) for name in SPLITS}
 
     @property
     def chance_loss(self) -> float:

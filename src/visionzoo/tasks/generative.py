@@ -65,7 +65,7 @@ from ..core.io import file_digest, write_atomic
 from ..core.options import at_least, option, option_group, positive
 from ..core.runtime import autocast, evaluating
 from ..data.augment import _beta
-from ..data.datasets import TensorSplit, fill_splits
+from ..data.datasets import SPLITS, TensorSplit, fill_splits
 from ..data.loader import Normalizer, epoch_order, steps_per_epoch, train_batches
 from ..registry import create_model, get_entry
 from .base import CLASSIFICATION_OPTIONS, StepOutput, Task
@@ -497,7 +497,7 @@ class GenerativeTask(Task):
 
     def describe_data(self) -> str:
         what = "points" if self.points else "images"
-        counts = " / ".join(f"{len(self.splits[name])} {name}" for name in ("train", "val", "test"))
+        counts = " / ".join(f"{len(self.splits[name])} {name}" for name in SPLITS)
         return f"{counts} {what}" + (f", domains {' → '.join(self.data.domains)}" if self.data.domains else "")
 
     def build_model(self, **builder_kwargs) -> nn.Module:

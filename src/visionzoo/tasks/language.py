@@ -33,6 +33,7 @@ from ..core.errors import UsageError
 from ..core.io import write_text
 from ..core.options import at_least, option, option_group, positive
 from ..core.runtime import autocast, evaluating
+from ..data.datasets import SPLITS
 from ..data.text import LEVELS, Vocabulary, load_text_data
 from ..layers.recurrent import detach_state
 from ..models.language import dynamic_evaluate, sample
@@ -136,7 +137,7 @@ class LanguageTask(TextTask):
         return math.log(len(self.vocab))
 
     def describe_data(self) -> str:
-        tokens = " / ".join(f"{len(self.data.split(s)):,} {s}" for s in ("train", "val", "test"))
+        tokens = " / ".join(f"{len(self.data.split(s)):,} {s}" for s in SPLITS)
         return (f"{tokens} {self.cfg.level}s, vocabulary {len(self.vocab):,}, {self.cfg.batch_size} streams × "
                 f"{self.windows} windows of {self.cfg.bptt}")
 
@@ -215,8 +216,8 @@ class LanguageTask(TextTask):
     def resolved(self) -> dict:
         return {"level": self.cfg.level, "vocab_size": len(self.vocab), "streams": self.cfg.batch_size,
                 "windows_per_epoch": self.windows,
-                **{f"{split}_tokens": len(self.data.split(split)) for split in ("train", "val", "test")},
-                **{f"{split}_chars": self.data.chars[split] for split in ("train", "val", "test")}}
+                **{f"{split}_tokens": len(self.data.split(split)) for split in SPLITS},
+                **{f"{split}_chars": self.data.chars[split] for split in SPLITS}}
 
     def model_meta(self) -> dict:
         cfg = self.cfg

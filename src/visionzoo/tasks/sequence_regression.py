@@ -17,6 +17,7 @@ from torch import nn
 
 from ..core import distributed
 from ..core.runtime import autocast, evaluating
+from ..data.datasets import SPLITS
 from ..data.loader import eval_batches
 from ..data.synthetic_sequences import load_sequence_data
 from .base import SequenceTask, SplitsTask, StepOutput
@@ -58,7 +59,7 @@ class SequenceRegressionTask(SequenceTask, SplitsTask):
         return self.data.train.targets.double().var(unbiased=False).item()
 
     def describe_data(self) -> str:
-        counts = " / ".join(f"{len(self.data.split(s))} {s}" for s in ("train", "val", "test"))
+        counts = " / ".join(f"{len(self.data.split(s))} {s}" for s in SPLITS)
         return f"{counts} sequences of {self.data.length} steps × {self.data.features} features"
 
     def build_model(self, **builder_kwargs) -> nn.Module:
@@ -85,7 +86,7 @@ class SequenceRegressionTask(SequenceTask, SplitsTask):
 
     def resolved(self) -> dict:
         return {"input_size": list(self.input_size), "outputs": self.data.outputs,
-                **{f"{split}_sequences": len(self.data.split(split)) for split in ("train", "val", "test")}}
+                **{f"{split}_sequences": len(self.data.split(split)) for split in SPLITS}}
 
     def model_meta(self) -> dict:
         cfg = self.cfg
