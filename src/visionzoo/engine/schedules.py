@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 SCHEDULES = ("step", "multistep", "plateau", "cosine", "onecycle", "constant", "rsqrt")
+ANNEALING = ("cosine", "onecycle")   # the schedules that end at final_factor of the peak (--lr-floor)
 WARMUP_FORMS = ("zero", "goyal")
 PLATEAU_THRESHOLD = 1e-4   # relative improvement that counts, as torch's ReduceLROnPlateau
 

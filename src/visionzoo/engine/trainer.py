@@ -82,7 +82,7 @@ from .optim import (
     scaled_lr,
 )
 from .recipes import RECIPES
-from .schedules import SCHEDULES, WARMUP_FORMS, LRSchedule
+from .schedules import ANNEALING, SCHEDULES, WARMUP_FORMS, LRSchedule
 
 # A finite loss this many times the first epoch's, or ln K, is reported as divergence.
 DIVERGENCE_FACTOR = 10
@@ -174,8 +174,8 @@ class OptimisationOptions:
                                       "after Radford et al.)", parse=_betas, metavar="B1,B2", check=_decay_rates)
     weight_decay: float = option(5e-4, "on weights, not biases/norms (default {default})", check=at_least(0))
     schedule: str = option("onecycle", "default {default}", choices=SCHEDULES)
-    lr_floor: float = option(0.0, "cosine and onecycle anneal to this fraction of the peak rate (SGDR's η_min/η; "
-                                  "default {default})", metavar="FRACTION", check=within("[0, 1)"))
+    lr_floor: float = option(0.0, f"{' and '.join(ANNEALING)} anneal to this fraction of the peak rate (SGDR's "
+                                  "η_min/η; default {default})", metavar="FRACTION", check=within("[0, 1)"))
     warmup_epochs: float = option(0.0, "linear warmup length (default {default})", check=at_least(0))
     step_size: int = option(30, "epochs between step decays (default {default})", check=positive)
     gamma: float = option(0.1, "decay factor of step, multistep and plateau (default {default})", check=positive)
@@ -207,9 +207,9 @@ class OptimisationOptions:
             raise UsageError(f"--betas is for --optimizer adam or adamw, not {self.optimizer}")
         if self.schedule == "multistep" and not self.milestones:
             raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 30,60,80")
-        if self.lr_floor and self.schedule not in ("cosine", "onecycle"):
-            raise UsageError(f"--lr-floor is where cosine and onecycle anneal to; --schedule {self.schedule} does not "
-                             "anneal: give --schedule cosine or onecycle, or leave --lr-floor out")
+        if self.lr_floor and self.schedule not in ANNEALING:
+            raise UsageError(f"--lr-floor is where {' and '.join(ANNEALING)} anneal to; --schedule {self.schedule} "
+                             f"does not anneal: give --schedule {' or '.join(ANNEALING)}, or leave --lr-floor out")
 
 
 @option_group("transfer learning")
