@@ -102,16 +102,17 @@ class BinaryLinear(BinaryLayer, nn.Linear):
         return x.abs().mean(1, keepdim=True)
 
 
-def _binary_twin(layer: nn.Module, mode: str) -> nn.Module:
+def low_precision_twin(layer: nn.Module, conv_class: type, linear_class: type, mode: str) -> nn.Module:
+    """`layer` (a Conv2d or Linear) rebuilt as `conv_class` or `linear_class` with the same shape and `mode`,
+    its real-valued weights carried over: the low-precision layers quantise them in the forward pass."""
     device, dtype = layer.weight.device, layer.weight.dtype
     if isinstance(layer, nn.Conv2d):
-        twin = BinaryConv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                            layer.padding, layer.dilation, layer.groups, layer.bias is not None,
-                            layer.padding_mode, mode=mode, device=device, dtype=dtype)
+        twin = conv_class(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                          layer.dilation, layer.groups, layer.bias is not None, layer.padding_mode, mode=mode,
+                          device=device, dtype=dtype)
     else:
-        twin = BinaryLinear(layer.in_features, layer.out_features, layer.bias is not None, mode=mode,
-                            device=device, dtype=dtype)
-    # The real-valued weights carry over: binarisation happens in the forward pass.
+        twin = linear_class(layer.in_features, layer.out_features, layer.bias is not None, mode=mode, device=device,
+                            dtype=dtype)
     with torch.no_grad():
         twin.weight.copy_(layer.weight)
         if layer.bias is not None:
@@ -133,7 +134,7 @@ def replace_inner_layers(model: nn.Module, twin) -> nn.Module:
 def binarize(model: nn.Module, mode: str = "bwn") -> nn.Module:
     """Replace every Conv2d/Linear of `model` (in place) but its first and last by binary twins."""
     checked_mode(mode)
-    return replace_inner_layers(model, lambda layer: _binary_twin(layer, mode))
+    return replace_inner_layers(model, lambda layer: low_precision_twin(layer, BinaryConv2d, BinaryLinear, mode))
 
 
 def weight_memory_bits(model: nn.Module) -> int:

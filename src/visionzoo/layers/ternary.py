@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .binary import replace_inner_layers
+from .binary import low_precision_twin, replace_inner_layers
 
 MODES = ("twn", "ttq")
 TWN_THRESHOLD_FACTOR = 0.7   # Δ = 0.7·E|W| (Li & Liu Eq. 6 approximation)
@@ -141,18 +141,7 @@ class TernaryLinear(TernaryLayer, nn.Linear):
 
 
 def _ternary_twin(layer: nn.Module, mode: str) -> nn.Module:
-    device, dtype = layer.weight.device, layer.weight.dtype
-    if isinstance(layer, nn.Conv2d):
-        twin = TernaryConv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                             layer.padding, layer.dilation, layer.groups, layer.bias is not None,
-                             layer.padding_mode, mode=mode, device=device, dtype=dtype)
-    else:
-        twin = TernaryLinear(layer.in_features, layer.out_features, layer.bias is not None, mode=mode,
-                             device=device, dtype=dtype)
-    with torch.no_grad():  # the real weights carry over: ternarisation happens in the forward pass
-        twin.weight.copy_(layer.weight)
-        if layer.bias is not None:
-            twin.bias.copy_(layer.bias)
+    twin = low_precision_twin(layer, TernaryConv2d, TernaryLinear, mode)
     twin.reset_scales()
     return twin
 
