@@ -331,6 +331,18 @@ def test_discogan_losses_are_the_notes_sums(fmnist):
     assert discriminator_step.loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_a_limited_two_domain_test_split_keeps_the_first_images_of_both_domains(fmnist):
+    """fmnist-bags-shoes stores A's images before B's: --test-limit 9 keeps the first 5 bags and the first 4 shoes
+    (the first 9 test images would all be bags, and DiscoGAN's test would have nothing to translate into)."""
+    settings = dict(model="discogan", data="fmnist-bags-shoes", model_args={"width": 8}, image_size=32,
+                    val_size=1000)
+    whole, limited = _trainer(**settings).task.domains["test"], _trainer(**settings, test_limit=9).task.domains["test"]
+    for domain, count in zip(range(2), (5, 4)):
+        assert torch.equal(limited[domain].images, whole[domain].images[:count])
+    with pytest.raises(UsageError, match="^the test split holds no shoes images: give a larger --test-limit$"):
+        _trainer(**settings, test_limit=1)
+
+
 def _ring_losses(compile_: str, out, compile_players: str = "all") -> tuple[Trainer, torch.Tensor]:
     trainer = Trainer(TrainConfig(model="gan_mlp_2d", data="ring8", epochs=1, batch_size=64, train_limit=256,
                                   val_size=500, test_limit=500, fid_samples=500, optimizer="adam", lr=1e-3,

@@ -315,6 +315,15 @@ def first(split, n: int):
     return split.fetch(torch.arange(min(n, len(split))))
 
 
+def first_indices(split, n: int, two_domains: bool) -> torch.Tensor:
+    """The indices of a split's first n examples; of two-domain data (A's examples stored before B's) the first
+    ⌈n/2⌉ of A and the first ⌊n/2⌋ of B, so that a limited split keeps both domains."""
+    if not two_domains:
+        return torch.arange(n)
+    a, b = (torch.nonzero(split.labels == domain).flatten() for domain in (0, 1))
+    return torch.cat([a[:n - n // 2], b[:n // 2]])
+
+
 def drawn(split, n: int, seed: int) -> torch.Tensor:
     """n examples of a split drawn without replacement, seeded."""
     return split.fetch(torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n])[0]
@@ -461,7 +470,8 @@ class GenerativeTask(Task):
             subset = torch.randperm(len(self.splits["train"]), generator=torch.Generator().manual_seed(cfg.seed))
             self.splits["train"] = self.splits["train"].take(subset[:cfg.train_limit])
         if cfg.test_limit and cfg.test_limit < len(self.splits["test"]):
-            self.splits["test"] = self.splits["test"].take(torch.arange(cfg.test_limit))
+            self.splits["test"] = self.splits["test"].take(first_indices(self.splits["test"], cfg.test_limit,
+                                                                        bool(self.data.domains)))
         self.points = self.data.kind == "points"
         self.classes = list(self.data.classes)
         self.data_shape = tuple(self.data.input_size)
@@ -533,6 +543,11 @@ class GenerativeTask(Task):
                              "fmnist-bags-shoes or fmnist-edges-shoes")
         if self.discogan:
             self.domains = split_domains(self.splits)
+            for split, pair in self.domains.items():
+                for domain, images in zip(self.data.domains, pair):
+                    if not len(images):
+                        raise UsageError(f"the {split} split holds no {domain} images: give a larger "
+                                         f"--{'test-limit' if split == 'test' else 'train-limit or --val-size'}")
         if self.conditional and model.num_classes != len(self.classes):
             raise UsageError(f"--model {cfg.model} is built for {model.num_classes} classes, --data {cfg.data} has "
                              f"{len(self.classes)}")
