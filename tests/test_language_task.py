@@ -181,6 +181,14 @@ def test_dynamic_evaluation_and_word_level(corpus, tmp_path):
     assert summary["test_perplexity_static"] == pytest.approx(math.exp(summary["test_loss_static"]))
 
 
+def test_train_and_test_limits_keep_the_first_lines_of_their_splits(corpus):
+    task = Trainer(TrainConfig(**settings(corpus), train_limit=20, test_limit=2, quiet=True)).task
+    lines = corpus.read_text().split("\n")   # 60 lines: 54 train, 3 val, 3 test (cut at line ends)
+    assert task.data.vocab.decode(task.data.train) == "\n".join(lines[:20]) + "\n"
+    assert task.data.vocab.decode(task.data.test) == "\n".join(lines[57:59]) + "\n"
+    assert task.data.chars["test"] == len(task.data.test) and len(task.data.val) == len("\n".join(lines[54:57])) + 1
+
+
 def test_image_options_and_oversized_windows_are_refused(corpus):
     with pytest.raises(UsageError, match="--mixup is an image option"):
         Trainer(TrainConfig(**settings(corpus), mixup=0.2, quiet=True))

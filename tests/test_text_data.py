@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from visionzoo.core.errors import DataError, UsageError
 from visionzoo.data.text import END_OF_LINE, UNKNOWN, Vocabulary, load_text_data, split_text, word_tokens
@@ -64,6 +65,18 @@ def test_text_file_streams_vocabulary_and_counts(text_file):
     words = load_text_data(f"text:{text_file}", level="word", val_fraction=0.1, test_fraction=0.1, min_count=1)
     assert words.chars == data.chars and len(words.train) == words.words["train"]
     assert word_tokens(words.vocab.decode(words.test)) == word_tokens(data.vocab.decode(data.test))
+
+
+def test_line_limits_keep_a_splits_first_lines_and_count_them(text_file):
+    whole = load_text_data(f"text:{text_file}", level="word", val_fraction=0.1, test_fraction=0.1, min_count=1)
+    limited = load_text_data(f"text:{text_file}", level="word", val_fraction=0.1, test_fraction=0.1, min_count=1,
+                             line_limits={"train": 3, "test": 1, "val": None})
+    train_lines = split_text(TEXT, 0.1, 0.1, "x")["train"].split("\n")[:3]
+    assert word_tokens(limited.vocab.decode(limited.train)) == word_tokens("\n".join(train_lines) + "\n")
+    assert limited.chars["train"] == sum(len(line) + 1 for line in train_lines)
+    assert limited.words["train"] == len(limited.train)
+    assert limited.chars["test"] == len(split_text(TEXT, 0.1, 0.1, "x")["test"].split("\n")[0]) + 1
+    assert torch.equal(limited.val, whole.val) and limited.chars["val"] == whole.chars["val"]
 
 
 def test_text_file_errors_name_the_file(tmp_path, text_file):

@@ -195,15 +195,23 @@ def split_text(text: str, val_fraction: float, test_fraction: float, where: str)
     return parts
 
 
+def first_lines(text: str, count: int) -> str:
+    """The text's first `count` lines, their line ends kept (all of it if it has no more)."""
+    lines = text.split("\n")
+    return text if len(lines) <= count else "\n".join(lines[:count]) + "\n"
+
+
 def load_text_data(spec: str, *, data_dir: str | os.PathLike | None = None, level: str = "char",
                    val_fraction: float = 0.05, test_fraction: float = 0.05, min_count: int = 2,
-                   vocab: Vocabulary | None = None) -> TextData:
+                   vocab: Vocabulary | None = None, line_limits: dict[str, int | None] | None = None) -> TextData:
     """`kjv` or `text:PATH` as token streams of `level` (module docstring); `min_count`: word level only.
-    `vocab`: encode with this vocabulary (a trained network's) instead of the text's own."""
+    `vocab`: encode with this vocabulary (a trained network's) instead of the text's own. `line_limits`
+    (split → count or None): keep only a split's first lines (its characters and words counted on them)."""
     if level not in LEVELS:
         raise UsageError(f"--level {level}: choose one of {', '.join(LEVELS)}")
     text = corpus_text(spec, data_dir)
     parts = split_text(text, val_fraction, test_fraction, spec)
+    parts.update({name: first_lines(parts[name], count) for name, count in (line_limits or {}).items() if count})
     if vocab is None:
         vocab = Vocabulary.build(level, text) if level == "char" else \
             Vocabulary.build(level, parts["train"], min_count=min_count)

@@ -154,10 +154,11 @@ class ModelDataOptions:
     data_dir: str | None = option(None, DATA_ROOT_HELP)
     download: bool = option(False, "fetch a missing data set")
     image_size: int | None = option(None, "resize images to this square side", check=positive)
-    train_limit: int | None = option(None, "train on a seeded subset of N images (quick experiments)", metavar="N",
+    train_limit: int | None = option(None, "train on a seeded subset of N examples (a language run: the first N "
+                                           "lines of its text's training part; quick experiments)", metavar="N",
                                      check=positive)
-    test_limit: int | None = option(None, "final test on the first N test images only (quick experiments)",
-                                    metavar="N", check=positive)
+    test_limit: int | None = option(None, "final test on the first N test examples (a language run: lines) only "
+                                          "(quick experiments)", metavar="N", check=positive)
     val_size: float = option(5000, "validation images carved from train: count or fraction (default {default})")
 
 

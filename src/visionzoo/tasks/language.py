@@ -117,7 +117,9 @@ class LanguageTask(TextTask):
     # ---- data and network ---------------------------------------------------------------------
     def load_data(self) -> None:
         cfg = self.cfg
-        self.data = load_text_data(cfg.data, data_dir=cfg.data_dir, level=cfg.level)
+        # a stream's examples are its lines: --train-limit and --test-limit keep a split's first lines
+        self.data = load_text_data(cfg.data, data_dir=cfg.data_dir, level=cfg.level,
+                                   line_limits={"train": cfg.train_limit, "test": cfg.test_limit})
         self.vocab: Vocabulary = self.data.vocab
         self.input_size = (1, cfg.bptt)   # the registry's (channels, length): one token stream
         if len(self.data.train) - 1 < cfg.batch_size * cfg.bptt:
