@@ -97,7 +97,7 @@ def test_the_command_starts_without_importing_torchvision():
 
 # Options that several commands take under one name with a different default or meaning in each (e.g. --out is a
 # run directory for train and a folder of pictures for detect); every other option is declared in one place.
-ONE_NAME_SEVERAL_OPTIONS = {"--out", "--seed", "--batch-size", "--method", "--temperature", "--resume", "--n",
+ONE_NAME_SEVERAL_OPTIONS = {"--out", "--batch-size", "--method", "--temperature", "--resume", "--n",
                             "--num-classes", "--input-size", "--index", "--image", "--class", "--alpha"}
 
 

@@ -264,6 +264,13 @@ def test_sample_refuses_options_the_run_has_no_use_for(run_dir, tmp_path, extra,
     assert_one_line_exit_2(cli_here("sample", run_dir, "--out", tmp_path / "x", *extra), text)
 
 
+def test_sample_refuses_an_out_that_is_a_file_and_a_run_of_another_task(run_dir, reference, tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert_one_line_exit_2(cli_here("sample", run_dir, "--out", tmp_path / "file"), "is a file; give a directory")
+    assert_one_line_exit_2(cli_here("sample", reference, "--out", tmp_path / "x"), "holds a classification network",
+                           "`visionzoo sample` needs a generative run")
+
+
 def test_conditional_samples_one_row_per_class(fmnist, tmp_path, capsys):
     out = tmp_path / "cgan"
     settings = {**GAN, "model": "cdcgan", "data": "fashion-mnist:Bag,Sneaker", "epochs": 1, "train_limit": 64,

@@ -148,6 +148,12 @@ def run_dir_with(tmp_path, meta: dict, state: dict | None = None):
     (dict(kwargs=[1, 2]), "kwargs"),
     (dict(input_size=[0, 0, 0]), "input_size"),
     (dict(name=7), "name"),
+    (dict(data=5), '"data" 5 is not a name'),
+    (dict(data_args=[1]), '"data_args"'),
+    (dict(data_args={"val_size": "x"}), '"data_args"'),
+    (dict(eval={"batch_size": -5}), '"eval"'),
+    (dict(eval="x"), '"eval"'),
+    (dict(task="classification"), 'no "data" for its classification network'),   # a run's model.json has all four
 ])
 def test_model_json_fields_are_validated(tmp_path, change, fragment):
     from visionzoo.weights import load_checkpoint
@@ -311,11 +317,47 @@ def test_a_damaged_checkpoint_resumes_with_one_line_and_exit_2(tmp_path, small_r
         assert_one_line_exit_2(cli_here("train", "--resume", run, "--quiet"), "--resume", "damaged")
 
 
+def test_a_damaged_config_json_resumes_with_one_line_and_exit_2(tmp_path, small_run):
+    import shutil
+    saved = json.loads((small_run / "config.json").read_text())
+    for text, fragment in (("{bad", "damaged"), ("[1]", 'no "model"'), (b"\xff\xfe", "damaged"),
+                           (json.dumps({**saved, "epochs": "x"}), "--epochs 'x': not a int"),
+                           (json.dumps({**saved, "lr": -1.0}), "--lr -1.0: must be positive")):
+        run = tmp_path / "run"
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.copytree(small_run, run)
+        (run / "config.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+        assert_one_line_exit_2(cli_here("train", "--resume", run, "--quiet"), "config.json", fragment)
+
+
+def test_the_classifier_commands_refuse_a_run_of_another_task_in_one_line(tmp_path, small_run):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    meta = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps({**meta, "task": "segmentation"}))
+    for command in (["attack", run, "--method", "fgsm", "--eps", "0.1"], ["explain", run, "--method", "filters",
+                    "--out", tmp_path / "x"], ["compress", run, "--method", "prune", "--out", tmp_path / "y"]):
+        assert_one_line_exit_2(cli_here(*command), "holds a segmentation network",
+                               f"`visionzoo {command[0]}` needs a classification run")
+
+
 def test_bad_inputs_are_one_line_and_exit_2(tmp_path):
     assert_one_line_exit_2(cli_here("info", "lenet", "--input-size", "0", "0", "0"), "--input-size")
     a_file = tmp_path / "file"
     a_file.write_text("x")
     assert_one_line_exit_2(cli_here(*FAKE, "--epochs", "1", "--train-limit", "16", "--out", a_file), "is a file")
+    out = tmp_path / "run"
+    for options, fragments in ((["--model", "lenet5", "--image-size", "64"], ("--image-size 64", "does not take",
+                                                                              "give --image-size 32")),
+                               (["--seed", "-1"], ("--seed -1", "0 .. 2³² − 1")),
+                               (["--val-size", "1.5"], ("--val-size 1.5", "a whole number")),
+                               (["--model-arg", "num_classes=-3"], ("--model-arg for lenet", "negative dimension"))):
+        assert_one_line_exit_2(cli_here(*FAKE, "--epochs", "1", "--train-limit", "16", *options, "--out", out),
+                               *fragments)
+    assert not out.exists()   # refused before anything is written
+    assert_one_line_exit_2(cli_here("reproduce", "receptive-field", "--budget", "smoke", "--resume", "--overwrite",
+                                    "--out", out), "give one of them")
 
 
 def test_a_data_set_of_other_channels_than_the_network_is_refused():

@@ -218,6 +218,13 @@ def _break(tmp_path, how: str):
     if how == "RGB mask":
         Image.fromarray(np.zeros((16, 20, 3), np.uint8)).save(tmp_path / "masks" / "img003.png")
         return DataError, "masks/img003.png: mask of mode RGB"
+    if how == "classes.txt not UTF-8":
+        (tmp_path / "classes.txt").write_bytes(b"back\xffground\nthing\n")
+        return DataError, "classes.txt: not UTF-8 text"
+    if how == "every pixel void":
+        for mask in (tmp_path / "masks").iterdir():
+            Image.fromarray(np.full((16, 20), IGNORE_INDEX, np.uint8)).save(mask)
+        return DataError, "every pixel of the training masks is 255"
     if how == "undecodable":
         (tmp_path / "images" / "img004.png").write_bytes(b"not a png at all")
         return DataError, "images/img004.png: cannot decode"
@@ -225,7 +232,8 @@ def _break(tmp_path, how: str):
 
 
 @pytest.mark.parametrize("how", ["image without mask", "mask without image", "size mismatch",
-                                 "label beyond classes.txt", "RGB mask", "undecodable"])
+                                 "label beyond classes.txt", "RGB mask", "undecodable", "classes.txt not UTF-8",
+                                 "every pixel void"])
 def test_seg_folder_errors_name_the_file(tmp_path, how):
     error, text = _break(tmp_path, how)
     with pytest.raises(error, match=text):

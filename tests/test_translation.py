@@ -271,6 +271,8 @@ def test_eval_and_translate_commands(trained_run, capsys):
     assert main(["translate", str(run), "the day", "--json", "--beam", "0", "--ensemble", str(run)]) == 0
     assert len(json.loads(capsys.readouterr().out)["translations"]) == 1
     assert_one_line_exit_2(cli_here("translate", run, "   "), "non-empty")
+    # bytes that are not UTF-8 reach argv (and stdin) as lone surrogates
+    assert_one_line_exit_2(cli_here("translate", run, "the day", "the \udcff light"), "sentence 2", "not UTF-8 text")
 
 
 @pytest.mark.slow   # a second run, interrupted mid-epoch and resumed

@@ -26,6 +26,7 @@ MAX_CHANNELS = 64
 MAX_SIDE = 8192                # pixels of an input side
 MAX_PARAMS = 1 << 30           # elements of all weights and buffers (4 GiB of float32; ViT-H/14 has 2^29.2)
 MAX_META_BYTES = 16 << 20
+MAX_EVAL_BATCH = 1 << 16       # model.json's evaluation batch
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -159,6 +160,11 @@ def _adapted_state(model: nn.Module, state: dict, own: dict, resize_first_conv: 
     return adapted, notes
 
 
+# the tasks whose runs' model.json holds the data's normalisation and input size (tasks.base.ImageTask's)
+IMAGE_TASKS = ("classification", "segmentation", "detection", "video", "viewpoint")
+IMAGE_RUN_KEYS = ("data", "input_size", "mean", "std")
+
+
 def _is_count(value, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
@@ -209,6 +215,33 @@ def check_meta(meta, where: str) -> None:
         raise bad(f"std {meta['std']} must be positive")
     if meta.get("options") is not None and not isinstance(meta["options"], dict):
         raise bad("\"options\" is not an object")
+    for key in ("task", "data"):
+        if key in meta and not isinstance(meta[key], str):
+            raise bad(f"\"{key}\" {meta[key]!r} is not a name")
+    missing = [key for key in IMAGE_RUN_KEYS if key not in meta]
+    if meta.get("task") in IMAGE_TASKS and missing:   # written by `visionzoo train`, which writes them all
+        raise bad(f"no \"{missing[0]}\" for its {meta['task']} network")
+    data_args, evaluation = meta.get("data_args", {}), meta.get("eval", {})
+    if not isinstance(data_args, dict) or not all(
+            value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0)
+            for key, value in data_args.items() if key in ("val_size", "seed", "image_size")):
+        raise bad(f"\"data_args\" {data_args!r} is not an object of val_size, seed and image_size numbers")
+    if not isinstance(evaluation, dict) or not _is_count(evaluation.get("batch_size", 1), 1, MAX_EVAL_BATCH) \
+            or not isinstance(evaluation.get("channels_last", False), bool):
+        raise bad(f"\"eval\" {evaluation!r} is not an object of a batch_size in 1..{MAX_EVAL_BATCH} and a "
+                  "channels_last switch")
+
+
+CLASSIFIER_EXAMPLE = "--model lenet5 --data fashion-mnist"   # trains a run for the commands that take classifiers
+
+
+def check_task(meta: dict, path, task: str, command: str, example: str) -> None:
+    """UsageError unless `meta` describes a network of `task`: `visionzoo {command}` needs a run of it, and
+    `example` is a training command that makes one."""
+    found = meta.get("task", "classification")
+    if found != task:
+        raise UsageError(f"{path} holds a {found} network ({meta.get('name')}); `visionzoo {command}` needs a "
+                         f"{task} run (e.g. {example})")
 
 
 def check_data_fits(meta: dict, data, spec: str) -> None:

@@ -1,9 +1,10 @@
 """The command-line arguments that several commands take, each declared once: the device, the data root,
-the data set of a trained run, the split, and the `--json`, `--quiet` and `--overwrite` switches. (`visionzoo train`'s options are
+the data set of a trained run, the split, the seed, and the `--json`, `--quiet` and `--overwrite` switches. (`visionzoo train`'s options are
 declared once as configuration fields, core/options.py; the values these take are the same constants.)
 """
 from __future__ import annotations
 
+from ..core.options import argument, seed_range
 from ..core.runtime import DEVICES
 from ..data.datasets import DATA_ROOT_HELP, SPLITS
 
@@ -35,3 +36,7 @@ def add_quiet(parser, what: str = "progress") -> None:
 
 def add_overwrite(parser, what: str = "the outputs already in --out") -> None:
     parser.add_argument("--overwrite", action="store_true", help=f"replace {what}")
+
+
+def add_seed(parser, help: str = "default 0", default: int = 0) -> None:
+    parser.add_argument("--seed", type=argument(int, seed_range), default=default, help=help)

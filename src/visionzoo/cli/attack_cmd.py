@@ -11,7 +11,16 @@ from pathlib import Path
 from ..core.errors import UsageError
 from ..core.io import json_text
 from ..core.options import argument, at_least, positive
-from .arguments import add_data_dir, add_device, add_json, add_overwrite, add_quiet, add_split, add_trained_data
+from .arguments import (
+    add_data_dir,
+    add_device,
+    add_json,
+    add_overwrite,
+    add_quiet,
+    add_seed,
+    add_split,
+    add_trained_data,
+)
 
 METHODS = ("fgsm", "pgd", "lbfgs", "onepixel", "substitute", "noise")
 NEEDS_EPS = ("fgsm", "pgd", "substitute", "noise")
@@ -92,9 +101,10 @@ def _attack(args) -> int:
     from ..core.probe import check_trained_input
     from ..core.runtime import resolve_device
     from ..data.datasets import load_data, trained_data_args
-    from ..weights import check_data_fits, load_checkpoint
+    from ..weights import CLASSIFIER_EXAMPLE, check_data_fits, check_task, load_checkpoint
     args.target = _target(args.target)
     model, meta = load_checkpoint(args.checkpoint)
+    check_task(meta, args.checkpoint, "classification", "attack", CLASSIFIER_EXAMPLE)
     _check(args, len(meta["classes"]))
     device = resolve_device(args.device)
     spec = args.data or meta["data"]
@@ -155,7 +165,7 @@ def add_commands(commands) -> None:
     g.add_argument("--pixels", type=argument(int, positive), default=1, help="one-pixel: pixels changed (default 1)")
     g.add_argument("--rounds", type=argument(int, at_least(0)), default=6, help="substitute: augmentation rounds ρ (default 6)")
     g.add_argument("--seed-size", type=argument(int, positive), default=150, help="substitute: seed images from the val split (150)")
-    g.add_argument("--seed", type=int, default=0)
+    add_seed(g)
     g = p.add_argument_group("data and output")
     g.add_argument("--n", type=argument(int, positive), default=1000, help="images attacked: the first N of the split (default 1000)")
     add_split(g)

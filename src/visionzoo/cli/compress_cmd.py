@@ -11,7 +11,7 @@ import sys
 from ..core.errors import UsageError
 from ..core.io import json_text
 from ..core.options import argument, at_least, positive, within
-from .arguments import add_data_dir, add_device, add_json, add_overwrite, add_quiet
+from .arguments import add_data_dir, add_device, add_json, add_overwrite, add_quiet, add_seed
 
 # what `compress` writes into --out (compress/pipeline.py)
 COMPRESS_PRODUCTS = ("model.vzc", "compress.json", "layers.png", "curves.png", "weights.png", "sensitivity.png")
@@ -126,5 +126,5 @@ def add_commands(commands) -> None:
     g.add_argument("--train-limit", type=argument(int, positive), help="retrain on a seeded subset of this many images")
     add_device(g)
     add_data_dir(g)
-    g.add_argument("--seed", type=int, default=retrain.seed)
+    add_seed(g, default=retrain.seed, help=f"default {retrain.seed}")
     p.set_defaults(run=run_compress)

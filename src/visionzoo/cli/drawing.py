@@ -27,12 +27,10 @@ def add_drawing_arguments(parser, outputs: str) -> None:
 def load_run_of_task(path: str, device, task: str, command: str, example: str):
     """The network of a run of `task` (moved to `device` in the layout it was evaluated in) and its meta;
     a run of another task is refused in one line that names `example`, a training command for one."""
-    from ..weights import load_checkpoint
+    from ..weights import check_task, load_checkpoint
     from .evaluate_cmd import evaluated_layout
     model, meta = load_checkpoint(path)
-    if meta.get("task") != task:
-        raise UsageError(f"{path} holds a {meta.get('task', 'classification')} network ({meta.get('name')}); "
-                         f"`visionzoo {command}` needs a {task} run (e.g. {example})")
+    check_task(meta, path, task, command, example)
     return model.to(device, memory_format=evaluated_layout(meta)), meta
 
 

@@ -30,9 +30,10 @@ class _Session:
     def __init__(self, args):
         from ..core.runtime import resolve_device
         from ..data.loader import Normalizer
-        from ..weights import load_checkpoint
+        from ..weights import CLASSIFIER_EXAMPLE, check_task, load_checkpoint
         self.args = args
         self.model, self.meta = load_checkpoint(args.checkpoint)
+        check_task(self.meta, args.checkpoint, "classification", "explain", CLASSIFIER_EXAMPLE)
         self.device = resolve_device(args.device)
         self.model.to(self.device)
         self.classes = self.meta.get("classes") or [str(i) for i in range(self.model.num_classes)]

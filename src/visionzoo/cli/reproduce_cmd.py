@@ -11,7 +11,7 @@ import sys
 
 from ..core.errors import UsageError
 from ..core.progress import note
-from .arguments import add_overwrite, add_quiet
+from .arguments import add_overwrite, add_quiet, add_seed
 
 
 def add_commands(commands) -> None:
@@ -24,7 +24,7 @@ def add_commands(commands) -> None:
                         help="smoke: seconds, checks the machinery; quick: ≤ 3 min on a 2-core CPU; full: the serious run, "
                              "3–20 min each on the same CPU")
     parser.add_argument("--out", metavar="DIR", help="output directory (default: reproduce/NAME)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_seed(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue the training runs an interrupted (or earlier) run left in --out: runs with "
                              "the same settings go on from their last checkpoint, finished ones are reused")
@@ -43,6 +43,8 @@ def run(args) -> int:
         return 0
     if not args.name:
         raise UsageError("reproduce: give an experiment NAME or --list")
+    if args.resume and args.overwrite:
+        raise UsageError("--overwrite replaces the runs and --resume continues them; give one of them")
     exp = get_experiment(args.name)
     out = args.out or f"reproduce/{exp.name}"
     from ..core.rundir import claim_output

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..core.errors import UsageError
 from ..core.options import argument, positive
-from .arguments import add_data_dir, add_device, add_json
+from .arguments import add_data_dir, add_device, add_json, add_seed
+from .drawing import output_folder
 
 TEXT_OPTIONS = ("prompt", "temperature", "bias", "length")
 
@@ -48,20 +49,17 @@ def _check_options(args, model, meta: dict) -> None:
 
 
 def run_sample(args) -> int:
-    from ..weights import load_checkpoint
+    from ..weights import check_task, load_checkpoint
     model, meta = load_checkpoint(args.run_dir)
-    task = meta.get("task", "classification")
-    if task == "language":
+    if meta.get("task") == "language":
         from .language_cmd import run_language_sample
         return run_language_sample(args, model, meta)
-    if task != "generative":
-        raise UsageError(f"{args.run_dir} holds a {task} network ({meta['name']}); `visionzoo sample` needs a "
-                         "generative run (e.g. --model dcgan) or a language run")
+    check_task(meta, args.run_dir, "generative", "sample", "--model dcgan; or a language run")
     _check_options(args, model, meta)
     from ..core.runtime import resolve_device
     device = resolve_device(args.device)
     model = model.to(device).eval()
-    out = Path(args.out)
+    out = output_folder(args.out)
     if meta.get("kind") == "discogan" and "output_shape" in meta:
         written = _points(args, model, meta, out, device, translated=True)
     elif meta.get("kind") == "discogan":
@@ -151,7 +149,7 @@ def add_commands(commands) -> None:
                                                                "default one row per class")
     p.add_argument("--truncation", type=argument(float, lambda v: None), metavar="PSI",
                    help="StyleGAN: w' = w̄ + ψ(w − w̄) (1 = none)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    add_seed(p, help="noise seed (default 0)")
     p.add_argument("--prompt", metavar="TEXT", help="language runs: the text to continue")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--temperature", type=argument(float, positive), metavar="T",

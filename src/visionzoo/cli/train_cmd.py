@@ -8,16 +8,13 @@ from pathlib import Path
 from ..core.errors import UsageError
 from ..core.options import add_options, flag_of, given_options
 from ..engine.recipes import apply_recipe, describe_recipes
-from ..engine.trainer import RunOptions, TrainConfig
+from ..engine.trainer import RunOptions, TrainConfig, saved_config
 
 
 def _refuse_changes_on_resume(fields: dict, resume: str) -> None:
     """--resume continues a run exactly, with the settings saved in its config.json: an option that
     would change one of them is refused rather than silently ignored."""
-    saved_file = Path(resume) / "config.json"
-    if not saved_file.exists():
-        return      # the trainer reports the missing run
-    saved = json.loads(saved_file.read_text())
+    saved = saved_config(Path(resume))
     changed = [name for name, value in fields.items() if name not in ("out", "quiet") and name in saved
                and json.loads(json.dumps(value)) != saved[name]]
     if fields.get("out") and Path(fields["out"]).resolve() != Path(resume).resolve():

@@ -46,22 +46,33 @@ def run_translation_eval(args, model, meta: dict) -> int:
                             f"BLEU {result['bleu']:.2f}  loss {result['loss']:.4f}")
 
 
+def _not_utf8(text: str) -> bool:
+    """Whether `text` came from bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def run_translate(args) -> int:
     from ..core.runtime import resolve_device
     from ..tasks.translation import translate
-    from ..weights import load_checkpoint
+    from ..weights import check_task, load_checkpoint
     runs = [args.run_dir, *(args.ensemble or [])]
     loaded = [load_checkpoint(run) for run in runs]
     for run, (_, meta) in zip(runs, loaded):
-        if meta.get("task") != "translation":
-            raise UsageError(f"{run} holds a {meta.get('task', 'classification')} network ({meta['name']}); "
-                             "`visionzoo translate` needs a translation run (e.g. --model transformer_small)")
+        check_task(meta, run, "translation", "translate", "--model transformer_small")
+    texts = [line.rstrip("\n") for line in sys.stdin] if args.text == ["-"] else list(args.text)
+    undecodable = next((number for number, text in enumerate(texts, 1) if _not_utf8(text)), None)
+    if undecodable is not None:
+        raise UsageError(f"sentence {undecodable} ({texts[undecodable - 1][:30]!r}…) is not UTF-8 text; give the "
+                         "sentences in UTF-8")
     vocab = _vocabulary(loaded[0][1], f"{runs[0]}/model.json")
     for run, (_, meta) in zip(runs[1:], loaded[1:]):
         if meta.get("vocab") != loaded[0][1].get("vocab"):
             raise UsageError(f"--ensemble {run}: its subword vocabulary differs from {runs[0]}'s; an ensemble "
                              "averages distributions over one vocabulary")
-    texts = [line.rstrip("\n") for line in sys.stdin] if args.text == ["-"] else list(args.text)
     if not texts or any(not text.strip() for text in texts):
         raise UsageError("give the sentences to translate (non-empty), or - to read them from standard input")
     meta = loaded[0][1]

@@ -294,11 +294,12 @@ def compress(checkpoint, method: str, out, options: Options | None = None) -> di
     from ..data.datasets import load_data
     from ..data.loader import Normalizer
     from ..tasks.classification import evaluate
-    from ..weights import load_checkpoint
+    from ..weights import CLASSIFIER_EXAMPLE, check_task, load_checkpoint
     from .plots import plot_report
     options = options or Options()
     options.validate(method)
     model, meta = load_checkpoint(checkpoint)
+    check_task(meta, checkpoint, "classification", "compress", CLASSIFIER_EXAMPLE)
     device = resolve_device(options.retrain.device)
     data_args = meta.get("data_args", {})
     data = load_data(meta["data"], data_dir=options.retrain.data_dir, val_size=data_args.get("val_size", 5000),

@@ -149,6 +149,30 @@ def given_options(config_class, args: argparse.Namespace) -> dict:
     return given
 
 
+def type_problems(config_class, values: dict) -> list[str]:
+    """`--name value: …` for each entry of `values` (a saved configuration) that is not of its field's type:
+    an int for an int, a number for a float, a string for a str, true/false for a switch; a list or an object
+    where the field holds one. None passes where it is the field's default."""
+    problems = []
+    for field in dataclasses.fields(config_class):
+        if field.name not in values or "option" not in field.metadata:
+            continue
+        value, default = values[field.name], default_of(field)
+        if value is None:
+            continue
+        if isinstance(default, (list, dict)) or declared(field).parse is not None:
+            kind = dict if isinstance(default, dict) else list
+            wanted, ok = kind.__name__, isinstance(value, (list, tuple) if kind is list else dict)
+        else:
+            kind = _scalar_type(field)
+            wanted = kind.__name__
+            ok = isinstance(value, bool) if kind is bool else not isinstance(value, bool) and (
+                isinstance(value, (int, float)) if kind is float else isinstance(value, kind))
+        if not ok:
+            problems.append(f"{flag_of(field)} {value!r}: not a {wanted}")
+    return problems
+
+
 def check_options(config) -> None:
     """Raise UsageError, one line naming the option, for the first value or combination that cannot work."""
     for fields in option_groups(type(config)).values():
@@ -213,3 +237,14 @@ def within(interval: str, meaning: str = "") -> Check:
         below = value < high if interval[-1] == ")" else value <= high
         return None if above and below else f"must lie in {interval}" + (f"; {meaning}" if meaning else "")
     return check
+
+
+def seed_range(value) -> str | None:
+    """A seed numpy's and torch's generators both take."""
+    return None if 0 <= value < 2 ** 32 else "a seed lies in 0 .. 2³² − 1"
+
+
+def count_or_fraction(value) -> str | None:
+    """A number of examples (a whole number ≥ 1) or a fraction of a set (in (0, 1))."""
+    return None if 0 < value < 1 or (value >= 1 and value == int(value)) else \
+        "give a count of examples (a whole number) or a fraction in (0, 1)"

@@ -85,3 +85,6 @@ def check_buildable_input(model: nn.Module, build: Callable[[int], nn.Module], i
     if side is not None and min(height, width) < side:
         raise UsageError(f"{what}: images of {height}×{width} pixels, smaller than the {side}×{side} the network "
                          f"takes at least; give --image-size {side} or more")
+    if built_runs(largest):   # the meta device tells: it runs at its card's size, not at this one (fixed layers)
+        raise UsageError(f"{what}: images of {height}×{width} pixels, which the network does not take (its layers "
+                         f"are sized for its paper's {largest}×{largest}); give --image-size {largest}")

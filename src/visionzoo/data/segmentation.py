@@ -295,7 +295,10 @@ def _read_tree(tree: Path) -> list[tuple[Path, object, Path, np.ndarray]]:
 def _read_classes(root: Path, trees: dict[str, list]) -> list[str]:
     names_file = root / "classes.txt"
     if names_file.exists():
-        names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+        try:
+            names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise DataError(f"{names_file}: not UTF-8 text; save the class names as UTF-8, one per line") from None
         if len(names) < 2:
             raise DataError(f"{names_file}: {len(names)} class name(s); list one per line, background first, "
                             "at least two")
@@ -330,6 +333,9 @@ def _seg_folder_splits(root: Path, image_size: int | None) -> tuple[dict[str, Te
         raise UsageError(f"{root} has {'/ and '.join(named)}/ but no train/; put the training pairs in "
                          f"{root}/train/images and {root}/train/masks")
     trees = {name: _read_tree(tree) for name, tree in (named or {"train": root}).items()}
+    if all((np.asarray(mask) == IGNORE_INDEX).all() for *_, mask in trees["train"]):
+        raise DataError(f"{root}: every pixel of the training masks is {IGNORE_INDEX} (void), so there is nothing to "
+                        "learn; label the pixels with their classes 0, 1, …")
     classes = _read_classes(root, trees)
     every = [pair for pairs in trees.values() for pair in pairs]
     channels = 1 if all(image.mode in GREY_MODES for _, image, _, _ in every) else 3

@@ -35,9 +35,19 @@ import torch
 
 from .. import registry
 from ..core import distributed
-from ..core.errors import UsageError
-from ..core.io import read_torch, write_json, write_safetensors, write_text, write_torch
-from ..core.options import at_least, check_options, option, option_group, positive, within
+from ..core.errors import DataError, UsageError
+from ..core.io import json_text, read_torch, write_json, write_safetensors, write_text, write_torch
+from ..core.options import (
+    at_least,
+    check_options,
+    count_or_fraction,
+    option,
+    option_group,
+    positive,
+    seed_range,
+    type_problems,
+    within,
+)
 from ..core.profile import count_macs, count_params
 from ..core.progress import progress
 from ..core.rundir import claim_output, no_space
@@ -159,7 +169,8 @@ class ModelDataOptions:
                                      check=positive)
     test_limit: int | None = option(None, "final test on the first N test examples (a language run: lines) only "
                                           "(quick experiments)", metavar="N", check=positive)
-    val_size: float = option(5000, "validation images carved from train: count or fraction (default {default})")
+    val_size: float = option(5000, "validation images carved from train: count or fraction (default {default}; the "
+                                   "text data sets keep their fixed validation split)", check=count_or_fraction)
 
 
 @option_group("optimisation")
@@ -269,7 +280,7 @@ class RunOptions:
     overwrite: bool = option(False, "replace the run already in --out (its files are deleted first)")
     checkpoint_every: int = option(0, "also checkpoint every N steps (default: epochs only)", metavar="N",
                                    check=at_least(0))
-    seed: int = option(0, "default {default}")
+    seed: int = option(0, "default {default}", check=seed_range)
     tensorboard: bool = option(False, "write TensorBoard events: train/loss and lr/… every --tensorboard-every "
                                       "steps, the epoch's train_epoch/… and val/…, test/…, diagnostics/…")
     tensorboard_every: int = option(20, "TensorBoard: the step's loss and learning rates every N steps, one host "
@@ -317,17 +328,39 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+def saved_config(run: Path) -> dict:
+    """The options a run's config.json holds, checked: a JSON object naming the model, each value of its
+    option's type (DataError naming the file otherwise; UsageError where there is none)."""
+    path = run / "config.json"
+    if not path.is_file():
+        raise UsageError(f"--resume {run}: no config.json there; give a run directory written by `visionzoo train --out`")
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: damaged ({exc}); resume from a run directory `visionzoo train` wrote") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("model"), str):
+        raise DataError(f"{path}: no \"model\" in it; not the configuration `visionzoo train` wrote")
+    saved = {key: value for key, value in saved.items() if key in TrainConfig.__dataclass_fields__}
+    problems = type_problems(TrainConfig, saved)
+    if problems:
+        raise DataError(f"{path}: {problems[0]}; not the configuration `visionzoo train` wrote")
+    return saved
+
+
 class Trainer:
     """The engine: builds the task, its network and optimisers, and runs the loop of the docstring."""
 
     def __init__(self, cfg: TrainConfig, resume: str | None = None):
         if resume:
-            saved = json.loads((Path(resume) / "config.json").read_text()) if (Path(resume) / "config.json").exists() else None
-            if saved is None:
-                raise UsageError(f"--resume {resume}: no config.json there; give a run directory written by `visionzoo train --out`")
-            saved = {k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__}
+            saved = saved_config(Path(resume))
             cfg = TrainConfig(**{**saved, "out": str(resume), "quiet": cfg.quiet})
-        cfg.validate()
+            try:
+                cfg.validate()
+            except UsageError as exc:
+                raise DataError(f"{Path(resume) / 'config.json'}: {exc}; not the configuration `visionzoo train` "
+                                "wrote") from None
+        else:
+            cfg.validate()
         self.cfg = cfg
         self.out = Path(cfg.out) if cfg.out else None
         self.rank, self.world, local_rank = distributed.world_info()
@@ -583,7 +616,7 @@ class Trainer:
     def _write_epoch(self, record: dict) -> None:
         if not (self.is_main and self.out):
             return
-        write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
+        write_text(self.out / "metrics.jsonl", "".join(json_text(h) + "\n" for h in self.history))
         self.task.plot_curves(self.history, self.out / "curves.png")
         if self.writer:
             # one x axis for every tag, the global step, so epoch points line up with the step curves

@@ -82,8 +82,8 @@ class Task:
         reported in one line naming the `options` that set it."""
         try:
             return create_model(self.cfg.model, **kwargs)
-        except TypeError as exc:
-            raise UsageError(f"{options} for {self.cfg.model}: {exc}") from None
+        except (TypeError, ValueError, RuntimeError) as exc:   # a keyword it does not take, a value it cannot
+            raise UsageError(f"{options} for {self.cfg.model}: {str(exc).splitlines()[0]}") from None
 
     def input_batches(self, batch_size: int, epoch: int = 0) -> Iterator[torch.Tensor]:
         """Network inputs of the training split, ready to feed (data-dependent initialisation)."""

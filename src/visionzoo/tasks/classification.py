@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.distributed import all_reduce_sum
-from ..core.errors import UsageError
 from ..core.options import option, option_group, within
 from ..core.probe import check_buildable_input
 from ..core.progress import progress
@@ -214,10 +213,7 @@ class ClassificationTask(ImageTask):
         self.model_kwargs = {"num_classes": len(self.classes), "in_chans": self.input_size[0],
                              "image_size": stem_side, **builder_kwargs}
         build = lambda side: create_model(cfg.model, **{**self.model_kwargs, "image_size": side})
-        try:
-            model = build(stem_side)
-        except TypeError as exc:
-            raise UsageError(f"--model-arg for {cfg.model}: {exc}") from None
+        model = self.build_network(self.model_kwargs)
         what = f"--image-size {cfg.image_size}" if cfg.image_size else f"--data {cfg.data}"
         check_buildable_input(model, build, self.input_size, get_entry(cfg.model).input_size[-1], what)
         return model

@@ -67,7 +67,7 @@ from ..core.runtime import autocast, evaluating
 from ..data.augment import _beta
 from ..data.datasets import SPLITS, TensorSplit, fill_splits
 from ..data.loader import Normalizer, epoch_order, steps_per_epoch, train_batches
-from ..registry import create_model, get_entry
+from ..registry import get_entry
 from .base import CLASSIFICATION_OPTIONS, StepOutput, Task
 
 GAN_LOSSES = ("non-saturating", "minimax")
@@ -519,10 +519,7 @@ class GenerativeTask(Task):
         if not self.points:
             wanted["image_size"] = self.data_shape[-1]
         kwargs = {**builder_keywords(cfg.model, wanted), **builder_kwargs}
-        try:
-            model = create_model(cfg.model, **kwargs)
-        except TypeError as exc:
-            raise UsageError(f"--model-arg for {cfg.model}: {exc}") from None
+        model = self.build_network(kwargs)
         if not model.num_classes:     # an unconditional network: rebuilt from its entry's own num_classes
             kwargs.pop("num_classes", None)
         self.model_kwargs = kwargs
