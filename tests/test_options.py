@@ -6,8 +6,16 @@ import dataclasses
 import pytest
 
 from visionzoo.core.errors import UsageError
-from visionzoo.core.options import add_options, check_options, declared, given_options, heading, option_groups
-from visionzoo.engine.trainer import TrainConfig
+from visionzoo.core.options import (
+    add_options,
+    check_options,
+    declared,
+    default_of,
+    given_options,
+    heading,
+    option_groups,
+)
+from visionzoo.engine.trainer import TASK_OPTIONS, TrainConfig, Trainer
 
 FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 
@@ -78,3 +86,27 @@ def test_check_options_refuses_a_bad_value_in_one_line_naming_the_option(values,
 def test_the_defaults_and_none_pass():
     check_options(TrainConfig())
     check_options(TrainConfig(ema=None, wd_mode=None, norm=None, adv=None))
+
+
+def _another_value(field):
+    """A value of the field's type other than its default (the first other choice where it has choices)."""
+    spec, default = declared(field), default_of(field)
+    if spec.choices:
+        return next(choice for choice in spec.choices if choice != default)
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, (int, float)):
+        return default * 2 if default else 1
+    return {"fid_reference": "none", "proposals": "none"}.get(field.name, 3)
+
+
+@pytest.mark.parametrize("owner, name", [(owner, field.name) for owner, group in TASK_OPTIONS.items()
+                                         for field in dataclasses.fields(group)])
+def test_an_option_of_another_tasks_group_is_refused_not_ignored(owner, name, tmp_path):
+    """Every option of a task's own group, set on a run of another task (an image classifier here), is refused in
+    one line naming it and its task."""
+    value = _another_value(FIELDS[name])
+    config = TrainConfig(model="lenet", data="fake", epochs=1, train_limit=16, quiet=True, out=str(tmp_path / "r"),
+                         **{name: value})
+    with pytest.raises(UsageError, match=f"^--{name.replace('_', '-')} is a {owner} option; a classification run"):
+        Trainer(config)

@@ -41,6 +41,7 @@ from ..core.options import (
     at_least,
     check_options,
     count_or_fraction,
+    default_of,
     option,
     option_group,
     positive,
@@ -101,6 +102,11 @@ TASK_CLASSES = {"classification": ClassificationTask, "segmentation": Segmentati
                 "video": VideoTask, "generative": GenerativeTask, "language": LanguageTask,
                 "detection": DetectionTask, "translation": TranslationTask, "cloze": ClozeTask,
                 "sequence-regression": SequenceRegressionTask}
+# The option groups that belong to one task: set away from its default, an option of another task's group is
+# refused in one line (a --bptt on an image classifier, a --d-steps on a segmentation network) instead of ignored.
+TASK_OPTIONS = {"segmentation": SegmentationOptions, "viewpoint": ViewpointOptions, "video": VideoOptions,
+                "generative": GenerativeOptions, "language": LanguageOptions, "detection": DetectionOptions,
+                "translation": TranslationOptions, "cloze": ClozeOptions}
 SWITCH = ("auto", "on", "off")
 
 
@@ -392,6 +398,10 @@ class Trainer:
         self.task = TASK_CLASSES[task_name](cfg, device=self.device, rank=self.rank, world=self.world,
                                             channels_last=self.channels_last, amp=self.amp, log=self._log)
         self.channels_last = self.task.channels_last   # a task may refuse the layout (video: 5-D tensors)
+        for owner, group in TASK_OPTIONS.items():
+            if owner != task_name:
+                self.task.refuse_options({field.name: default_of(field) for field in dataclasses.fields(group)},
+                                         f"a {owner}")
         self.task.load_data()
         model = self.task.build_model(**builder_kwargs(cfg), **cfg.model_args)
         self.input_size = self.task.input_size   # after the build: a generator's input is its noise z
