@@ -67,6 +67,20 @@ def test_info_layer_table_sums_to_the_totals(capsys):
     assert next(r for r in rows if r["layer"] == "layer4")["output"] == [512, 7, 7]
 
 
+@pytest.mark.parametrize("name", ["dcgan", "stylegan_small", "lstm_lm"])
+def test_info_of_a_network_of_another_task_totals_its_card(name, capsys):
+    """A generator's input is z and a language model's tokens: info builds and measures what the card does."""
+    assert main(["models", name, "--json", "--quiet"]) == 0
+    card = json.loads(capsys.readouterr().out)[0]
+    assert main(["info", name]) == 0
+    params, macs = capsys.readouterr().out.strip().splitlines()[-1].split()[1:]
+    assert (int(params.replace(",", "")), int(macs.replace(",", ""))) == (card["params"], card["macs"])
+
+
+def test_bench_refuses_a_network_that_is_not_a_classifier_in_one_line():
+    assert_one_line_exit_2(cli_here("bench", "dcgan", "--repeats", "1"), "dcgan is a generative network")
+
+
 def test_lenet5_follows_the_paper():
     model = create_model("lenet5")
     c3 = model.features[4]

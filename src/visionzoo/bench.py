@@ -314,6 +314,10 @@ def benchmark(cfg: BenchConfig) -> dict:
 def _benchmark(cfg: BenchConfig) -> dict:
     from .core.runtime import resolve_device
     entry = registry.get_entry(cfg.model)
+    if entry.task != "classification":   # the timed step is a classifier's: images in, cross-entropy on classes
+        raise UsageError(f"bench times a classifier's training and inference steps; {cfg.model} is a {entry.task} "
+                         "network: its task's speed rows against the reference implementation are in BENCHMARKS.md "
+                         "(scripts in benchmarks/)")
     input_size = tuple(cfg.input_size or entry.input_size)
     num_classes = cfg.num_classes or entry.num_classes
     device = resolve_device(cfg.device)

@@ -59,10 +59,13 @@ def run_info(args) -> int:
     from ..registry import create_model, get_entry
     entry = get_entry(args.name)
     size = tuple(args.input_size) if args.input_size else entry.input_size
-    kwargs = {"image_size": size[-1], "in_chans": size[0]}
+    # built as its card is, unless another input is asked for (a generator's or a sequence model's input is no image)
+    kwargs = {"image_size": size[-1], "in_chans": size[0]} if args.input_size else {}
     if args.num_classes:
         kwargs["num_classes"] = args.num_classes
     model = create_model(args.name, **kwargs)
+    if not args.input_size:   # the part its card measures, on that part's input (a GAN: its generator and z)
+        model, size = getattr(model, "card_module", model), tuple(getattr(model, "card_input_size", size))
     if args.receptive_field:
         from ..explain.receptive import receptive_field_table, trace_receptive_fields
         print(f"{args.name}: receptive field r, jump j and first centre of every layer; input {size}")
