@@ -336,10 +336,14 @@ def test_the_classifier_commands_refuse_a_run_of_another_task_in_one_line(tmp_pa
     shutil.copytree(small_run, run)
     meta = json.loads((run / "model.json").read_text())
     (run / "model.json").write_text(json.dumps({**meta, "task": "segmentation"}))
-    for command in (["attack", run, "--method", "fgsm", "--eps", "0.1"], ["explain", run, "--method", "filters",
-                    "--out", tmp_path / "x"], ["compress", run, "--method", "prune", "--out", tmp_path / "y"]):
+    for command, name in ((["attack", run, "--method", "fgsm", "--eps", "0.1"], "attack"),
+                          (["explain", run, "--method", "filters", "--out", tmp_path / "x"], "explain"),
+                          (["compress", run, "--method", "prune", "--out", tmp_path / "y"], "compress"),
+                          ([*FAKE, "--epochs", "1", "--teacher", run, "--out", tmp_path / "z"], "train --teacher")):
         assert_one_line_exit_2(cli_here(*command), "holds a segmentation network",
-                               f"`visionzoo {command[0]}` needs a classification run")
+                               f"`visionzoo {name}` needs a classification run")
+    (tmp_path / "notes.txt").write_text("not weights")
+    assert_one_line_exit_2(cli_here("eval", tmp_path / "notes.txt"), "model.json is missing beside", "give a run")
 
 
 def test_bad_inputs_are_one_line_and_exit_2(tmp_path):

@@ -255,7 +255,7 @@ def test_moving_mnist_reader(tmp_path):
 
 
 @pytest.mark.parametrize("content, text", [
-    (b"not an array at all", "not a NumPy .npy file"),
+    (b"not an array at all", "not a NumPy .npy array file"),
     (np.zeros((20, 4, 64, 64), dtype=np.float32), "float32 array of shape (20, 4, 64, 64); Moving MNIST is uint8"),
     (np.zeros((20, 64, 64), dtype=np.uint8), "array of shape (20, 64, 64)"),
 ])

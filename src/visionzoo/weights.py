@@ -354,7 +354,9 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     if not weights.exists():
         raise UsageError(f"{weights} does not exist; give a run directory or its model.safetensors")
     if not meta_path.exists():
-        raise UsageError(f"{meta_path} is missing: it says how to rebuild the model")
+        beside = f" beside {weights}" if path.is_file() else ""
+        raise UsageError(f"{meta_path} is missing{beside}: it says how to rebuild the model; give a run directory, "
+                         "or the model.safetensors in one")
     meta = read_meta(meta_path)
     shapes = safetensors_shapes(weights) if weights.suffix == ".safetensors" else None
     model = model_from_meta(meta, str(meta_path), shapes)

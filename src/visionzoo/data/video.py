@@ -156,8 +156,8 @@ def read_moving_mnist(path: Path) -> torch.Tensor:
         raise UsageError(f"moving-mnist:{path}: no such file; give the path of mnist_test_seq.npy")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a NumPy .npy file ({str(exc).strip().splitlines()[0]})") from None
+    except (ValueError, OSError, EOFError):   # numpy's own text speaks of pickles, which are never read here
+        raise DataError(f"{path}: not a NumPy .npy array file; give Moving MNIST's mnist_test_seq.npy") from None
     if not isinstance(array, np.ndarray) or array.ndim != 4 or array.dtype != np.uint8:
         shape = getattr(array, "shape", "?")
         dtype = getattr(array, "dtype", "?")

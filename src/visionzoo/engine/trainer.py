@@ -225,6 +225,9 @@ class OptimisationOptions:
             raise UsageError(f"--betas is for --optimizer adam or adamw, not {self.optimizer}")
         if self.schedule == "multistep" and not self.milestones:
             raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 30,60,80")
+        if self.milestones and self.schedule != "multistep":
+            raise UsageError(f"--milestones are where --schedule multistep decays; --schedule {self.schedule} has "
+                             "none: give --schedule multistep, or leave --milestones out")
         if self.lr_floor and self.schedule not in ANNEALING:
             raise UsageError(f"--lr-floor is where {' and '.join(ANNEALING)} anneal to; --schedule {self.schedule} "
                              f"does not anneal: give --schedule {' or '.join(ANNEALING)}, or leave --lr-floor out")

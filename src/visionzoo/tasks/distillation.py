@@ -17,17 +17,24 @@ from ..core.errors import UsageError
 from ..core.options import option, option_group, positive, within
 from ..data.loader import Normalizer
 
+KD_TEMPERATURE, KD_ALPHA = 4.0, 0.9   # the default temperature T and weight α of the soft targets
+
 
 @option_group("knowledge distillation", "loss α·T²·KL(teacher‖student at T) + (1 − α)·CE")
 class DistillationOptions:
     teacher: str | None = option(None, "trained run directory or .safetensors (eval mode, no gradient)", metavar="RUN")
-    kd_temperature: float = option(4.0, "softmax temperature (default {default})", metavar="T", check=positive)
-    kd_alpha: float = option(0.9, "weight of the soft targets (default {default})", metavar="A",
+    kd_temperature: float = option(KD_TEMPERATURE, "softmax temperature (default {default})", metavar="T", check=positive)
+    kd_alpha: float = option(KD_ALPHA, "weight of the soft targets (default {default})", metavar="A",
                              check=within("[0, 1]", "the weight of the soft targets"))
+
+    def check_combination(self) -> None:
+        if not self.teacher and (self.kd_temperature, self.kd_alpha) != (KD_TEMPERATURE, KD_ALPHA):
+            given = "--kd-temperature" if self.kd_temperature != KD_TEMPERATURE else "--kd-alpha"
+            raise UsageError(f"{given} sets the distillation from a --teacher; give --teacher RUN, or leave it out")
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-                      temperature: float = 4.0, alpha: float = 0.9,
+                      temperature: float = KD_TEMPERATURE, alpha: float = KD_ALPHA,
                       label_smoothing: float = 0.0, hard_loss: torch.Tensor | None = None) -> torch.Tensor:
     """α·T²·KL(q_teacher,T ‖ q_student,T) + (1 − α)·CE(student, targets), both batch means.
 
@@ -49,8 +56,9 @@ class Teacher:
     """A trained network in eval mode, without gradients, fed with its own input normalisation."""
 
     def __init__(self, source: str | Path, device, num_classes: int, input_size):
-        from ..weights import load_checkpoint
+        from ..weights import CLASSIFIER_EXAMPLE, check_task, load_checkpoint
         model, meta = load_checkpoint(source)
+        check_task(meta, source, "classification", "train --teacher", CLASSIFIER_EXAMPLE)
         classes = meta.get("kwargs", {}).get("num_classes")
         if classes != num_classes:
             raise UsageError(f"--teacher {source}: it predicts {classes} classes, the data has {num_classes}; "
