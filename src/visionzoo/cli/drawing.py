@@ -1,5 +1,6 @@
 """What the drawing commands (`detect`, `segment`) share: their arguments, the run of the right task, the
-images chosen by `--image` or `--index`, and the output folder."""
+images chosen by `--image` or `--index`, and the output folder (`explain` reads its `--image` and `sample` checks
+its `--out` here too)."""
 from __future__ import annotations
 
 from pathlib import Path
