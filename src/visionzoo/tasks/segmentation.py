@@ -30,7 +30,7 @@ from ..data.loader import Normalizer, eval_batches
 from ..data.segmentation import IGNORE_INDEX, PairAugmentation, load_segmentation_data
 from ..data.weight_map import unet_weight_map
 from ..metrics import confusion_matrix, scores_from_confusion
-from ..models.unet import overlap_tile
+from ..models.unet import mirror_pad, overlap_tile
 from .base import CLASSIFICATION_OPTIONS_UNIFORM_SMOOTHING, ImageTask, StepOutput
 from .plots import plot_curves
 
@@ -56,8 +56,8 @@ def predict(model: nn.Module, x: torch.Tensor, run: nn.Module | None = None) -> 
     divisor = getattr(model, "size_divisor", 1)
     height, width = x.shape[-2:]
     pad_h, pad_w = -height % divisor, -width % divisor
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+    if pad_h or pad_w:   # F.pad's reflection, continued where the pad exceeds the image (a 1×1 picture)
+        x = mirror_pad(x, (0, pad_w, 0, pad_h))
     return (run or model)(x)[..., :height, :width]
 
 
