@@ -343,6 +343,16 @@ def test_coco_bad_annotations_are_one_line_errors(tmp_path, annotation, message)
         load_detection_data(f"coco:{root}", val_size=1)
 
 
+def test_coco_refuses_a_category_id_given_twice(tmp_path):
+    root = write_coco(tmp_path / "coco")
+    for path in (root / "annotations").iterdir():
+        content = json.loads(path.read_text())
+        content["categories"].append({"id": 1, "name": "another person"})
+        path.write_text(json.dumps(content))
+    with pytest.raises(DataError, match="instances_.*json: category id 1 is given twice"):
+        load_detection_data(f"coco:{root}", val_size=1)
+
+
 def test_coco_refuses_file_names_outside_its_folder(tmp_path):
     root = write_coco(tmp_path / "coco")
     path = root / "annotations" / "instances_val2017.json"

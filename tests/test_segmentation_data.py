@@ -218,6 +218,9 @@ def _break(tmp_path, how: str):
     if how == "RGB mask":
         Image.fromarray(np.zeros((16, 20, 3), np.uint8)).save(tmp_path / "masks" / "img003.png")
         return DataError, "masks/img003.png: mask of mode RGB"
+    if how == "a class named twice":
+        (tmp_path / "classes.txt").write_text("background\nroad\nroad\n")
+        return DataError, "classes.txt: the class 'road' is named twice"
     if how == "classes.txt not UTF-8":
         (tmp_path / "classes.txt").write_bytes(b"back\xffground\nthing\n")
         return DataError, "classes.txt: not UTF-8 text"
@@ -233,7 +236,7 @@ def _break(tmp_path, how: str):
 
 @pytest.mark.parametrize("how", ["image without mask", "mask without image", "size mismatch",
                                  "label beyond classes.txt", "RGB mask", "undecodable", "classes.txt not UTF-8",
-                                 "every pixel void"])
+                                 "every pixel void", "a class named twice"])
 def test_seg_folder_errors_name_the_file(tmp_path, how):
     error, text = _break(tmp_path, how)
     with pytest.raises(error, match=text):

@@ -528,7 +528,11 @@ def _coco_categories(path: Path, data: dict) -> tuple[list[int], list[str]]:
         raise DataError(f"{path}: a category lacks an integer 'id' or a 'name' ({exc})") from None
     if not pairs:
         raise DataError(f"{path}: no categories")
-    return [i for i, _ in pairs], [n for _, n in pairs]
+    ids = [i for i, _ in pairs]
+    repeated = next((i for i, j in zip(ids, ids[1:]) if i == j), None)
+    if repeated is not None:
+        raise DataError(f"{path}: category id {repeated} is given twice; each category needs an id of its own")
+    return ids, [n for _, n in pairs]
 
 
 def _coco_records(path: Path, data: dict, folder: Path, category_ids: list[int]) -> list[tuple]:

@@ -302,6 +302,9 @@ def _read_classes(root: Path, trees: dict[str, list]) -> list[str]:
         if len(names) < 2:
             raise DataError(f"{names_file}: {len(names)} class name(s); list one per line, background first, "
                             "at least two")
+        repeated = next((name for k, name in enumerate(names) if name in names[:k]), None)
+        if repeated is not None:
+            raise DataError(f"{names_file}: the class {repeated!r} is named twice; give each class a name of its own")
         for pairs in trees.values():
             for _, _, mask_path, mask in pairs:
                 labels = np.unique(mask)
