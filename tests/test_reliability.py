@@ -499,6 +499,12 @@ def test_folder_classes_must_come_from_train_be_printable_and_stay_inside(tmp_pa
     (tmp_path / "c/train/x/link.png").symlink_to(tmp_path / "secret.png")
     with pytest.raises(DataError, match="outside"):
         load_data(f"folder:{tmp_path / 'c'}", val_size=2)
+    image_folder(tmp_path / "d", {f"train/x/{i}.png": i for i in range(6)})
+    with pytest.raises(UsageError, match="one class folder"):
+        load_data(f"folder:{tmp_path / 'd'}", val_size=2)
+    (tmp_path / "d/train/y").mkdir()
+    with pytest.raises(DataError, match="train/y: a class folder without images"):
+        load_data(f"folder:{tmp_path / 'd'}", val_size=2)
 
 
 # ---- family 5 (continued): images smaller than the network takes --------------------------------------

@@ -305,9 +305,11 @@ def _folder_split(path: Path, image_size: int):
     classes = sorted(p.name for p in base.iterdir() if p.is_dir())
     if not classes:
         raise UsageError(f"{base}: no class sub-folders (expected {base}/CLASS/IMAGE.png)")
+    if len(classes) == 1:
+        raise UsageError(f"{base}: one class folder ({classes[0]}); a classifier needs two or more")
     for cls in classes:
         if not cls.isprintable():   # a newline would break class lists, model.json readers, confusion plots
-            raise DataError(f"{base / cls!r}: a class folder whose name holds a newline or control character; "
+            raise DataError(f"{str(base / cls)!r}: a class folder whose name holds a newline or control character; "
                             "rename it")
     for name, tree in trees.items():
         unknown = sorted({p.name for p in tree.iterdir() if p.is_dir()} - set(classes))
@@ -328,7 +330,12 @@ def _folder_split(path: Path, image_size: int):
         if not files:
             raise UsageError(f"{tree}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders")
         return FolderSplit(files, torch.tensor(labels, dtype=torch.int64), image_size)
-    return {name: collect(tree) for name, tree in trees.items()} or {"train": collect(root)}, classes
+    splits = {name: collect(tree) for name, tree in trees.items()} or {"train": collect(root)}
+    shown = splits["train"].labels.bincount(minlength=len(classes))
+    if not shown.all():
+        raise DataError(f"{base / classes[int((shown == 0).nonzero()[0])]}: a class folder without images; a class the "
+                        "training images never show cannot be learnt (add its images, or remove the folder)")
+    return splits, classes
 
 
 def trained_data_args(meta: dict, spec: str) -> dict:
