@@ -1,6 +1,7 @@
 """The command-line arguments that several commands take, each declared once: the device, the data root,
-the data set of a trained run, the split, the seed, and the `--json`, `--quiet` and `--overwrite` switches. (`visionzoo train`'s options are
-declared once as configuration fields, core/options.py; the values these take are the same constants.)
+the data set of a trained run, the split, the seed, and the `--json`, `--quiet` and `--overwrite` switches.
+(`visionzoo train`'s options are declared once as configuration fields, core/options.py; the values these take
+are the same constants.)
 """
 from __future__ import annotations
 

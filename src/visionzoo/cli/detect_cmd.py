@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 from ..core.errors import UsageError
-from .drawing import add_drawing_arguments, chosen_indices, load_run_of_task, output_folder, read_image_argument
+from ..core.rundir import make_directory
+from .drawing import add_drawing_arguments, chosen_indices, load_run_of_task, read_image_argument
 from .report import measures_text, print_evaluation
 
 
@@ -79,7 +80,7 @@ def run_detect(args) -> int:
         indices = chosen_indices(args, split)
         images, targets = split.fetch(torch.tensor(indices))
         items = [(f"{args.split}_{i}", images[k], targets[k], (1.0, 1.0)) for k, i in enumerate(indices)]
-    out = output_folder(args.out)
+    out = make_directory(args.out)
     report = []
     with torch.no_grad(), evaluating(model):
         for name, image, truth, (sx, sy) in items:

@@ -1,6 +1,5 @@
-"""What the drawing commands (`detect`, `segment`) share: their arguments, the run of the right task, the
-images chosen by `--image` or `--index`, and the output folder (`explain` reads its `--image` and `sample` checks
-its `--out` here too)."""
+"""What the drawing commands (`detect`, `segment`) share: their arguments, the run of the right task and the
+images chosen by `--image` or `--index` (`explain` reads its `--image` here too)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +11,8 @@ FIRST_IMAGES = 8   # the data set images drawn when neither --image nor --index 
 
 
 def add_drawing_arguments(parser, outputs: str) -> None:
-    """The images to draw (files or, not with them, a split's images by index), the data root, the device, `--json`, and
-    `--out`, the folder that receives `outputs`."""
+    """The images to draw (files or, not with them, a split's images by index), the data root, the device,
+    `--json`, and `--out`, the folder that receives `outputs`."""
     images = parser.add_mutually_exclusive_group()
     images.add_argument("--image", action="append", metavar="PATH", help="an image file of any size (repeatable)")
     images.add_argument("--index", action="append", type=int, metavar="I",
@@ -50,10 +49,3 @@ def chosen_indices(args, split) -> list[int]:
     if bad:
         raise UsageError(f"--index {bad[0]}: the {args.split} split has images 0..{len(split) - 1}")
     return indices
-
-
-def output_folder(out: str) -> Path:
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--out {path} is a file; give a directory")
-    return path

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ..core.errors import UsageError
 from ..core.options import argument, positive
+from ..core.rundir import make_directory
 from .arguments import add_data_dir, add_device, add_json, add_seed
-from .drawing import output_folder
 
 TEXT_OPTIONS = ("prompt", "temperature", "bias", "length")
 
@@ -59,7 +59,7 @@ def run_sample(args) -> int:
     from ..core.runtime import resolve_device
     device = resolve_device(args.device)
     model = model.to(device).eval()
-    out = output_folder(args.out)
+    out = make_directory(args.out)
     if meta.get("kind") == "discogan" and "output_shape" in meta:
         written = _points(args, model, meta, out, device, translated=True)
     elif meta.get("kind") == "discogan":

@@ -14,7 +14,8 @@ import json
 import math
 from pathlib import Path
 
-from .drawing import add_drawing_arguments, chosen_indices, load_run_of_task, output_folder, read_image_argument
+from ..core.rundir import make_directory
+from .drawing import add_drawing_arguments, chosen_indices, load_run_of_task, read_image_argument
 from .report import measures_text, print_evaluation
 
 
@@ -71,7 +72,7 @@ def run_segment(args) -> int:
         indices = chosen_indices(args, split)
         images, masks = split.fetch(torch.tensor(indices))
         items = [(f"{args.split}_{i}", images[k], masks[k]) for k, i in enumerate(indices)]
-    out = output_folder(args.out)
+    out = make_directory(args.out)
     report = []
     with torch.no_grad(), evaluating(model):
         for name, image, truth in items:

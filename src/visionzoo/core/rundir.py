@@ -66,7 +66,9 @@ def _take_lock(directory: Path, flag: str) -> Path:
     raise UsageError(f"{flag} {directory}: cannot take {lock}; remove it and try again")
 
 
-def _make_directory(directory: Path, flag: str) -> None:
+def make_directory(directory, flag: str = "--out") -> Path:
+    """`directory` made (with its parents) for the output that `flag` names; one line where it cannot be."""
+    directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{flag} {directory} is a file; give a directory")
     try:
@@ -75,6 +77,7 @@ def _make_directory(directory: Path, flag: str) -> None:
         raise UsageError(f"{flag} {directory}: a part of that path is a file; give a directory") from None
     except OSError as exc:
         raise UsageError(f"{flag} {directory}: cannot create it ({exc.strerror or exc})") from None
+    return directory
 
 
 def _remove(path: Path) -> None:
@@ -89,7 +92,7 @@ def claim_output(directory, products: tuple[str, ...], *, overwrite: bool = Fals
                  flag: str = "--out") -> Iterator[Path]:
     """Hold `directory` for one run writing `products` (file or folder names); see the module docstring."""
     directory = Path(directory)
-    _make_directory(directory, flag)
+    make_directory(directory, flag)
     lock = _take_lock(directory, flag)
     try:
         for entry in directory.iterdir():
