@@ -337,3 +337,23 @@ def test_random_crop_and_flip_are_batched_and_seeded():
     flipped = random_flip(x, torch.Generator().manual_seed(0), p=1.0)
     assert torch.equal(flipped, x.flip(3))
     assert torch.equal(random_flip(x, torch.Generator().manual_seed(0), p=0.0), x)
+
+
+def _data_classes():
+    from visionzoo.data.cloze import ClozeData
+    from visionzoo.data.datasets import DataBundle
+    from visionzoo.data.detection import DetectionData
+    from visionzoo.data.synthetic_sequences import SequenceData
+    from visionzoo.data.text import TextData
+    from visionzoo.data.translation import ParallelData
+    return [DataBundle, DetectionData, SequenceData, TextData, ParallelData, ClozeData]
+
+
+@pytest.mark.parametrize("data_class", _data_classes(), ids=lambda cls: cls.__name__)
+def test_every_data_set_gives_its_splits_by_name_and_refuses_another_name(data_class):
+    from visionzoo.data.datasets import SPLITS
+    data = object.__new__(data_class)
+    data.train, data.val, data.test = "train images", "val images", "test images"
+    assert [data.split(name) for name in SPLITS] == ["train images", "val images", "test images"]
+    with pytest.raises(UsageError, match="unknown split 'valid'; use train, val or test$"):
+        data.split("valid")

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from ..core.errors import DataError, UsageError
-from .datasets import SPLITS
+from .datasets import SPLITS, NamedSplits
 from .text import KJV_MODULE, UNKNOWN, Vocabulary
 
 PAD_TOKEN, PAD = "<pad>", 0
@@ -263,16 +263,13 @@ def encode_example(example: ClozeExample, vocab: Vocabulary, entities: int) -> E
 
 
 @dataclass
-class ClozeData:
+class ClozeData(NamedSplits):
     """Splits of questions, the vocabulary and E, the entity ids (the readers' classes)."""
     train: list[ClozeExample]
     val: list[ClozeExample]
     test: list[ClozeExample]
     vocab: Vocabulary
     entities: int
-
-    def split(self, name: str) -> list[ClozeExample]:
-        return getattr(self, name)
 
     def encode(self, name: str) -> list[EncodedCloze]:
         return [encode_example(e, self.vocab, self.entities) for e in self.split(name)]

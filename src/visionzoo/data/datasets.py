@@ -32,6 +32,15 @@ STATS_CHUNK = 256   # images per step of the channel statistics (224-px RGB: 150
 RESIZE_CHUNK = 1024   # images resized at once when a whole split is (128-px grey: 64 MB of float32)
 
 
+class NamedSplits:
+    """A data set whose `train`, `val` and `test` attributes are its splits, also reachable by name."""
+
+    def split(self, name: str):
+        if name not in SPLITS:
+            raise UsageError(f"unknown split {name!r}; use {', '.join(SPLITS[:-1])} or {SPLITS[-1]}")
+        return getattr(self, name)
+
+
 @dataclass
 class TensorSplit:
     """An in-memory split: uint8 images (N, C, H, W) and int64 labels (N,).
@@ -89,7 +98,7 @@ class FolderSplit:
 
 
 @dataclass
-class DataBundle:
+class DataBundle(NamedSplits):
     name: str
     train: TensorSplit | FolderSplit
     val: TensorSplit | FolderSplit
@@ -103,11 +112,6 @@ class DataBundle:
         """(C, H, W) of the training images (read once: one image decoded or resized)."""
         sample, _ = self.train.fetch(torch.arange(1))
         return tuple(sample.shape[1:])
-
-    def split(self, name: str):
-        if name not in SPLITS:
-            raise UsageError(f"unknown split {name!r}; use train, val or test")
-        return getattr(self, name)
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:

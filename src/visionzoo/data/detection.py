@@ -70,7 +70,7 @@ import torch.nn.functional as F
 
 from ..core.errors import DataError, UsageError
 from . import formats
-from .datasets import FASHION_CLASSES, SPLITS, TensorSplit, _load_idx_set, channel_stats
+from .datasets import FASHION_CLASSES, NamedSplits, TensorSplit, _load_idx_set, channel_stats
 
 DETECTION_DATA = ("fmnist-scenes", "voc:PATH", "coco:PATH")
 VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -139,7 +139,7 @@ class DetectionSplit:
 
 
 @dataclass
-class DetectionData:
+class DetectionData(NamedSplits):
     train: DetectionSplit
     val: DetectionSplit
     test: DetectionSplit
@@ -147,11 +147,6 @@ class DetectionData:
     input_size: tuple[int, int, int]            # (C, H, W) every image has
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
-
-    def split(self, name: str) -> DetectionSplit:
-        if name not in SPLITS:
-            raise UsageError(f"unknown split {name!r}; use train, val or test")
-        return getattr(self, name)
 
 
 def stack_images(images) -> torch.Tensor:

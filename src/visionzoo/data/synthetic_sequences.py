@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.errors import UsageError
-from .datasets import SPLITS, fill_splits
+from .datasets import NamedSplits, fill_splits
 
 SEQUENCE_DATA = ("adding:T",)
 ADDING_SIZES = (100_000, 10_000)      # train (before the validation split), test
@@ -66,7 +66,7 @@ class SequenceSplit:
 
 
 @dataclass
-class SequenceData:
+class SequenceData(NamedSplits):
     name: str
     train: SequenceSplit
     val: SequenceSplit
@@ -84,11 +84,6 @@ class SequenceData:
     def outputs(self) -> int:
         """Numbers regressed per sequence."""
         return self.train.targets[0].numel()
-
-    def split(self, name: str) -> SequenceSplit:
-        if name not in SPLITS:
-            raise UsageError(f"unknown split {name!r}; use train, val or test")
-        return getattr(self, name)
 
 
 def is_sequence_data(spec: str) -> bool:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..core.errors import DataError, UsageError
+from .datasets import NamedSplits
 
 LEVELS = ("char", "word")
 UNKNOWN, END_OF_LINE = "<unk>", "<eos>"
@@ -127,7 +128,7 @@ class Vocabulary:
 
 
 @dataclass
-class TextData:
+class TextData(NamedSplits):
     """A text's splits as int64 token streams, its vocabulary, and per split its characters and
     words (see the module docstring); `text` keeps each split's plain text."""
     train: torch.Tensor
@@ -137,9 +138,6 @@ class TextData:
     level: str
     chars: dict[str, int]
     words: dict[str, int]
-
-    def split(self, name: str) -> torch.Tensor:
-        return getattr(self, name)
 
 
 def read_text_file(path: str | os.PathLike) -> str:

@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import DataError, UsageError
+from .datasets import NamedSplits
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPLIT_SEED = 1409          # the fixed permutation of every data set's pairs
@@ -53,16 +54,13 @@ _MO_MAGIC = 0x950412DE
 
 
 @dataclass
-class ParallelData:
+class ParallelData(NamedSplits):
     """Source/target sentence pairs of each split, and the languages."""
     train: list[tuple[str, str]]
     val: list[tuple[str, str]]
     test: list[tuple[str, str]]
     source_language: str
     target_language: str
-
-    def split(self, name: str) -> list[tuple[str, str]]:
-        return getattr(self, name)
 
 
 def bible_pairs(data_dir: str | os.PathLike | None = None) -> list[tuple[str, str]]:
