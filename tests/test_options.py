@@ -75,6 +75,7 @@ def test_help_names_the_declared_default():
     (dict(schedule="multistep"), "--schedule multistep needs --milestones"),                  # within a group
     (dict(schedule="step", lr_floor=0.1), "--lr-floor is where cosine and onecycle anneal to"),
     (dict(schedule="cosine", milestones=[1, 2]), "--milestones are where --schedule multistep decays"),
+    (dict(epochs=3, warmup_epochs=3.5), "--warmup-epochs 3.5 is longer than the run (--epochs 3)"),
     (dict(kd_temperature=3.0), "--kd-temperature sets the distillation from a --teacher"),
     (dict(kd_alpha=0.5), "--kd-alpha sets the distillation from a --teacher"),
     (dict(adv="fgsm", teacher="run"), "--adv cannot be combined with --mixup/--cutmix/--teacher"),  # across groups

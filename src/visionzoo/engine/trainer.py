@@ -228,6 +228,9 @@ class OptimisationOptions:
         if self.milestones and self.schedule != "multistep":
             raise UsageError(f"--milestones are where --schedule multistep decays; --schedule {self.schedule} has "
                              "none: give --schedule multistep, or leave --milestones out")
+        if self.warmup_epochs > self.epochs:
+            raise UsageError(f"--warmup-epochs {self.warmup_epochs:g} is longer than the run (--epochs {self.epochs}): "
+                             f"the rate would still be rising when it ends; give --warmup-epochs {self.epochs} or less")
         if self.lr_floor and self.schedule not in ANNEALING:
             raise UsageError(f"--lr-floor is where {' and '.join(ANNEALING)} anneal to; --schedule {self.schedule} "
                              f"does not anneal: give --schedule {' or '.join(ANNEALING)}, or leave --lr-floor out")
