@@ -58,12 +58,12 @@ def run_network(name: str, out: Path, args) -> list[dict]:
     float_bytes = (base / "model.safetensors").stat().st_size
     han = HAN[name]
     settings = RetrainSettings(epochs=2, lr=0.01, batch_size=128, train_limit=args.train_limit, device="cpu")
-    common = dict(layer_sparsity=han["sparsity"], conv_bits=han["conv_bits"], fc_bits=han["fc_bits"],
-                  conv_index_bits=5, fc_index_bits=5, retrain=settings)
-    runs = [("prune", base, Options(iterations=2, sensitivity=True, **common)),
+    pruning = dict(layer_sparsity=han["sparsity"], conv_index_bits=5, fc_index_bits=5)
+    runs = [("prune", base, Options(iterations=2, sensitivity=True, retrain=settings, **pruning)),
             # the pruned model is pruned again at the same sparsities (its zeros are the smallest
             # weights, so the masks are the same), then shared and fine-tuned
-            ("deep", out / name / "prune", Options(finetune_epochs=1, **{**common, "retrain": replace(settings, epochs=0)})),
+            ("deep", out / name / "prune", Options(conv_bits=han["conv_bits"], fc_bits=han["fc_bits"], finetune_epochs=1,
+                                                   retrain=replace(settings, epochs=0), **pruning)),
             ("bwn", base, Options(mode="bwn", retrain=settings)),
             ("xnor", base, Options(mode="xnor", retrain=settings)),
             ("twn", base, Options(ternary_mode="twn", retrain=settings)),

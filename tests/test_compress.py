@@ -406,6 +406,12 @@ def test_distill_trains_a_smaller_student_on_the_teachers_soft_targets(run_dir, 
     (["--method", "distill", "--student", "lenet9"], "did you mean"),
     (["--method", "channels", "--channel-ratio", "0"], "--channel-ratio"),
     (["--method", "squash"], "invalid choice"),
+    (["--method", "prune", "--mode", "xnor"], "--mode is an option of --method binarize; --method prune does not"),
+    (["--method", "binarize", "--sparsity", "0.5"], "--sparsity is an option of --method prune, deep; --method binarize"),
+    (["--method", "ternary", "--no-huffman"], "--no-huffman is an option of --method prune, deep, kmeans;"),
+    (["--method", "kmeans", "--conv-index-bits", "4"], "--conv-index-bits is an option of --method prune, deep;"),
+    (["--method", "channels", "--student", "lenet"], "--student is an option of --method distill;"),
+    (["--method", "kmeans", "--epochs", "3"], "--epochs: --method kmeans does not retrain; its centroid fine-tuning"),
 ])
 def test_bad_input_exits_2_with_one_line(run_dir, tmp_path, args, message):
     assert_one_line_exit_2(cli_here("compress", run_dir, *args, "--out", tmp_path / "o"), message)

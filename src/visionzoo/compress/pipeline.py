@@ -35,7 +35,16 @@ from .fileformat import LayerCoding, load_compressed, save_compressed
 from .quantize import INITS, CentroidHook, layer_bits, share_weights
 from .retrain import RetrainSettings, retrain, run_trainer
 
-METHODS = ("prune", "deep", "kmeans", "binarize", "ternary", "distill", "channels")
+PRUNING = ("sparsity", "layer_sparsity", "iterations", "sensitivity")
+SPARSE_STORAGE = ("conv_index_bits", "fc_index_bits", "huffman")
+SHARING = ("conv_bits", "fc_bits", "init", "finetune_epochs", "finetune_lr", "huffman")
+# the options (fields of `Options`) each method reads besides the retraining's; another method's is refused
+METHOD_OPTIONS = {"prune": PRUNING + SPARSE_STORAGE, "deep": PRUNING + SPARSE_STORAGE + SHARING, "kmeans": SHARING,
+                  "binarize": ("mode",), "ternary": ("ternary_mode",), "distill": ("student", "temperature", "alpha"),
+                  "channels": ("channel_ratio",)}
+METHODS = tuple(METHOD_OPTIONS)
+# kmeans fine-tunes the centroids instead of retraining: --finetune-epochs and --finetune-lr replace these
+NOT_RETRAINED = {"kmeans": ("epochs", "lr", "optimizer")}
 SENSITIVITY_LEVELS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 
@@ -82,6 +91,7 @@ class Options:
             raise UsageError(f"--mode {self.mode!r}: choose bwn or xnor")
         if self.ternary_mode not in ("twn", "ttq"):
             raise UsageError(f"--ternary-mode {self.ternary_mode!r}: choose twn or ttq")
+        self._refuse_other_methods_options(method)
         if method == "distill":
             self._validate_student()
         if not 0 < self.temperature:
@@ -89,6 +99,19 @@ class Options:
         if not 0 <= self.alpha <= 1:
             raise UsageError(f"--alpha must lie in [0, 1], got {self.alpha}")
 
+    def _refuse_other_methods_options(self, method: str) -> None:
+        """An option only other methods read, set away from its default, is refused, not ignored."""
+        defaults, retrain_defaults = Options(), RetrainSettings()
+        for name in dict.fromkeys(name for names in METHOD_OPTIONS.values() for name in names):
+            if name not in METHOD_OPTIONS[method] and getattr(self, name) != getattr(defaults, name):
+                users = [other for other, names in METHOD_OPTIONS.items() if name in names]
+                flag = "no-huffman" if name == "huffman" else name.replace("_", "-")
+                raise UsageError(f"--{flag} is an option of --method {', '.join(users)}; --method {method} does "
+                                 "not use it: leave it out")
+        for name in NOT_RETRAINED.get(method, ()):
+            if getattr(self.retrain, name) != getattr(retrain_defaults, name):
+                raise UsageError(f"--{name}: --method {method} does not retrain; its centroid fine-tuning takes "
+                                 "--finetune-epochs and --finetune-lr")
 
     def _validate_student(self) -> None:
         from ..registry import get_entry
