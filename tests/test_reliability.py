@@ -170,6 +170,19 @@ def test_weights_of_another_shape_are_refused_naming_the_tensor(tmp_path):
         load_checkpoint(run)
 
 
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_weights_holding_nan_or_infinity_are_refused_naming_the_tensor(tmp_path, value):
+    from visionzoo.registry import create_model
+    from visionzoo.weights import load_checkpoint
+    state = create_model("lenet", num_classes=10, in_chans=1).state_dict()
+    state["fc2.bias"][3] = value
+    run = run_dir_with(tmp_path, VZC_META, state)
+    with pytest.raises(DataError, match="fc2.bias holds NaN or infinite values, so the network was saved after it "
+                                        "diverged"):
+        load_checkpoint(run)
+    assert_one_line_exit_2(cli_here("eval", run, "--data", "fake"), "fc2.bias holds NaN or infinite values")
+
+
 class _Payload:
     def __reduce__(self):
         return (print, ("this must never run",))

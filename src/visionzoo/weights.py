@@ -30,6 +30,8 @@ MAX_EVAL_BATCH = 1 << 16       # model.json's evaluation batch
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file or a state_dict `.pt`; weights holding NaN or ±inf are refused
+    (a diverged network: evaluated, it reports a null loss and chance accuracy as if trained)."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.safetensors"
@@ -37,15 +39,19 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise UsageError(f"weights file {path} does not exist")
     if path.suffix != ".safetensors":
         state = torch_load_refusing_pickles(path)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise UsageError(f"{path} does not hold a state_dict")
     else:
         try:
-            return load_file(str(path))
+            state = load_file(str(path))
         except Exception as exc:  # safetensors' own errors: truncated or malformed file
             raise DataError(f"cannot read weights from {path}: {str(exc).splitlines()[0]}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise UsageError(f"{path} does not hold a state_dict")
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise DataError(f"{path}: {name} holds NaN or infinite values, so the network was saved after it "
+                            "diverged; train it again (e.g. with a lower --lr or --clip-grad)")
     return state
 
 
