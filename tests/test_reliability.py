@@ -138,6 +138,14 @@ def run_dir_with(tmp_path, meta: dict, state: dict | None = None):
     return run
 
 
+def test_the_tasks_whose_model_json_must_hold_the_image_keys_are_the_image_tasks():
+    # weights.py sits below tasks and cannot ask them: its list is kept equal to theirs here
+    from visionzoo.engine.trainer import TASK_CLASSES
+    from visionzoo.tasks.base import ImageTask
+    from visionzoo.weights import IMAGE_TASKS
+    assert set(IMAGE_TASKS) == {name for name, task in TASK_CLASSES.items() if issubclass(task, ImageTask)}
+
+
 @pytest.mark.parametrize("change, fragment", [
     (dict(classes=["a", "b"]), "2 class names for num_classes 10"),
     (dict(std=[0.0]), "std"),

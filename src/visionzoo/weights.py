@@ -166,7 +166,8 @@ def _adapted_state(model: nn.Module, state: dict, own: dict, resize_first_conv: 
     return adapted, notes
 
 
-# the tasks whose runs' model.json holds the data's normalisation and input size (tasks.base.ImageTask's)
+# the tasks whose runs' model.json holds the data's normalisation and input size: tasks.base.ImageTask's (a test
+# keeps the two equal; this module sits below tasks and cannot ask them)
 IMAGE_TASKS = ("classification", "segmentation", "detection", "video", "viewpoint")
 IMAGE_RUN_KEYS = ("data", "input_size", "mean", "std")
 
