@@ -41,7 +41,6 @@ from ..core.options import (
     at_least,
     check_options,
     count_or_fraction,
-    default_of,
     option,
     option_group,
     positive,
@@ -406,8 +405,7 @@ class Trainer:
         self.channels_last = self.task.channels_last   # a task may refuse the layout (video: 5-D tensors)
         for owner, group in TASK_OPTIONS.items():
             if owner != task_name:
-                self.task.refuse_options({field.name: default_of(field) for field in dataclasses.fields(group)},
-                                         f"a {owner}")
+                self.task.refuse_options([field.name for field in dataclasses.fields(group)], f"a {owner}")
         self.task.load_data()
         model = self.task.build_model(**builder_kwargs(cfg), **cfg.model_args)
         self.input_size = self.task.input_size   # after the build: a generator's input is its noise z

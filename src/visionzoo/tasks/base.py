@@ -10,6 +10,7 @@ stop, progress, TensorBoard, the run directory — stays in the engine.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from ..core.errors import UsageError
+from ..core.options import default_of
 from ..data.loader import train_batches
 from ..registry import create_model
 
@@ -55,10 +57,11 @@ class Task:
         self.net: nn.Module | None = None
 
     # ---- data and network ---------------------------------------------------------------------
-    def refuse_options(self, options: dict, kind: str) -> None:
-        """Refuse, before the data are made, a set option of another task (`options`: name → its off
-        value; `kind`: "a classification", …) in one line naming the first."""
-        given = [name for name, off in options.items() if getattr(self.cfg, name, off) != off]
+    def refuse_options(self, names: Iterable[str], kind: str) -> None:
+        """Refuse, before the data are made, an option of another task (`names`; `kind`: "a
+        classification", …) set away from its declared default, in one line naming the first."""
+        defaults = {field.name: default_of(field) for field in dataclasses.fields(self.cfg)}
+        given = [name for name in names if getattr(self.cfg, name) != defaults[name]]
         if given:
             raise UsageError(f"--{given[0].replace('_', '-')} is {kind} option; a {self.name} run "
                              f"(--model {self.cfg.model}) cannot use it")
@@ -239,16 +242,13 @@ class ImageTask(SplitsTask):
                 "eval": {"batch_size": cfg.eval_batch_size, "channels_last": self.channels_last}}
 
 
-# Options of image classification (name → its off value), refused by the tasks they mean nothing to; each task
-# adds what else it cannot use.
-CLASSIFICATION_OPTIONS = {"mixup": 0.0, "cutmix": 0.0, "teacher": None, "adv": None, "test_tta": "none",
-                          "scale_jitter": None, "fancy_pca": 0.0, "random_erasing": 0.0, "cutout": 0,
-                          "gauss_noise": 0.0}
+# Options of image classification, refused by the tasks they mean nothing to; each task adds what else it cannot use.
+CLASSIFICATION_OPTIONS = ("mixup", "cutmix", "teacher", "adv", "test_tta", "scale_jitter", "fancy_pca",
+                          "random_erasing", "cutout", "gauss_noise")
 # Tasks that smooth labels with PyTorch's uniform form only (segmentation, viewpoint) refuse the notes' form too.
-CLASSIFICATION_OPTIONS_UNIFORM_SMOOTHING = {**CLASSIFICATION_OPTIONS, "label_smoothing_form": "uniform"}
+CLASSIFICATION_OPTIONS_UNIFORM_SMOOTHING = (*CLASSIFICATION_OPTIONS, "label_smoothing_form")
 # Options of the image tasks that have no meaning for sequences.
-IMAGE_OPTIONS = {**CLASSIFICATION_OPTIONS, "image_size": None, "whiten": False,
-                 "pretrain": "none", "bn_recalibrate": False}
+IMAGE_OPTIONS = (*CLASSIFICATION_OPTIONS, "image_size", "whiten", "pretrain", "bn_recalibrate")
 
 
 class SequenceTask(Task):
