@@ -225,7 +225,7 @@ def test_lbfgs_search_over_c_shrinks_the_perturbation(digits):
 
 
 @pytest.mark.parametrize("target", [None, "random"])
-def test_differential_evolution_best_fitness_never_worsens_and_stops_at_the_threshold(digits, target):
+def test_differential_evolution_best_fitness_never_worsens_stops_at_the_threshold_and_is_returned(digits, target):
     model, x, y, _ = digits
     attack = OnePixel(model, pixels=3, popsize=30, max_iter=15, target=target)
     x_adv = attack(x[:16], y[:16])
@@ -237,6 +237,11 @@ def test_differential_evolution_best_fitness_never_worsens_and_stops_at_the_thre
     stopped = len(history) - 1 < 15
     assert not stopped or (history[-1] < stop).all()
     assert ((x_adv - x[:16]).abs().amax(1) > 0).flatten(1).sum(1).max() <= 3  # at most d pixels
+    # the image returned is the population's best: its fitness is the last generation's best
+    with torch.no_grad():
+        probability = attack.logits(x_adv).float().softmax(1)
+    fitness = 1 - probability if target else probability.gather(1, y[:16, None])   # targeted: some class is it
+    assert ((fitness - history[-1][:, None]).abs() < 1e-5).any(1).all()
 
 
 def test_substitute_attack_counts_queries_and_transfers(digits):
