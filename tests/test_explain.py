@@ -182,6 +182,31 @@ def test_occluding_a_region_that_is_already_grey_changes_nothing():
     assert sensitivity[:4, :4].abs().max() < 1e-6
 
 
+def test_occlusion_scores_and_sensitivity_follow_their_definitions_on_a_non_square_image():
+    torch.manual_seed(0)
+    model = GapNet().eval()
+    x = torch.randn(1, 3, 12, 19)
+    size, stride = 5, 3
+    scores, sensitivity = occlusion(model, x, target=2, size=size, stride=stride, fill=0.5)
+    rows = [0, 3, 6, 7]                 # every stride, then the far edge: 12 − 5
+    cols = [0, 3, 6, 9, 12, 14]         # 19 − 5
+    assert scores.shape == (len(rows), len(cols))
+    probability = lambda image: F.softmax(model(image).detach(), 1)[0, 2]
+    expected = torch.zeros(len(rows), len(cols))
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            occluded = x.clone()
+            occluded[..., r:r + size, c:c + size] = 0.5
+            expected[i, j] = probability(occluded)
+    assert torch.allclose(scores, expected, atol=1e-6)
+    # a pixel's sensitivity: the unoccluded probability minus the mean score of the squares covering it
+    for y, x_ in [(0, 0), (4, 10), (7, 18), (11, 13), (5, 2)]:
+        covering = [expected[i, j] for i, r in enumerate(rows) for j, c in enumerate(cols)
+                    if r <= y < r + size and c <= x_ < c + size]
+        assert float(sensitivity[y, x_]) == pytest.approx(float(probability(x) - sum(covering) / len(covering)),
+                                                          abs=1e-6)
+
+
 def linear_net_with_relus(functional: bool):
     """x → Linear → ReLU (inplace module, or torch.nn.functional.relu) → Linear."""
     class Net(nn.Module):
