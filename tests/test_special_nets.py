@@ -45,6 +45,28 @@ def test_coupling_coefficients_sum_to_one_over_output_capsules():
     assert not torch.allclose(routing(predictions, 3)[1], coupling)
 
 
+def _procedure_1(u_hat: list, iterations: int):
+    """Sabour et al.'s Procedure 1 written out over i and j, with Eq. 1's squash: (v_j, the last c_ij)."""
+    inputs, outputs = len(u_hat), len(u_hat[0])
+    b = [[0.0] * outputs for _ in range(inputs)]
+    for _ in range(iterations):
+        c = [[math.exp(b[i][j]) / sum(math.exp(x) for x in b[i]) for j in range(outputs)] for i in range(inputs)]
+        s = [sum(c[i][j] * u_hat[i][j] for i in range(inputs)) for j in range(outputs)]
+        v = [s_j.norm() ** 2 / (1 + s_j.norm() ** 2) * s_j / s_j.norm() for s_j in s]
+        b = [[b[i][j] + float(u_hat[i][j] @ v[j]) for j in range(outputs)] for i in range(inputs)]
+    return torch.stack(v), torch.tensor(c, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("iterations", [2, 3])
+def test_routing_by_agreement_is_procedure_1(iterations):
+    torch.manual_seed(1)
+    predictions = torch.randn(1, 5, 3, 4, dtype=torch.float64)
+    outputs, coupling = routing(predictions, iterations)
+    v, c = _procedure_1([[predictions[0, i, j] for j in range(3)] for i in range(5)], iterations)
+    torch.testing.assert_close(outputs[0], v)
+    torch.testing.assert_close(coupling[0], c)
+
+
 def test_margin_loss_by_hand():
     lengths = torch.tensor([[0.95, 0.05, 0.5], [0.2, 0.7, 0.0]])
     labels = torch.tensor([0, 2])
