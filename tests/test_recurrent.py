@@ -156,6 +156,11 @@ def test_time_major_input_and_dropout_between_layers():
         torch.manual_seed(1)
         noisy = network(x.transpose(0, 1))[0].transpose(0, 1)
         assert not torch.allclose(noisy, out)   # dropout acts in training, between the layers
+        assert (noisy != 0).all()                # and not on the top layer's output (no zeroed units)
+    single = RecurrentNetwork("gru", 2, 3, num_layers=1, dropout=0.5).double()
+    for fused in (True, False):   # one layer: nothing between layers, so training gives eval's output
+        single.fused = fused
+        torch.testing.assert_close(single.train()(x)[0], single.eval()(x)[0], **TOLERANCE)
 
 
 def test_a_jordan_network_runs_stepped_and_refuses_fused():
