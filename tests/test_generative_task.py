@@ -120,6 +120,11 @@ def test_reconstruction_distances():
     assert reconstruction_distance(x, -x, "cosine").item() == pytest.approx(2, abs=1e-6)
     assert reconstruction_distance(x, x + 0.05, "hinge").item() == 0   # under the margin
     assert reconstruction_distance(x, x + 0.3, "hinge").item() == pytest.approx(0.2, rel=1e-5)
+    # 1 − cos over each whole image, then the batch mean; |x − y| beyond the 0.1 margin per value
+    cosines = [(a * b).sum() / (a.norm() * b.norm()) for a, b in zip(x, y)]
+    assert reconstruction_distance(x, y, "cosine").item() == pytest.approx(1 - sum(cosines).item() / 4, rel=1e-5)
+    hinge = sum(max(0.0, abs(a - b) - 0.1) for a, b in zip(x.flatten().tolist(), y.flatten().tolist())) / x.numel()
+    assert reconstruction_distance(x, y, "hinge").item() == pytest.approx(hinge, rel=1e-5)
 
 
 # ---- the task on the engine ------------------------------------------------------------------------------
