@@ -29,9 +29,10 @@ def one_step(model, size=8):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
-def test_batchnorm_keeps_the_unbiased_running_variance_and_uses_it_at_inference():
+@pytest.mark.parametrize("norm", [nn.BatchNorm2d, BatchNorm2dManual])   # PyTorch's, and ours (--norm batch_manual)
+def test_batchnorm_keeps_the_unbiased_running_variance_and_uses_it_at_inference(norm):
     x = torch.randn(4, 3, 5, 5) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1) + 1.0
-    bn = nn.BatchNorm2d(3, momentum=1.0)  # running statistics = this batch's
+    bn = norm(3, momentum=1.0)  # running statistics = this batch's
     bn(x)
     m = 4 * 5 * 5  # the effective mini-batch of a convolution: m·p·q
     biased = x.var(dim=(0, 2, 3), unbiased=False)
@@ -125,17 +126,23 @@ def test_channel_wise_prelu_has_one_slope_per_channel_and_fused_units_are_split(
     one_step(wrn)
 
 
-def test_prelu_learns_its_slope():
+def test_swapped_in_prelu_starts_at_a_quarter_and_learns_a_slope_per_channel():
+    # He et al. 2015: a_i = 0.25 at first, one learned slope per channel (--act prelu)
     torch.manual_seed(0)
-    prelu = nn.PReLU(1, 0.25)
-    x = torch.randn(512, 1)
-    target = torch.where(x > 0, x, 0.1 * x)  # a leaky ReLU of slope 0.1
+    model = nn.Sequential(nn.Conv2d(2, 2, 1, bias=False), nn.ReLU())
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+    assert swap_activation(model, "prelu", input_size=(2, 4, 4)) == 1
+    prelu = model[1]
+    torch.testing.assert_close(prelu.weight.detach(), torch.full((2,), 0.25))
+    x = torch.randn(128, 2, 4, 4)
+    target = torch.where(x > 0, x, torch.tensor([0.1, 0.4]).view(1, 2, 1, 1) * x)  # leaky ReLUs of two slopes
     optimizer = torch.optim.SGD(prelu.parameters(), lr=0.5)
     for _ in range(100):
         optimizer.zero_grad()
-        F.mse_loss(prelu(x), target).backward()
+        F.mse_loss(model(x), target).backward()
         optimizer.step()
-    assert prelu.weight.item() == pytest.approx(0.1, abs=1e-3)
+    torch.testing.assert_close(prelu.weight.detach(), torch.tensor([0.1, 0.4]), atol=1e-3, rtol=0)
 
 
 def test_maxout_is_the_max_of_k_affine_pieces():
