@@ -119,6 +119,24 @@ def test_count_macs_against_torchvision():
         assert abs(vz.count_macs(tv, (3, 224, 224)) - macs) / macs < 0.01, name
 
 
+
+def test_count_macs_of_a_vision_transformer_by_hand_and_as_on_meta():
+    """Every block: QKV, projection and MLP 12·T·D² (mlp_dim 4D), and attention's QKᵀ and AV 2·T²·D, which
+    the fused CPU attention kernel hid from the counter on a real model."""
+    dim, classes = 48, 10
+    kwargs = dict(image_size=32, embed_dim=dim, depth=2, num_heads=3, mlp_dim=4 * dim, num_classes=classes)
+    model = vz.create_model("vit_b_16", **kwargs)
+    patch = model.patch_embed.proj.kernel_size[0]       # the small-input patch this size gets
+    patches = (32 // patch) ** 2
+    tokens = patches + 1                                # and the class token
+    patch_embedding = patches * dim * 3 * patch * patch
+    block = 12 * tokens * dim ** 2 + 2 * tokens ** 2 * dim
+    expected = patch_embedding + 2 * block + dim * classes   # the head reads the class token
+    with torch.device("meta"):
+        on_meta = vz.count_macs(vz.create_model("vit_b_16", **kwargs), (3, 32, 32))
+    assert vz.count_macs(model, (3, 32, 32)) == on_meta == expected
+
+
 FAMILIES = sorted({get_entry(name).family for name in CLASSIFIERS})
 
 

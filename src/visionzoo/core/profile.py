@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..core.runtime import evaluating
@@ -31,7 +32,9 @@ def _traced_forward(model: nn.Module, input_size):
     example = getattr(model, "example_input", None)
     x = example(input_size) if example else torch.zeros((1, *input_size), device=_device_of(model))
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), evaluating(model), counter:
+    # the math form of attention: the fused CPU kernel (_scaled_dot_product_flash_attention_for_cpu) has no
+    # FLOP formula, so a real model's QKᵀ and AV would go uncounted where the meta device counts them
+    with torch.no_grad(), evaluating(model), sdpa_kernel(SDPBackend.MATH), counter:
         model(x)
     return counter
 
