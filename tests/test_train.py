@@ -161,3 +161,15 @@ def test_atomic_writes_get_an_ordinary_files_mode_and_leave_nothing_on_failure(t
     with pytest.raises(KeyboardInterrupt):
         write_atomic(tmp_path / "b.json", broken)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "w.safetensors"]
+
+
+@pytest.mark.parametrize("model, args, data", [
+    ("gru_regressor", ["--train-limit", "64", "--test-limit", "64"], "adding:50"),        # its task's default
+    ("gan_mlp_2d", ["--train-limit", "256", "--fid-reference", "none"], "ring8"),         # the one its card names
+])
+def test_a_run_without_data_trains_on_its_default_and_records_it(tmp_path, model, args, data):
+    run = tmp_path / "r"
+    done = cli_here("train", "--model", model, "--epochs", "1", "--batch-size", "32", "--quiet", "--out", run, *args)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "config.json").read_text())["data"] == data
+    assert json.loads((run / "model.json").read_text())["data"] == data

@@ -64,6 +64,7 @@ class ModelEntry:
     converters: dict[str, Callable[[dict], dict]] = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
     mismatch_reason: str | None = None
+    default_data: str | None = None   # the --data a run trains on when none is given, where not its task's default
 
 
 # Card fields a builder parameter may not be named after: a builder keyword of that name could
@@ -100,12 +101,13 @@ def register_model(name: str | None = None, *, family: str, paper: str, year: in
                    task: str = "classification", dataset: str | None = None,
                    twins: dict[str, str] | None = None,
                    converters: dict[str, Callable[[dict], dict]] | None = None,
-                   mismatch_reason: str | None = None, **defaults):
+                   mismatch_reason: str | None = None, default_data: str | None = None, **defaults):
     """Decorator registering a builder `fn(num_classes, in_chans, **kwargs) -> nn.Module`.
 
     Paper figures are numbers, or strings as printed ("1.7M", "3.8G") so that their rounding
     is known to `verify_card`. `task` is one of TASKS; `dataset` names the data set whose
-    statistics (NORMALISATION) go into ``pretrained_cfg`` (None: ImageNet). `twins` maps a source
+    statistics (NORMALISATION) go into ``pretrained_cfg`` (None: ImageNet); `default_data` the `--data` a
+    run of it trains on when none is given (None: its task's default). `twins` maps a source
     ("torchvision", "timm") to the twin's name there; `converters` maps a source to a function
     turning the twin's state_dict into ours (identity when absent). Extra keyword arguments are
     bound as defaults of this registered configuration, so one builder can serve several names
@@ -124,7 +126,7 @@ def register_model(name: str | None = None, *, family: str, paper: str, year: in
             name=key, builder=fn, family=family, paper=paper, year=year, input_size=tuple(input_size),
             num_classes=num_classes, paper_params=paper_params, paper_macs=paper_macs, task=task,
             dataset=dataset, twins=dict(twins or {}), converters=dict(converters or {}),
-            defaults=defaults, mismatch_reason=mismatch_reason)
+            defaults=defaults, mismatch_reason=mismatch_reason, default_data=default_data)
         return fn
 
     return wrap

@@ -113,6 +113,12 @@ def _registered(name: str) -> None:
     registry.get_entry(name)  # raises, naming the close matches
 
 
+def default_data(model: str) -> str:
+    """The --data a run of `model` trains on when none is given: its card's, else its task's."""
+    entry = registry.get_entry(model)
+    return entry.default_data or TASK_CLASSES[entry.task].default_data
+
+
 def _key_value(text: str):
     """KEY=VALUE with VALUE read as JSON (false, [4, 8]) or a Python literal (False, None, (4, 8)), else
     kept as text (shortcut=A): a builder never receives the string 'False' for a switch."""
@@ -164,8 +170,11 @@ class ModelDataOptions:
                         check=_registered)
     model_args: dict = option({}, "builder keyword, repeatable", parse=_key_value, metavar="KEY=VALUE",
                               flag="--model-arg")
-    data: str = option("fashion-mnist", "data set spec (default {default}): fashion-mnist, mnist, kmnist, "
-                                        "cifar10, cifar100, svhn, digits, folder:PATH, fake")
+    data: str | None = option(None, "data set spec (default: the model's task's, "
+                                    f"{', '.join(f'{task.default_data} for {name}' for name, task in TASK_CLASSES.items())}"
+                                    ", or the one its card names); classifiers also read mnist, kmnist, cifar10, "
+                                    "cifar100, svhn, digits, folder:PATH and fake; the README lists every task's specs",
+                              metavar="SPEC")
     data_dir: str | None = option(None, DATA_ROOT_HELP)
     download: bool = option(False, "fetch a missing data set")
     image_size: int | None = option(None, "resize images to this square side", check=positive)
@@ -372,6 +381,8 @@ class Trainer:
                                 "wrote") from None
         else:
             cfg.validate()
+            if cfg.data is None:   # resolved here, so config.json and model.json name the data set
+                cfg = dataclasses.replace(cfg, data=default_data(cfg.model))
         self.cfg = cfg
         self.out = Path(cfg.out) if cfg.out else None
         self.rank, self.world, local_rank = distributed.world_info()

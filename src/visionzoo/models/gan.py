@@ -438,7 +438,8 @@ def gan_mlp(num_classes: int = 0, in_chans: int = 1, image_size: int = 28, laten
                latent_dim=latent_dim, num_classes=num_classes, output_shape=shape)
 
 
-@register_model(family="gan", paper=_METZ, year=2017, input_size=(2,), num_classes=0, task="generative")
+@register_model(family="gan", paper=_METZ, year=2017, input_size=(2,), num_classes=0, task="generative",
+                default_data="ring8")
 def gan_mlp_2d(num_classes: int = 0, in_chans: int = 2, latent_dim: int = 256, hidden: int = 128) -> GAN:
     """Metz et al.'s toy GAN for the ring of Gaussians: `in_chans` is the dimension of the points."""
     _check_latent(latent_dim)
@@ -497,7 +498,8 @@ def cgan_mlp(num_classes: int = 10, in_chans: int = 1, image_size: int = 28, lat
                latent_dim=latent_dim, num_classes=num_classes, output_shape=shape)
 
 
-@register_model(family="discogan", paper=_KIM, year=2017, input_size=(3, 64, 64), num_classes=0, task="generative")
+@register_model(family="discogan", paper=_KIM, year=2017, input_size=(3, 64, 64), num_classes=0, task="generative",
+                default_data="fmnist-bags-shoes")
 def discogan(num_classes: int = 0, in_chans: int = 3, image_size: int = 64, width: int = 64) -> DiscoGAN:
     """DiscoGAN's convolutional networks (64 × 64: widths 64, 128, 256, 512 down to 4 × 4)."""
     _check_unconditional("discogan", num_classes)
@@ -508,7 +510,8 @@ def discogan(num_classes: int = 0, in_chans: int = 3, image_size: int = 64, widt
     return model
 
 
-@register_model(family="discogan", paper=_KIM, year=2017, input_size=(2,), num_classes=0, task="generative")
+@register_model(family="discogan", paper=_KIM, year=2017, input_size=(2,), num_classes=0, task="generative",
+                default_data="toy-domains")
 def discogan_mlp_2d(num_classes: int = 0, in_chans: int = 2, hidden: int = 128) -> DiscoGAN:
     """The four DiscoGAN networks as MLPs on `in_chans`-dimensional points (the toy of Fig. 3)."""
     _check_unconditional("discogan_mlp_2d", num_classes)

@@ -46,6 +46,7 @@ class Task:
     """The interface the engine calls; see the module docstring. Subclasses fill in the rest."""
 
     name = "task"
+    default_data: str | None = None   # the --data of a run that names none, unless its registry card does
     record_keys: tuple[str, ...] = ("loss",)   # train_* / val_* columns of every epoch record
     monitor, monitor_mode = "loss", "min"      # val_<monitor> picks the best epoch: "max", "min" or "last"
     val_keys: tuple[str, ...] = ()             # validation-only metrics recorded beside them (val_*)

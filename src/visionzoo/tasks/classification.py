@@ -189,6 +189,7 @@ class ClassificationTask(ImageTask):
     Madry et al.) change its batch and objective, through `Teacher` and `AdversarialTraining`."""
 
     name = "classification"
+    default_data = "fashion-mnist"
     record_keys = ("loss", "top1")
     monitor, monitor_mode = "top1", "max"
 

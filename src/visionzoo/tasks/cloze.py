@@ -100,6 +100,7 @@ class ClozeTask(TextTask):
     """Answer cloze queries from a document: see the module docstring."""
 
     name = "cloze"
+    default_data = "kjv-cloze"
     record_keys = ("loss", "top1")
     monitor, monitor_mode = "top1", "max"
 

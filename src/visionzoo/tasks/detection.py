@@ -226,6 +226,7 @@ class DetectionTask(ImageTask):
     mAP (COCO at IoU 0.5 monitored) and AP per class."""
 
     name = "detection"
+    default_data = "fmnist-scenes"
     class_word = "classes"
     examples = "images"
     record_keys: tuple[str, ...] = ("loss",)

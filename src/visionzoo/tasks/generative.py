@@ -442,6 +442,7 @@ class GenerativeTask(Task):
     of Algorithm 1, their losses, FID or mode coverage each epoch, samples at the end."""
 
     name = "generative"
+    default_data = "fashion-mnist"
     record_keys = ("loss", "d_loss", "g_loss", "d_real", "d_fake")
     monitor, monitor_mode = "loss", "min"
 

@@ -107,6 +107,7 @@ class LanguageTask(TextTask):
     """Next-token prediction on a text: truncated BPTT with carried state, BPC and perplexity."""
 
     name = "language"
+    default_data = "kjv"
     record_keys = ("loss", "bpc")
     monitor, monitor_mode = "loss", "min"
 

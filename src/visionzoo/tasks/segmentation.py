@@ -145,6 +145,7 @@ class SegmentationTask(ImageTask):
     mask augmented together (flips, crops, elastic deformation), Dice/IoU/pixel accuracy."""
 
     name = "segmentation"
+    default_data = "lv-phantom"
     class_word = "classes"
     record_keys = ("loss", "dice")
     monitor, monitor_mode = "dice", "max"

@@ -43,6 +43,7 @@ class SequenceRegressionTask(SequenceTask, SplitsTask):
     """Sequences → real numbers: MSE loss, `mse` monitored, R² beside it."""
 
     name = "sequence-regression"
+    default_data = "adding:50"
     record_keys = ("loss",)
     monitor, monitor_mode = "mse", "min"
     val_keys = ("r2",)

@@ -141,6 +141,7 @@ class TranslationTask(TextTask):
     """Sentence-pair translation: see the module docstring."""
 
     name = "translation"
+    default_data = "bible-en-es"
     record_keys = ("loss",)
     monitor, monitor_mode = "bleu", "max"
     val_keys = ("bleu",)

@@ -70,6 +70,7 @@ class VideoTask(ImageTask):
     """Clips → one of K classes: cross-entropy, clip augmentation, top-1/top-5 and per-class accuracy."""
 
     name = "video"
+    default_data = "moving-fmnist"
     examples = "clips"
     record_keys = ("loss", "top1")
     monitor, monitor_mode = "top1", "max"

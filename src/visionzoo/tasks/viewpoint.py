@@ -221,6 +221,7 @@ class ViewpointTask(ImageTask):
     category's head: geometry-aware loss, median geodesic error and Acc_π/6."""
 
     name = "viewpoint"
+    default_data = "renders"
     class_word = "categories"
     record_keys = ("loss", "top1", "acc_pi6")
     monitor, monitor_mode = "acc_pi6", "max"
