@@ -4,6 +4,7 @@ one run (1), signals and disks (6), data that is what it claims (7). docs/reliab
 table of cases with these tests' names."""
 import json
 import math
+import signal
 import subprocess
 import sys
 
@@ -587,3 +588,15 @@ def test_eval_and_attack_of_images_smaller_than_the_network_takes_are_one_line(s
             model.eval()(torch.zeros(1, 1, side, side))
             with pytest.raises(RuntimeError):
                 model(torch.zeros(1, 1, side - 1, side - 1))
+
+
+def test_a_reader_that_stops_early_ends_the_command_silently_with_sigpipes_status():
+    # a command printing 1 MB (more than a pipe holds) into `| head -c 10`
+    script = ("import sys; from visionzoo.cli import main, models_cmd; "
+              "models_cmd.run_models = lambda args: print('x' * (1 << 20)); sys.exit(main.main(['models']))")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.read(10) == b"x" * 10
+    process.stdout.close()
+    assert process.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert process.stderr.read() == b""
+

@@ -7,6 +7,8 @@ Exit status: 0 success; 2 bad usage or bad input (one line on stderr); 1 any oth
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import traceback
 
@@ -75,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # the reader stopped early (`| head`): silent, as a Unix tool killed by SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # the exit's flush has nowhere to fail
+        return 128 + signal.SIGPIPE
     except Exception as exc:  # anything else is a failure, reported in one line
         return _fail(f"error: {type(exc).__name__}: {exc}" + ("" if debug else " (rerun with --debug for the traceback)"),
                      1, debug)
