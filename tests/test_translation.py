@@ -215,6 +215,81 @@ def test_beam_search_batches_sentences_independently_and_ensembles_average():
     assert beam_search([model, model], src, bos=BOS, eos=EOS, beam=3, max_len_a=0, max_len_b=5) == together
 
 
+def _ensemble_next_log_probs(models, src, prefix: list[int]) -> list[float]:
+    """log of the members' mean next-token distribution after `prefix`, by teacher forcing."""
+    tgt = torch.tensor([[BOS, *prefix]])
+    with torch.no_grad():
+        probabilities = torch.stack([model(src, tgt)[0, -1].double().softmax(-1) for model in models]).mean(0)
+    return probabilities.log().tolist()
+
+
+def _reference_beam_search(models, src, beam: int, alpha: float, limit: int):
+    """The module docstring's search, one sentence, written plainly: K live hypotheses, of the 2K best
+    extensions those ending in </s> finish (scored log P / |y|^α), the K best others live on; stop when
+    no live one can beat the best finished, its bound s / L^α."""
+    live, finished = [(0.0, [])], []
+    for step in range(limit):
+        candidates = []
+        for score, prefix in live:
+            log_probs = _ensemble_next_log_probs(models, src, prefix)
+            tokens = [EOS] if step + 1 >= limit else range(len(log_probs))
+            candidates += [(score + log_probs[token], [*prefix, token]) for token in tokens]
+        candidates.sort(key=lambda candidate: -candidate[0])
+        live = []
+        for score, hypothesis in candidates[:2 * beam]:
+            if hypothesis[-1] == EOS:
+                finished.append((score / len(hypothesis) ** alpha, hypothesis[:-1]))
+            elif len(live) < beam:
+                live.append((score, hypothesis))
+        if not live or (finished and max(finished)[0] >= live[0][0] / limit ** alpha):
+            break
+    return max(finished)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+@pytest.mark.parametrize("members", [1, 2])
+def test_beam_search_of_every_width_is_the_docstrings_search_and_ensembles_average_probabilities(alpha, members):
+    src = torch.tensor([[4, 5, 4, EOS]])
+    limit = 5
+    for seed in range(4):
+        models = [tiny_translator(seed + 10 * m) for m in range(members)]
+        for width in (1, 2, 3):
+            found, scores = beam_search(models, src, bos=BOS, eos=EOS, beam=width, alpha=alpha, max_len_a=0,
+                                        max_len_b=limit, return_scores=True)
+            expected_score, expected = _reference_beam_search(models, src, width, alpha, limit)
+            assert found[0] == expected and scores[0] == pytest.approx(expected_score, abs=1e-5), (seed, width)
+
+
+def test_the_training_loss_sums_label_smoothed_cross_entropy_over_the_real_target_tokens_only():
+    from visionzoo.tasks.translation import translation_loss
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    targets = torch.tensor([[3, 4, 5, EOS, PAD], [6, EOS, PAD, PAD, PAD]])
+    smoothed, nll = translation_loss(logits, targets, 0.1)
+    log_probs = logits.log_softmax(-1)[targets != PAD]                  # the 6 real positions
+    wanted = -log_probs.gather(1, targets[targets != PAD][:, None]).squeeze(1)
+    assert nll.item() == pytest.approx(wanted.sum().item(), rel=1e-6)
+    # Szegedy et al.'s smoothing: (1 − ε)·(−log p_y) + ε·mean_k(−log p_k), PyTorch's form
+    assert smoothed.item() == pytest.approx((0.9 * wanted - 0.1 * log_probs.mean(1)).sum().item(), rel=1e-6)
+
+
+def test_a_training_steps_loss_is_per_real_target_token(tmp_path):
+    from visionzoo.engine.trainer import TrainConfig, Trainer
+    from visionzoo.tasks.translation import translation_loss
+    data = tmp_path / "pairs.tsv"
+    data.write_text("".join(f"{s}\t{t}\n" for s, t in corpus(100)), encoding="utf-8")
+    trainer = Trainer(TrainConfig(model="transformer_small", data=f"tsv:{data}", epochs=1, batch_size=4, vocab_size=40,
+                                  label_smoothing=0.1, amp="off", quiet=True,
+                                  model_args={"d_model": 16, "num_heads": 2, "num_encoder_layers": 1,
+                                              "num_decoder_layers": 1, "d_ff": 32, "dropout": 0.0}))
+    src = torch.tensor([[5, 6, 7, EOS], [8, EOS, PAD, PAD]])
+    tgt = torch.tensor([[BOS, 9, 10, 11, EOS], [BOS, 12, EOS, PAD, PAD]])   # 6 real targets of 8 positions
+    output = trainer.task.training_step((src, tgt), "train", torch.Generator())
+    smoothed, _ = translation_loss(trainer.task.net(src, tgt[:, :-1]), tgt[:, 1:], 0.1)
+    assert output.count == 6
+    assert output.losses["loss"].item() == pytest.approx(smoothed.item() / 6, rel=1e-5)
+
+
 def test_greedy_takes_the_most_probable_token_at_every_step():
     model = tiny_translator(2)
     src = torch.tensor([[4, 5, 5, EOS]])
