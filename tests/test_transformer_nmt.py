@@ -103,6 +103,9 @@ def test_transformer_equals_torch_nn_transformer_with_copied_weights(norm_first)
     src[2, 2:] = 0
     tgt = torch.randint(4, 30, (3, 5))
     x, y = ours.src_embed(src), ours.target_embed(tgt)
+    # Sec. 3.4–3.5: the embedding × √d_model, plus the sinusoidal encoding
+    table = ours.src_embed.embedding.weight
+    assert torch.allclose(x, table[src] * math.sqrt(16) + sinusoidal_encoding(7, 16, 0, x.device, x.dtype), atol=1e-6)
     expected = theirs(x, y, tgt_mask=nn.Transformer.generate_square_subsequent_mask(5), tgt_is_causal=True,
                       src_key_padding_mask=src == 0, memory_key_padding_mask=src == 0)
     with torch.no_grad():
@@ -153,6 +156,13 @@ def test_transformer_lm_carried_state_equals_reading_at_once():
     with torch.no_grad():
         assert torch.allclose(short(tokens)[0][:, 5:], short(changed)[0][:, 5:], atol=1e-6)
         assert not torch.allclose(short(tokens)[0][:, 4], short(changed)[0][:, 4])
+        # more tokens than the context: the carried state is the last `context` of them, and the next piece
+        # reads as if those were its first tokens (positions restart with the window)
+        _, state = short(tokens[:, :12])
+        second, _ = short(tokens[:, 12:], state)
+        window = short(tokens[:, 8:])[0][:, 4:]
+    assert torch.equal(state, tokens[:, 8:12])
+    assert torch.allclose(second, window, atol=1e-5)
     drawn = sample(model, tokens[0, :5], 10, generator=torch.Generator().manual_seed(0))
     assert drawn.shape == (10,) and drawn.max() < 20
 
