@@ -167,6 +167,53 @@ def test_plateau_reduces_after_patience_and_survives_a_checkpoint():
     assert restored(resumed.last_epoch) == pytest.approx(0.01)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_plateau_reduces_when_torchs_reduce_lr_on_plateau_does(seed):
+    """Its rule is PyTorch's (mode min, relative threshold 1e-4, no cooldown): losses that improve by
+    less than the threshold, or tie, count as epochs without improvement."""
+    generator = torch.Generator().manual_seed(seed)
+    losses, loss = [], 1.0
+    for _ in range(30):   # mostly gains under the threshold, some ties, a few real gains
+        loss *= [1.0, 1 - 5e-5, 1 - 5e-5, 1 - 5e-5, 1 - 3e-4][int(torch.randint(5, (1,), generator=generator))]
+        losses.append(loss)
+    schedule = LRSchedule(patience=2, total_steps=100, steps_per_epoch=1, schedule="plateau", gamma=0.5)
+    ours = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), schedule)
+    torchs = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = torch.optim.lr_scheduler.ReduceLROnPlateau(torchs, factor=0.5, patience=2)
+    for loss in losses:
+        schedule.epoch_end(loss, ours)
+        reference.step(loss)
+        assert ours.optimizer.param_groups[0]["lr"] == pytest.approx(torchs.param_groups[0]["lr"])
+    assert torchs.param_groups[0]["lr"] < 1.0   # a reduction happened
+
+
+def test_clip_grad_scales_the_global_gradient_norm_down_to_the_limit_keeping_its_direction():
+    trainer = Trainer(TrainConfig(model="lenet", data="digits", image_size=16, epochs=1, batch_size=32,
+                                  train_limit=64, optimizer="sgd", momentum=0.0, weight_decay=0.0, lr=1.0,
+                                  schedule="constant", clip_grad=0.5, amp="off", quiet=True, device="cpu"))
+    phase = next(iter(trainer.optimizers))
+    params = list(trainer.trained_modules[phase].parameters())
+    before = [p.detach().clone() for p in params]
+    torch.manual_seed(0)
+    directions = [torch.randn_like(p) for p in params]
+    trainer._optimise(phase, 100 * sum((p * d).sum() for p, d in zip(params, directions)))   # ‖g‖ ≫ 0.5
+    step = torch.cat([(b - p.detach()).flatten() for b, p in zip(before, params)])   # plain SGD at rate 1: the gradient
+    gradient = 100 * torch.cat([d.flatten() for d in directions])
+    assert step.norm().item() == pytest.approx(0.5, rel=1e-4)
+    torch.testing.assert_close(step, gradient * 0.5 / gradient.norm(), rtol=1e-4, atol=1e-7)
+
+
+def test_unitwise_norm_is_the_norm_of_each_output_unit():
+    torch.manual_seed(0)
+    weight = torch.randn(4, 3, 2, 2)
+    norms = unitwise_norm(weight)
+    assert norms.shape == (4, 1, 1, 1)
+    for unit in range(4):
+        assert norms[unit].item() == pytest.approx(weight[unit].square().sum().sqrt().item())
+    bias = torch.randn(5)
+    assert unitwise_norm(bias).item() == pytest.approx(bias.square().sum().sqrt().item())   # a vector is one unit
+
+
 def _script_val_top1(monkeypatch, trainer, scores):
     """Make `trainer`'s validation top-1 follow `scores` (test evaluations untouched)."""
     scripted, real_evaluate = iter(scores), task_module.evaluate

@@ -90,7 +90,7 @@ def test_bad_values_exit_2_with_one_line(tmp_path, flags, message):
 def test_resume_with_ema_plateau_and_augmentations_is_exact(tmp_path):
     options = dict(model="highway_fc", data="digits", epochs=2, batch_size=64, train_limit=128, amp="off", quiet=True,
                    ema=0.9, schedule="plateau", plateau_patience=0, mixup=0.4, random_erasing=0.5, cutmix=1.0,
-                   fancy_pca=0.1, scale_jitter="1.0,1.3", agc=0.05)
+                   fancy_pca=0.1, scale_jitter="1.0,1.3", agc=0.05, keep="last")   # the last epoch's EMA is saved
     Trainer(TrainConfig(**options, out=str(tmp_path / "whole"))).run()
     first = Trainer(TrainConfig(**options, out=str(tmp_path / "halves")))
     first._write_start()
