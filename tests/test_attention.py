@@ -96,6 +96,25 @@ def test_residual_attention_is_one_plus_mask_times_trunk():
         torch.testing.assert_close(module(x), module.post(1.5 * trunk))
 
 
+def test_soft_mask_adds_the_skip_unit_to_the_upsampled_lower_level():
+    """Wang et al. 2017, Sec. 3.3 / Fig. 3: between bottom-up and top-down, each level above the lowest
+    adds a skip unit's output to the upsampled result from below, before its own up units."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 8, 8)
+    mask = randomise_batchnorm(ResidualAttentionModule(16, levels=2), x).mask
+
+    def up(y, size):
+        return F.interpolate(y, size=size, mode="bilinear", align_corners=True)
+
+    with torch.no_grad():
+        low = mask.down[0](mask.pool(x))                                  # 4 × 4
+        below = up(mask.up[1](mask.down[1](mask.pool(low))), low.shape[2:])   # 2 × 2 and back to 4 × 4
+        expected = mask.output(up(mask.up[0](below + mask.skips[0](low)), x.shape[2:]))
+        torch.testing.assert_close(mask(x), expected)
+        without_skip = mask.output(up(mask.up[0](below), x.shape[2:]))
+        assert (mask(x) - without_skip).abs().max() > 1e-2   # the skip branch changes the mask
+
+
 def test_soft_mask_goes_down_to_the_last_stage_grid_and_back():
     """Attention-56 at 224 px: stage 1 (56×56) pools three times to 7×7, stage 3 (14×14) once."""
     model = meta_model("attention56").eval()  # shapes only
@@ -143,6 +162,22 @@ def test_split_attention_weights(radix, groups):
         nn.init.zeros_(layer.fc2.bias)
         expected = splits.mean(1) if radix > 1 else 0.5 * splits[:, 0]
         torch.testing.assert_close(layer(x), expected)
+
+
+@pytest.mark.parametrize("radix, groups", [(2, 1), (2, 2), (4, 2), (1, 2)])
+def test_split_attention_equals_timms_split_attn_with_the_same_weights(radix, groups):
+    """ResNeSt Eq. 2–3 as timm computes it: with cardinality k > 1 each cardinal group softmaxes its own
+    r logits (timm's RadixSoftmax), so the layout of the logits across (k, r) matters."""
+    timm_split_attn = pytest.importorskip("timm.layers.split_attn")
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 5, 5)
+    ours = randomise_batchnorm(SplitAttention(16, 16, radix=radix, groups=groups), x)
+    with torch.no_grad():
+        ours.fc2.weight.mul_(10)   # logits far apart, so a wrong softmax grouping cannot hide
+    theirs = timm_split_attn.SplitAttn(16, 16, groups=groups, radix=radix, norm_layer=nn.BatchNorm2d).eval()
+    theirs.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x))
 
 
 def test_resnest_downsamples_by_average_pooling():

@@ -32,3 +32,14 @@ def test_default_centroid_update_is_minus_lr_times_the_summed_cluster_gradient()
             codes = shared[name].codes
             summed = torch.zeros(4).index_add_(0, codes.flatten(), raw[name].flatten())
             torch.testing.assert_close(layer.weight.detach(), (books[name] - 0.05 * summed)[codes])
+
+
+def test_density_initialisation_spaces_the_centroids_evenly_on_the_cdf():
+    """Sec. 3.2: density init places the k centroids at the CDF's evenly spaced interior quantiles j/(k + 1);
+    for weights uniform on [0, 1] those are 0.2, 0.4, 0.6, 0.8 (k = 4), while linear init spans min to max."""
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.linspace(0, 1, 1001, dtype=torch.float64)[torch.randperm(1001, generator=generator)]   # shuffled
+    density = quantize.init_centroids(weights, 4, "density", generator)
+    torch.testing.assert_close(density, torch.tensor([0.2, 0.4, 0.6, 0.8], dtype=torch.float64))
+    linear = quantize.init_centroids(weights, 4, "linear", generator)
+    torch.testing.assert_close(linear, torch.tensor([0, 1 / 3, 2 / 3, 1], dtype=torch.float64))

@@ -105,11 +105,14 @@ def test_exported_from_metrics():
 
 
 def _random_inception_state(seed: int) -> dict:
-    """FID-Inception-shaped weights with batch-norm statistics and scales that are not the defaults."""
+    """FID-Inception-shaped weights with batch-norm statistics and scales that are not the defaults, and
+    He-scaled convolutions (std √(2/fan_in)) so the pool3 features still depend on the input."""
     torch.manual_seed(seed)
     state = FIDInception().state_dict()
     for key, value in state.items():
-        if key.endswith("running_var"):
+        if key.endswith("conv.weight"):
+            state[key] = torch.randn_like(value) * (2 / value[0].numel()) ** 0.5
+        elif key.endswith("running_var"):
             state[key] = torch.rand_like(value) + 0.5
         elif key.endswith("running_mean") or key.endswith("bn.bias"):
             state[key] = torch.randn_like(value) * 0.1
@@ -132,6 +135,9 @@ def test_loaded_inception_gives_pytorch_fids_pool3_features(tmp_path, monkeypatc
         expected = theirs(images)[0].flatten(1)
         got = ours(images)
     assert got.shape == (2, 2048)
+    # The comparison means something only if the features depend on the input far beyond the tolerance
+    # (the resizing and the [0, 1] → [−1, 1] scaling are then checked too).
+    assert (expected[0] - expected[1]).abs().mean() > 100 * (1e-4 + 1e-4 * expected.abs().mean())
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     assert not any(p.requires_grad for p in ours.parameters()) and not ours.training
 

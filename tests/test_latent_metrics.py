@@ -102,6 +102,66 @@ def test_ppl_in_w_lerps_between_the_mapped_latents():
     assert ppl == pytest.approx(2 * (synthesis @ mapping).square().sum().item(), rel=0.03)
 
 
+class NoisySynthesis(nn.Module):
+    """g(ws, noise) = B w + noise: per-image noise inputs, drawn by `draw_noise` as StyleGAN's synthesis."""
+
+    def __init__(self, matrix):
+        super().__init__()
+        self.out = LinearGenerator(matrix)
+
+    def draw_noise(self, count, like, generator=None):
+        return [torch.randn(count, self.out.linear.out_features, generator=generator, dtype=like.dtype)]
+
+    def forward(self, ws, noise_inputs=None):
+        noise = noise_inputs[0] if noise_inputs is not None else self.draw_noise(len(ws), ws)[0]
+        return self.out(ws[:, 0]) + noise
+
+
+class NoisyStyleGenerator(nn.Module):
+    """f(z) = M z, g(ws, noise) = B w + noise."""
+
+    def __init__(self, mapping, synthesis):
+        super().__init__()
+        self.latent_dim, self.num_layers = mapping.shape[1], 1
+        self.mapping = LinearGenerator(mapping)
+        self.synthesis = NoisySynthesis(synthesis)
+
+
+def test_ppl_shares_the_noise_inputs_between_the_two_images_of_a_pair():
+    """The paper's code feeds both images of a pair the same noise, so the noise cancels: PPL is that of
+    the same generator without noise (and 0 where the two latents of a pair map to the same w)."""
+    rng = torch.Generator().manual_seed(3)
+    mapping = torch.randn(3, 3, dtype=torch.float64, generator=rng)
+    synthesis = torch.randn(2, 3, dtype=torch.float64, generator=rng)
+    noiseless, noisy = LinearStyleGenerator(mapping, synthesis), NoisyStyleGenerator(mapping, synthesis)
+    for space in ("z", "w"):
+        def ppl(generator):
+            return perceptual_path_length(generator, _identity, n=300, batch_size=300, space=space,
+                                          normalize=False, generator_rng=torch.Generator().manual_seed(0))
+        assert ppl(noisy) == pytest.approx(ppl(noiseless), rel=1e-6)
+    constant = NoisyStyleGenerator(torch.zeros(3, 3, dtype=torch.float64), synthesis)   # w = 0 for every z
+    assert perceptual_path_length(constant, _identity, n=50, normalize=False,
+                                  generator_rng=torch.Generator().manual_seed(0)) == 0.0
+
+
+def test_ppl_trim_drops_both_tails_of_the_distances():
+    """Karras et al.'s code keeps the distances between the 1st and the 99th percentile: a huge outlier
+    (the first pair's features scaled by 1000) leaves the trimmed mean as it was."""
+    generator = LinearGenerator(torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4)))
+
+    def with_outlier(images):   # images = [first images; second images]: rows 0 and n are the first pair
+        scale = torch.ones(len(images), 1, dtype=images.dtype)
+        scale[0] = scale[len(images) // 2] = 1000.0
+        return images * scale
+
+    def ppl(features, trim):
+        return perceptual_path_length(generator, features, n=200, batch_size=200, normalize=False, trim=trim,
+                                      generator_rng=torch.Generator().manual_seed(0))
+
+    assert ppl(with_outlier, 0.0) > 100 * ppl(_identity, 0.0)   # untrimmed, the outlier dominates
+    assert ppl(with_outlier, 0.01) == pytest.approx(ppl(_identity, 0.01), rel=0.05)
+
+
 def test_ppl_on_stylegan_in_both_spaces_and_refusals():
     torch.manual_seed(0)
     generator = vz.create_model("stylegan_small").generator

@@ -6,9 +6,9 @@ from torch import nn
 
 import visionzoo as vz
 from visionzoo.core.errors import UsageError
-from visionzoo.layers.activation import Maxout, add_maxout, swap_activation
+from visionzoo.layers.activation import Maxout, ScaledTanh, add_maxout, swap_activation
 from visionzoo.layers.batchnorm import BatchNorm2dManual
-from visionzoo.layers.norm import FEATURE_NORMS, reparametrise_weights, swap_norm
+from visionzoo.layers.norm import FEATURE_NORMS, LayerNorm2d, reparametrise_weights, swap_norm
 from visionzoo.layers.pooling import StochasticPool2d, swap_max_pool
 from visionzoo.layers.residual import BNReLU
 
@@ -57,6 +57,38 @@ def test_norm_swap_leaves_no_batchnorm_and_the_model_trains(kind):
     if kind in ("layer", "instance", "group"):
         torch.testing.assert_close(model.layer1[0].bn2.weight, kept_gamma)  # γ carried over
     one_step(model)
+
+
+@pytest.mark.parametrize("kind", [k for k in FEATURE_NORMS if k != "none"])
+def test_norm_swap_copies_gamma_and_beta_from_every_kind_of_feature_norm(kind):
+    """Each swapped-in norm takes over the old per-channel affine γ, β (set away from 1 and 0 here)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm2d(8), BNReLU(8), nn.GroupNorm(4, 8), LayerNorm2d(8))
+    with torch.no_grad():
+        for norm in model:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.normal_(0, 1)
+    gammas = [norm.weight.detach().clone() for norm in model]
+    betas = [norm.bias.detach().clone() for norm in model]
+    assert swap_norm(model, kind) == 4
+    swapped = [unit[0] if isinstance(unit, nn.Sequential) else unit for unit in model]   # BN-ReLU → (norm, ReLU)
+    for norm, gamma, beta in zip(swapped, gammas, betas):
+        torch.testing.assert_close(norm.weight.detach(), gamma)
+        torch.testing.assert_close(norm.bias.detach(), beta)
+
+
+def test_layer_norm_2d_normalises_over_the_channels_at_each_position():
+    """ConvNeXt's channel LN: F.layer_norm over C of the (B, H, W, C) view; H ≠ W so a transposition shows."""
+    torch.manual_seed(0)
+    norm = LayerNorm2d(6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_(0, 1)
+    x = torch.randn(2, 6, 3, 5) * 2 + 1
+    expected = F.layer_norm(x.permute(0, 2, 3, 1), (6,), norm.weight, norm.bias, norm.eps).permute(0, 3, 1, 2)
+    out = norm(x)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, expected)
 
 
 def test_layer_instance_group_norm_normalise_over_their_sets():
@@ -113,6 +145,14 @@ def test_activation_swap_replaces_every_activation_module(kind, expected):
         activations = [m for m in model.modules() if isinstance(m, expected)]
         assert len(activations) == count and all(type(m) is expected for m in activations)
         assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_scaled_tanh_is_lecuns_sigmoid_with_f_of_one_equal_to_one():
+    """LeCun et al. 1998, Appendix A: f(a) = 1.7159·tanh(2a/3), chosen so that f(±1) = ±1 (and f''(1) is maximal)."""
+    f = ScaledTanh()
+    torch.testing.assert_close(f(torch.tensor([1.0, -1.0])), torch.tensor([1.0, -1.0]), atol=1e-4, rtol=0)
+    x = torch.linspace(-4, 4, 17)
+    torch.testing.assert_close(f(x), 1.7159 * torch.tanh(2 * x / 3))
 
 
 def test_channel_wise_prelu_has_one_slope_per_channel_and_fused_units_are_split():

@@ -19,6 +19,7 @@ from visionzoo.layers.drop import (
     add_drop_block,
     add_drop_connect,
     drop_block_gamma,
+    drop_path,
     set_dropout,
 )
 from visionzoo.weights import load_checkpoint
@@ -41,6 +42,19 @@ def test_inverted_and_classic_dropout_agree_in_expectation():
     # Classic at test time is q·x: the inverted form's test output scaled by q, so a layer W after
     # classic dropout equals q·W after inverted dropout — the same network in expectation.
     torch.testing.assert_close(classic.eval()(x), (1 - p) * inverted.eval()(x))
+
+
+def test_drop_path_zeroes_whole_samples_and_scales_the_kept_ones_by_one_over_survival():
+    """Stochastic depth, inverted form: a kept sample is x/(1 − p), so E[drop_path(x)] = x."""
+    torch.manual_seed(0)
+    p, x = 0.25, torch.rand(DRAWS, 3, 2, 2) + 0.5
+    out = drop_path(x, p, training=True)
+    kept = out.flatten(1).ne(0).all(1)
+    assert out[~kept].eq(0).all()   # a dropped sample is zero everywhere
+    torch.testing.assert_close(out[kept], x[kept] / (1 - p))
+    assert kept.float().mean().item() == pytest.approx(1 - p, abs=0.02)
+    assert drop_path(torch.ones(DRAWS, 4), p, training=True).mean().item() == pytest.approx(1.0, abs=0.03)
+    assert drop_path(x, p, training=False) is x
 
 
 def test_set_dropout_sets_every_layer_or_drops_the_classifier_input():

@@ -18,6 +18,7 @@ from visionzoo.layers.style import (
     EqualizedLinear,
     MinibatchStdDev,
     NoiseInjection,
+    PixelNorm,
     adaptive_instance_norm,
     r1_penalty,
 )
@@ -106,6 +107,17 @@ def test_mapping_network_is_eight_equalised_dense_layers_with_lr_multiplier():
     # z is pixel-normalised first: its scale does not change w.
     z = torch.randn(4, 128)
     torch.testing.assert_close(mapping(3.0 * z), mapping(z))
+
+
+def test_pixel_norm_gives_each_feature_vector_unit_mean_square():
+    """ProGAN (Karras et al. 2018) Sec. 4.2: b = a / √(1/N · Σ_j a_j² + ε), over the N channels of each pixel."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 3, 5) * 4 + 1
+    out = PixelNorm()(x)
+    torch.testing.assert_close(out.square().mean(1), torch.ones(2, 3, 5))
+    torch.testing.assert_close(out, x / x.square().mean(1, keepdim=True).sqrt())
+    z = torch.randn(4, 128) * 0.1
+    torch.testing.assert_close(PixelNorm()(z).norm(dim=1), torch.full((4,), math.sqrt(128)))
 
 
 def test_mapping_depth_and_lr_multiplier_are_builder_keywords():

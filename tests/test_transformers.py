@@ -11,7 +11,7 @@ from torch import nn
 
 import visionzoo as vz
 from visionzoo.layers.se import SqueezeExcite
-from visionzoo.layers.transformer import EncoderBlock, PatchEmbed
+from visionzoo.layers.transformer import EncoderBlock, PatchEmbed, init_transformer_weights
 from visionzoo.layers.weight_std import GELU_GAIN, RELU_GAIN, ScaledStdConv2d, nonlinearity_gain
 from visionzoo.models.mixer import MixerBlock
 
@@ -37,6 +37,18 @@ def test_patch_embedding_is_flattened_patches_times_E():
     expected = patches @ E + embed.proj.bias
     assert embed(x).shape == (2, 6, 8)
     torch.testing.assert_close(embed(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_patch_embedding_starts_lecun_normal_with_variance_one_over_fan_in():
+    """The reference ViT/Mixer init: E ~ N(0, 1/fan_in), fan_in = P²C, zero bias (LeCun normal)."""
+    torch.manual_seed(0)
+    embed = vz.create_model("vit_tiny_patch4_28").patch_embed.proj   # P = 4, C = 1: fan_in 16
+    assert embed.weight[0].numel() == 16
+    assert embed.weight.std().item() == pytest.approx(math.sqrt(1 / 16), rel=0.05)
+    assert not embed.bias.any()
+    wide = nn.Sequential(PatchEmbed(patch_size=4, in_chans=3, embed_dim=256))   # fan_in 48
+    init_transformer_weights(wide)
+    assert wide[0].proj.weight.std().item() == pytest.approx(math.sqrt(1 / 48), rel=0.05)
 
 
 def test_z0_is_class_token_then_patch_embeddings_plus_positions():

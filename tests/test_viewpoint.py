@@ -188,6 +188,14 @@ def test_median_and_accuracy_within_pi_over_6():
     assert math.isnan(median_angle_error(torch.zeros(0)))
 
 
+def test_an_error_of_exactly_the_threshold_is_a_miss():
+    """Tulsiani & Malik: Acc_θ is the fraction of errors *less than* θ; at θ itself the viewpoint is wrong."""
+    for threshold in (math.pi / 6, math.pi / 4, math.pi / 2):
+        at = math.degrees(threshold)   # 30° (to float rounding), 45°, 90°
+        errors = torch.tensor([at, math.nextafter(at, 0.0), 0.0, math.nextafter(at, 180.0)], dtype=torch.float64)
+        assert accuracy_within(errors, threshold) == pytest.approx(2 / 4)
+
+
 def test_a_mirrored_image_gets_the_mirrored_viewpoint():
     images = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4)
     labels = torch.tensor([[1, 30, 350, 10], [0, 200, 20, 0]])
