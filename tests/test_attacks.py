@@ -199,6 +199,62 @@ def test_restarts_never_do_worse_than_one_start_for_any_sample(digits):
     assert (fooled_4 & ~fooled_1).any() or (loss_4 > loss_1 + 1e-4).any()  # restarts did find more
 
 
+def one_pixel_model():
+    """Logits of a one-pixel image p, with d = p − 0.5: (0, −d/2, −10 + 24.75·(d + 0.2)).
+    At d = −0.2 class 1 just beats class 0 (fooled, CE to class 0 ≈ 0.74, class 2 far behind);
+    at d = +0.2 class 0 wins with classes 1 and 2 close behind (not fooled, yet CE ≈ 1.03)."""
+    linear = nn.Linear(1, 3)
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor([[0.0], [-0.5], [24.75]]))
+        linear.bias.copy_(torch.tensor([0.0, 0.25, -10 - 24.75 * 0.3]))
+    return nn.Sequential(nn.Flatten(), linear)
+
+
+class ScriptedStarts(PGD):
+    """PGD whose restarts start from the given offsets, in order, instead of random points of the ball."""
+
+    def __init__(self, *args, starts, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.starts = iter(starts)
+
+    def random_delta(self, x):
+        return torch.full_like(x, next(self.starts))
+
+
+def test_a_restart_that_fools_the_model_is_not_replaced_by_one_that_does_not():
+    """Madry et al.'s restarts keep the worst case per sample: fooling the model ranks before the
+    loss, so a later restart with a higher loss that is still classified correctly loses."""
+    model, x, y = one_pixel_model(), torch.full((1, 1, 1, 1), 0.5), torch.tensor([0])
+    fooled, loss = _outcome(model, torch.cat([x - 0.2, x + 0.2]), torch.cat([y, y]))
+    assert fooled.tolist() == [True, False] and loss[1] > loss[0] + 0.2   # the premise
+    # α is tiny: each restart ends next to its start
+    x_adv = ScriptedStarts(model, 0.3, 1e-3, 1, restarts=2, starts=[-0.2, 0.2])(x, y)
+    assert abs(x_adv.item() - 0.3) < 0.01
+
+
+def test_targeted_restarts_keep_the_lowest_loss_to_the_target():
+    """Targeted, neither restart reaches the target: the one with the lower cross-entropy to the
+    target (−CE ranked highest) is kept, not the one farthest from it."""
+    model, x, y, target = one_pixel_model(), torch.full((1, 1, 1, 1), 0.5), torch.tensor([0]), torch.tensor([2])
+    with torch.no_grad():
+        logits = model(torch.cat([x + 0.2, x - 0.2]))
+    to_target = F.cross_entropy(logits, torch.cat([target, target]), reduction="none")
+    assert (logits.argmax(1) != 2).all() and to_target[0] < to_target[1] - 5   # the premise
+    x_adv = ScriptedStarts(model, 0.3, 1e-3, 1, restarts=2, target=target, starts=[0.2, -0.2])(x, y)
+    assert abs(x_adv.item() - 0.7) < 0.01
+
+
+def test_l2_random_starts_are_uniform_in_the_ball():
+    """A uniform point of the d-dimensional ℓ2 ball of radius ε has P(‖δ‖₂ ≤ ε·q^(1/d)) = q: its
+    radius is ε·u^(1/d) (ε·u would crowd the centre: median ε/2 instead of ε·0.5^(1/d) ≈ 0.94ε)."""
+    eps, d = 0.5, 12
+    radius = per_sample_norm(PGD(nn.Identity(), eps, 0.1, 1, norm="l2", seed=0).random_delta(
+        torch.zeros(4000, 3, 2, 2)), "l2")
+    assert radius.max() <= eps + 1e-6
+    for q in (0.1, 0.5, 0.9):
+        assert (radius <= eps * q ** (1 / d)).float().mean().item() == pytest.approx(q, abs=0.03)
+
+
 def test_lbfgs_reaches_the_label_inside_the_box(digits):
     model, x, y, _ = digits
     x, y = x[:16], y[:16]
@@ -222,6 +278,43 @@ def test_lbfgs_search_over_c_shrinks_the_perturbation(digits):
     assert both.sum() >= 8
     short_size, long_size = ((a - x).flatten(1).norm(dim=1)[both] for a in (short, long))
     assert (long_size <= short_size + 1e-6).all() and long_size.mean() < short_size.mean()
+
+
+def test_untargeted_lbfgs_never_aims_at_the_true_label():
+    """Without a target, l is the nearest wrong label: on a misclassified image whose runner-up is the
+    true class, that is the predicted class, so the result stays misclassified."""
+    linear = nn.Linear(2, 3)
+    with torch.no_grad():   # logits (2·p₀ + 0.1, 2·p₁, −5)
+        linear.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 2.0], [0.0, 0.0]]))
+        linear.bias.copy_(torch.tensor([0.1, 0.0, -5.0]))
+    model, x, y = nn.Sequential(nn.Flatten(), linear), torch.full((1, 1, 1, 2), 0.5), torch.tensor([1])
+    with torch.no_grad():
+        assert model(x).topk(2, 1).indices.tolist() == [[0, 1]]   # predicted 0, runner-up the true label 1
+        assert model(LBFGS(model, search_steps=2, max_iter=20)(x, y)).argmax(1).tolist() == [0]
+
+
+class ScriptedSearch(LBFGS):
+    """L-BFGS whose minimiser returns the given perturbations, one per step of the search over c."""
+
+    def __init__(self, model, perturbations, **kwargs):
+        super().__init__(model, search_steps=len(perturbations), **kwargs)
+        self.perturbations = iter(perturbations)
+
+    def _minimise(self, x, labels, c, lower, upper):
+        return x + next(self.perturbations)
+
+
+def test_lbfgs_keeps_the_smallest_successful_perturbation_of_the_search():
+    """Szegedy et al.: the closest x + r classified as l, so of all minimisers reached along the search
+    over c the smallest successful r is returned, not the last one."""
+    linear = nn.Linear(1, 2)
+    with torch.no_grad():   # class 1 (the runner-up of the clean 0.4) from pixel value 0.5 on
+        linear.weight.copy_(torch.tensor([[0.0], [10.0]]))
+        linear.bias.copy_(torch.tensor([0.0, -5.0]))
+    model, x, y = nn.Sequential(nn.Flatten(), linear), torch.full((1, 1, 1, 1), 0.4), torch.tensor([0])
+    # reached, reached (smallest), reached, not reached
+    x_adv = ScriptedSearch(model, [0.4, 0.15, 0.3, 0.05])(x, y)
+    assert x_adv.item() == pytest.approx(0.55)
 
 
 @pytest.mark.parametrize("target", [None, "random"])
@@ -284,6 +377,33 @@ def test_substitute_attack_asks_the_oracle_for_labels_only(digits):
     (x_adv, weights, queries), (x_adv_labels, weights_labels, queries_labels) = results
     assert (x_adv != x).any() and torch.equal(x_adv, x_adv_labels) and queries == queries_labels
     assert all(torch.equal(weights[name], weights_labels[name]) for name in weights)
+
+
+class Recording(nn.Module):
+    """The model, remembering every batch it is asked about."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.model(x)
+
+
+def test_jacobian_augmentation_steps_along_the_sign_of_the_labelled_logits_gradient():
+    """Papernot et al., Algorithm 1: S₁ = {x + λ·sign(∂F_Õ(x)(x)/∂x)} ∪ S₀. For a linear substitute
+    F(x) = Wx + b that gradient is the row W[Õ(x)]; the new points are what the oracle is asked next."""
+    torch.manual_seed(0)
+    oracle = Recording(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)))
+    substitute = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    weight = substitute[1].weight.detach().clone()
+    seeds = 0.3 + 0.4 * torch.rand(10, 1, 3, 4)   # λ = 0.1 steps stay inside [0, 1]
+    # epochs=0: the substitute is not trained, so its Jacobian is the W above
+    SubstituteAttack(oracle, 0.1, seeds, 3, substitute=substitute, rounds=2, lam=0.1, epochs=0).fit()
+    assert len(oracle.seen) == 2 and torch.equal(oracle.seen[0], seeds)
+    labels = oracle.model(seeds).argmax(1)
+    torch.testing.assert_close(oracle.seen[1], seeds + 0.1 * weight[labels].sign().view_as(seeds))
 
 
 @pytest.mark.parametrize("method", ["fgsm", "pgd"])

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from visionzoo.data import augment
 from visionzoo.data.augment import (
     ERASE_AREA,
     ERASE_ASPECT,
@@ -48,6 +49,15 @@ def test_random_erasing_boxes_obey_algorithm_1():
     assert torch.equal(random_erasing(x, 0.5, gen()), erased)             # seeded
 
 
+def test_random_erasing_draws_both_tall_and_wide_boxes():
+    # Zhong et al., Algorithm 1: r_e ~ U(r₁, 1/r₁), so boxes taller than wide occur as well as wider than tall.
+    x = torch.full((400, 1, 24, 24), -1.0)
+    boxes = [changed_box(a, b) for a, b in zip(x, random_erasing(x, 1.0, gen(4)))]
+    tall = sum(h > w for _, _, h, w in filter(None, boxes))
+    wide = sum(h < w for _, _, h, w in filter(None, boxes))
+    assert tall > 40 and wide > 40
+
+
 def test_cutout_zeroes_a_size_square_clipped_at_the_borders():
     x = torch.full((300, 1, 16, 16), 7.0)
     out = cutout(x, 6, gen())
@@ -59,6 +69,17 @@ def test_cutout_zeroes_a_size_square_clipped_at_the_borders():
             interior += 1
             assert h == w == 6
     assert interior > 50
+
+
+def test_cutout_centre_may_be_any_pixel_so_squares_are_cut_off_at_every_border():
+    # DeVries & Taylor 2017: the centre is uniform over the whole image, the square clipped where it
+    # leaves it; a centre on the first row/column leaves 6 − 3 = 3 of the 6, one on the last leaves 4.
+    x = torch.full((400, 1, 16, 16), 7.0)
+    boxes = [changed_box(a, b) for a, b in zip(x, cutout(x, 6, gen(5)))]
+    assert min(h for top, _, h, _ in boxes if top == 0) == 3
+    assert min(w for _, left, _, w in boxes if left == 0) == 3
+    assert min(h for top, _, h, _ in boxes if top + h == 16) == 4
+    assert min(w for _, left, _, w in boxes if left + w == 16) == 4
 
 
 def test_mixup_is_a_convex_combination_of_pairs_with_soft_targets():
@@ -89,6 +110,24 @@ def test_cutmix_lambda_is_the_pasted_area_fraction(seed):
         assert (mixed[i] == i).all(0).float().mean().item() == pytest.approx(lam)
         assert ((mixed[i] == i) | (mixed[i] == partner)).all()
         assert soft[i, i].item() == pytest.approx(lam) and soft[i, partner].item() == pytest.approx(1 - lam)
+
+
+def test_cutmix_box_sides_are_the_square_root_of_one_minus_lambda(monkeypatch):
+    # Yun et al. 2019, Eq. 2: r_w = W·√(1 − λ), r_h = H·√(1 − λ), so an unclipped box covers 1 − λ of the image.
+    monkeypatch.setattr(augment, "_beta", lambda alpha, generator, size=None: 0.75)
+    n, h, w = 4, 16, 12
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, h, w)
+    y = torch.nn.functional.one_hot(torch.arange(n), n).float()
+    sides, inside = set(), 0
+    for seed in range(40):
+        mixed, _, lam = cutmix(x, y, 1.0, gen(seed))
+        box = next(filter(None, (changed_box(a, b) for a, b in zip(x, mixed))), None)
+        if box is not None:
+            sides.add(box[2:])
+            inside += box[2:] == (8, 6)
+            assert box[2] <= 8 and box[3] <= 6   # clipped boxes only lose rows or columns
+            assert lam == pytest.approx(1 - box[2] * box[3] / (h * w))
+    assert inside >= 5   # unclipped: 8 × 6 of 16 × 12, a quarter of the image
 
 
 def test_fancy_pca_adds_a_per_image_constant_shift_along_the_eigenvectors():

@@ -415,3 +415,26 @@ def test_boxes_losing_most_of_their_area_are_dropped():
     _, moved = move_with_boxes(image, target, scale=1.5, offset=(1.0, 1.0))
     assert moved["labels"].tolist() == [2] and moved["difficult"].tolist() == [True]
     assert torch.allclose(moved["boxes"], torch.tensor([[30.0 - 32, 15 - 24, 60 - 32, 45 - 24]]).clamp_min(0))
+
+
+def test_boxes_keeping_under_30_percent_of_their_area_are_dropped_the_others_kept():
+    # KEEP_AREA: scale 2 turns the 48×64 canvas into 96×128 and offset (0, 0) keeps its top-left
+    # 48×64; the three boxes, 20×20 after scaling from x = 54, 57, 59, keep 50 %, 35 % and 25 % of it.
+    assert detection.KEEP_AREA == 0.3
+    image = torch.zeros((1, 48, 64), dtype=torch.uint8)
+    target = {"boxes": torch.tensor([[27.0, 5, 37, 15], [28.5, 5, 38.5, 15], [29.5, 5, 39.5, 15]]),
+              "labels": torch.tensor([1, 2, 3])}
+    _, moved = move_with_boxes(image, target, scale=2.0, offset=(0.0, 0.0))
+    assert moved["labels"].tolist() == [1, 2]
+    assert torch.allclose(moved["boxes"], torch.tensor([[54.0, 10, 64, 30], [57, 10, 64, 30]]))
+
+
+@pytest.mark.parametrize(("offset", "box"), [((0.0, 1.0), [36, 4, 56, 20]), ((1.0, 0.0), [4, 28, 24, 44])])
+def test_crop_offset_moves_rows_and_columns_each_by_its_own_fraction(offset, box):
+    # offset = (rows, columns) of the slack: scale 2 leaves 48 rows and 64 columns of it, so the window
+    # starts at row 48·offset[0] and column 64·offset[1]; both boxes land on 8..48 × 8..40.
+    image, target = rectangle_scene(box)
+    moved_image, moved = move_with_boxes(image, target, scale=2.0, offset=offset)
+    assert moved["labels"].tolist() == [4]
+    assert torch.allclose(moved["boxes"], torch.tensor([[8.0, 8, 48, 40]]))
+    assert torch.allclose(moved["boxes"][0], torch.tensor(tight_box(moved_image[0] > 127)), atol=1.0)

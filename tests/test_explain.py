@@ -238,6 +238,30 @@ def test_guided_backprop_through_inplace_and_functional_relus(functional):
     assert model.relu.inplace and F.relu.__module__ == "torch.nn.functional"
 
 
+class TorchReLU(nn.ReLU):
+    """An nn.ReLU module whose forward calls torch.relu, so the patched torch.nn.functional.relu never
+    sees it: only guided_relus' backward hook on the module can apply the guided rule."""
+
+    def forward(self, input):
+        return torch.relu(input)
+
+
+def test_guided_backprop_through_a_relu_module_that_bypasses_functional_relu():
+    # Springenberg et al. Sec. 3.4 for nn.ReLU modules: a negative incoming gradient does not pass either.
+    torch.manual_seed(1)
+    model = linear_net_with_relus(functional=False)
+    model.relu = TorchReLU()
+    x = torch.randn(1, 1, 3, 4)
+    hidden = model.hidden(x.flatten(1))[0]
+    negative = 0
+    for target in range(3):
+        incoming = model.out.weight[target]
+        negative += int((incoming * (hidden > 0) < 0).sum())
+        expected = (incoming.clamp(min=0) * (hidden > 0)) @ model.hidden.weight
+        torch.testing.assert_close(guided_backprop(model, x, target).flatten(), expected.detach(), rtol=0, atol=1e-6)
+    assert negative > 0   # some gradient had to be dropped
+
+
 def test_guided_grad_cam_is_guided_backprop_times_the_upsampled_grad_cam():
     # Selvaraju et al. Sec. 3.2: guided backprop ⊙ Grad-CAM, bilinearly upsampled (align_corners=False)
     # from the layer's (h, w) to the image's (H, W). The stride-2 layer makes the 5×6 → 9×11 resize
@@ -347,6 +371,13 @@ def test_every_method_releases_its_hooks_and_restores_the_model():
     assert hook_count(model) == 0
     assert all(m.training for m in model.modules()) and all(p.grad is None for p in model.parameters())
     assert model.features[1].inplace and F.relu is relu_functional
+
+
+def test_area_under_a_curve_is_the_trapezoid_over_the_fraction_changed():
+    # Petsiuk et al. Sec. 4.1: the x axis runs over the fraction of pixels changed, 0 to 1 in steps of 1/steps.
+    assert area_under(torch.ones(33)) == pytest.approx(1.0)
+    assert area_under(torch.linspace(0, 1, 33)) == pytest.approx(0.5)
+    assert area_under(torch.tensor([1.0, 0.0])) == pytest.approx(0.5)   # one step
 
 
 def test_deletion_auc_of_a_perfect_map_is_lower_than_random():

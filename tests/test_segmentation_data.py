@@ -313,6 +313,18 @@ def test_elastic_displacements_follow_the_paper():
     assert torch.equal(identity, elastic_grid(1, size, size, 0.0, torch.Generator(), "cpu"))
 
 
+def test_elastic_x_and_y_displacements_are_independent_fields():
+    # Ronneberger et al. Sec. 3.1: a random displacement vector per lattice point, so the horizontal and
+    # vertical displacements are separate draws (uncorrelated), not one field used twice.
+    sigma, n, size = 3.0, 500, 33
+    field = elastic_grid(n, size, size, sigma, torch.Generator().manual_seed(5), "cpu")
+    identity = elastic_grid(1, size, size, 0.0, torch.Generator(), "cpu")
+    dx, dy = ((field - identity) * (size - 1) / 2).unbind(-1)             # pixels
+    assert (dx - dy).abs().max().item() > sigma
+    correlation = torch.corrcoef(torch.stack([dx[:, ::16, ::16].flatten(), dy[:, ::16, ::16].flatten()]))[0, 1]
+    assert abs(correlation.item()) < 0.1
+
+
 def test_augmentation_is_seeded():
     images, masks = _pairs()
     augmentation = PairAugmentation(flip=True, vflip=True, crop=3, elastic_sigma=2.0)

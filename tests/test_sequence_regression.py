@@ -42,6 +42,16 @@ def test_adding_problem_marks_one_value_in_each_half_and_sums_them():
     assert float((y - 1).square().mean()) == pytest.approx(ADDING_BASELINE_MSE, abs=0.01)
 
 
+def test_adding_problem_markers_cover_every_allowed_position():
+    # Both halves in full: the first marker anywhere in 0 … T//2 − 1, the second anywhere in T//2 … T − 1
+    # (the last step included, so the first value may have to be carried across T − 1 steps).
+    x, _ = adding_problem(2000, 11, torch.Generator().manual_seed(2))
+    markers = x[..., 1]
+    first, second = markers[:, :5].argmax(1), 5 + markers[:, 5:].argmax(1)
+    assert set(first.tolist()) == set(range(5)) and set(second.tolist()) == set(range(5, 11))
+    assert ((second - first) == 10).any()
+
+
 def test_adding_splits_are_fixed_streams_and_validation_is_carved_with_the_seed():
     a, b = load_sequence_data("adding:6", val_size=100, seed=0), load_sequence_data("adding:6", val_size=100, seed=1)
     assert torch.equal(a.test.inputs, b.test.inputs) and (a.length, a.features, a.outputs) == (6, 2, 1)

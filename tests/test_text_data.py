@@ -56,6 +56,15 @@ def test_splits_are_contiguous_and_cut_at_line_ends():
     assert abs(len(parts["test"]) - 0.1 * len(TEXT)) < 60 and abs(len(parts["val"]) - 0.1 * len(TEXT)) < 120
 
 
+def test_val_and_test_fractions_each_set_their_own_split():
+    # Unequal fractions: train the first 60 %, val the next 10 %, test the last 30 % (each cut at a line end).
+    text = "ab\n" * 1000
+    parts = split_text(text, 0.1, 0.3, "x")
+    assert parts["train"] + parts["val"] + parts["test"] == text
+    sizes = {name: len(part) for name, part in parts.items()}
+    assert abs(sizes["train"] - 1800) <= 3 and abs(sizes["val"] - 300) <= 6 and abs(sizes["test"] - 900) <= 3
+
+
 def test_text_file_streams_vocabulary_and_counts(text_file):
     data = load_text_data(f"text:{text_file}", val_fraction=0.1, test_fraction=0.1)
     assert data.vocab.decode(data.train) + data.vocab.decode(data.val) + data.vocab.decode(data.test) == TEXT

@@ -332,6 +332,13 @@ def test_temporal_and_spatial_crops_are_windows_of_the_clip():
         assert any(torch.equal(window, clip[..., t:t + 9, s:s + 9]) for t in range(5) for s in range(5))
 
 
+def test_temporal_crop_starts_anywhere_from_the_first_to_the_last_window():
+    # Every window of `frames` consecutive frames is possible: starts 0 … T − frames, the last included.
+    clips = torch.arange(7, dtype=torch.uint8).view(1, 1, 7, 1, 1).expand(300, 2, 7, 2, 2)   # frame t holds t
+    starts = temporal_crop(clips, 3, torch.Generator().manual_seed(1))[:, 0, 0, 0, 0]
+    assert set(starts.tolist()) == set(range(5))
+
+
 def test_augmentation_is_seeded_and_keeps_labels_with_their_clips():
     labels = torch.arange(K).repeat(4)
     path = trajectories(labels, 8, torch.Generator().manual_seed(0))
