@@ -241,6 +241,25 @@ def test_training_mode_mixing_regularisation_and_w_avg():
     assert not torch.allclose(mixed[0], plain)
 
 
+def test_the_mixing_crossover_is_drawn_uniformly_from_the_second_layer_to_the_last():
+    """Sec. 3.1: a random crossover point, layers before it styled by z₁ and from it on by z₂ — drawn from
+    1 … L − 1, so both latents style at least one layer whenever mixing happens."""
+    generate = _small().generator.train()
+    generate.mixing_probability = 1.0
+    z = torch.randn(2, 128)
+    own = generate.broadcast(generate.mapping(z)).detach()
+    seen = []
+    generate.synthesis.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    crossovers = []
+    with torch.no_grad():
+        for seed in range(120):
+            generate(z, noise=False, generator=torch.Generator().manual_seed(seed))
+            from_z = (seen[-1] == own).all(-1).all(0)          # per layer: styled by z's own w
+            crossovers.append(int(from_z.long().cumprod(0).sum()))
+            assert not from_z[crossovers[-1]:].any()           # one crossover: z₁ before, z₂ from it on
+    assert set(crossovers) == set(range(1, generate.num_layers))
+
+
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 def test_minibatch_stddev_matches_the_groupwise_definition(memory_format):
     x = torch.randn(8, 3, 4, 4).contiguous(memory_format=memory_format)
