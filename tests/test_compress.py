@@ -420,3 +420,17 @@ def test_bad_input_exits_2_with_one_line(run_dir, tmp_path, args, message):
 def test_missing_checkpoint_exits_2(tmp_path):
     refused = cli_here("compress", tmp_path / "nothing", "--method", "prune", "--out", tmp_path / "o")
     assert_one_line_exit_2(refused, "does not exist", "give a run directory")
+
+
+def test_huffman_codes_are_canonical_in_length_then_symbol_order():
+    # the canonical code of RFC 1951 Sec. 3.2.2 (its example): lengths (3, 3, 3, 3, 3, 2, 4, 4) give
+    # F = 00, A..E = 010..110, G, H = 1110, 1111 — ties in length go by symbol, ascending
+    codes = huffman.canonical_codes(np.array([3, 3, 3, 3, 3, 2, 4, 4]))
+    assert codes.tolist() == [0b010, 0b011, 0b100, 0b101, 0b110, 0b00, 0b1110, 0b1111]
+
+
+def test_filter_pruning_removes_the_rounded_fraction_of_smallest_l1_filters():
+    # Li et al. Sec. 3.1: of 10 filters with ℓ1 norms 1..10, ratio 0.33 removes round(3.3) = 3, the smallest
+    weight = torch.arange(1.0, 11.0)[:, None, None, None].repeat(1, 2, 1, 1) / 2
+    weight[::2] *= -1   # the ℓ1 norm, not the sum
+    assert channels.smallest_filters(weight, 0.33).tolist() == [3, 4, 5, 6, 7, 8, 9]

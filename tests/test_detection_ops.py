@@ -202,7 +202,8 @@ def test_anchor_templates_have_the_paper_areas_and_ratios():
 
 
 @pytest.mark.parametrize("positives, negatives, batch, fraction", [(300, 5000, 256, 0.5), (20, 5000, 256, 0.5),
-                                                                   (40, 30, 64, 0.25), (0, 10, 64, 0.25)])
+                                                                   (40, 30, 64, 0.25), (0, 10, 64, 0.25),
+                                                                   (40, 30, 10, 0.25)])  # ⌊2.5⌋ = 2 positives
 def test_sample_labels_counts_fraction_and_membership(positives, negatives, batch, fraction):
     labels = torch.cat((torch.randint(1, 4, (positives,)), torch.zeros(negatives, dtype=torch.long),
                         torch.full((50,), -1)))
@@ -240,6 +241,14 @@ def test_match_boxes_equals_torchvision_matcher(allow_low_quality):
     ours = match_boxes(iou, 0.7, 0.3, allow_low_quality)
     assert torch.equal(ours, expected)
     assert {BELOW_LOW, BETWEEN} <= set(ours.tolist())
+
+
+def test_match_boxes_thresholds_are_inclusive_at_high_and_low():
+    # Faster R-CNN Sec. 3.1.2: IoU ≥ 0.7 is foreground, < 0.3 background, [0.3, 0.7) ignored; the
+    # boundaries go as torchvision's Matcher puts them
+    iou = torch.tensor([[0.7, 0.3, 0.69, 0.29, 0.5]])
+    assert match_boxes(iou, 0.7, 0.3).tolist() == [0, BETWEEN, BETWEEN, BELOW_LOW, BETWEEN]
+    assert torch.equal(match_boxes(iou, 0.7, 0.3), Matcher(0.7, 0.3)(iou.clone()))
 
 
 def test_match_boxes_without_ground_truth_is_background():

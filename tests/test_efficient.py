@@ -181,3 +181,20 @@ def test_small_input_keeps_a_spatial_map(name):
     with torch.no_grad():
         features = model.forward_features(torch.randn(1, 1, 28, 28))
     assert min(features.shape[-2:]) >= 2
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_shufflenet_v2_unit_equals_torchvisions(stride):
+    # ShuffleNet V2 Fig. 3(c), (d): the stride-1 unit keeps the first half of the channels and transforms the
+    # second; torchvision's InvertedResidual is the reference (same parameter names)
+    shufflenetv2 = pytest.importorskip("torchvision.models.shufflenetv2")
+    from visionzoo.layers.shuffle import ShuffleV2Unit
+
+    torch.manual_seed(0)
+    cin = 8 if stride == 1 else 4
+    twin = shufflenetv2.InvertedResidual(cin, 8, stride).eval()
+    unit = ShuffleV2Unit(cin, 8, stride).eval()
+    unit.load_state_dict(twin.state_dict())
+    x = torch.randn(2, cin, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(unit(x), twin(x))

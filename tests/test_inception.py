@@ -148,3 +148,42 @@ def test_small_input_stem_keeps_the_grid(name, grid):
     with torch.device("meta"):
         model = vz.create_model(name, in_chans=1, image_size=28).eval()
         assert model.forward_features(torch.empty(1, 1, 28, 28)).shape[-2:] == (grid, grid)
+
+
+
+@pytest.mark.parametrize("name", ["v3_a", "v3_c", "v3_e", "v3_aux", "v4_a", "v4_c"])
+def test_inception_modules_equal_their_torchvision_and_timm_twins(name):
+    """Inception-v3's modules A (Fig. 5: average-pool branch), C (Fig. 6), E (Fig. 7: the 1×3 output before
+    the 3×1) and the auxiliary head (5×5/3 average pool of the 17×17 grid), and Inception-v4's A and C
+    (Figs. 4, 6: average pools that do not count the padding), each loaded with its twin's weights."""
+    timm_v4 = pytest.importorskip("timm.models.inception_v4")
+    tv = pytest.importorskip("torchvision.models.inception")
+    ours = L
+    pairs = {"v3_a": (lambda: ours.InceptionV3A(192, 32), lambda: tv.InceptionA(192, 32), (192, 5)),
+             "v3_c": (lambda: ours.InceptionV3C(768, 128), lambda: tv.InceptionC(768, 128), (768, 5)),
+             "v3_e": (lambda: ours.InceptionV3E(1280), lambda: tv.InceptionE(1280), (1280, 3)),
+             "v3_aux": (lambda: ours.InceptionV3Aux(768, 10), lambda: tv.InceptionAux(768, 10), (768, 17)),
+             "v4_a": (ours.inception_v4_a, timm_v4.InceptionA, (384, 5)),
+             "v4_c": (ours.InceptionV4C, timm_v4.InceptionC, (1536, 3))}
+    make_ours, make_twin, (channels, size) = pairs[name]
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(2, channels, size, size, generator=generator, dtype=torch.float64)
+    twin = make_twin().double()
+    for norm in twin.modules():  # timm's blocks default to ε = 1e-5; its inception_v4 model builds them with 1e-3
+        if isinstance(norm, nn.BatchNorm2d):
+            norm.eps = 1e-3
+    randomise_batchnorm(twin, x)
+    model = make_ours().double().eval()
+    model.load_state_dict(twin.eval().state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), twin(x))
+
+
+def test_googlenet_auxiliary_head_is_section_5s():
+    """GoogLeNet Sec. 5: a 5×5/3 average pool (4×4 from the 14×14 grid, not an adaptive pool), 1×1 conv 128,
+    FC 1024, dropout 70 %."""
+    x = torch.randn(1, 2, 14, 14, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(L.aux_pool(x, 4), torch.nn.functional.avg_pool2d(x, 5, 3))
+    head = L.GoogLeNetAux(512, 10)
+    assert head.dropout.p == 0.7 and head.conv.conv.out_channels == 128 and head.fc1.out_features == 1024

@@ -178,3 +178,15 @@ def test_autoencoder_pretraining_of_conv_layers_and_refusal_for_branching_networ
     resnet = vz.create_model("resnet20_cifar", num_classes=10, in_chans=1, layers=[1, 1, 1])
     with pytest.raises(UsageError, match="not a chain"):
         pretrain_autoencoder(resnet, lambda: iter([digit_batch(8, size=8)]))
+
+
+def test_patch_whitening_orders_filters_by_decreasing_eigenvalue():
+    # Page / airbench: the filters are Λ^{-1/2}Vᵀ, largest eigenvalue first, then their negatives. Two
+    # independent channels of standard deviation 10 and 1 (1×1 patches): the first filter reads channel 0
+    # scaled by 1/10, the second channel 1 scaled by 1
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(64, 2, 8, 8, generator=generator) * torch.tensor([10.0, 1.0])[:, None, None]
+    filters = patch_whitening(images, (1, 1)).flatten(1)
+    assert filters.shape == (4, 2)
+    torch.testing.assert_close(filters[:2].abs(), torch.tensor([[0.1, 0.0], [0.0, 1.0]]), atol=0.02, rtol=0.05)
+    torch.testing.assert_close(filters[2:], -filters[:2])

@@ -9,7 +9,7 @@ from torch import nn
 import visionzoo as vz
 from visionzoo.core.errors import UsageError
 from visionzoo.experiments.neural_ode import LatentODE, ring_energy, spirals
-from visionzoo.layers.ode import DOPRI5_A, DOPRI5_B_HAT, DOPRI5_C, ODEBlock, integrate, odeint_dopri5
+from visionzoo.layers.ode import DOPRI5_A, DOPRI5_B_HAT, DOPRI5_C, ODEBlock, initial_step, integrate, odeint_dopri5
 from visionzoo.models.flows import (
     CNF,
     MLPDynamics,
@@ -290,3 +290,54 @@ def test_latent_ode_encoder_ignores_unobserved_points_and_elbo_is_differentiable
     elbo = model.elbo(x, mask, times)
     elbo.backward()
     assert model.dynamics[0].weight.grad.abs().sum() > 0 and model.nfe > 0
+
+
+def test_initial_step_is_hairers_starting_step():
+    # Hairer, Nørsett, Wanner Sec. II.4: h0 = 0.01·d0/d1, an Euler probe at t0 + h0, d2 = ‖f1 − f0‖/h0,
+    # h1 = (0.01 / max(d1, d2))^(1/5) for dopri5, first step min(100·h0, h1). For dy/dt = −2y, y0 = 1,
+    # rtol = 0, atol = 1: d0 = 1, d1 = 2, h0 = 0.005, d2 = |−1.98 + 2| / 0.005 = 4.
+    probes = []
+
+    def func(t, y):
+        probes.append(t)
+        return -2 * y
+
+    y0 = torch.ones(1, dtype=F64)
+    size = initial_step(func, 0.0, y0, func(0.0, y0), 1.0, rtol=0.0, atol=1.0)
+    assert probes[1] == pytest.approx(0.005)
+    assert size == pytest.approx((0.01 / 4) ** (1 / 5))
+    # d0 < 1e-5 (y0 = 0): h0 = 1e-6, and 100·h0 caps the step
+    assert initial_step(lambda t, y: torch.ones_like(y), 0.0, torch.zeros(1, dtype=F64), torch.ones(1, dtype=F64),
+                        1.0, rtol=0.0, atol=1.0) == pytest.approx(1e-4)
+
+
+def _quartic_error_constant():
+    # dy/dt = 5t⁴: 5th-order weights integrate it exactly, the embedded 4th-order ones miss by
+    # 5h⁵(1/5 − Σ b̂c⁴) on every step, whatever t (Σ b̂cᵏ = 1/(k+1) for k ≤ 3)
+    return 1 - 5 * sum(b * c ** 4 for b, c in zip(DOPRI5_B_HAT, DOPRI5_C))
+
+
+def test_error_is_measured_against_the_larger_of_the_old_and_new_magnitudes():
+    # tolerance = atol + rtol·max(|y0|, |y1|): from y0 = 0 to y1 = 1 with atol = 0 the scale is 1, so the
+    # one forced step (error ≈ 1.3e-3 < rtol = 1) is accepted; min(|y0|, |y1|) = 0 would reject every step
+    assert 0 < abs(_quartic_error_constant()) < 1e-2
+    ys, stats = odeint_dopri5(lambda t, y: 5 * t ** 4 * torch.ones_like(y), torch.zeros(1, dtype=F64), [0.0, 1.0],
+                              rtol=1.0, atol=0.0, first_step=1.0)
+    assert (stats.accepted, stats.rejected) == (1, 0)
+    assert float(ys[-1, 0]) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_step_never_shrinks_after_an_accepted_step():
+    # next h = h·min(10, max(1, 0.9·ratio^(−1/5))) after an accepted step: with ratio 0.8 the formula gives
+    # 0.94 < 1, so the second step keeps h = 1 and its second stage sits at t = 1 + h/5
+    times = []
+
+    def func(t, y):
+        times.append(t)
+        return 5 * t ** 4 * torch.ones_like(y)
+
+    rtol = abs(_quartic_error_constant()) / 0.8   # first step: error / (rtol·|y1|) = 0.8
+    _, stats = odeint_dopri5(func, torch.zeros(1, dtype=F64), [0.0, 3.0], rtol=rtol, atol=0.0, first_step=1.0)
+    assert stats.rejected == 0
+    assert times[1:7] == pytest.approx(list(DOPRI5_C[1:]))   # the first step's stages at c·h, h = 1
+    assert times[7] == pytest.approx(1.2)

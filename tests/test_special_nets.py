@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import visionzoo as vz
+from visionzoo.compress.binarize import materialize
 from visionzoo.layers.binary import BinaryConv2d, BinaryLinear, binarize, filter_scale, sign_ste, weight_memory_bits
 from visionzoo.layers.capsule import margin_loss, routing, squash
 from visionzoo.layers.spatial_transformer import affine_grid, bilinear_sample
@@ -273,6 +274,24 @@ def test_straight_through_estimator_passes_gradient_only_inside_unit_interval():
     assert out.tolist() == [-1, -1, -1, 1, 1, 1, 1]
     out.backward(torch.full_like(x, 3.0))
     assert x.grad.tolist() == [0, 3, 3, 3, 3, 3, 0]
+
+
+def test_zero_weight_binarises_to_plus_alpha_and_materialises_so():
+    # XNOR-Net Sec. 3.1: B = sign(W) with sign(0) = +1, α = ‖W‖₁/n = 1 for the row [0, 1, −2]; the stored
+    # (materialised) weight of compress.binarize is the same αB
+    layer = BinaryLinear(3, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.0, 1.0, -2.0]]))
+    assert layer(torch.eye(3)).flatten().tolist() == [1.0, 1.0, -1.0]
+    model = nn.Sequential(nn.Linear(3, 3), layer, nn.Linear(1, 1))
+    materialize(model)
+    assert layer.weight.flatten().tolist() == [1.0, 1.0, -1.0]
+
+
+def test_weight_memory_is_one_bit_per_weight_plus_one_float_alpha_per_filter():
+    # the paper's storage: n sign bits and one 32-bit α per output filter; real layers 32 bits a weight
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), BinaryConv2d(4, 5, 3), nn.Linear(5, 2))
+    assert weight_memory_bits(model) == 32 * 108 + (180 + 32 * 5) + 32 * 10
 
 
 def test_binarize_keeps_first_and_last_layers_real_and_saves_32x_memory():

@@ -15,6 +15,9 @@ from visionzoo.layers.ternary import (
     TernaryLinear,
     TrainedTernary,
     ternarize,
+    ternary_codes,
+    twn_scale,
+    twn_threshold,
     weight_memory_bits,
 )
 from visionzoo.weights import load_checkpoint
@@ -41,6 +44,18 @@ def test_twn_threshold_and_scale_follow_li_and_liu():
     torch.testing.assert_close(out, x @ torch.tensor([expected]).T)
     out.sum().backward()  # the gradient with respect to α·T goes to W unchanged
     torch.testing.assert_close(layer.weight.grad, x.sum(0, keepdim=True))
+
+
+def test_twn_threshold_is_seven_tenths_of_the_mean_magnitude_and_strict():
+    # Li & Liu Eq. 6: Δ = 0.7·E|W| and T_i = sign(W_i)·1(|W_i| > Δ). [1, −1, 1, 0.66]: E|W| = 0.915,
+    # Δ = 0.6405 < 0.66, so 0.66 is kept (a factor of 0.75 would put Δ at 0.686 and drop it)
+    weight = torch.tensor([1.0, -1.0, 1.0, 0.66])
+    assert twn_threshold(weight).item() == pytest.approx(0.7 * 0.915)
+    assert ternary_codes(weight, twn_threshold(weight)).tolist() == [1, -1, 1, 1]
+    # a weight exactly at Δ is zeroed (the inequality is strict), and α averages only the kept ones
+    at_threshold = torch.tensor([-1.0, -0.5, 0.5, 0.2])
+    assert ternary_codes(at_threshold, 0.5).tolist() == [-1, 0, 0, 0]
+    assert twn_scale(at_threshold, torch.tensor(0.5)).item() == 1.0
 
 
 def test_ttq_gradients_are_the_papers():
