@@ -234,3 +234,16 @@ def test_stochastic_pooling_replaces_max_pooling_over_the_same_regions():
             assert (out <= layer(x) + 1e-6).all()  # a region's draw or average never exceeds its max
     with pytest.raises(UsageError, match="no max-pooling"):
         swap_max_pool(small_resnet())
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding", [(5, 2, 2, 1), (7, 3, 2, 1), (6, 3, 2, 0), (4, 2, 2, 1)])
+def test_stochastic_pooling_regions_are_max_poolings_in_both_modes_and_negatives_count_as_zero(size, kernel, stride,
+                                                                                               padding):
+    # the regions of nn.MaxPool2d, ceil mode included (its last window must start inside the input or its
+    # left padding), and Zeiler & Fergus's rectified inputs: a negative value weighs nothing
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, size, size)
+    for ceil_mode in (False, True):
+        pool = StochasticPool2d(kernel, stride, padding, ceil_mode).eval()
+        assert pool(x).shape == nn.MaxPool2d(kernel, stride, padding, ceil_mode=ceil_mode)(x).shape
+        torch.testing.assert_close(pool(x), pool(x.clamp(min=0)))

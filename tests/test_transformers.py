@@ -39,6 +39,14 @@ def test_patch_embedding_is_flattened_patches_times_E():
     torch.testing.assert_close(embed(x), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel, dilation", [(3, 1), (3, 2), (5, 3)])
+def test_scaled_std_conv_pads_to_keep_the_size_at_any_dilation(kernel, dilation):
+    # the default padding dilation·(k − 1)/2 per side ("same"), as timm's get_padding
+    conv = ScaledStdConv2d(2, 4, kernel, dilation=dilation)
+    assert conv.padding == (dilation * (kernel - 1) // 2,) * 2
+    assert conv(torch.randn(1, 2, 13, 11)).shape == (1, 4, 13, 11)
+
+
 def test_patch_embedding_starts_lecun_normal_with_variance_one_over_fan_in():
     """The reference ViT/Mixer init: E ~ N(0, 1/fan_in), fan_in = P²C, zero bias (LeCun normal)."""
     torch.manual_seed(0)
