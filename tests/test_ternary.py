@@ -144,6 +144,21 @@ def test_ternary_vzc_round_trip_gives_identical_outputs_at_two_bits_per_weight(t
     assert ideal < (tmp_path / "model.vzc").stat().st_size < ideal + 2048
 
 
+def test_ternary_vzc_round_trip_of_layers_whose_weight_count_is_not_a_multiple_of_four(tmp_path):
+    # LeNet-5's C3 groups hold 450 and 150 weights: their last byte of 2-bit codes is partly filled
+    torch.manual_seed(0)
+    model = ternarize(vz.create_model("lenet5", num_classes=10, in_chans=1).eval(), "twn")
+    materialize(model)
+    names = ternary_layer_names(model)
+    assert any(model.get_submodule(n).weight.numel() % 4 for n in names)
+    meta = {"name": "lenet5", "kwargs": {"num_classes": 10, "in_chans": 1}, "input_size": [1, 32, 32]}
+    save_compressed(tmp_path / "model.vzc", model, meta, {n: LayerCoding("ternary") for n in names},
+                    [["ternarize", "twn"]])
+    loaded, _ = load_compressed(tmp_path)
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], tensor), key
+
+
 def test_encoder_refuses_weights_that_are_not_ternary(tmp_path):
     model = lenet()
     with pytest.raises(ValueError, match="ternarise them first"):
