@@ -164,6 +164,26 @@ def test_rnnsearch_alignments_are_distributions_over_the_real_source_words():
     assert torch.allclose(alignment.sum(-1), torch.ones(2, 3)) and alignment[1, :, 3:].eq(0).all()
 
 
+def test_additive_attention_is_bahdanaus_alignment_model_written_out():
+    """Bahdanau et al. Eq. 5–6 and A.1.2: e_ij = v_aᵀ tanh(W_a s_{i−1} + U_a h_j), α_ij = softmax over the
+    real source words j, c_i = Σ_j α_ij h_j."""
+    from visionzoo.layers.seq_attention import AdditiveAttention
+    torch.manual_seed(0)
+    attention = AdditiveAttention(query_size=3, annotation_size=4, attention_size=5)
+    state, annotations = torch.randn(2, 3), torch.randn(2, 6, 4)
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])      # the second sentence has 4 words
+    context, alignment = attention(state, attention.project_keys(annotations), annotations, mask)
+    for b, length in enumerate((6, 4)):
+        energies = torch.stack([attention.v_a.weight[0] @ torch.tanh(attention.W_a.weight @ state[b]
+                                                                     + attention.U_a.weight @ annotations[b, j]
+                                                                     + attention.U_a.bias)
+                                for j in range(length)])
+        alpha = energies.softmax(0)
+        torch.testing.assert_close(alignment[b, :length], alpha.detach())
+        assert not alignment[b, length:].any()
+        torch.testing.assert_close(context[b], (alpha[:, None] * annotations[b, :length]).sum(0).detach())
+
+
 def test_reversing_the_source_is_the_same_network_on_reversed_input():
     torch.manual_seed(3)
     forward = create_model("seq2seq_lstm", num_classes=30, embedding=8, hidden_size=12, dropout=0.0,
