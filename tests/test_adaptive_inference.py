@@ -203,3 +203,21 @@ def test_train_blockdrop_policy_learns_to_drop_blocks_a_frozen_backbone_does_not
     assert after < before and after < model.num_blocks / 2
     assert all(torch.equal(frozen[k], v) for k, v in model.backbone.state_dict().items())
     assert len(history) == 3 and history[-1]["blocks_used"] < history[0]["blocks_used"]
+
+
+def test_an_exit_answers_at_exactly_its_threshold_and_a_budget_may_be_spent_exactly():
+    # MSDNet Sec. 3: an image leaves at the first classifier whose max softmax probability reaches (≥) θ_k;
+    # the thresholds for a budget B are those of the largest validation cost ≤ B (equality allowed)
+    confidence = torch.tensor([[0.5, 0.3, 0.2], [0.4, 0.7, 0.1]])
+    assert first_confident_exit(confidence, [0.5, 0.7]).tolist() == [0, 1]
+    validation = torch.tensor([[0.9, 0.5], [0.1, 0.5]])
+    costs = [1.0, 3.0]
+    thresholds = thresholds_for_budget(validation, costs, 2.0)
+    assert torch.tensor(costs)[first_confident_exit(validation, thresholds)].mean().item() == 2.0
+
+
+def test_blockdrops_greedy_policy_keeps_a_block_only_above_one_half(blockdrop, monkeypatch):
+    # BlockDrop at inference: u_k = [s_k > 0.5], so a block whose probability is exactly 0.5 is dropped
+    probabilities = torch.tensor([[0.5, 0.5001, 0.4999, 1.0]])
+    monkeypatch.setattr(blockdrop, "policy_probabilities", lambda x: probabilities)
+    assert blockdrop.greedy_policy(torch.zeros(1, *SHAPE)).tolist() == [[False, True, False, True]]

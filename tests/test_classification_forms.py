@@ -154,3 +154,27 @@ def test_augmentation_passes_the_per_image_choice_on():
     assert magnifications(images).round(decimals=3).unique().numel() > 1
     images, _ = Augmentation(scale_jitter=(1.2, 1.8))(x, labels, 2, gen(3))
     assert magnifications(images).round(decimals=3).unique().numel() == 1
+
+
+def test_capsnet_training_reconstructs_from_the_true_class_capsule_not_the_longest(monkeypatch):
+    # Sabour et al. 2017, Sec. 4.1: during training every digit capsule but that of the TRUE label is masked
+    # before the decoder (at test time, the longest); loss = margin loss + 0.0005 · Σ (reconstruction − image)²
+    from visionzoo.layers.capsule import margin_loss
+    from visionzoo.models.capsnet import RECONSTRUCTION_WEIGHT, min_max_rescaled
+    from visionzoo.registry import create_model
+    torch.manual_seed(0)
+    model = create_model("capsnet").train()
+    images = torch.rand(2, 1, 28, 28)
+    capsules = torch.randn(2, 10, 16)
+    lengths = capsules.norm(dim=-1)
+    labels = (lengths.argmax(1) + 1) % 10             # never the longest capsule
+    decoded = []
+    reconstruct = model.reconstruct
+    monkeypatch.setattr(model, "reconstruct",
+                        lambda caps, classes: decoded.append(classes) or reconstruct(caps, classes))
+    with torch.no_grad():
+        loss, _ = model.training_loss((lengths, capsules, images), labels)
+        squared = (reconstruct(capsules, labels) - min_max_rescaled(images)).square().sum(1).mean()
+    assert len(decoded) == 1 and torch.equal(decoded[0], labels)
+    assert loss.item() == pytest.approx((margin_loss(lengths, labels) + RECONSTRUCTION_WEIGHT * squared).item(),
+                                        rel=1e-5)

@@ -122,3 +122,12 @@ def test_eval_json_has_the_contract_keys_and_repeats_validation(run_dir, capsys)
 def test_image_options_are_refused(questions):
     with pytest.raises(UsageError, match="--mixup is an image option; a cloze run"):
         Trainer(TrainConfig(**settings(questions), mixup=0.2, quiet=True))
+
+
+def test_chance_loss_averages_the_log_of_each_questions_candidates(questions):
+    # a uniform guess among a question's c candidates loses ln c: the chance loss is the mean of ln c, not ln of
+    # the mean c (questions of 2 and 8 candidates: (ln 2 + ln 8)/2 = ln 4, not ln 5)
+    from types import SimpleNamespace
+    task = Trainer(TrainConfig(**settings(questions), quiet=True)).task
+    task.encoded_val = [SimpleNamespace(candidates=list(range(2))), SimpleNamespace(candidates=list(range(8)))]
+    assert task.chance_loss == pytest.approx(math.log(4))

@@ -145,3 +145,36 @@ def test_two_process_ddp_trains_a_detector(small_scenes, tmp_path):
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["task"] == "detection" and 0 <= summary["test_map50"] <= 1
     assert main(["eval", str(tmp_path / "two"), "--json"]) == 0
+
+
+def test_fast_rcnn_background_starts_at_iou_0_1_inclusive():
+    # Fast R-CNN Sec. 2.3: background RoIs have their maximum IoU in [0.1, 0.5); below 0.1 they are ignored
+    from torch import nn
+
+    from visionzoo.models.rcnn import RoIHeads
+
+    class Head(nn.Module):
+        out_features = 4
+    heads = RoIHeads(Head(), num_classes=3, stride=16, batch_size_per_image=64, bg_iou_low=0.1, bg_iou_high=0.5)
+    truth = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    proposals = torch.tensor([[0.0, 0.0, 10.0, 1.0],      # IoU 10/100 = 0.1 exactly: background
+                              [0.0, 0.0, 10.0, 0.5]])     # IoU 0.05: ignored
+    boxes, labels, _ = heads.sample([proposals], [{"boxes": truth, "labels": torch.tensor([2])}],
+                                    torch.Generator().manual_seed(0))
+    kept = {tuple(box.tolist()): int(label) for box, label in zip(boxes[0], labels[0])}
+    assert kept == {(0.0, 0.0, 10.0, 1.0): 0, (0.0, 0.0, 10.0, 10.0): 2}
+
+
+def test_box_decoding_undoes_encoding_with_unequal_weights_as_torchvision_does():
+    # Faster R-CNN Eq. 2 with per-coordinate weights (w_x, w_y, w_w, w_h): equal to torchvision's BoxCoder
+    from torchvision.models.detection._utils import BoxCoder
+
+    from visionzoo.layers.detection import decode_boxes, encode_boxes
+    g = torch.Generator().manual_seed(0)
+    reference = torch.rand(6, 2, generator=g) * 50
+    reference = torch.cat([reference, reference + 5 + torch.rand(6, 2, generator=g) * 40], 1)
+    deltas = torch.randn(6, 4, generator=g) * 0.5
+    weights = (10.0, 8.0, 5.0, 3.0)
+    decoded = decode_boxes(deltas, reference, weights)
+    torch.testing.assert_close(decoded, BoxCoder(weights).decode_single(deltas, reference))
+    torch.testing.assert_close(encode_boxes(decoded, reference, weights), deltas, atol=1e-4, rtol=1e-4)

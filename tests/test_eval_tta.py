@@ -118,3 +118,27 @@ def test_eval_command_ensembles_with_tta_and_reports_errors_and_per_class_accura
     assert report["top1_error"] == pytest.approx(1 - report["top1"]) and len(report["models"]) == 2
     assert len(report["per_class_top1"]) == 10 and math.isfinite(report["loss"])
     assert_one_line_exit_2(cli_here("eval", runs[0], saved_run(tmp_path / "other", "fake", 2)), "ensemble")
+
+
+def test_top5_counts_a_label_among_the_five_highest_scores():
+    # top-5 (AlexNet, Sec. 6): right when the true class is one of the five most probable; 7 classes whose
+    # scores are fixed (class k scores −k), true labels 0..6, so labels 0..4 are top-5 hits and 5, 6 misses
+    class Ranked(nn.Module):
+        def forward(self, x):
+            return -torch.arange(7.0).expand(len(x), 7)
+    split = TensorSplit(torch.zeros(7, 1, 2, 2, dtype=torch.uint8), torch.arange(7))
+    result = evaluate(Ranked(), split, IDENTITY, batch_size=4)
+    assert result["top1"] == pytest.approx(1 / 7) and result["top5"] == pytest.approx(5 / 7)
+
+
+def test_tencrop_pads_by_an_eighth_of_the_side_and_multiscale_mirrors_left_right():
+    # AlexNet's ten patches of the image zero-padded by side/8; VGG's scales each with its horizontal mirror
+    from visionzoo.tasks.classification import views
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    crops = views(x, "tencrop")
+    padded = nn.functional.pad(x, (2, 2, 2, 2))
+    assert torch.equal(crops[0], padded[..., :16, :16]) and torch.equal(crops[3], padded[..., 4:, 4:])
+    scaled = views(x, "multiscale")
+    assert len(scaled) == 2 * len(MULTISCALE)
+    for view, mirror in zip(scaled[::2], scaled[1::2]):
+        assert torch.equal(mirror, view.flip(-1))

@@ -194,3 +194,13 @@ def test_image_options_and_oversized_windows_are_refused(corpus):
         Trainer(TrainConfig(**settings(corpus), mixup=0.2, quiet=True))
     with pytest.raises(UsageError, match="--batch-size 4 × --bptt 1000"):
         Trainer(TrainConfig(**{**settings(corpus), "bptt": 1000}, quiet=True))
+
+
+def test_the_training_bits_per_character_divide_the_bits_per_token_by_the_characters_per_token(corpus):
+    # BPC = Σ −log₂ P / characters = (nats per token / ln 2) / (characters per token): a token of c characters
+    # spreads its bits over c of them
+    trainer = Trainer(TrainConfig(**settings(corpus), quiet=True))
+    task = trainer.task
+    task.train_chars_per_token = 4.0
+    step = task.training_step(next(task.train_batches(0, 0)), "model", torch.Generator())
+    assert step.sums["bpc"].item() == pytest.approx(step.sums["loss"].item() / math.log(2) / 4.0)

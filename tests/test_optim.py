@@ -254,3 +254,10 @@ def test_early_stop_stops_after_patience_and_keeps_the_best_weights(monkeypatch)
     assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
     assert not all(torch.equal(snapshots[3][k], snapshots[1][k]) for k in final)
     assert len(trainer.history) == 4
+
+
+def test_rmsprop_is_inception_v3s_decay_0_9_and_epsilon_1():
+    # Szegedy et al., Rethinking the Inception Architecture, Sec. 8: RMSProp with decay 0.9 and ε = 1.0
+    optimizer = build_optimizer(nn.Linear(3, 2), opt_cfg(optimizer="rmsprop"))
+    assert isinstance(optimizer, torch.optim.RMSprop)
+    assert optimizer.defaults["alpha"] == 0.9 and optimizer.defaults["eps"] == 1.0

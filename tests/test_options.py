@@ -114,3 +114,25 @@ def test_an_option_of_another_tasks_group_is_refused_not_ignored(owner, name, tm
                          **{name: value})
     with pytest.raises(UsageError, match=f"^--{name.replace('_', '-')} is a {owner} option; a classification run"):
         Trainer(config)
+
+
+def test_interval_checks_leave_out_the_ends_a_parenthesis_names_and_seeds_end_below_two_to_the_32():
+    # within("(a, b]"): '(' excludes a, ']' includes b; a seed is one numpy and torch both take, 0 .. 2³² − 1
+    from visionzoo.core.options import seed_range, within
+    check = within("(0, 1]")
+    assert check(0.0) and check(1.5) and check(-0.1)
+    assert check(1.0) is None and check(1e-9) is None
+    assert within("[0, 1)")(0.0) is None and within("[0, 1)")(1.0)
+    assert seed_range(2 ** 32 - 1) is None and seed_range(0) is None
+    assert seed_range(2 ** 32) and seed_range(-1)
+    with pytest.raises(UsageError, match="--adv-eps 0.0: must lie in"):
+        check_options(TrainConfig(adv_eps=0.0))
+    with pytest.raises(UsageError, match="--seed"):
+        check_options(TrainConfig(seed=2 ** 32))
+
+
+@pytest.mark.parametrize("betas", [[0.9, float("nan")], (float("inf"), 0.999)])
+def test_a_non_finite_number_inside_a_list_option_is_refused(betas):
+    # NaN or ±inf is no setting of any option, whether alone, in a dict or in a list
+    with pytest.raises(UsageError, match="--betas .*must be a finite number"):
+        check_options(TrainConfig(optimizer="adam", betas=betas))

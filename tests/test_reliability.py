@@ -600,3 +600,24 @@ def test_a_reader_that_stops_early_ends_the_command_silently_with_sigpipes_statu
     assert process.wait(timeout=120) == 128 + signal.SIGPIPE
     assert process.stderr.read() == b""
 
+
+
+def test_an_atomic_write_that_fails_halfway_leaves_the_old_file_and_no_temporary_one(tmp_path):
+    # write to a temporary file beside the target, then rename it over the target (rename is atomic): a writer
+    # that dies halfway leaves the old content, and neither path leaves a temporary file behind
+    from visionzoo.core.io import write_atomic, write_json
+    path = tmp_path / "metrics.json"
+    write_json(path, {"epoch": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+    def dies_halfway(tmp):
+        with open(tmp, "w") as f:
+            f.write('{"epo')
+        raise OSError("disk gone")
+    with pytest.raises(OSError, match="disk gone"):
+        write_atomic(path, dies_halfway)
+    assert json.loads(path.read_text()) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    write_json(path, {"epoch": 2})
+    assert json.loads(path.read_text()) == {"epoch": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

@@ -155,3 +155,21 @@ def test_on_cuda_the_batches_are_gathered_on_the_card_and_equal_the_copied_ones(
         torch.cuda.set_sync_debug_mode(0)
     assert_same_batches(evaluated, eval_batches(split, 64, rank=1, world=2, device=cuda, resident=False))
     assert resident_tensors(split, cuda)[0].device.type == "cuda"
+
+
+def test_each_epoch_has_its_own_seeded_order_and_ranks_take_every_world_th_image_of_a_global_batch():
+    # data/loader.py: a permutation per (seed, epoch); batch i is the same set of images for any number of
+    # processes, rank r of W taking every W-th of it; evaluation gives every image once over the ranks
+    orders = [loader.epoch_order(50, seed, epoch) for seed, epoch in ((0, 0), (0, 1), (1, 0))]
+    assert torch.equal(orders[0], loader.epoch_order(50, 0, 0))
+    assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[0], orders[2])
+    split = TensorSplit(torch.zeros(40, 1, 1, 1, dtype=torch.uint8), torch.arange(40))
+    whole = [labels for _, labels in train_batches(split, 12, seed=3, epoch=1, resident=False)]
+    for world in (2, 3):
+        for rank in range(world):
+            shards = [labels for _, labels in train_batches(split, 12, seed=3, epoch=1, rank=rank, world=world,
+                                                            resident=False)]
+            assert all(torch.equal(shard, batch[rank::world]) for shard, batch in zip(shards, whole))
+        seen = torch.cat([labels for rank in range(world)
+                          for _, labels in eval_batches(split, 7, rank=rank, world=world, resident=False)])
+        assert torch.equal(seen, torch.arange(40))

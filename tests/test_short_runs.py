@@ -56,3 +56,14 @@ def test_small_budget_default_learns(fmnist_available):
     summary = trainer.run()
     assert summary["test_top1"] > 0.2   # chance is 0.1
     assert not any("warning" in record for record in trainer.history)
+
+
+def test_divergence_compares_training_with_the_first_epoch_and_validation_with_a_uniform_guess():
+    # the training loss against the FIRST epoch's (not the last one's); the validation loss against ln K (K = 10)
+    trainer = Trainer(TrainConfig(model="lenet", data="fake", batch_size=50, epochs=1, quiet=True, val_size=100))
+    trainer.history += [{"train_loss": 1.0, "val_loss": 1.0}, {"train_loss": 5.0, "val_loss": 1.0}]
+    assert "training loss" in trainer._divergence({"train_loss": DIVERGENCE_FACTOR * 1.2, "val_loss": 1.0})
+    trainer.history[:] = [{"train_loss": 0.1, "val_loss": 0.1}]
+    uniform = math.log(10)
+    assert trainer._divergence({"train_loss": 0.1, "val_loss": DIVERGENCE_FACTOR * uniform * 0.9}) is None
+    assert "validation loss" in trainer._divergence({"train_loss": 0.1, "val_loss": DIVERGENCE_FACTOR * uniform * 1.1})

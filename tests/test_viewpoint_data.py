@@ -101,3 +101,16 @@ def test_bad_specs(tmp_path):
 
 def test_cgal_meshes_absent_is_empty(tmp_path):
     assert viewpoint.cgal_meshes(tmp_path / "absent.tar.gz") == {}
+
+
+def test_a_bin_is_read_as_its_angle_and_the_soft_label_window_is_the_ceiling_of_three_sigma():
+    # Render for CNN: bin v of 360 one-degree bins is the angle v° (labels are the bins themselves), a coarser head's
+    # bin k is k·360/bins; with a given σ the soft labels reach ⌈3σ⌉ bins either side
+    from visionzoo.tasks.viewpoint import ANGLES, predicted_viewpoints, soft_label_settings
+    logits = torch.full((1, 3, 360), -5.0)
+    logits[0, 0, 30], logits[0, 1, 5], logits[0, 2, 359] = 1.0, 1.0, 1.0
+    assert predicted_viewpoints(logits).tolist() == [[30.0, 5.0, 359.0]]
+    coarse = torch.zeros(1, 3, 36)
+    coarse[0, :, 3] = 1.0
+    assert predicted_viewpoints(coarse).tolist() == [[30.0, 30.0, 30.0]]
+    assert soft_label_settings(1.5) == {angle: (1.5, 5) for angle in ANGLES}
