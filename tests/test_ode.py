@@ -341,3 +341,28 @@ def test_step_never_shrinks_after_an_accepted_step():
     assert stats.rejected == 0
     assert times[1:7] == pytest.approx(list(DOPRI5_C[1:]))   # the first step's stages at c·h, h = 1
     assert times[7] == pytest.approx(1.2)
+
+
+def test_concat_conv_sees_the_time_as_a_constant_extra_channel():
+    # Chen et al.'s ODE-Net f(h, t): the convolution reads [h, t] with t filling one more input channel
+    from visionzoo.models.odenet import ConcatConv2d
+    torch.manual_seed(0)
+    conv = ConcatConv2d(2, 3)
+    h = torch.randn(1, 2, 5, 5)
+    for t in (0.0, 0.7):
+        expected = torch.nn.functional.conv2d(torch.cat([h, torch.full((1, 1, 5, 5), t)], 1), conv.weight, conv.bias,
+                                              padding=1)
+        torch.testing.assert_close(conv(t, h), expected)
+
+
+def test_the_downsampling_blocks_shortcut_is_a_strided_conv_of_the_pre_activated_input():
+    # the authors' ResBlock: shortcut = downsample(ReLU(GN(x))), not of x itself
+    from visionzoo.models.odenet import PreActBlock
+    torch.manual_seed(0)
+    block = PreActBlock(4, stride=2).eval()
+    x = torch.randn(2, 4, 8, 8) * 3 - 1
+    with torch.no_grad():
+        out = block.relu1(block.norm1(x.clone()))
+        expected = block.conv2(block.relu2(block.norm2(block.conv1(out)))) + block.downsample(out)
+        torch.testing.assert_close(block(x.clone()), expected)
+
