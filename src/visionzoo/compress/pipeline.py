@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..core.errors import UsageError
+from ..core.options import set_away_from_default
 from ..core.profile import count_macs, count_params, layer_table
 from . import prune as pruning
 from .fileformat import LayerCoding, load_compressed, save_compressed
@@ -101,17 +102,16 @@ class Options:
 
     def _refuse_other_methods_options(self, method: str) -> None:
         """An option only other methods read, set away from its default, is refused, not ignored."""
-        defaults, retrain_defaults = Options(), RetrainSettings()
-        for name in dict.fromkeys(name for names in METHOD_OPTIONS.values() for name in names):
-            if name not in METHOD_OPTIONS[method] and getattr(self, name) != getattr(defaults, name):
-                users = [other for other, names in METHOD_OPTIONS.items() if name in names]
-                flag = "no-huffman" if name == "huffman" else name.replace("_", "-")
-                raise UsageError(f"--{flag} is an option of --method {', '.join(users)}; --method {method} does "
-                                 "not use it: leave it out")
-        for name in NOT_RETRAINED.get(method, ()):
-            if getattr(self.retrain, name) != getattr(retrain_defaults, name):
-                raise UsageError(f"--{name}: --method {method} does not retrain; its centroid fine-tuning takes "
-                                 "--finetune-epochs and --finetune-lr")
+        others = [name for name in dict.fromkeys(name for names in METHOD_OPTIONS.values() for name in names)
+                  if name not in METHOD_OPTIONS[method]]
+        for name in set_away_from_default(self, others):
+            users = [other for other, names in METHOD_OPTIONS.items() if name in names]
+            flag = "no-huffman" if name == "huffman" else name.replace("_", "-")
+            raise UsageError(f"--{flag} is an option of --method {', '.join(users)}; --method {method} does "
+                             "not use it: leave it out")
+        for name in set_away_from_default(self.retrain, NOT_RETRAINED.get(method, ())):
+            raise UsageError(f"--{name}: --method {method} does not retrain; its centroid fine-tuning takes "
+                             "--finetune-epochs and --finetune-lr")
 
     def _validate_student(self) -> None:
         from ..registry import get_entry

@@ -102,6 +102,12 @@ def default_of(field: dataclasses.Field):
     return field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
 
 
+def set_away_from_default(instance, names) -> list[str]:
+    """The fields among `names` of a dataclass instance whose value differs from their declared default, in order."""
+    defaults = {field.name: default_of(field) for field in dataclasses.fields(instance)}
+    return [name for name in names if getattr(instance, name) != defaults[name]]
+
+
 def _scalar_type(field: dataclasses.Field):
     """int, float or str from the annotation ('int | None' → int)."""
     annotation = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))

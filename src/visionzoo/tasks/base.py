@@ -10,7 +10,6 @@ stop, progress, TensorBoard, the run directory — stays in the engine.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from ..core.errors import UsageError
-from ..core.options import default_of
+from ..core.options import set_away_from_default
 from ..data.loader import train_batches
 from ..registry import create_model
 
@@ -61,8 +60,7 @@ class Task:
     def refuse_options(self, names: Iterable[str], kind: str) -> None:
         """Refuse, before the data are made, an option of another task (`names`; `kind`: "a
         classification", …) set away from its declared default, in one line naming the first."""
-        defaults = {field.name: default_of(field) for field in dataclasses.fields(self.cfg)}
-        given = [name for name in names if getattr(self.cfg, name) != defaults[name]]
+        given = set_away_from_default(self.cfg, names)
         if given:
             raise UsageError(f"--{given[0].replace('_', '-')} is {kind} option; a {self.name} run "
                              f"(--model {self.cfg.model}) cannot use it")
