@@ -79,17 +79,25 @@ def test_ppl_is_independent_of_epsilon_and_quadratic_in_the_distance():
     assert normalised[0] == pytest.approx(normalised[1], rel=1e-6)
 
 
+class LinearSynthesis(nn.Module):
+    """g(ws) = B w, one layer."""
+
+    def __init__(self, matrix):
+        super().__init__()
+        self.out = LinearGenerator(matrix)
+
+    def forward(self, ws):
+        return self.out(ws[:, 0])
+
+
 class LinearStyleGenerator(nn.Module):
     """f(z) = M z, g(ws) = B w (one layer): PPL in W is E‖B M (z₂ − z₁)‖² = 2 ‖B M‖_F²."""
 
-    def __init__(self, mapping, synthesis):
+    def __init__(self, mapping, synthesis, synthesis_class=LinearSynthesis):
         super().__init__()
         self.latent_dim, self.num_layers = mapping.shape[1], 1
         self.mapping = LinearGenerator(mapping)
-        self.out = LinearGenerator(synthesis)
-
-    def synthesis(self, ws):
-        return self.out(ws[:, 0])
+        self.synthesis = synthesis_class(synthesis)
 
 
 def test_ppl_in_w_lerps_between_the_mapped_latents():
@@ -102,29 +110,15 @@ def test_ppl_in_w_lerps_between_the_mapped_latents():
     assert ppl == pytest.approx(2 * (synthesis @ mapping).square().sum().item(), rel=0.03)
 
 
-class NoisySynthesis(nn.Module):
+class NoisySynthesis(LinearSynthesis):
     """g(ws, noise) = B w + noise: per-image noise inputs, drawn by `draw_noise` as StyleGAN's synthesis."""
-
-    def __init__(self, matrix):
-        super().__init__()
-        self.out = LinearGenerator(matrix)
 
     def draw_noise(self, count, like, generator=None):
         return [torch.randn(count, self.out.linear.out_features, generator=generator, dtype=like.dtype)]
 
     def forward(self, ws, noise_inputs=None):
         noise = noise_inputs[0] if noise_inputs is not None else self.draw_noise(len(ws), ws)[0]
-        return self.out(ws[:, 0]) + noise
-
-
-class NoisyStyleGenerator(nn.Module):
-    """f(z) = M z, g(ws, noise) = B w + noise."""
-
-    def __init__(self, mapping, synthesis):
-        super().__init__()
-        self.latent_dim, self.num_layers = mapping.shape[1], 1
-        self.mapping = LinearGenerator(mapping)
-        self.synthesis = NoisySynthesis(synthesis)
+        return super().forward(ws) + noise
 
 
 def test_ppl_shares_the_noise_inputs_between_the_two_images_of_a_pair():
@@ -133,13 +127,14 @@ def test_ppl_shares_the_noise_inputs_between_the_two_images_of_a_pair():
     rng = torch.Generator().manual_seed(3)
     mapping = torch.randn(3, 3, dtype=torch.float64, generator=rng)
     synthesis = torch.randn(2, 3, dtype=torch.float64, generator=rng)
-    noiseless, noisy = LinearStyleGenerator(mapping, synthesis), NoisyStyleGenerator(mapping, synthesis)
+    noiseless = LinearStyleGenerator(mapping, synthesis)
+    noisy = LinearStyleGenerator(mapping, synthesis, NoisySynthesis)
     for space in ("z", "w"):
         def ppl(generator):
             return perceptual_path_length(generator, _identity, n=300, batch_size=300, space=space,
                                           normalize=False, generator_rng=torch.Generator().manual_seed(0))
         assert ppl(noisy) == pytest.approx(ppl(noiseless), rel=1e-6)
-    constant = NoisyStyleGenerator(torch.zeros(3, 3, dtype=torch.float64), synthesis)   # w = 0 for every z
+    constant = LinearStyleGenerator(torch.zeros(3, 3, dtype=torch.float64), synthesis, NoisySynthesis)   # w = 0
     assert perceptual_path_length(constant, _identity, n=50, normalize=False,
                                   generator_rng=torch.Generator().manual_seed(0)) == 0.0
 
