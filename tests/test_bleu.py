@@ -75,3 +75,11 @@ def test_bleu_refuses_mismatched_input():
         bleu(["a", "b"], ["a"])
     with pytest.raises(UsageError, match="not a string"):
         bleu("a b", "a b")
+
+
+def test_bleu_mismatch_message_transposes_sacrebleu_streams_correctly():
+    """The refusal's advice, list(zip(*streams)), turns sacrebleu's reference streams into our layout."""
+    streams = [REFERENCES, REFERENCES[::-1]]
+    with pytest.raises(UsageError, match=r"list\(zip\(\*streams\)\)"):
+        bleu(HYPOTHESES, streams)
+    assert bleu(HYPOTHESES, list(zip(*streams))) == pytest.approx(sacrebleu.corpus_bleu(HYPOTHESES, streams).score)

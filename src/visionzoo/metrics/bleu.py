@@ -56,7 +56,8 @@ def bleu_statistics(hypotheses: Sequence[str], references: Sequence) -> dict:
         raise UsageError("bleu: give lists of sentences (one hypothesis and its reference(s) per item), not a string")
     if len(hypotheses) != len(references):
         raise UsageError(f"bleu: {len(hypotheses)} hypotheses but {len(references)} references; give one "
-                         "reference (or a list of references) per hypothesis")
+                         "reference (or a list of references) per hypothesis; sacrebleu's reference streams "
+                         "[[r1, …, rN], …] are list(zip(*streams)) here")
     matched, total = [0] * MAX_ORDER, [0] * MAX_ORDER
     hypothesis_length = reference_length = 0
     for hypothesis, refs in zip(hypotheses, references):
