@@ -11,6 +11,7 @@ import torch
 
 from visionzoo.core.errors import DataError, UsageError
 from visionzoo.data import download as dl
+from visionzoo.data import formats
 from visionzoo.data.augment import random_crop, random_flip
 from visionzoo.data.datasets import load_data
 from visionzoo.data.download import SOURCES, download, fetch
@@ -147,6 +148,61 @@ def test_corrupt_gzip_and_count_mismatch(tmp_path):
         load_data("mnist", data_dir=tmp_path)
 
 
+def test_idx_payload_longer_than_its_header_is_refused_in_a_gz(tmp_path):
+    """A .gz has no size to compare before inflating: one byte past the promised payload is an error."""
+    path = tmp_path / "labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 0x08, 1]) + struct.pack(">I", 5) + bytes(range(5)) + b"\x00")
+    with pytest.raises(DataError, match=r"labels-idx1-ubyte\.gz: IDX payload has 6\+ bytes, the header promises 5"):
+        formats.read_idx(path, 1)
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 0x08, 1]) + struct.pack(">I", 5) + bytes(range(5)))
+    assert formats.read_idx(path, 1).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_idx_labels_of_a_float_type_are_refused(tmp_path):
+    """IDX type 0x0D is big-endian float32: labels must be an integer type."""
+    path = tmp_path / "labels-idx1-ubyte"
+    path.write_bytes(bytes([0, 0, 0x0D, 1]) + struct.pack(">I", 2) + struct.pack(">2f", 1.0, 2.0))
+    with pytest.raises(DataError, match="labels must be integers"):
+        formats.read_idx(path, 1)
+
+
+def test_16_bit_grey_images_are_scaled_by_256_not_clipped(tmp_path):
+    """0..65535 maps to 0..255 by dropping the low byte (v >> 8), so 65535 is white and 32768 mid-grey."""
+    from PIL import Image
+    values = np.array([[0, 255, 256, 32768, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    grey = formats.read_image(tmp_path / "deep.png", 1)
+    assert grey.shape == (1, 1, 5) and grey[0, 0].tolist() == [0, 0, 1, 128, 255]
+    assert formats.read_image(tmp_path / "deep.png", 3)[:, 0, 4].tolist() == [255, 255, 255]
+
+
+def test_cifar_rows_are_1024_red_then_green_then_blue_values_row_major(tmp_path):
+    """Krizhevsky's layout: each 3072-value row holds the red plane, then green, then blue, each 32×32 row-major."""
+    row = np.concatenate([np.full(1024, 10), np.full(1024, 20), np.full(1024, 30)]).astype(np.uint8)
+    row[1] = 99                     # red plane, image row 0, column 1
+    row[1024 + 32] = 77             # green plane, image row 1, column 0
+    pickle.dump({b"data": row[None], b"labels": [3]}, open(tmp_path / "batch", "wb"), protocol=2)
+    images, labels = formats.read_cifar_batch(tmp_path / "batch", "labels")
+    assert images.shape == (1, 3, 32, 32) and labels.tolist() == [3]
+    assert images[0, 0, 0, 1] == 99 and images[0, 1, 1, 0] == 77
+    assert (images[0, 2] == 30).all() and images[0, 0].sum() == 10 * 1023 + 99
+
+
+def test_svhn_images_are_n_c_h_w_and_label_10_is_the_digit_0(tmp_path):
+    """SVHN's X is (H, W, C, N) and its y is 1..10, 10 standing for 0: X[y, x, c, n] becomes [n, c, y, x]."""
+    from scipy.io import savemat
+    x = np.zeros((32, 32, 3, 3), np.uint8)
+    x[2, 5, 1, 0] = 200             # image 0, green, row 2, column 5
+    x[7, 0, 2, 2] = 100             # image 2, blue, row 7, column 0
+    savemat(tmp_path / "s.mat", {"X": x, "y": np.array([[10], [1], [9]], np.uint8)})
+    images, labels = formats.read_svhn_mat(tmp_path / "s.mat")
+    assert images.shape == (3, 3, 32, 32) and labels.tolist() == [0, 1, 9]
+    assert images[0, 1, 2, 5] == 200 and images[2, 2, 7, 0] == 100 and images.sum() == 300
+
+
 def test_cifar_pickle_with_foreign_objects_is_refused(tmp_path):
     sub = make_cifar(tmp_path)
 
@@ -225,6 +281,35 @@ def test_download_from_a_mirror_is_atomic_and_checked(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="cannot download"):
         download("kmnist", tmp_path / "root3", base_url=(tmp_path / "nothing").as_uri() + "/")
     assert not list((tmp_path / "root3").iterdir())
+
+
+def test_mirror_variable_names_spell_dashes_as_underscores(tmp_path, monkeypatch):
+    """fashion-mnist's mirror comes from VISIONZOO_MIRROR_FASHION_MNIST (a dash cannot be in a shell variable)."""
+    mirror = make_idx_set(tmp_path / "mirror")
+    _, files, archive = SOURCES["fashion-mnist"]
+    unreachable = (tmp_path / "nowhere").as_uri() + "/"
+    monkeypatch.setitem(SOURCES, "fashion-mnist", (unreachable, [(f, _md5_of(mirror / f)) for f, _ in files], archive))
+    monkeypatch.setenv("VISIONZOO_MIRROR_FASHION_MNIST", mirror.as_uri() + "/")
+    download("fashion-mnist", tmp_path / "root")
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == sorted(f for f, _ in files)
+
+
+@pytest.mark.parametrize("filters", [True, False])
+def test_archive_members_escaping_the_folder_are_refused(tmp_path, monkeypatch, filters):
+    """A member named ../x (a path traversal) is never unpacked, with or without tarfile's extraction filters."""
+    import io
+    if not filters:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in ("fine/a.txt", "../escaped.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"hi"))
+    folder = tmp_path / "root" / "data"
+    with pytest.raises(DataError, match="evil.tar"):
+        dl.extract(archive, folder)
+    assert not (tmp_path / "root" / "escaped.txt").exists() and list(folder.iterdir()) == []
 
 
 def test_every_source_has_a_published_checksum():

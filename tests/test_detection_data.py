@@ -240,6 +240,15 @@ def test_voc_split_lists(tmp_path):
         load_detection_data(f"voc:{tiny}")
 
 
+def test_train_size_subset_never_overlaps_the_validation_split(tmp_path):
+    """--train-size picks its images from what the validation split left, not from the whole pool."""
+    root = write_voc(tmp_path / "VOC2007")
+    for seed in range(4):
+        data = load_detection_data(f"voc:{root}", val_size=1, image_size=16, train_size=2, seed=seed)
+        assert len(data.train) == 2 and len(data.val) == 1
+        assert set(data.train.names).isdisjoint(data.val.names)
+
+
 @pytest.mark.parametrize("objects, message", [
     ([("dog", (48, 240, 40, 371), False)],
      r"000001\.xml: object 1 box \(48, 240, 40, 371\) has zero or negative width"),
@@ -329,6 +338,18 @@ def test_coco_tree_boxes_labels_crowd(tmp_path):
     assert torch.allclose(data.test.targets[0]["boxes"], torch.tensor([[1, 2, 4, 6]]) * (20 / 60))
 
 
+@pytest.mark.parametrize("bbox, clipped", [([-0.5, -0.25, 10, 12], [0, 0, 9.5, 11.75]),
+                                            ([-1.0, 3, 11, 5], [0, 3, 10, 8])])
+def test_boxes_sticking_out_left_or_top_by_at_most_a_pixel_are_clipped_to_zero(tmp_path, bbox, clipped):
+    """EDGE_TOLERANCE on the low edges too: x1, y1 in [−1, 0) become 0 (a VOC xmin of 0 gives x1 = −1)."""
+    annotation = {"id": 7, "image_id": 1, "category_id": 1, "bbox": bbox, "iscrowd": 0}
+    root = write_coco(tmp_path / "coco", train_annotations=[annotation])
+    data = load_detection_data(f"coco:{root}", val_size=1, image_size=20)
+    every = {name: split.targets[i] for split in (data.train, data.val) for i, name in enumerate(split.names)}
+    scale = torch.tensor([20 / 80, 20 / 60, 20 / 80, 20 / 60])
+    assert torch.allclose(every["000000000001.png"]["boxes"], torch.tensor([clipped]) * scale)
+
+
 @pytest.mark.parametrize("annotation, message", [
     ({"bbox": [10, 10, 0, 5]}, r"instances_train2017\.json: annotation id 7 \(image '000000000001\.png'\) "
                                r"box \[10, 10, 0, 5\] has zero or negative width"),
@@ -404,6 +425,16 @@ def test_augmented_boxes_follow_the_drawn_rectangles():
             box = target["boxes"][0]
             assert box[0] >= 0 and box[1] >= 0 and box[2] <= 64 and box[3] <= 48
             assert torch.allclose(box, torch.tensor(tight_box(lit)), atol=1.0)
+
+
+def test_horizontal_flip_has_probability_one_half():
+    """BoxAugmentation flips each image with probability ½: over 400 seeded draws about half are mirrored."""
+    image, target = rectangle_scene([5, 7, 20, 30])
+    images, targets = image.expand(400, -1, -1, -1), [target] * 400
+    _, moved = BoxAugmentation(flip=True, scale=None)(images, targets, torch.Generator().manual_seed(0))
+    flipped = sum(torch.equal(t["boxes"], torch.tensor([[44.0, 7, 59, 30]])) for t in moved)
+    kept = sum(torch.equal(t["boxes"], target["boxes"]) for t in moved)
+    assert flipped + kept == 400 and 150 < flipped < 250   # Binomial(400, ½): 200 ± 10
 
 
 def test_boxes_losing_most_of_their_area_are_dropped():

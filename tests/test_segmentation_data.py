@@ -287,6 +287,19 @@ def test_crop_moves_image_and_mask_together_and_pads_with_void():
     assert (out_images[:, 0][void] == 0).all()
 
 
+def test_crop_windows_take_every_offset_from_0_to_twice_the_padding():
+    """Padding p and a random window: all (2p + 1)² offsets occur, each the same for image and mask."""
+    n, side, padding = 300, 8, 2
+    position = torch.arange(1, side * side + 1).view(side, side)   # 0 is left for the padding
+    images, masks = position.to(torch.uint8).expand(n, 1, side, side), position.expand(n, side, side)
+    out_images, out_masks = seg.pair_crop(images, masks, padding, torch.Generator().manual_seed(0))
+    assert torch.equal(out_images[:, 0].long(), torch.where(out_masks == IGNORE_INDEX, 0, out_masks))
+    # The window's pixel (p, p) is the original pixel (top, left): its value tells the offset.
+    centre = out_masks[:, padding, padding] - 1
+    offsets = set(zip((centre // side).tolist(), (centre % side).tolist()))
+    assert offsets == {(top, left) for top in range(2 * padding + 1) for left in range(2 * padding + 1)}
+
+
 def test_elastic_deformation_keeps_labels_aligned():
     images, masks = _pairs(n=16, size=64)
     out_images, out_masks = elastic_deform(images, masks, 2.0, torch.Generator().manual_seed(3))
@@ -323,6 +336,18 @@ def test_elastic_x_and_y_displacements_are_independent_fields():
     assert (dx - dy).abs().max().item() > sigma
     correlation = torch.corrcoef(torch.stack([dx[:, ::16, ::16].flatten(), dy[:, ::16, ::16].flatten()]))[0, 1]
     assert abs(correlation.item()) < 0.1
+
+
+def test_elastic_displacements_are_sigma_pixels_along_both_axes_of_a_non_square_image():
+    """The field is in pixels of each axis (align_corners=True: 2/(size − 1) per pixel), so on a 5 × 65
+    image the row and the column displacements at the lattice points both have standard deviation σ."""
+    sigma, n, height, width = 3.0, 3000, 5, 65
+    field = elastic_grid(n, height, width, sigma, torch.Generator().manual_seed(6), "cpu")
+    identity = elastic_grid(1, height, width, 0.0, torch.Generator(), "cpu")
+    dx = (field - identity)[..., 0] * (width - 1) / 2
+    dy = (field - identity)[..., 1] * (height - 1) / 2
+    assert dx[:, ::2, ::32].std().item() == pytest.approx(sigma, rel=0.03)
+    assert dy[:, ::2, ::32].std().item() == pytest.approx(sigma, rel=0.03)
 
 
 def test_augmentation_is_seeded():
@@ -381,6 +406,16 @@ def test_two_squares_with_a_gap():
     assert torch.allclose(weights[mask[0] == 1], torch.tensor(w_object))
     # Far from both squares (≥ 20 px from each) the separation term has vanished.
     assert weights[39, 0].item() == pytest.approx(w_background, abs=10.0 * math.exp(-40 ** 2 / 50))
+
+
+def test_default_weight_map_uses_the_papers_w0_10_and_sigma_5():
+    """Ronneberger et al. set w0 = 10 and σ = 5 px: the defaults give Eq. 2 with those values in a gap."""
+    mask = torch.zeros(1, 30, 30, dtype=torch.int64)
+    mask[0, 5:15, 5:12] = 1
+    mask[0, 5:15, 15:22] = 1      # a 3-column gap: columns 12, 13, 14
+    weights = unet_weight_map(mask, 2)[0]
+    for column, (d1, d2) in ((12, (1, 3)), (13, (2, 2))):
+        assert weights[10, column].item() == pytest.approx(1.0 + 10.0 * math.exp(-(d1 + d2) ** 2 / 50), rel=1e-5)
 
 
 def test_single_object_gets_no_separation_term():

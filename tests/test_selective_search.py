@@ -80,6 +80,15 @@ def test_larger_k_gives_no_more_regions():
         assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]
 
 
+@pytest.mark.parametrize("third, regions", [(8.5, [0, 0, 0]), (9.5, [0, 0, 1])])
+def test_merging_compares_the_edge_with_both_components_int_plus_k_over_size(third, regions):
+    """Eq. 3–5 by hand on a 1×3 grey strip 0, 4, `third` (0–255 units), k = 5: the edge of weight 4 joins
+    the first two pixels (4 ≤ 0 + 5/1 for both), so Int = 4 and their threshold is 4 + 5/2 = 6.5; the
+    last pixel's is 5/1. An edge of 4.5 is below both and merges; one of 5.5 is below 6.5 only and must not."""
+    image = torch.tensor([0.0, 4.0, third], dtype=torch.float64).view(1, 1, 3) / 255
+    assert felzenszwalb_segmentation(image, k=5, sigma=0, min_size=1)[0].tolist() == regions
+
+
 def test_bad_segmentation_arguments():
     with pytest.raises(UsageError, match="k > 0"):
         felzenszwalb_segmentation(torch.zeros(3, 8, 8), k=0)
@@ -121,6 +130,77 @@ def test_grey_images_and_bad_strategies():
     assert (box_iou(torch.tensor([[20.0, 10, 50, 40]]), boxes).max() >= 0.9)
     with pytest.raises(UsageError, match="unknown term 'shape'"):
         selective_search(grey, strategies=("colour+shape",))
+
+
+def strip(colours, widths) -> torch.Tensor:
+    """(3, 1, W) image: flat runs of the given RGB colours and widths, left to right."""
+    return torch.cat([torch.tensor(c)[:, None, None].expand(3, 1, w) for c, w in zip(colours, widths)], 2)
+
+
+def hierarchy(image, strategy: str, seed: int = 0) -> torch.Tensor:
+    """Every box of one strategy on flat, far-apart colours: each run is one initial region (k = 1, no blur)."""
+    return selective_search(image, strategies=(strategy,), ks=(1,), sigma=0.0, seed=seed)
+
+
+def box_set(boxes: torch.Tensor) -> set[tuple[float, ...]]:
+    return set(map(tuple, boxes.tolist()))
+
+
+def test_size_similarity_merges_the_smallest_pair_first():
+    """s_size = 1 − (|r_i| + |r_j|)/|im|: runs of 3, 1 and 2 pixels; (1, 2) scores 1 − 3/6 > (3, 1)'s 1 − 4/6."""
+    image = strip([[0.1] * 3, [0.5] * 3, [0.9] * 3], [3, 1, 2])
+    assert box_set(hierarchy(image, "size")) == {(0, 0, 3, 1), (3, 0, 4, 1), (4, 0, 6, 1), (3, 0, 6, 1), (0, 0, 6, 1)}
+
+
+def test_colour_similarity_is_the_histogram_intersection():
+    """s_colour = Σ min(c_i, c_j): flat runs share one bin per equal channel, so the left pair (2 of 3
+    channels alike) scores 2/3 and merges before the right pair (1 of 3)."""
+    image = strip([[0.1, 0.1, 0.1], [0.1, 0.1, 0.9], [0.9, 0.9, 0.9]], [2, 2, 2])
+    assert box_set(hierarchy(image, "colour")) == {(0, 0, 2, 1), (2, 0, 4, 1), (4, 0, 6, 1), (0, 0, 4, 1), (0, 0, 6, 1)}
+
+
+def test_fill_similarity_prefers_the_pair_whose_box_they_fill():
+    """s_fill = 1 − (|BB_ij| − |r_i| − |r_j|)/|im| on a 4×4 image: the two top 2×2 squares fill their
+    2×4 box (1), each with the bottom 2×4 half leaves 4 of a 4×4 box empty (1 − 4/16)."""
+    image = torch.empty((3, 4, 4))
+    image[:, :2, :2] = torch.tensor([0.1, 0.1, 0.1])[:, None, None]
+    image[:, :2, 2:] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
+    image[:, 2:] = torch.tensor([0.1, 0.9, 0.9])[:, None, None]
+    assert box_set(hierarchy(image, "fill")) == {(0, 0, 2, 2), (2, 0, 4, 2), (0, 2, 4, 4), (0, 0, 4, 2), (0, 0, 4, 4)}
+
+
+def test_merged_histograms_are_size_weighted_means():
+    """Eq. 4: C | A | B | D of 2, 1, 5, 4 pixels; A and B share two channels' bins and merge first.
+    Their third channel then weighs A 1/6 and B 5/6, so with colour + size D (sharing B's bin) scores
+    5/18 + 1 − 10/12 against C's (sharing A's) 1/18 + 1 − 8/12 and joins next. Unweighted
+    halves (1/6 each) would pick C."""
+    c, a, b, d = [0.1, 0.1, 0.3], [0.5, 0.5, 0.3], [0.5, 0.5, 0.7], [0.9, 0.9, 0.7]
+    boxes = box_set(hierarchy(strip([c, a, b, d], [2, 1, 5, 4]), "colour+size"))
+    assert {(2, 0, 8, 1), (2, 0, 12, 1)} <= boxes and (0, 0, 8, 1) not in boxes
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_boxes_are_ranked_by_rnd_times_hierarchy_position(seed):
+    """Sec. 4.2: the hierarchy's j-th box of n gets position n + 1 − j (the whole image 1) and the value
+    RND × position, RND from the seeded stream; boxes come out in increasing value."""
+    image = strip([[0.1] * 3, [0.5] * 3, [0.9] * 3], [3, 1, 2])
+    # the size strategy's hierarchy: the initial runs, then (1, 2) merged, then everything
+    order = [(0, 0, 3, 1), (3, 0, 4, 1), (4, 0, 6, 1), (3, 0, 6, 1), (0, 0, 6, 1)]
+    values = np.random.default_rng(seed).random(5) * np.arange(5, 0, -1)
+    expected = [order[i] for i in np.argsort(values)]
+    assert [tuple(b) for b in hierarchy(image, "size", seed).tolist()] == expected
+
+
+def test_texture_responses_are_positive_parts_of_oriented_derivatives():
+    """θ = 0, 45°, …, 315°: max(0, cos θ ∂x + sin θ ∂y), scaled by the largest. A ramp along x has ∂y = 0,
+    so an interior pixel gives cos θ⁺; the same ramp along y gives sin θ⁺."""
+    from visionzoo.data.proposals import _texture_responses
+    ramp = (torch.arange(16.0).repeat(16, 1) / 15)[None].double().numpy()
+    angles = np.arange(8) * np.pi / 4
+    along_x = _texture_responses(ramp).reshape(8, 16, 16)[:, 8, 8]
+    along_y = _texture_responses(ramp.transpose(0, 2, 1)).reshape(8, 16, 16)[:, 8, 8]
+    np.testing.assert_allclose(along_x, np.maximum(0, np.cos(angles)), atol=1e-6)
+    np.testing.assert_allclose(along_y, np.maximum(0, np.sin(angles)), atol=1e-6)
 
 
 # --- proposals from a file --------------------------------------------------------------------
