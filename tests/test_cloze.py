@@ -177,6 +177,49 @@ def test_frequency_baselines_pick_the_most_frequent_entity():
     assert frequency_baseline(examples, exclusive=True) == pytest.approx(2 / 3)  # the query's entity left out
 
 
+def test_the_recogniser_ignores_clause_starts_single_letters_and_mostly_lower_case_words():
+    """kjv_entity_names: words after ";", ":" (and sentence ends) say nothing; names must be longer than one
+    letter, seen ENTITY_MIN_COUNT = 5 times, capitalised in at least 95 % of them (19 of 20 is enough, 18 not)."""
+    verses = [verse_tokens(f"and the men said: Behold, {'Lot' if k else 'lot'} and I saw {'Eden' if k > 1 else 'eden'}")
+              for k in range(20)] + [verse_tokens("so Noah wept") for _ in range(4)]
+    assert kjv_entity_names(verses) == {"lot"}       # "Behold" after ":", "I", "Eden" 18/20, "Noah" 4 times
+
+
+def _chapter_of_names(verses: int = 12) -> dict[tuple[str, int, int], str]:
+    """One chapter whose verses k name Abram and Lot mid-sentence, and a numbered place of their own."""
+    return {("Gen", 1, k): f"And Abram went to place{k} with Lot." for k in range(1, verses + 1)}
+
+
+def test_a_question_reads_the_eight_verses_before_it_and_asks_for_each_shared_entity():
+    """The context is the CONTEXT_VERSES = 8 verses before the query's (within its chapter); a query verse sharing
+    two entities with its context makes two questions, one per entity."""
+    examples = [e for split in SPLITS for e in kjv_cloze_examples(_chapter_of_names())[split]]
+    last = [e for e in examples if e.source == "Gen 1:12"]
+    assert len(last) == 2
+    for example in last:
+        assert [s[4] for s in example.sentences] == [f"place{k}" for k in range(4, 12)]
+        assert example.query.count(PLACEHOLDER) == 1 and example.answer in example.candidates
+    abram, lot = last                  # "and @entityK went to placeN with @entityL .": Abram is K, Lot L
+    assert abram.query[1] == PLACEHOLDER and abram.answer == abram.sentences[0][1]
+    assert lot.query[-2] == PLACEHOLDER and lot.answer == lot.sentences[0][-2]
+    assert len(examples) == 2 * (12 - 2)                                                # verses 3 … 12
+
+
+def test_entity_ids_are_drawn_afresh_for_every_question():
+    """Hermann et al.'s anonymisation: the ids of one example's entities are a permutation drawn per example,
+    so the same name does not keep one id across questions."""
+    examples = [e for split in SPLITS for e in kjv_cloze_examples(_chapter_of_names())[split]]
+    abram = {e.sentences[0][1] for e in examples}           # "and @entityK went …": Abram's id in that example
+    assert abram == {"@entity0", "@entity1"}
+
+
+def test_the_exclusive_frequency_falls_back_to_every_entity_when_the_query_names_them_all():
+    """With no context entity left outside the query, "exclusive frequency" answers as "maximum frequency"."""
+    examples = [ClozeExample(["@entity1 @entity1 @entity2".split()], "@entity1 @entity2 @placeholder".split(),
+                             "@entity1")]
+    assert frequency_baseline(examples, exclusive=True) == frequency_baseline(examples) == 1
+
+
 # ---- the readers ----------------------------------------------------------------------------------------
 READERS = ("attentive_reader", "multipass_reader", "singlepass_reader")
 SIZES = dict(embedding=6, hidden_size=5, attention_size=4)
@@ -346,3 +389,33 @@ def test_vocabulary_counts_only_training_words():
               "test": [ClozeExample([["@entity1"]], [PLACEHOLDER], "@entity1")]}
     vocab = build_vocabulary(splits, min_count=2)
     assert vocab.itos == ["<pad>", "<unk>", PLACEHOLDER, "@entity0", "@entity1", "@entity2", "@entity3", "a", "b"]
+
+
+@torch.no_grad()
+def test_the_preprocessing_lstm_is_torchs_bidirectional_lstm_and_zero_at_padding():
+    """BidirectionalEncoder: outputs [h→_t; h←_t] of each row's real tokens as nn.LSTM(bidirectional) reads them
+    alone, zero at padding; the summary is [h→ at the last token; h← at the first]."""
+    model = build("attentive_reader")
+    document, _, _, _ = batch()
+    lengths = (document != 0).sum(1)
+    outputs, summary = model.document_encoder(model.embedding(document), lengths)
+    half = model.document_encoder.hidden_size
+    for row, length in enumerate(lengths.tolist()):
+        alone = _lstm_states(model.document_encoder, model.embedding(document[row, :length]))
+        assert torch.allclose(outputs[row, :length], alone, atol=1e-12)
+        assert (outputs[row, length:] == 0).all()
+        assert torch.allclose(summary[row], torch.cat([alone[-1, :half], alone[0, half:]]), atol=1e-12)
+
+
+@torch.no_grad()
+def test_the_single_pass_reader_reads_each_row_at_its_last_real_sentence():
+    """Rows of a batch with fewer sentences than others (padded sentences after the real ones): each row's logits
+    are those of the row read alone."""
+    model = build("singlepass_reader")
+    document, query, segments, _ = batch()
+    document[1, 7:], segments[1, 7:] = 0, -1          # row 1: two sentences, rows 0 and 2: three
+    logits = model(document, query, segments=segments)
+    for row, length in enumerate((document != 0).sum(1).tolist()):
+        q = query[row:row + 1, :int((query[row] != 0).sum())]
+        alone = model(document[row:row + 1, :length], q, segments=segments[row:row + 1, :length])
+        assert torch.allclose(logits[row], alone[0], atol=1e-12)

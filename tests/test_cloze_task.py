@@ -131,3 +131,28 @@ def test_chance_loss_averages_the_log_of_each_questions_candidates(questions):
     task = Trainer(TrainConfig(**settings(questions), quiet=True)).task
     task.encoded_val = [SimpleNamespace(candidates=list(range(2))), SimpleNamespace(candidates=list(range(8)))]
     assert task.chance_loss == pytest.approx(math.log(4))
+
+
+def test_answer_loss_sums_the_cross_entropy_over_the_candidates_and_counts_the_right_answers():
+    """Σ_n −ln p(a_n), p the softmax over the candidates only (the others' logits −∞), and the number of
+    questions whose highest logit is the answer."""
+    from visionzoo.tasks.cloze import answer_loss
+    logits = torch.tensor([[2.0, 1.0, float("-inf"), 0.0], [0.0, 3.0, float("-inf"), float("-inf")],
+                           [1.0, 1.0, float("-inf"), 5.0]])
+    answers = torch.tensor([0, 0, 3])
+    nats, right = answer_loss(logits, answers)
+    expected = -(math.log(math.exp(2) / (math.exp(2) + math.exp(1) + 1)) + math.log(1 / (1 + math.exp(3)))
+                 + math.log(math.exp(5) / (2 * math.e + math.exp(5))))
+    assert nats.item() == pytest.approx(expected, rel=1e-6) and right.item() == 2
+
+
+def test_a_training_steps_loss_is_the_mean_over_its_questions(questions):
+    task = Trainer(TrainConfig(**settings(questions), quiet=True)).task
+    batch = next(iter(task.train_batches(0, 0)))
+    output = task.training_step(batch, "train", torch.Generator())
+    document, query, segments, candidates, answers = batch
+    with torch.no_grad():
+        log_p = task.net(document, query, candidates, segments).log_softmax(1)
+    expected = -log_p[torch.arange(len(answers)), answers].mean()
+    assert output.count == 16 and output.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert output.sums["loss"].item() == pytest.approx(16 * expected.item(), rel=1e-5)

@@ -148,6 +148,24 @@ def test_refused_options_are_one_line_exit_2(extra, text):
     assert_one_line_exit_2(cli_here("train", *train_flags(SETTINGS), "--quiet", *extra), text)
 
 
+def test_chance_loss_is_the_mse_of_the_best_constant():
+    """The best constant prediction is the training targets' mean; its MSE, (1/N) Σ (y − ȳ)², is chance_loss."""
+    task = Trainer(TrainConfig(**SETTINGS, quiet=True)).task
+    y = task.data.train.targets.double()
+    assert task.chance_loss == pytest.approx(((y - y.mean()) ** 2).mean().item(), rel=1e-9)
+
+
+def test_a_training_steps_sums_hold_the_batchs_total_squared_error():
+    """StepOutput's sums are per-batch totals the engine divides by the summed count: Σ_n (ŷ_n − y_n)²."""
+    trainer = Trainer(TrainConfig(**SETTINGS, quiet=True))
+    task = trainer.task
+    inputs, targets = task.prepare(next(iter(task.train_batches(0, 0))), torch.Generator().manual_seed(0))
+    step = task.training_step((inputs, targets), "model", torch.Generator())
+    with torch.no_grad():
+        total = (task.net(inputs)[:, 0] - targets).double().square().sum()
+    assert step.count == 32 and step.sums["loss"].item() == pytest.approx(total.item(), rel=1e-5)
+
+
 # ---- the long-dependency experiment -----------------------------------------------------------
 
 def test_hidden_gradient_norms_follow_the_chain_rule():

@@ -170,3 +170,28 @@ def test_the_installed_reina_valera_aligns_with_the_kjv():
     verses = bible_verses("spaRV1909eb")
     assert verses["John", 11, 35] == "Y lloró Jesús."
     assert len(verses) > 31000 and set(verses) <= set(bible_verses("engKJV2006eb"))
+
+
+def test_a_module_without_an_encoding_line_is_latin_1(tmp_path):
+    """SWORD's default Encoding is Latin-1: without an Encoding line a verse's bytes are read as Latin-1."""
+    write_module(tmp_path, testaments=("nt",), text=lambda b, c, v: f"Señor {b}{c}.{v}")
+    conf = tmp_path / "mods.d" / "test.conf"
+    conf.write_text(conf.read_text().replace("Encoding=UTF-8\n", ""))
+    verses = bible_verses("test", data_dir=tmp_path)
+    assert verses["John", 11, 35] == "Señor John11.35".encode("utf-8").decode("latin-1")
+
+
+def test_a_module_under_the_data_directory_shadows_an_installed_one(tmp_path, monkeypatch):
+    """Modules are looked for in --data-dir before SWORD_PATH, ~/.sword and the system's directory: the first
+    module of a name found wins."""
+    import visionzoo.data.sword as sword
+    for root, testament in ((tmp_path / "mine", "nt"), (tmp_path / "path", "ot"), (tmp_path / "system", "ot")):
+        write_module(root, testaments=(testament,))
+    monkeypatch.setattr(sword, "SYSTEM_SWORD_DIRS", (str(tmp_path / "system"),))
+    monkeypatch.setenv("SWORD_PATH", str(tmp_path / "path"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))      # no ~/.sword of the user's
+    assert find_module("test", data_dir=tmp_path / "mine")[0] == (tmp_path / "mine" / "modules" / "texts" / "ztext"
+                                                                 / "test").resolve()
+    assert find_module("test", data_dir=tmp_path / "elsewhere")[0].is_relative_to(tmp_path / "path")
+    monkeypatch.delenv("SWORD_PATH")
+    assert find_module("test", data_dir=tmp_path / "elsewhere")[0].is_relative_to(tmp_path / "system")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from visionzoo.core.errors import DataError, UsageError
-from visionzoo.data.text import END_OF_LINE, UNKNOWN, Vocabulary, load_text_data, split_text, word_tokens
+from visionzoo.data.text import END_OF_LINE, UNKNOWN, Vocabulary, first_lines, load_text_data, split_text, word_tokens
 
 TEXT = "In the beginning God created the heaven and the earth.\nAnd the earth was without form, and void.\n" * 20
 
@@ -118,3 +118,32 @@ def test_kjv_is_the_bible_in_canonical_order_split_90_5_5():
     assert 4_000_000 < total < 4_500_000
     assert abs(data.chars["test"] / total - 0.05) < 0.001 and abs(data.chars["val"] / total - 0.05) < 0.001
     assert 60 <= len(data.vocab) <= 80
+
+
+def test_word_vocabulary_is_learnt_from_the_training_split_only(tmp_path):
+    """Graves' word level: the vocabulary is the training split's words; a word only the test part holds reads
+    as <unk> there."""
+    path = tmp_path / "corpus.txt"
+    path.write_text("the cat sat\n" * 40 + "zebra zebra zebra\n" * 2, encoding="utf-8")
+    data = load_text_data(f"text:{path}", level="word", val_fraction=0.05, test_fraction=0.05, min_count=1)
+    assert "zebra" not in data.vocab.stoi
+    assert "zebra" in split_text(path.read_text(), 0.05, 0.05, "x")["test"]
+    assert data.vocab.unk in data.test.tolist()
+
+
+def test_character_vocabulary_is_the_alphabet_of_the_whole_text(tmp_path):
+    """At the character level the alphabet is closed over the whole text: a character only the test part holds
+    is in the vocabulary, and the test split decodes back to its text."""
+    path = tmp_path / "corpus.txt"
+    path.write_text("abc abc\n" * 40 + "xyz!\n" * 2, encoding="utf-8")
+    data = load_text_data(f"text:{path}", val_fraction=0.05, test_fraction=0.05)
+    test = split_text(path.read_text(), 0.05, 0.05, "x")["test"]
+    assert "z" in test and "z" not in split_text(path.read_text(), 0.05, 0.05, "x")["train"]
+    assert data.vocab.decode(data.test) == test
+
+
+def test_first_lines_counts_lines_not_line_breaks():
+    """A text of n lines (ending in a line break) is kept whole for any count ≥ n and cut after `count` lines
+    below that; no line break is added."""
+    assert first_lines("a\nb\n", 2) == first_lines("a\nb\n", 3) == first_lines("a\nb\n", 9) == "a\nb\n"
+    assert first_lines("a\nb\nc\n", 2) == "a\nb\n" and first_lines("a\nb", 1) == "a\n" and first_lines("a\nb", 2) == "a\nb"

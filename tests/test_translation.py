@@ -393,3 +393,84 @@ def test_an_interrupted_run_resumes_bit_identical(trained_run, tmp_path):
     first = load_file(str(root / "run" / "model.safetensors"))
     again = load_file(str(tmp_path / "stopped" / "model.safetensors"))
     assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_held_out_splits_are_capped_at_their_own_sizes():
+    """min(TEST_PAIRS = 1000, 5 %) test pairs and min(VAL_PAIRS = 500, 5 %) validation pairs: for 30 000 pairs
+    (5 % = 1500) 1000 test, 500 val, the other 28 500 train."""
+    pairs = [(f"s{i}", f"t{i}") for i in range(30000)]
+    split = split_pairs(pairs, "x")
+    assert (len(split["test"]), len(split["val"]), len(split["train"])) == (1000, 500, 28500)
+
+
+def test_gettext_pairs_drop_contexts_headers_plurals_formats_and_repeats(tmp_path):
+    """The module docstring's filter over catalogues in name order: a msgctxt prefix dropped, the header, plural
+    entries and format strings left out, a repeated msgid's first translation kept."""
+    from visionzoo.data.translation import gettext_pairs
+    write_mo(tmp_path / "a.mo", {"": "Content-Type: text/plain; charset=UTF-8\n", "Open file": "Ouvrir le fichier",
+                                 "menu\x04Save": "Enregistrer", "%d files": "%d fichiers",
+                                 "one file\x00files": "un fichier\x00fichiers", "Quit": "Quitter"})
+    write_mo(tmp_path / "b.mo", {"Open file": "Ouvrir un fichier", "Close": "Fermer"})
+    assert gettext_pairs(tmp_path) == [("Open file", "Ouvrir le fichier"), ("Quit", "Quitter"), ("Save", "Enregistrer"),
+                                       ("Close", "Fermer")]
+
+
+def test_encoded_pairs_are_the_pieces_with_eos_and_the_target_also_with_bos():
+    """A source is its pieces then </s> (no <s>); a target <s>, its pieces, </s>."""
+    vocab = SubwordVocabulary.train([side for pair in corpus(300) for side in pair], 60)
+    (source, target), = encode_pairs([("the light", "la luz")], vocab)
+    assert source == [*vocab.encode("the light"), EOS]
+    assert target == [BOS, *vocab.encode("la luz"), EOS]
+
+
+def test_length_limits_are_the_floor_of_a_times_the_unpadded_length_plus_b():
+    """⌊a·|x| + b⌋ tokens, |x| counting no padding, at least 1."""
+    from visionzoo.models.decoding import length_limits
+    src = torch.tensor([[5, 6, 7, PAD, PAD], [5, 6, 7, 8, 9]])
+    assert length_limits(src, PAD, 1.5, 0.0).tolist() == [4, 7]        # 4.5 and 7.5 rounded down
+    assert length_limits(src, PAD, 1.0, 2.0).tolist() == [5, 7]
+    assert length_limits(src, PAD, 0.0, 0.5).tolist() == [1, 1]
+
+
+class _CountingModel(torch.nn.Module):
+    """A stand-in translator whose next token is always 4 + (the source's first token) mod 2, never </s>:
+    every hypothesis runs to its sentence's length limit."""
+
+    def encode(self, src):
+        return {"first": src[:, 0]}
+
+    def decode_step(self, memory, tokens, cache):
+        logits = torch.zeros(len(tokens), 6)
+        logits[torch.arange(len(tokens)), 4 + memory["first"] % 2] = 1.0
+        return logits, cache
+
+
+def test_greedy_decodes_a_batch_as_each_sentence_alone_within_its_own_length_limit():
+    """Sentences of different lengths have different limits ⌊a·|x| + b⌋; in a batch each stops at its own."""
+    from visionzoo.models.decoding import length_limits
+    model = _CountingModel()
+    src = torch.tensor([[4, 5, 4, 5, EOS], [5, EOS, PAD, PAD, PAD]])
+    together = greedy_decode(model, src, bos=BOS, eos=EOS, max_len_a=1, max_len_b=1)
+    limits = length_limits(src, PAD, 1, 1).tolist()
+    for i, output in enumerate(together):
+        alone = greedy_decode(model, src[i:i + 1, :int((src[i] != PAD).sum())], bos=BOS, eos=EOS, max_len_a=1,
+                              max_len_b=1)[0]
+        assert output == alone and 1 <= len(output) <= limits[i]
+        assert set(output) == {4 + int(src[i, 0]) % 2}
+    assert len(together[0]) > len(together[1])
+
+
+def test_self_attention_over_several_new_positions_after_a_cache_equals_reading_the_whole_sequence():
+    """Incremental decoding (seq_attention.MultiHeadAttention with a cache): the new positions' keys and values
+    follow the cached ones, so a causal mask with the cache's offset sees the same keys as the full sequence's."""
+    from visionzoo.layers.seq_attention import MultiHeadAttention, causal_mask
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(8, 2).eval()
+    x = torch.randn(2, 5, 8)
+    with torch.no_grad():
+        whole, _ = attention(x, mask=causal_mask(5))
+        cache = {}
+        first, _ = attention(x[:, :3], mask=causal_mask(3), cache=cache)
+        rest, weights = attention(x[:, 3:], mask=causal_mask(2, offset=3), cache=cache, need_weights=True)
+    torch.testing.assert_close(torch.cat([first, rest], 1), whole)
+    assert weights.shape == (2, 2, 2, 5) and not weights[..., 0, 4].any()     # position 3 does not see position 4
