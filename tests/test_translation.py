@@ -455,9 +455,17 @@ def test_greedy_decodes_a_batch_as_each_sentence_alone_within_its_own_length_lim
     for i, output in enumerate(together):
         alone = greedy_decode(model, src[i:i + 1, :int((src[i] != PAD).sum())], bos=BOS, eos=EOS, max_len_a=1,
                               max_len_b=1)[0]
-        assert output == alone and 1 <= len(output) <= limits[i]
+        assert output == alone and len(output) == limits[i] - 1     # the limit counts the forced <eos>
         assert set(output) == {4 + int(src[i, 0]) % 2}
     assert len(together[0]) > len(together[1])
+
+
+def test_greedy_and_beam_search_share_the_length_limit():
+    """At most ⌊a·|x| + b⌋ tokens, <eos> included: with L = 4 and no <eos> ever predicted, three tokens either way."""
+    model, src = _CountingModel(), torch.tensor([[4, 5, 4, 5, EOS]])
+    greedy = greedy_decode(model, src, bos=BOS, eos=EOS, max_len_a=0, max_len_b=4)[0]
+    beam = beam_search(model, src, bos=BOS, eos=EOS, beam=1, max_len_a=0, max_len_b=4)[0]
+    assert greedy == beam == [4, 4, 4]
 
 
 def test_self_attention_over_several_new_positions_after_a_cache_equals_reading_the_whole_sequence():

@@ -70,7 +70,8 @@ def next_log_probs(members, memories, tokens, caches):
 @torch.no_grad()
 def greedy_decode(models, src: torch.Tensor, *, bos: int, eos: int, pad: int = 0, max_len_a: float = 1.5,
                   max_len_b: float = 10) -> list[list[int]]:
-    """The most probable next token at every step, until <eos>; the tokens (without <eos>) per sentence."""
+    """The most probable next token at every step, until <eos> or the length limit (the module docstring's,
+    as for beam search: at the last position <eos> is the only token); the tokens (without <eos>) per sentence."""
     members = _members(models)
     limits = length_limits(src, pad, max_len_a, max_len_b)
     memories = [model.encode(src) for model in members]
@@ -86,7 +87,7 @@ def greedy_decode(models, src: torch.Tensor, *, bos: int, eos: int, pad: int = 0
                 continue
             if token == eos or step + 1 >= limits[i]:
                 done[i] = True
-            if token != eos:
+            else:
                 outputs[i].append(token)
         if all(done):
             break
