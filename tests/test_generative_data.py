@@ -4,13 +4,15 @@ unpaired domains)."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
 from visionzoo.core.errors import UsageError
-from visionzoo.data.datasets import FASHION_CLASSES, load_data
+from visionzoo.data import generative as generative_data
+from visionzoo.data.datasets import FASHION_CLASSES, TensorSplit, load_data
 from visionzoo.data.generative import (
     _parse_classes,
     edge_map,
@@ -193,3 +195,17 @@ def test_edges_and_shoes_come_from_disjoint_halves(fashion):
     shoe_set = set(_sorted_bytes(fashion.train.images[torch.isin(fashion.train.labels, torch.tensor([5, 7, 9]))]))
     shoe_set |= set(_sorted_bytes(fashion.val.images[torch.isin(fashion.val.labels, torch.tensor([5, 7, 9]))]))
     assert set(_sorted_bytes(shoes)) <= shoe_set
+
+
+def test_edges_and_shoes_test_split_is_the_same_for_every_seed(monkeypatch):
+    """The test split's halves are drawn with a fixed seed (0), the training split's with the run's: runs of any
+    seed are scored on the same edge maps and shoes. (Small random stand-ins for Fashion-MNIST's splits.)"""
+    def split(seed: int) -> TensorSplit:
+        generator = torch.Generator().manual_seed(seed)
+        labels = torch.tensor([5, 7, 9, 8])[torch.randint(4, (40,), generator=generator)]
+        return TensorSplit(torch.randint(0, 256, (40, 1, 8, 8), generator=generator, dtype=torch.uint8), labels)
+    monkeypatch.setattr(generative_data, "load_data",
+                        lambda *args, **kwargs: SimpleNamespace(train=split(0), val=split(1), test=split(2)))
+    a, b = (load_generative_data("fmnist-edges-shoes", seed=seed, val_size=10) for seed in (3, 4))
+    assert torch.equal(a.test, b.test) and torch.equal(a.test_labels, b.test_labels)
+    assert not torch.equal(a.train, b.train)

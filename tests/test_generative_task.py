@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from visionzoo.cli.main import main
 from visionzoo.core.errors import UsageError
 from visionzoo.core.io import read_torch
 from visionzoo.data.augment import _beta
+from visionzoo.data.datasets import TensorSplit
+from visionzoo.data.generative import ring_modes
 from visionzoo.engine.trainer import TrainConfig, Trainer
 from visionzoo.tasks import generative
 from visionzoo.tasks.generative import (
@@ -380,3 +384,98 @@ def test_compile_compiles_the_players_the_phases_call_and_keeps_their_losses(tmp
     assert eager_trainer.task.players.generator is eager_trainer.model.generator
     assert len(eager) == 8 and len(set(eager.tolist())) > 2   # 4 steps of D and G, the weights moving
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6)
+
+
+def test_each_players_epoch_loss_is_the_mean_of_its_own_updates_whatever_k(fmnist):
+    """With k = 3 the generator updates once per 3 minibatches: the epoch's g_loss is the mean of the generator
+    updates' losses (each standing for its k minibatches), d_loss the mean of the discriminator updates'."""
+    trainer = _trainer(d_steps=3, epochs=1, train_limit=96)   # 3 steps of 32: D, D, D then G
+    losses = run_recording_losses(trainer)
+    record = trainer.history[0]
+    assert len(losses) == 4
+    assert record["train_g_loss"] == pytest.approx(losses[3].item(), rel=1e-6)
+    assert record["train_d_loss"] == pytest.approx(losses[:3].mean().item(), rel=1e-6)
+
+
+def test_the_discriminator_phase_reports_d_on_the_real_and_on_the_generated_examples(fmnist):
+    """d_real is the batch mean of D(x) = σ(l) on the real minibatch, d_fake that of D(G(z)), d_loss
+    −[E log D(x) + E log(1 − D(G(z)))], each summed over the n examples."""
+    trainer = _trainer()
+    task, model = trainer.task, trainer.model
+    real, labels = task.prepare(next(iter(task.train_batches(0, 0))), None)
+    step = task.training_step((real, labels), "discriminator", torch.Generator().manual_seed(3))
+    z = torch.randn(len(real), model.latent_dim, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        d_real = torch.sigmoid(model.discriminator(real).double())
+        d_fake = torch.sigmoid(model.discriminator(model.generator(z)).double())
+    n = len(real)
+    assert step.sums["d_real"].item() == pytest.approx(d_real.mean().item() * n, rel=1e-5)
+    assert step.sums["d_fake"].item() == pytest.approx(d_fake.mean().item() * n, rel=1e-5)
+    assert step.sums["d_loss"].item() == pytest.approx(-(d_real.log().mean() + (1 - d_fake).log().mean()).item() * n,
+                                                       rel=1e-5)
+
+
+def test_a_conditional_gan_generates_for_the_minibatchs_labels_and_is_judged_with_them(fmnist):
+    """Mirza & Osindero, Eq. (2): both phases condition G and D on the same y, the real minibatch's labels."""
+    trainer = _trainer(model="cdcgan", data="fashion-mnist:Bag,Sneaker", train_limit=64, val_size=200)
+    task, model = trainer.task, trainer.model
+    real, labels = task.prepare(next(iter(task.train_batches(0, 0))), None)
+    assert set(labels.tolist()) == {0, 1}
+    d_step = task.training_step((real, labels), "discriminator", torch.Generator().manual_seed(5))
+    g_step = task.training_step((real, labels), "generator", torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        fake = model.generator(torch.randn(len(real), model.latent_dim, generator=torch.Generator().manual_seed(5)),
+                               labels)
+        expected_d = discriminator_loss(model.discriminator(real, labels), model.discriminator(fake, labels))
+        fake = model.generator(torch.randn(len(real), model.latent_dim, generator=torch.Generator().manual_seed(6)),
+                               labels)
+        expected_g = generator_loss(model.discriminator(fake, labels))
+    assert d_step.loss.item() == pytest.approx(expected_d.item(), rel=1e-5)
+    assert g_step.loss.item() == pytest.approx(expected_g.item(), rel=1e-5)
+
+
+def test_samples_become_pixels_as_x_plus_1_times_127_5_rounded_and_clamped():
+    values = torch.tensor([-1.5, -1.0, 100.7 / 127.5 - 1, 200.2 / 127.5 - 1, 1.0, 1.7]).view(1, 1, 1, 6)
+    assert generative.to_uint8(values).flatten().tolist() == [0, 0, 101, 200, 255, 255]
+
+
+def _points_trainer(**changes) -> Trainer:
+    return Trainer(TrainConfig(**{**dict(model="gan_mlp_2d", data="ring8", epochs=1, batch_size=64, train_limit=256,
+                                         val_size=500, test_limit=500, fid_samples=500, optimizer="adam", lr=1e-3,
+                                         weight_decay=0.0, schedule="constant", amp="off", quiet=True), **changes}))
+
+
+@pytest.mark.parametrize("gan_loss", ["minimax", "non-saturating"])
+def test_validation_losses_are_the_players_losses_on_held_out_data_and_seeded_samples(gan_loss):
+    """Each epoch's val_d_loss is −[E log D(x) + E log(1 − D(G(z)))] on the validation points against samples from
+    the run's seeded noise, val_g_loss the chosen generator loss on those samples, d_real/d_fake D's means."""
+    trainer = _points_trainer(gan_loss=gan_loss)
+    task, model = trainer.task, trainer.model
+    result = task.evaluate(model, "val")
+    real = generative.first(task.splits["val"], 500)[0].float()
+    fake = generative.sample(model, 500, seed=trainer.cfg.seed)
+    model.eval()
+    with torch.no_grad():
+        d_real, d_fake = (torch.sigmoid(model.discriminator(x).double()) for x in (real, fake))
+    g_loss = (1 - d_fake).log().mean() if gan_loss == "minimax" else -d_fake.log().mean()
+    assert result["d_loss"] == pytest.approx(-(d_real.log().mean() + (1 - d_fake).log().mean()).item(), rel=1e-5)
+    assert result["g_loss"] == pytest.approx(g_loss.item(), rel=1e-5)
+    assert result["d_real"] == pytest.approx(d_real.mean().item(), rel=1e-5)
+    assert result["d_fake"] == pytest.approx(d_fake.mean().item(), rel=1e-5)
+
+
+def test_the_final_test_draws_its_samples_from_noise_apart_from_the_validation_noise():
+    """sample_scores measures n samples of the noise seeded seed + SAMPLE_SEED_OFFSET, not the validation's seed."""
+    class Spread(nn.Module):   # G(z) = (2, 0) + 0.6 z: the draws decide which samples fall within 3σ of a mode
+        def forward(self, z, labels=None):
+            return torch.tensor([2.0, 0.0]) + 0.6 * z
+
+    model = SimpleNamespace(generator=Spread(), latent_dim=2, num_classes=0)
+    modes, std = ring_modes(), 0.2
+    splits = {"test": TensorSplit(torch.zeros(400, 2), torch.zeros(400, dtype=torch.int64))}
+    scores = generative.sample_scores(model, splits, "test", n=400, seed=3, reference=None, classes=[],
+                                      modes=(modes, std))
+    test_samples = generative.sample(model, 400, seed=3 + generative.SAMPLE_SEED_OFFSET)
+    validation_samples = generative.sample(model, 400, seed=3)
+    assert scores == {"n": 400, **generative.coverage(test_samples, modes, std)}
+    assert scores["high_quality"] != generative.coverage(validation_samples, modes, std)["high_quality"]

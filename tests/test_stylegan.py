@@ -24,6 +24,7 @@ from visionzoo.layers.style import (
 )
 from visionzoo.models.stylegan import (
     STYLE_GROUPS,
+    StyleGenerator,
     latents,
     noise_variants,
     stochastic_variation,
@@ -416,3 +417,43 @@ def test_experiment_measures_by_their_definitions():
     mosaic = _mosaic([[images[0].clamp(-1, 1), None], [images[1].clamp(-1, 1), images[2].clamp(-1, 1)]], pad=2)
     assert mosaic.shape == (2 * 10 + 2, 2 * 10 + 2, 1) and mosaic.min() >= 0 and mosaic.max() <= 1
     torch.testing.assert_close(mosaic[2:10, 2:10, 0], (images[0, 0].clamp(-1, 1) + 1) / 2)
+
+
+def test_equalized_conv_scales_its_unit_normal_weights_by_the_he_constant_at_run_time():
+    """ProGAN Sec. 4.1: the stored weights are N(0, 1), the convolution uses ŵ = w · gain/√(C_in·k²) (padding k // 2)."""
+    torch.manual_seed(0)
+    conv = EqualizedConv2d(8, 16, 3, gain=math.sqrt(2))
+    assert conv.weight.std().item() == pytest.approx(1, rel=0.1)
+    with torch.no_grad():
+        conv.bias.normal_()
+    x = torch.randn(2, 8, 5, 5)
+    expected = F.conv2d(x, conv.weight * math.sqrt(2) / math.sqrt(8 * 3 * 3), conv.bias, padding=1)
+    torch.testing.assert_close(conv(x), expected)
+
+
+def test_noise_input_is_one_noise_image_scaled_per_channel():
+    """Fig. 1(b)'s "B": x + s_c · n, the single-channel noise image n added to every channel c with its own scale."""
+    inject = NoiseInjection(3)
+    scales = [0.0, 1.0, -2.0]
+    with torch.no_grad():
+        inject.weight.copy_(torch.tensor(scales))
+    x, noise = torch.randn(2, 3, 4, 4), torch.randn(2, 1, 4, 4)
+    out = inject(x, noise)
+    for channel, scale in enumerate(scales):
+        torch.testing.assert_close(out[:, channel], x[:, channel] + scale * noise[:, 0])
+
+
+def test_the_truncation_cutoff_truncates_the_first_layers_only():
+    """Appendix B with the paper's code's cutoff (FFHQ: the first 8 of 18 layers): w' = w̄ + ψ (w − w̄) in the
+    layers before the cutoff, w itself after it, when no `truncation_layers` is given."""
+    torch.manual_seed(0)
+    generate = StyleGenerator(latent_dim=16, w_dim=16, image_size=16, out_channels=1, channel_base=64,
+                              max_channels=8, truncation_cutoff=3)
+    with torch.no_grad():
+        generate.w_avg.normal_()
+    assert generate.num_layers == 6
+    ws = torch.randn(2, 6, 16)
+    truncated = generate.truncate(ws, 0.5)
+    torch.testing.assert_close(truncated[:, :3], generate.w_avg + 0.5 * (ws[:, :3] - generate.w_avg))
+    torch.testing.assert_close(truncated[:, 3:], ws[:, 3:])
+    torch.testing.assert_close(generate.truncate(ws, 0.5, 6), generate.w_avg + 0.5 * (ws - generate.w_avg))

@@ -367,3 +367,31 @@ def test_clip_normalizer_per_channel_and_centre_window():
         / torch.tensor([0.5, 2.0]).view(1, 2, 1, 1, 1)
     assert torch.allclose(x, expected)
     assert ClipNormalizer([0.0, 0.0], [1.0, 1.0])(clips).shape == clips.shape
+
+
+def test_spatial_crop_takes_every_offset_from_zero_to_twice_the_padding():
+    """Each of the (2p + 1)² windows of the padded frame is possible: a clip's centre pixel lands up to p pixels
+    from the centre in either direction, the same place in every frame."""
+    clips = torch.zeros(400, 1, 2, 5, 5, dtype=torch.uint8)
+    clips[..., 2, 2] = 255
+    moved = spatial_crop(clips, 2, torch.Generator().manual_seed(0))
+    frame = moved[:, 0, 0]
+    rows, cols = frame.amax(2).argmax(1), frame.amax(1).argmax(1)
+    assert set(rows.tolist()) == set(range(5)) and set(cols.tolist()) == set(range(5))
+    assert torch.equal(moved[:, :, 0], moved[:, :, 1])
+
+
+@pytest.mark.parametrize("flip, reverse, name, swapped", [(True, False, "left", "right"),
+                                                          (False, True, "up", "down")])
+def test_each_flip_turns_about_half_the_clips_and_their_labels(flip, reverse, name, swapped):
+    """The mirror and the time reversal each happen with probability ½ per clip: about half of 2 000 clips of one
+    motion come out flipped, and exactly those carry the swapped label."""
+    clips = torch.tensor([[0, 1], [2, 3]], dtype=torch.uint8).view(1, 1, 2, 1, 2).repeat(2000, 1, 1, 1, 1)
+    labels = torch.full((2000,), CLASS[name])
+    augment = ClipAugmentation(MOTION_CLASSES, flip=flip, reverse=reverse)
+    out, new_labels = augment(clips, labels, torch.Generator().manual_seed(0))
+    flipped = out[:, 0, 0, 0, 0] != 0
+    assert torch.equal(out[flipped], clips[flipped].flip(-1 if flip else 2))
+    assert torch.equal(out[~flipped], clips[~flipped])
+    assert torch.equal(new_labels, torch.where(flipped, CLASS[swapped], CLASS[name]))
+    assert 0.45 < flipped.double().mean().item() < 0.55

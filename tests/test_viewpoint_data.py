@@ -2,6 +2,9 @@
 split, user mesh folders and their errors."""
 from __future__ import annotations
 
+import itertools
+import tarfile
+
 import pytest
 import torch
 
@@ -114,3 +117,68 @@ def test_a_bin_is_read_as_its_angle_and_the_soft_label_window_is_the_ceiling_of_
     coarse[0, :, 3] = 1.0
     assert predicted_viewpoints(coarse).tolist() == [[30.0, 30.0, 30.0]]
     assert soft_label_settings(1.5) == {angle: (1.5, 5) for angle in ANGLES}
+
+
+@pytest.fixture
+def viewpoints(monkeypatch):
+    """Every call of the renderer: the angles (B, 3) = (θ, φ, ψ) in degrees and the lights (B, 3) it was given."""
+    calls = []
+    original = viewpoint.render
+
+    def recording(meshes, azimuth, elevation, inplane, *args, **kwargs):
+        calls.append((torch.stack([azimuth, elevation, inplane], 1), kwargs["light"]))
+        return original(meshes, azimuth, elevation, inplane, *args, **kwargs)
+
+    monkeypatch.setattr(viewpoint, "render", recording)
+    return calls
+
+
+def test_labels_are_the_rendered_angles_rounded_to_whole_degrees_mod_360(viewpoints):
+    """(θ, φ, ψ) each rounded to the nearest whole degree, negative ones taken mod 360 (φ = −5.6° is 354)."""
+    pools = [[box((0, 0.2, 0), (1, 0.5, 0.5))], [superquadric(0.3, 0.3, (0.3, 1.0, 0.5))]]
+    _, labels = viewpoint.render_set(pools, 60, 5, 16)
+    angles = torch.cat([angles for angles, _ in viewpoints])
+    assert (angles[:, 1:] < 0).any() and (angles.frac().abs() > 0.5).any()
+    expected = [[round(a) % 360 for a in row] for row in angles.tolist()]
+    assert labels[:, 1:].tolist() == expected
+
+
+def test_each_image_is_lit_from_a_random_direction_of_the_cameras_hemisphere(viewpoints):
+    """One unit light direction per image, towards the camera's side (z > 0 in the camera frame: the renderer's
+    default light (0, 0, 1) is the camera's own), varying from image to image."""
+    _, _ = viewpoint.render_set([[box((0, 0.2, 0), (1, 0.5, 0.5))]], 60, 5, 16)
+    light = torch.cat([light for _, light in viewpoints])
+    assert light.shape == (60, 3)
+    torch.testing.assert_close(light.norm(dim=1), torch.ones(60))
+    assert (light[:, 2] > 0).all()
+    assert (light[:, 0] > 0.3).any() and (light[:, 0] < -0.3).any() and (light[:, 1] > 0.3).any()
+
+
+def test_the_test_instances_are_the_last_three_of_twelve_and_never_trained_on(monkeypatch):
+    """Render for CNN holds out shapes: each category's instances 0 … 8 train, 9 … 11 test. (A stand-in builder
+    makes its k-th mesh a box k + 1 times as long as it is wide, so each mesh tells which one it is.)"""
+    made = itertools.count()
+    monkeypatch.setattr(viewpoint, "CATEGORY_BUILDERS",
+                        dict.fromkeys(("b", "a"), lambda rng: box((0, 0, 0), (1.0, 1.0, 1.0 + next(made)))))
+    categories, train, test = viewpoint.procedural_pools()
+
+    def made_as(mesh) -> int:
+        extent = mesh.vertices.amax(0) - mesh.vertices.amin(0)
+        return round((extent[2] / extent[0]).item()) - 1
+    assert categories == ["a", "b"]
+    assert [[made_as(m) for m in meshes] for meshes in train] == [list(range(9)), list(range(12, 21))]
+    assert [[made_as(m) for m in meshes] for meshes in test] == [[9, 10, 11], [21, 22, 23]]
+
+
+def test_the_cgal_elephant_is_held_out_for_testing_and_the_other_animals_train(monkeypatch):
+    """Of the four CGAL quadrupeds, bull, camel and cow join `animal`'s training meshes, the elephant its test ones."""
+    if not viewpoint.CGAL_DATA.exists():
+        pytest.skip("libcgal-demo not installed")
+    monkeypatch.setattr(viewpoint, "procedural_pools", lambda: (["animal", "car"], [[], []], [[], []]))
+    categories, train, test = viewpoint.builtin_pools()
+    assert (len(train[0]), len(test[0])) == (3, 1) and train[1] == test[1] == []
+    with tarfile.open(viewpoint.CGAL_DATA) as tar:   # an OFF file's counts line: vertices, faces, edges
+        counts = {name: int(tar.extractfile(f"data/meshes/{name}.off").read().split()[1])
+                  for name in ("bull", "camel", "cow", "elephant")}
+    assert len(test[0][0].vertices) == counts["elephant"]
+    assert sorted(len(m.vertices) for m in train[0]) == sorted(counts[name] for name in ("bull", "camel", "cow"))
