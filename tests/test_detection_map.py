@@ -290,3 +290,25 @@ def test_bad_input_is_a_usage_error():
 
 def test_exported_from_metrics():
     assert metrics.detection_map is detection_map
+
+
+def test_a_zero_area_detection_overlaps_nothing_not_even_a_crowd_box():
+    """A degenerate (zero-width) detection inside a crowd region has IoU 0, not 0/0, as in pycocotools: it is a false
+    positive, not absorbed by the crowd box. Ranked FP then TP: precision 1/2 at recall 1, AP 1/2."""
+    easy, crowd_region = [0.0, 0, 10, 10], [20.0, 20, 60, 60]
+    detections = [{"boxes": torch.tensor([[30.0, 30, 30, 40], easy]), "scores": torch.tensor([0.9, 0.8]),
+                   "labels": torch.tensor([1, 1])}]
+    targets = [{"boxes": torch.tensor([easy, crowd_region]), "labels": torch.tensor([1, 1]),
+                "iscrowd": torch.tensor([False, True])}]
+    ours = detection_map(detections, targets)["map"]
+    assert ours == pytest.approx(0.5)
+    assert ours == pytest.approx(pycocotools_eval(detections, targets).stats[1], abs=1e-12)
+
+
+def test_at_iou_threshold_one_a_match_within_1e_10_of_perfect_counts():
+    """pycocotools compares with min(t, 1 − 1e-10), so at t = 1 an IoU of 1 − 1e-11 (float-level) is a match and one
+    of 1 − 1e-9 is not."""
+    truth = [0.0, 0.0, 1000.0, 1000.0]
+    for height, expected in ((1000.0 + 1e-8, 1.0), (1000.0 + 1e-6, 0.0), (1000.0, 1.0)):
+        detections, targets = one_image([[0.0, 0.0, 1000.0, height]], [0.9], [truth])
+        assert detection_map(detections, targets, iou_thresholds=(1.0,))["map"] == expected

@@ -178,3 +178,109 @@ def test_box_decoding_undoes_encoding_with_unequal_weights_as_torchvision_does()
     decoded = decode_boxes(deltas, reference, weights)
     torch.testing.assert_close(decoded, BoxCoder(weights).decode_single(deltas, reference))
     torch.testing.assert_close(encode_boxes(decoded, reference, weights), deltas, atol=1e-4, rtol=1e-4)
+
+
+# ---- evaluate / detect / validation_losses on a stand-in detector (no training) ------------------------------
+
+class FixedDetector(torch.nn.Module):
+    """A stand-in detector: in evaluation, image i (its first pixel holds i) gets `outputs[i]`; in training, one loss
+    per image equal to that first pixel, averaged over the batch as a detector's losses are."""
+
+    def __init__(self, outputs=()):
+        super().__init__()
+        self.outputs = outputs
+
+    def forward(self, images, targets=None, generator=None):
+        index = (images[:, 0, 0, 0] * 255).round().long().tolist()   # Normalizer(mean 0, std 1): pixel / 255
+        if self.training:
+            return {"loss_classifier": images[:, 0, 0, 0].mean() * 255, "loss_box_reg": torch.tensor(1.0)}
+        return [self.outputs[i] for i in index]
+
+
+class Scenes:
+    """A detection split: uint8 images whose first pixel is their index, with the given targets."""
+
+    def __init__(self, targets):
+        self.targets = targets
+        self.images = torch.zeros(len(targets), 1, 8, 8, dtype=torch.uint8)
+        self.images[:, 0, 0, 0] = torch.arange(len(targets), dtype=torch.uint8)
+
+    def __len__(self):
+        return len(self.targets)
+
+    def fetch(self, index):
+        return self.images[index], [self.targets[i] for i in index.tolist()]
+
+
+def detections(boxes, scores, labels) -> dict:
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "scores": torch.tensor(scores),
+            "labels": torch.tensor(labels, dtype=torch.long)}
+
+
+def test_evaluate_reports_coco_map_over_ten_thresholds_voc07_and_ap_per_class_by_name():
+    """Class "a" (label 1): one detection of IoU 0.82 → AP 1 at IoU .50…80 and 0 at .85…95 (map 0.7, map50 1).
+    Class "b" (label 2): one of its two boxes found → COCO AP 51/101, VOC07 11-point 6/11. Class "c": no boxes."""
+    from visionzoo.data.loader import Normalizer
+    from visionzoo.tasks.detection import evaluate
+    target = {"boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]]),
+              "labels": torch.tensor([1, 2, 2])}
+    found = detections([[0.0, 0, 10, 8.2], [20, 20, 30, 30]], [0.9, 0.8], [1, 2])
+    result = evaluate(FixedDetector([found]), Scenes([target]), Normalizer([0.0], [1.0]), classes=["a", "b", "c"],
+                      batch_size=4, device="cpu", with_loss=False)
+    assert result["map50"] == pytest.approx((1 + 51 / 101) / 2)
+    assert result["map"] == pytest.approx((0.7 + 51 / 101) / 2)
+    assert result["voc07_map"] == pytest.approx((1 + 6 / 11) / 2)
+    assert result["ap_per_class"] == pytest.approx({"a": 1.0, "b": 51 / 101, "c": None})
+    assert result["n"] == 1 and result["detections"] == 2
+
+
+def test_detect_keeps_detections_scoring_exactly_the_threshold():
+    from visionzoo.data.loader import Normalizer
+    from visionzoo.tasks.detection import detect
+    found = detections([[0.0, 0, 4, 4], [1, 1, 5, 5], [2, 2, 6, 6]], [0.25, 0.5, 0.75], [1, 2, 3])
+    kept = detect(FixedDetector([found]), Scenes([{}]), Normalizer([0.0], [1.0]), batch_size=1, device="cpu",
+                  score_threshold=0.5)
+    assert kept[0]["scores"].tolist() == [0.5, 0.75] and kept[0]["labels"].tolist() == [2, 3]
+
+
+def test_validation_losses_are_averaged_over_images_not_batches():
+    """Batches of 2, 2 and 1 images whose losses are their mean first pixel 0…4: the mean over the five images is
+    2 (a mean of the batch means would be (0.5 + 2.5 + 4) / 3); `loss` is the sum of the detector's losses."""
+    from visionzoo.data.loader import Normalizer
+    from visionzoo.tasks.detection import validation_losses
+    losses = validation_losses(FixedDetector(), Scenes([{}] * 5), Normalizer([0.0], [1.0]), batch_size=2,
+                               device="cpu")
+    assert losses == pytest.approx({"loss_classifier": 2.0, "loss_box_reg": 1.0, "loss": 3.0})
+
+
+def test_alternating_training_gives_each_stage_an_equal_share_of_the_steps():
+    """Faster R-CNN's 4-step training: stages 1, 2, 3, 4 over consecutive quarters of the run (halves, 1 and 2,
+    when unshared)."""
+    from types import SimpleNamespace
+
+    from visionzoo.tasks.detection import DetectionTask
+    task = DetectionTask.__new__(DetectionTask)
+    task.data = SimpleNamespace(train=range(16))
+    for scheme, expected in (("alternating", [1, 1, 2, 2, 3, 3, 4, 4]), ("unshared", [1, 1, 1, 1, 2, 2, 2, 2])):
+        task.cfg = SimpleNamespace(training_scheme=scheme, epochs=2, batch_size=4)   # 2 epochs × 4 steps
+        stages = []
+        for step in range(8):
+            task.phases(step)
+            stages.append(task.stage)
+        assert stages == expected
+
+
+def test_chance_loss_is_that_of_a_uniform_guess():
+    """A uniform guess over the K classes and the background costs ln(K + 1) in the head's cross-entropy, and
+    ln 2 in the RPN's binary objectness loss (a Fast R-CNN has no RPN)."""
+    import torch.nn.functional as F
+
+    from visionzoo.tasks.detection import DetectionTask
+    task = DetectionTask.__new__(DetectionTask)
+    task.classes = ["a", "b", "c"]
+    uniform_head = F.cross_entropy(torch.zeros(1, 4), torch.tensor([2])).item()
+    uniform_objectness = F.binary_cross_entropy_with_logits(torch.zeros(1), torch.ones(1)).item()
+    task.has_rpn = True
+    assert task.chance_loss == pytest.approx(uniform_head + uniform_objectness)
+    task.has_rpn = False
+    assert task.chance_loss == pytest.approx(uniform_head)

@@ -210,3 +210,18 @@ def test_dice_matches_torchmetrics_dice_score_including_its_nan_for_absent_class
     ours = metrics.dice(pred, target, 4).per_class
     assert ours[3].isnan() and theirs[3].isnan()
     torch.testing.assert_close(ours, theirs, equal_nan=True)
+
+
+@pytest.mark.parametrize("which", ["pred", "target"])
+def test_a_label_equal_to_num_classes_is_outside_the_classes(which):
+    """Labels run 0..K−1: K itself is refused, in either map (not counted as another cell of the matrix)."""
+    maps = {"pred": torch.tensor([0, 1, 2, 0]), "target": torch.tensor([0, 1, 1, 2])}
+    maps[which] = torch.tensor([0, 1, 3, 2])
+    with pytest.raises(UsageError, match=f"{which} holds label 3"):
+        metrics.confusion_matrix(maps["pred"], maps["target"], 3)
+
+
+def test_class_zero_cannot_be_the_ignore_index():
+    labels = torch.zeros(4, dtype=torch.long)
+    with pytest.raises(UsageError, match="ignore_index=0 is a class label"):
+        metrics.confusion_matrix(labels, labels, 3, ignore_index=0)

@@ -139,3 +139,36 @@ def test_predict_reads_the_layout_from_the_network_and_runs_its_wrapper(padding)
         through_wrapper = predict(model, x, run=wrapper)
         torch.testing.assert_close(through_wrapper, predict(model, x))
     assert through_wrapper.shape == (1, 2, 30, 26) and calls
+
+
+def test_pixel_loss_smooths_labels_as_cross_entropy_does():
+    logits = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    masks = torch.randint(0, 3, (2, 5, 5), generator=torch.Generator().manual_seed(1))
+    masks[1, :2] = 255
+    expected = torch.nn.functional.cross_entropy(logits, masks, ignore_index=255, label_smoothing=0.2)
+    assert pixel_loss(logits, masks, label_smoothing=0.2).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert pixel_loss(logits, masks, label_smoothing=0.2).item() != pytest.approx(pixel_loss(logits, masks).item())
+
+
+def test_evaluate_loss_is_the_mean_over_labelled_pixels_of_the_whole_split():
+    """Batches of 2, 2 and 1 masks with different numbers of void pixels: the loss is the cross-entropy averaged over
+    every labelled pixel of the split (not over images or batches), the pixel accuracy over the same pixels."""
+    from visionzoo.data.datasets import TensorSplit
+    from visionzoo.data.loader import Normalizer
+    from visionzoo.tasks.segmentation import evaluate
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (5, 1, 6, 6), dtype=torch.uint8, generator=generator)
+    masks = torch.randint(0, 3, (5, 6, 6), generator=generator)
+    for k in range(5):
+        masks[k].view(-1)[: 7 * k] = 255   # image k has 7k void pixels
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 3, 1)
+    normalizer = Normalizer([0.5], [0.25])
+    result = evaluate(model, TensorSplit(images, masks), normalizer, num_classes=3, batch_size=2)
+    with torch.no_grad():
+        logits = model(normalizer(images))
+    labelled = masks != 255
+    expected = torch.nn.functional.cross_entropy(logits, masks, ignore_index=255)
+    assert result["n"] == 5
+    assert result["loss"] == pytest.approx(expected.item(), rel=1e-6)
+    assert result["pixel_acc"] == pytest.approx((logits.argmax(1) == masks)[labelled].double().mean().item())

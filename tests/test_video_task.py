@@ -109,3 +109,25 @@ def test_moving_mnist_is_refused_for_classification(tmp_path):
 def test_eval_refuses_image_only_options(run_dir):
     for extra, text in ((["--tta", "flip"], "--tta"), ([str(run_dir)], "one video run")):
         assert_one_line_exit_2(cli_here("eval", run_dir, *extra), text)
+
+
+def test_training_top1_counts_the_clips_whose_argmax_is_their_label(small_clips):
+    trainer = Trainer(TrainConfig(**SETTINGS, quiet=True))
+    task = trainer.task
+    clips, labels = task.prepare(next(iter(task.train_batches(0, 0))), torch.Generator().manual_seed(0))
+    torch.manual_seed(1)
+    step = task.training_step((clips, labels), "model", torch.Generator())
+    torch.manual_seed(1)   # the same dropout masks
+    right = (task.net(task.normalizer(clips)).argmax(1) == labels).sum().item()
+    assert 0 < right and step.sums["top1"].item() == right and step.count == len(labels) == 16
+
+
+def test_clip_frames_equal_to_the_clip_length_are_accepted(small_clips):
+    trainer = Trainer(TrainConfig(**{**SETTINGS, "clip_frames": 8}, quiet=True))
+    assert trainer.task.input_size[1] == 8
+
+
+def test_clips_are_mirrored_by_default_and_not_with_flip_off(small_clips):
+    """--flip unset means on for moving-fmnist (its motions have mirror images); --no-flip turns it off."""
+    assert Trainer(TrainConfig(**SETTINGS, quiet=True)).task.augmentation.flip is True
+    assert Trainer(TrainConfig(**SETTINGS, flip=False, quiet=True)).task.augmentation.flip is False

@@ -338,3 +338,78 @@ def test_the_geometric_loss_learns_a_viewpoint_signal():
     with torch.no_grad():
         predicted = model.viewpoint_logits(images, labels[:, 0])[:, 0].argmax(-1)
     assert median_angle_error(circular_difference(predicted, azimuth)) < 45
+
+
+# ---- the task's pieces with known answers ----------------------------------------------------------------
+
+def test_a_given_sigma_sets_the_window_to_the_ceiling_of_three_sigma():
+    assert task_module.soft_label_settings(2.5) == {angle: (2.5, 8) for angle in ("azimuth", "elevation", "inplane")}
+    assert task_module.soft_label_settings(None) == PAPER_SOFT_LABELS
+
+
+def test_labels_are_split_into_category_and_bins_modulo_360():
+    categories, bins = task_module.split_labels(torch.tensor([[2, -30, -10, 365], [1, 0, 359, 720]]))
+    assert categories.tolist() == [2, 1] and bins.tolist() == [[330, 350, 5], [0, 359, 0]]
+
+
+def test_predicted_viewpoints_are_the_argmax_bins_in_degrees():
+    logits = torch.zeros(1, 3, 36)
+    logits[0, 0, 9], logits[0, 1, 0], logits[0, 2, 35] = 1.0, 1.0, 1.0
+    assert task_module.predicted_viewpoints(logits).tolist() == [[90.0, 0.0, 350.0]]   # 36 bins of 10°
+    assert task_module.predicted_viewpoints(torch.eye(360)[[7, 0, 359]][None]).tolist() == [[7.0, 0.0, 359.0]]
+
+
+class FixedViews(torch.nn.Module):
+    """A stand-in network: image i (its first pixel holds i) gets, for every category's head, logits peaked at the
+    bins of `views[i]` (azimuth, elevation, in-plane)."""
+
+    def __init__(self, views, categories: int = 3):
+        super().__init__()
+        self.logits = torch.stack([F.one_hot(torch.tensor(view), 360).float() * 20 for view in views])
+        self.categories = categories
+
+    def forward(self, x):
+        index = (x[:, 0, 0, 0] * 255).round().long()   # Normalizer(mean 0, std 1): pixel / 255
+        return self.logits[index][:, None].expand(-1, self.categories, -1, -1)
+
+
+def test_evaluate_scores_a_known_set_of_predictions():
+    """Errors 0°, 20° (azimuth), 40° (azimuth), 100° (in-plane, azimuth right): top-1 (azimuth bin) 2/4, median
+    error 30°, Acc_π/6 2/4 (errors below 30°), median azimuth error 10°; per category (box: images 0, 1; wedge: 2, 3;
+    arch: none) medians 10° and 70°, Acc_π/6 1 and 0. The loss is the mean over the images."""
+    from visionzoo.data.datasets import TensorSplit
+    from visionzoo.data.loader import Normalizer
+    labels = torch.tensor([[0, 10, 0, 0], [0, 100, 0, 0], [1, 200, 0, 0], [1, 300, 0, 0]])
+    views = [[10, 0, 0], [120, 0, 0], [240, 0, 0], [300, 0, 100]]
+    images = torch.zeros(4, 3, 4, 4, dtype=torch.uint8)
+    images[:, 0, 0, 0] = torch.arange(4, dtype=torch.uint8)
+    model = FixedViews(views)
+    result = task_module.evaluate(model, TensorSplit(images, labels), Normalizer([0.0] * 3, [1.0] * 3),
+                                  classes=CATEGORIES, batch_size=3)
+    assert result["n"] == 4 and result["top1"] == 0.5
+    assert result["median_angle_error"] == pytest.approx(30.0) and result["acc_pi6"] == 0.5
+    assert result["median_azimuth_error"] == pytest.approx(10.0)
+    assert result["median_angle_error_per_category"] == pytest.approx({"box": 10.0, "wedge": 70.0, "arch": None})
+    assert result["acc_pi6_per_category"] == {"box": 1.0, "wedge": 0.0, "arch": None}
+    logits = model(images.float() / 255)[:, 0]
+    assert result["loss"] == pytest.approx(viewpoint_loss(logits, labels[:, 1:]).item(), rel=1e-6)
+
+
+def test_training_step_counts_errors_below_30_degrees_and_exact_azimuth_bins(tmp_path):
+    from visionzoo.data.loader import Normalizer
+    task = Trainer(config(tmp_path / "run", crop=0)).task
+    labels = torch.tensor([[0, 10, 0, 0], [0, 100, 0, 0], [1, 200, 0, 0], [1, 300, 0, 0]])
+    images = torch.zeros(4, 3, 16, 16, dtype=torch.uint8)
+    images[:, 0, 0, 0] = torch.arange(4, dtype=torch.uint8)
+    task.net, task.normalizer = FixedViews([[10, 0, 0], [120, 0, 0], [240, 0, 0], [300, 0, 100]]), \
+        Normalizer([0.0] * 3, [1.0] * 3)
+    step = task.training_step((images, labels), "model", torch.Generator())
+    assert step.count == 4 and step.sums["acc_pi6"].item() == 2 and step.sums["top1"].item() == 2
+
+
+def test_chance_loss_is_the_loss_of_a_uniform_guess_with_the_tilt_weight(tmp_path):
+    task = Trainer(config(tmp_path / "run", tilt_weight=0.1)).task
+    uniform = torch.zeros(2, 3, 360)
+    bins = torch.tensor([[0, 10, 355], [90, 0, 1]])
+    assert task.chance_loss == pytest.approx(viewpoint_loss(uniform, bins, tilt_weight=0.1).item(), rel=1e-6)
+    assert task.chance_loss == pytest.approx(viewpoint_loss(uniform, bins, "softmax", tilt_weight=0.1).item(), rel=1e-6)
