@@ -82,9 +82,14 @@ def median_angle_error(errors_deg: torch.Tensor) -> float:
     return float("nan") if errors.numel() == 0 else float(errors.quantile(0.5))
 
 
+def is_within(errors_deg: torch.Tensor, threshold_rad: float = math.pi / 6) -> torch.Tensor:
+    """Which errors (degrees) are below `threshold_rad` (radians; π/6 by default): the hits Acc_π/6 counts."""
+    return torch.as_tensor(errors_deg) < math.degrees(threshold_rad)
+
+
 def accuracy_within(errors_deg: torch.Tensor, threshold_rad: float = math.pi / 6) -> float:
     """The fraction of errors (degrees) below `threshold_rad` (radians; Acc_π/6 by default), NaN for none."""
     errors = torch.as_tensor(errors_deg, dtype=torch.float64).flatten()
     if errors.numel() == 0:
         return float("nan")
-    return float((errors < math.degrees(threshold_rad)).double().mean())
+    return float(is_within(errors, threshold_rad).double().mean())

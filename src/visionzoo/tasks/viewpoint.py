@@ -50,7 +50,7 @@ from ..core.runtime import autocast, evaluating
 from ..data.augment import random_crop
 from ..data.loader import Normalizer, eval_batches
 from ..data.viewpoint import BACKGROUND_KINDS, RENDER_SIZES, load_render_data
-from ..metrics.viewpoint import accuracy_within, angle_error, median_angle_error
+from ..metrics.viewpoint import accuracy_within, angle_error, is_within, median_angle_error
 from ..models.render_for_cnn import ANGLES, select_category
 from .base import CLASSIFICATION_OPTIONS_UNIFORM_SMOOTHING, ImageTask, StepOutput
 from .plots import plot_curves
@@ -269,7 +269,7 @@ class ViewpointTask(ImageTask):
         with torch.no_grad():
             predicted = predicted_viewpoints(view_logits)
             hits = (view_logits[:, 0].argmax(-1) == bins[:, 0]).double().sum()
-            within = (angle_error(predicted, bins.double()) < 30.0).double().sum()
+            within = is_within(angle_error(predicted, bins.double())).double().sum()
         return StepOutput({"loss": loss}, {"loss": loss.detach().double() * len(labels), "top1": hits,
                                            "acc_pi6": within}, len(labels))
 
