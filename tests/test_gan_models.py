@@ -280,3 +280,88 @@ def test_the_card_measures_the_generator(name):
     model = vz.create_model(name)
     assert card["params"] == _params(model.generator) < _params(model)
     assert card["macs"] > 0
+
+
+@pytest.mark.parametrize("name, last", [("gan_mlp", nn.Linear), ("cgan_mlp", nn.Linear), ("dcgan", nn.ConvTranspose2d)])
+def test_image_generators_output_tanh_of_their_last_layer(name, last):
+    """Images are Tanh of the last layer's output (the module docstring's [−1, 1] contract), not a sigmoid's [0, 1]."""
+    torch.manual_seed(0)
+    model = vz.create_model(name, in_chans=1, image_size=28).eval()
+    layer = [m for m in model.generator.modules() if isinstance(m, last)][-1]
+    seen = []
+    layer.register_forward_hook(lambda m, args, out: seen.append(out))
+    z = 3 * torch.randn(8, model.latent_dim)
+    with torch.no_grad():
+        images = model(z, _labels_for(model, 8))
+    torch.testing.assert_close(images, torch.tanh(seen[0]).view_as(images))
+    assert images.min() < 0 < images.max()
+
+
+def test_labels_reach_both_networks_as_one_hot_vectors_and_planes():
+    """Conditioning (Mirza & Osindero): G reads [z, e_y] and the MLP discriminator [x, e_y]; the convolutional
+    discriminator reads e_y as constant image planes after the image's channels (e_y: F.one_hot of the label)."""
+    from visionzoo.models.gan import one_hot
+    labels = torch.tensor([0, 3, 9, 3])
+    expected = nn.functional.one_hot(labels, 10).float()
+    torch.testing.assert_close(one_hot(labels, 10, torch.zeros(1)), expected, rtol=0, atol=0)
+    torch.manual_seed(0)
+    mlp = vz.create_model("gan_mlp", num_classes=10, hidden=(16,), d_units=(8,)).eval()
+    z, x = torch.randn(4, 100), torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(mlp(z, labels), mlp.generator.net(torch.cat([z, expected], 1)).view(4, 1, 28, 28))
+        torch.testing.assert_close(mlp.discriminator(x, labels),
+                                   mlp.discriminator.net(torch.cat([x.flatten(1), expected], 1)).squeeze(1))
+        conv = vz.create_model("cdcgan", width=8).eval()
+        planes = expected[:, :, None, None].expand(-1, -1, 28, 28)
+        torch.testing.assert_close(conv.discriminator(x, labels),
+                                   conv.discriminator.net(torch.cat([x, planes], 1)).squeeze(1))
+
+
+def test_gan_mlp_drops_its_input_at_0_2_and_its_hidden_layers_at_0_5():
+    """Goodfellow et al.'s released MNIST discriminator: dropout 0.2 on the input, 0.5 after each maxout layer."""
+    layers = list(vz.create_model("gan_mlp").discriminator.net)
+    assert [m.p for m in layers if isinstance(m, nn.Dropout)] == [0.2, 0.5, 0.5]
+    assert isinstance(layers[0], nn.Dropout) and layers[0].p == 0.2
+    assert all(isinstance(layers[i + 1], nn.Dropout) and layers[i + 1].p == 0.5
+               for i, m in enumerate(layers) if isinstance(m, Maxout))
+
+
+@pytest.mark.parametrize("name, kwargs", [("dcgan", dict(batchnorm=False, hidden_fc=True)), ("dcgan", {}),
+                                          ("discogan", {})])
+def test_every_bias_starts_at_zero(name, kwargs):
+    """DCGAN's initialisation (Sec. 4, `normal_init_`): weights N(0, 0.02) and every bias 0, batch norm's too."""
+    torch.manual_seed(0)
+    model = vz.create_model(name, in_chans=1, image_size=28, width=8, **kwargs)
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d,
+                                                           nn.BatchNorm2d))]
+    biased = [m for m in layers if m.bias is not None]
+    assert len(biased) >= 3 and all(torch.count_nonzero(m.bias) == 0 for m in biased)
+    weights = torch.cat([m.weight.flatten() for m in layers if not isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))])
+    assert weights.std().item() == pytest.approx(0.02, rel=0.05)
+
+
+def test_without_strided_convolutions_the_generator_upsamples_by_nearest_neighbour():
+    """``strided=False``: each ×2 step is nearest upsampling (every pixel copied to a 2 × 2 block), then a 3 × 3
+    convolution."""
+    model = vz.create_model("dcgan", in_chans=1, image_size=28, width=8, strided=False).eval()
+    pairs = []
+    hooks = [m.register_forward_hook(lambda m, args, out: pairs.append((args[0], out)))
+             for m in model.generator.modules() if isinstance(m, nn.Upsample)]
+    with torch.no_grad():
+        model(torch.randn(2, 100))
+    for hook in hooks:
+        hook.remove()
+    assert len(pairs) == 2
+    for before, after in pairs:
+        torch.testing.assert_close(after, before.repeat_interleave(2, -2).repeat_interleave(2, -1), rtol=0, atol=0)
+
+
+def test_a_hidden_fully_connected_layer_in_the_generator_is_batch_normalised():
+    """Guideline 3 off (``hidden_fc=True``) leaves guideline 2 on: z → FC 1024 → batch norm → ReLU → FC to the
+    start map; with ``batchnorm=False`` neither batch norm."""
+    def kinds(model):
+        return [type(m) for m in model.generator.project]
+    assert kinds(vz.create_model("dcgan", in_chans=1, image_size=28, width=8, hidden_fc=True)) == [
+        nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear, nn.Unflatten, nn.BatchNorm2d, nn.ReLU]
+    assert kinds(vz.create_model("dcgan", in_chans=1, image_size=28, width=8, hidden_fc=True, batchnorm=False)) == [
+        nn.Linear, nn.ReLU, nn.Linear, nn.Unflatten, nn.ReLU]

@@ -457,3 +457,84 @@ def test_the_truncation_cutoff_truncates_the_first_layers_only():
     torch.testing.assert_close(truncated[:, :3], generate.w_avg + 0.5 * (ws[:, :3] - generate.w_avg))
     torch.testing.assert_close(truncated[:, 3:], ws[:, 3:])
     torch.testing.assert_close(generate.truncate(ws, 0.5, 6), generate.w_avg + 0.5 * (ws - generate.w_avg))
+
+
+def test_ffhq_mapping_network_has_the_lr_multiplier_0_01():
+    """Appendix C: the FFHQ mapping network's 8 dense layers train at λ = 0.01 times the rate: ŵ = W · √2 · λ/√512,
+    bias scaled by λ."""
+    with torch.device("meta"):
+        mapping = vz.create_model("stylegan_ffhq_1024").generator.mapping
+    dense = [m for m in mapping.modules() if isinstance(m, EqualizedLinear)]
+    assert len(dense) == 8
+    for layer in dense:
+        assert layer.bias_gain == pytest.approx(0.01)
+        assert layer.weight_gain == pytest.approx(math.sqrt(2) * 0.01 / math.sqrt(512))
+
+
+def test_mapping_network_is_pixel_norm_then_eight_dense_layers_each_with_leaky_relu():
+    """f(z) written out: z / √(mean z² + ε), then for each of the 8 layers x ← lrelu_0.2(x (c·W)ᵀ + λ·b),
+    the last layer included (w is the output of a leaky ReLU, as the paper's code)."""
+    torch.manual_seed(0)
+    mapping = _small(image_size=28).generator.mapping
+    with torch.no_grad():
+        for layer in mapping.layers:
+            layer.bias.normal_(0, 50)   # stored biases are scaled by λ = 0.01
+    z = torch.randn(5, 128)
+    x = z / (z.square().mean(1, keepdim=True) + 1e-8).sqrt()
+    for layer in mapping.layers:
+        x = F.leaky_relu(F.linear(x, layer.weight * layer.weight_gain, layer.bias * 0.01), 0.2)
+    out = mapping(z)
+    assert (out < 0).any()
+    torch.testing.assert_close(out, x)
+
+
+def test_a_style_layer_is_conv_noise_bias_leaky_relu_then_adain():
+    """Fig. 1(b) in the paper's code's order: 3 × 3 convolution, + s_c · noise, + bias, leaky ReLU 0.2, then
+    AdaIN with the style A(w) — written out with functional operations."""
+    from visionzoo.models.stylegan import StyleLayer
+    torch.manual_seed(0)
+    layer = StyleLayer(4, 6, 16, 8, conv="same", blur=True)
+    with torch.no_grad():
+        layer.noise.weight.normal_()
+        layer.bias.normal_()
+        layer.adain.affine.bias.normal_()
+    x, w, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 16), torch.randn(2, 1, 8, 8)
+    h = F.conv2d(x, layer.conv.weight * math.sqrt(2) / math.sqrt(4 * 9), padding=1)
+    h = F.leaky_relu(h + layer.noise.weight[None, :, None, None] * noise + layer.bias[None, :, None, None], 0.2)
+    style = F.linear(w, layer.adain.affine.weight / 4, layer.adain.affine.bias)   # gain 1/√16
+    expected = adaptive_instance_norm(h, style[:, :6], style[:, 6:])
+    torch.testing.assert_close(layer(x, w, noise), expected)
+
+
+def test_the_synthesis_starts_from_a_constant_of_ones():
+    """The learned constant input (Sec. 2) is initialised to ones, as in the paper's code: 4 × 4 (7 × 7 at 28²)."""
+    for image_size, side in ((32, 4), (28, 7)):
+        const = _small(image_size).generator.synthesis.const
+        assert const.shape == (1, 64, side, side) and torch.equal(const, torch.ones_like(const))
+
+
+def test_the_discriminators_minibatch_stddev_uses_groups_of_four():
+    """ProGAN Sec. 3 with the group size of its and StyleGAN's code: in a batch of 8, the standard deviation is
+    taken over the 4 samples i ≡ j (mod 2)."""
+    discriminator = _small(image_size=28, channel_base=128, max_channels=8).discriminator
+    seen = []
+    discriminator.mbstd.register_forward_hook(lambda m, args, out: seen.append((args[0], out)))
+    with torch.no_grad():
+        discriminator(torch.randn(8, 1, 28, 28))
+    features, out = seen[0]
+    for i in range(8):
+        members = features[[j for j in range(8) if j % 2 == i % 2]]
+        expected = (members.var(0, unbiased=False) + 1e-8).sqrt().mean()
+        torch.testing.assert_close(out[i, -1], expected.expand_as(out[i, -1]))
+
+
+def test_discriminator_layers_use_the_he_gain_before_leaky_relu_and_one_for_the_logit():
+    """Equalised learning rate throughout D (ProGAN Sec. 4.1): ŵ = W · gain/√fan_in, gain √2 for every layer a
+    leaky ReLU follows (fromRGB, the convolutions, the dense layer), 1 for the output logit."""
+    discriminator = _small(image_size=28, d_extra_convs=1).discriminator
+    layers = [m for m in discriminator.modules() if isinstance(m, (EqualizedConv2d, EqualizedLinear))]
+    assert layers[0] is discriminator.from_rgb and layers[-1] is discriminator.output
+    for layer in layers:
+        fan_in = layer.in_features if isinstance(layer, EqualizedLinear) else layer.in_channels * layer.kernel_size ** 2
+        gain = 1.0 if layer is discriminator.output else math.sqrt(2)
+        assert layer.weight_gain == pytest.approx(gain / math.sqrt(fan_in))

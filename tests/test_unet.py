@@ -366,3 +366,56 @@ def test_overlap_tile_with_a_wider_margin_and_an_encoder_unet():
     encoder_unet = vz.create_model("unet_resnet18", encoder="resnet9", decoder_channels=(16, 8, 4), num_classes=2)
     with torch.no_grad():
         assert overlap_tile(encoder_unet.eval(), torch.randn(1, 3, 21, 30), tile=16, margin=4).shape == (1, 2, 21, 30)
+
+
+def test_centre_crop_takes_the_central_window_of_each_axis():
+    """Fig. 1's "copy and crop" on a map taller than wide: rows and columns each lose half their excess per side."""
+    from visionzoo.models.unet import centre_crop
+    x = torch.arange(2 * 9 * 14).reshape(2, 9, 14)
+    torch.testing.assert_close(centre_crop(x, (5, 4)), x[:, 2:7, 5:9], rtol=0, atol=0)
+    torch.testing.assert_close(centre_crop(x, (9, 14)), x, rtol=0, atol=0)
+
+
+def test_dropout_acts_on_the_deepest_blocks_output():
+    """Sec. 3.1's dropout "at the end of the contracting path": it reads the deepest block's output (not that
+    block's pooled input), and the first up-convolution reads what it leaves."""
+    torch.manual_seed(0)
+    model = UNet(2, 1, base_width=4, depth=2, padding="same", dropout=0.5).train()
+    seen = {}
+    model.contracting[-1].register_forward_hook(lambda m, args, out: seen.update(deepest=out.clone()))
+    model.dropout.register_forward_hook(lambda m, args, out: seen.update(read=args[0].clone(), left=out.clone()))
+    model.upsampling[0].register_forward_hook(lambda m, args, out: seen.update(up=args[0].clone()))
+    model(torch.randn(2, 1, 16, 16))
+    torch.testing.assert_close(seen["read"], seen["deepest"], rtol=0, atol=0)
+    torch.testing.assert_close(seen["up"], seen["left"], rtol=0, atol=0)
+    assert (seen["left"] == 0).sum() > (seen["deepest"] == 0).sum()   # it dropped something
+
+
+def test_batch_norm_sits_between_each_convolution_and_its_relu():
+    """``norm="batch"``: conv → BN → ReLU, twice per block, so every block's output is a ReLU's (≥ 0) even in
+    training mode, where BN alone gives both signs."""
+    torch.manual_seed(0)
+    model = UNet(2, 1, base_width=4, depth=2, padding="same", norm="batch").train()
+    for block in (*model.contracting, *model.expanding):
+        assert [type(m) for m in block] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU] * 2
+    outputs = []
+    hooks = [block.register_forward_hook(lambda m, args, out: outputs.append(out.detach().clone()))
+             for block in (*model.contracting, *model.expanding)]
+    model(torch.randn(2, 1, 16, 16))
+    for hook in hooks:
+        hook.remove()
+    assert len(outputs) == 5 and all(out.min() >= 0 and out.max() > 0 for out in outputs)
+
+
+def test_encoder_decoder_block_reads_the_upsampled_map_before_the_skip():
+    """segmentation_models_pytorch's DecoderBlock concatenates [upsampled, skip]: conv1's first in_chans input
+    channels see the upsampled map, the rest the encoder map, so smp's weights mean the same here."""
+    from visionzoo.models.unet import DecoderBlock
+    torch.manual_seed(0)
+    block = DecoderBlock(4, 3, 5, "nearest").eval()
+    x, skip = torch.randn(1, 4, 3, 3), torch.randn(1, 3, 6, 6)
+    with torch.no_grad():
+        block.conv1[0].weight[:, 4:] = 0        # the skip's channels switched off
+        reference = block(x, skip)
+        torch.testing.assert_close(block(x, torch.randn(1, 3, 6, 6)), reference, rtol=0, atol=0)
+        assert not torch.allclose(block(torch.randn(1, 4, 3, 3), skip), reference)

@@ -257,3 +257,69 @@ def test_video_models_are_listed_by_task():
     assert not set(names) & set(vz.list_models(task="classification"))
     for name in names:
         assert len(get_entry(name).input_size) == 4
+
+
+def test_ji3dcnn_subsampling_is_the_block_mean_times_a_coefficient_plus_a_bias_then_tanh():
+    """S3/S5 (LeNet's subsampling): tanh(a · mean of each factor × factor block + b), a and b per map
+    (channel and frame)."""
+    from visionzoo.models.ji3dcnn import Subsampling
+    torch.manual_seed(0)
+    layer = Subsampling(channels=2, frames=3, factor=2)
+    with torch.no_grad():
+        layer.coefficient.normal_()
+        layer.bias.normal_()
+    x = torch.randn(4, 2, 3, 4, 6)
+    blocks = x.reshape(4, 2, 3, 2, 2, 3, 2).mean((4, 6))     # (B, C, T, H/2, W/2)
+    torch.testing.assert_close(layer(x), torch.tanh(layer.coefficient * blocks + layer.bias))
+
+
+def test_ji3dcnn_every_convolution_is_followed_by_tanh():
+    """Eq. 1–2: C2, C4 and C6 are tanh of their convolutions' outputs."""
+    torch.manual_seed(0)
+    model = vz.create_model("ji3dcnn", frames=6, image_size=(24, 22)).eval()
+    convs = {"C2": (model.c2_frames, model.c2_flow), "C4": (model.c4_frames, model.c4_flow), "C6": (model.c6,)}
+    raw = {layer: [] for layer in convs}
+    for layer, modules in convs.items():
+        for conv in modules:
+            with torch.no_grad():
+                conv.weight.mul_(10)   # pre-activations well outside tanh's linear range
+            conv.register_forward_hook(lambda m, args, out, layer=layer: raw[layer].append(out))
+    with torch.no_grad():
+        maps = model.feature_maps(4 * torch.rand(2, 1, 6, 24, 22))
+    for layer, outputs in raw.items():
+        got = maps[layer] if isinstance(maps[layer], tuple) else (maps[layer],)
+        assert len(got) == len(outputs)
+        for out, pre in zip(got, outputs):
+            assert pre.abs().max() > 1, layer   # tanh has something to squash
+            torch.testing.assert_close(out, torch.tanh(pre))
+
+
+def test_c3d_pool1_keeps_time_and_pool2_to_pool5_halve_it():
+    """Fig. 3 and Sec. 3.2: pool1 is 1 × 2 × 2 ("not to merge the temporal signal too early"), pool2–5 are
+    2 × 2 × 2, pool5 rounding up (7 → 4): (C, T, H, W) after each pool of a 3 × 16 × 112 × 112 clip."""
+    with torch.device("meta"):
+        model = vz.create_model("c3d")
+        seen = []
+        for m in model.modules():
+            if isinstance(m, nn.MaxPool3d):
+                m.register_forward_hook(lambda m, args, out: seen.append(tuple(out.shape[1:])))
+        model(torch.empty(1, 3, 16, 112, 112))
+    assert seen == [(64, 16, 56, 56), (128, 8, 28, 28), (256, 4, 14, 14), (512, 2, 7, 7), (512, 1, 4, 4)]
+
+
+@pytest.mark.parametrize("name", ["r3d_small", "r2plus1d_small"])
+def test_video_resnets_initialise_as_torchvision(name):
+    """torchvision's video ResNets: convolutions N(0, 2/fan_out) (He, fan-out mode: C_out · kernel volume), batch
+    norm 1 and 0, the classifier N(0, 0.01²) with bias 0. Sample standard deviations within 5 standard errors."""
+    torch.manual_seed(0)
+    model = vz.create_model(name)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
+    assert any(m.in_channels != m.out_channels for m in convs)
+    for m in convs:
+        fan_out = m.out_channels * math.prod(m.kernel_size)
+        n = m.weight.numel()
+        assert abs(m.weight.std().item() / math.sqrt(2 / fan_out) - 1) < 5 / math.sqrt(2 * n), m
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm3d)]
+    assert all(torch.equal(m.weight, torch.ones_like(m.weight)) and not m.bias.any() for m in norms)
+    fc = model.get_classifier()
+    assert abs(fc.weight.std().item() / 0.01 - 1) < 5 / math.sqrt(2 * fc.weight.numel()) and not fc.bias.any()

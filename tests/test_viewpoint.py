@@ -413,3 +413,28 @@ def test_chance_loss_is_the_loss_of_a_uniform_guess_with_the_tilt_weight(tmp_pat
     bins = torch.tensor([[0, 10, 355], [90, 0, 1]])
     assert task.chance_loss == pytest.approx(viewpoint_loss(uniform, bins, tilt_weight=0.1).item(), rel=1e-6)
     assert task.chance_loss == pytest.approx(viewpoint_loss(uniform, bins, "softmax", tilt_weight=0.1).item(), rel=1e-6)
+
+
+def test_viewpoint_heads_start_from_normal_0_0_01_and_zero_bias():
+    """Sec. 4.2 / the released model: the per-angle C × 360 heads are initialised N(0, 0.01²), biases 0."""
+    torch.manual_seed(0)
+    model = vz.create_model("render_for_cnn", base_width=4)
+    for head in model.heads.values():
+        n = head.weight.numel()
+        assert abs(head.weight.std().item() / 0.01 - 1) < 5 / math.sqrt(2 * n) and not head.bias.any()
+
+
+def test_caffenet_biases_are_one_in_conv2_conv4_conv5_and_the_fc_layers():
+    """AlexNet Sec. 5 (CaffeNet's trunk): biases 1 in conv2, conv4, conv5, fc6 and fc7; 0 in conv1 and conv3."""
+    trunk = vz.create_model("render_for_cnn_alexnet", num_classes=1, image_size=67).trunk
+    layers = [m for m in trunk.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) == 7
+    assert [float(m.bias.detach().unique()) for m in layers] == [0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_small_trunk_pools_to_a_4x4_map_before_its_fully_connected_layer():
+    """The small trunk's FC layer sees a 4 × 4 map (where each feature is), not a global average."""
+    model = vz.create_model("render_for_cnn", base_width=4)
+    pool = next(m for m in model.trunk if isinstance(m, torch.nn.AdaptiveAvgPool2d))
+    fc = next(m for m in model.trunk if isinstance(m, torch.nn.Linear))
+    assert pool(torch.randn(1, 32, 8, 8)).shape == (1, 32, 4, 4) and fc.in_features == 32 * 16
