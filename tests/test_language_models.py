@@ -175,3 +175,59 @@ def test_graves_peephole_cell_is_his_equations_7_to_11():
     out, (h_out, c_out) = cell(x, (h, c))
     torch.testing.assert_close(c_out, c_new, **TOLERANCE)
     torch.testing.assert_close(out, o * torch.tanh(c_new), **TOLERANCE)
+
+
+def test_dropout_is_on_each_hidden_output_that_both_the_next_layer_and_the_output_layer_read():
+    """The class docstring: in training, layer n's output h^n is dropped (inverted dropout, p = ½: each unit 0 or
+    2·h) once, and that same dropped tensor is what layer n + 1 (after x) and the output layer read; in evaluation
+    there is no dropout."""
+    model = _model(dropout=0.5, num_layers=2, hidden_size=6)
+    seen = {}
+
+    def keep_input(name):
+        def hook(module, args, output):
+            seen[name] = args[0]
+        return hook
+    model.layers[1].register_forward_hook(keep_input("next"))
+    model.head.register_forward_hook(keep_input("head"))
+    tokens = torch.randint(0, 7, (4, 9), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(1)                                                # the dropout masks
+    model(tokens)
+    to_next, to_head = seen["next"][..., 7:], seen["head"][..., :6]      # h^1 as each reads it
+    torch.testing.assert_close(to_next, to_head, **TOLERANCE)
+    h1, _ = model.layers[0](F.one_hot(tokens, 7).double())
+    kept = to_head != 0
+    assert 0 < kept.float().mean() < 1
+    torch.testing.assert_close(to_head[kept], 2 * h1[kept], **TOLERANCE)
+    clean = _model(num_layers=2, hidden_size=6).eval()                 # the same weights, no dropout
+    torch.testing.assert_close(model.eval()(tokens)[0], clean(tokens)[0], **TOLERANCE)
+
+
+def test_sampling_continues_from_the_prompts_last_position():
+    """With a large bias the draws are greedy: the first continues the whole prompt (its last position's
+    logits), each next one the text so far, as recomputed from scratch."""
+    model = _model(seed=1).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3)                                   # sharper predictions that depend on the text read
+    prompt = torch.tensor([3, 1, 4, 1, 5])
+    after_each = model(prompt[None])[0][0].argmax(-1)
+    assert after_each[0] != after_each[-1]              # the prompt's first and last positions predict differently
+    drawn = sample(model, prompt, 6, bias=1e6, generator=torch.Generator().manual_seed(0))
+    text = prompt
+    for _ in range(6):
+        text = torch.cat([text, model(text[None])[0][0, -1].argmax()[None]])
+    assert torch.equal(drawn, text[5:])
+
+
+def test_dynamic_evaluation_scores_without_dropout_or_weight_noise():
+    """Graves Sec. 3.1: dynamic evaluation predicts with the network as in evaluation, even when handed one in
+    training mode with dropout and weight noise; at lr = 0 it is the static evaluation-mode loss."""
+    model = _model(hidden_size=8, num_layers=2, dropout=0.5, weight_noise=0.3)
+    text = torch.randint(0, 7, (30,), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits, _ = model.eval()(text[None, :-1])
+    static = float(F.cross_entropy(logits[0], text[1:]))
+    model.train()
+    assert dynamic_evaluate(model, text, lr=0.0, bptt=7) == pytest.approx(static, rel=1e-9)
+    assert model.training

@@ -14,7 +14,8 @@ from visionzoo.cli.main import main
 from visionzoo.core.errors import UsageError
 from visionzoo.engine.trainer import TrainConfig, Trainer
 from visionzoo.metrics.language import bits_per_char, word_perplexity_from_bpc
-from visionzoo.tasks.language import language_measures, stream_loss, stream_matrix, windows
+from visionzoo.registry import create_model
+from visionzoo.tasks.language import dynamic_measures, language_measures, stream_loss, stream_matrix, windows
 
 from conftest import assert_one_line_exit_2, assert_same_weights, cli_here, interrupt_after
 
@@ -204,3 +205,34 @@ def test_the_training_bits_per_character_divide_the_bits_per_token_by_the_charac
     task.train_chars_per_token = 4.0
     step = task.training_step(next(task.train_batches(0, 0)), "model", torch.Generator())
     assert step.sums["bpc"].item() == pytest.approx(step.sums["loss"].item() / math.log(2) / 4.0)
+
+
+def _tiny_lm(seed: int = 0, **kwargs):
+    torch.manual_seed(seed)
+    return create_model("lstm_lm", num_classes=6, hidden_size=8, num_layers=2, **kwargs).eval()
+
+
+def test_evaluation_windows_carry_the_state_so_each_stream_is_scored_as_one_pass():
+    """stream_loss reads B streams in windows of T with the state carried across windows: its Σ −ln P and count
+    are those of one uninterrupted pass over each row of stream_matrix (written here without windows)."""
+    model = _tiny_lm()
+    tokens = torch.randint(0, 6, (46,), generator=torch.Generator().manual_seed(1))
+    rows = stream_matrix(tokens, 3)                    # 3 rows of (46 − 1) // 3 + 1 = 16 tokens, 45 predictions
+    nats, count = stream_loss(model, tokens, bptt=4, streams=3, device=torch.device("cpu"))
+    with torch.no_grad():
+        logits, _ = model(rows[:, :-1])
+    expected = F.cross_entropy(logits.flatten(0, 1), rows[:, 1:].flatten(), reduction="sum")
+    assert count == 45 and nats == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_dynamic_measures_with_no_learning_are_the_measures_of_one_static_stream():
+    """dynamic_measures at lr = 0 is static evaluation of the text as one stream: the same loss, BPC and perplexity as
+    language_measures of stream_loss over that one stream (N − 1 predictions of an N-token split)."""
+    model = _tiny_lm()
+    tokens = torch.randint(0, 6, (40,), generator=torch.Generator().manual_seed(2))
+    nats, count = stream_loss(model, tokens, bptt=100, streams=1, device=torch.device("cpu"))
+    static = language_measures(nats, count, tokens=40, chars=40, words=7)
+    dynamic = dynamic_measures(model, tokens, 0.0, bptt=6, chars=40, words=7)
+    assert dynamic["n"] == count == 39
+    for key in ("loss", "bpc", "perplexity"):
+        assert dynamic[key] == pytest.approx(static[key], rel=1e-5), key

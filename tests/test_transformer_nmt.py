@@ -174,3 +174,66 @@ def test_rsqrt_schedule_is_vaswanis_formula_over_its_peak():
         vaswani = d_model ** -0.5 * min((step + 1) ** -0.5, (step + 1) * warmup ** -1.5)
         factor = lr_factor(step, total_steps=2000, steps_per_epoch=100, schedule="rsqrt", warmup_steps=warmup)
         assert factor * peak == pytest.approx(vaswani)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_dropout_acts_on_each_sublayers_output_before_the_residual_sum(norm_first):
+    """Sec. 5.4: in training, dropout on every sublayer's output before it is added to the residual, and on the sum of
+    embeddings and positional encodings. With P_drop = 1 each sublayer's output is dropped whole, so a layer is its
+    residual path alone: the LayerNorms in turn (post-LN) or the identity (pre-LN); the embedding layer gives 0."""
+    from visionzoo.models.transformer_nmt import DecoderLayer, EncoderLayer, TokenEmbedding
+    torch.manual_seed(0)
+    encoder = EncoderLayer(8, 2, 16, dropout=1.0, norm_first=norm_first).train()
+    decoder = DecoderLayer(8, 2, 16, dropout=1.0, norm_first=norm_first).train()
+    for norm in (*encoder.modules(), *decoder.modules()):
+        if isinstance(norm, nn.LayerNorm):
+            nn.init.normal_(norm.weight)
+            nn.init.normal_(norm.bias)
+    x, memory = torch.randn(2, 5, 8), torch.randn(2, 4, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x, None), x if norm_first else encoder.norm2(encoder.norm1(x)))
+        torch.testing.assert_close(decoder(x, memory, causal_mask(5), None),
+                                   x if norm_first else decoder.norm3(decoder.norm2(decoder.norm1(x))))
+        embedding = TokenEmbedding(10, 8, dropout=1.0).train()
+        assert embedding(torch.randint(1, 10, (2, 5))).eq(0).all()
+
+
+def test_the_shared_embedding_matrix_is_the_pre_softmax_projection():
+    """Sec. 3.4: with one joint vocabulary the logits are the decoder's output times the embedding matrix (not scaled
+    by √d_model, which is the embedding layers' alone), and the output layer's gradient reaches that matrix."""
+    torch.manual_seed(0)
+    model = TransformerNMT(12, d_model=8, num_heads=2, num_encoder_layers=1, num_decoder_layers=1, d_ff=16,
+                           dropout=0.0)
+    src, tgt = torch.randint(4, 12, (2, 5)), torch.randint(4, 12, (2, 4))
+    hidden = model.decode_hidden(model.encode(src), model.target_embed(tgt)).detach()
+    table = model.src_embed.embedding.weight
+    logits = model.project(hidden)
+    torch.testing.assert_close(logits, hidden @ table.T)
+    torch.testing.assert_close(model(src, tgt), logits)
+    gradient, = torch.autograd.grad(logits.sum(), table)      # ∂/∂E_v Σ h·E_v = Σ over positions of h
+    torch.testing.assert_close(gradient, hidden.sum((0, 1)).expand_as(table))
+
+
+def test_alignments_are_the_last_decoder_layers_cross_attention_averaged_over_heads():
+    """`alignments`: the weights of the last decoder layer's encoder–decoder attention averaged over the heads, as
+    nn.MultiheadAttention (average_attn_weights) gives them with the same projections, for the query that
+    layer reads; each row a distribution over the real source positions."""
+    torch.manual_seed(0)
+    model = TransformerNMT(12, d_model=8, num_heads=2, num_encoder_layers=1, num_decoder_layers=2, d_ff=16,
+                           dropout=0.0).eval()
+    src, tgt = torch.randint(4, 12, (2, 6)), torch.randint(4, 12, (2, 4))
+    src[1, 3:] = 0
+    cross = model.decoder[-1].cross_attn
+    seen = {}
+
+    def keep(module, args, output):
+        seen["query"], seen["memory"] = args[0], args[1]
+    cross.register_forward_hook(keep)
+    alignments = model.alignments(src, tgt)
+    theirs = nn.MultiheadAttention(8, 2, batch_first=True)
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(torch.cat([cross.q_proj.weight, cross.k_proj.weight, cross.v_proj.weight]))
+        theirs.in_proj_bias.copy_(torch.cat([cross.q_proj.bias, cross.k_proj.bias, cross.v_proj.bias]))
+        _, expected = theirs(seen["query"], seen["memory"], seen["memory"], key_padding_mask=src == 0)
+    torch.testing.assert_close(alignments, expected)
+    assert torch.allclose(alignments.sum(-1), torch.ones(2, 4)) and alignments[1, :, 3:].eq(0).all()

@@ -482,3 +482,158 @@ def test_self_attention_over_several_new_positions_after_a_cache_equals_reading_
         rest, weights = attention(x[:, 3:], mask=causal_mask(2, offset=3), cache=cache, need_weights=True)
     torch.testing.assert_close(torch.cat([first, rest], 1), whole)
     assert weights.shape == (2, 2, 2, 5) and not weights[..., 0, 4].any()     # position 3 does not see position 4
+
+
+def test_rnnsearch_is_bahdanaus_equations_written_out():
+    """Bahdanau et al. Sec. 3 and App. A, one sentence at a time, with torch's nn.GRU / nn.GRUCell holding the
+    model's weights: annotations h_j = [h→_j; h←_j] of the bidirectional encoder over the unpadded source,
+    s₀ = tanh(W_s h←₁), e_ij = v_aᵀ tanh(W_a s_{i−1} + U_a h_j), α_i = softmax_j, c_i = Σ_j α_ij h_j,
+    s_i = GRU([E y_{i−1}; c_i], s_{i−1}), t_i,k = max(t̃_i,2k−1, t̃_i,2k) of t̃_i = U_o s_i + V_o E y_{i−1} + C_o c_i
+    (maxout over consecutive pairs), logits W_o t_i."""
+    from visionzoo.layers.recurrent import torch_twin_cell, torch_twin_network
+    torch.manual_seed(4)
+    model = create_model("rnnsearch", num_classes=30, embedding=8, hidden_size=6, attention_size=5, maxout_size=4,
+                         dropout=0.0).double().eval()
+    src = torch.tensor([[5, 6, 7, 8, EOS], [9, 10, EOS, PAD, PAD]])
+    tgt = torch.tensor([[BOS, 11, 12, 13], [BOS, 14, 15, 16]])
+    encoder, cell, attention = torch_twin_network(model.encoder), torch_twin_cell(model.cell), model.attention
+    with torch.no_grad():
+        logits = model(src, tgt)
+        for b, length in enumerate((5, 3)):
+            h = encoder(model.src_embed(src[b:b + 1, :length]))[0][0]            # (S, 2·6): [h→; h←]
+            s = torch.tanh(model.init_state(h[0, 6:]))
+            for i in range(tgt.shape[1]):
+                y = model.tgt_embed(tgt[b, i])
+                energies = torch.stack([attention.v_a.weight[0] @ torch.tanh(attention.W_a.weight @ s
+                                                                             + attention.U_a(h[j]))
+                                        for j in range(length)])
+                context = energies.softmax(0) @ h
+                s = cell(torch.cat([y, context])[None], s[None])[0]
+                pre = model.U_o(s) + model.V_o.weight @ y + model.C_o.weight @ context
+                torch.testing.assert_close(logits[b, i], model.generator(torch.maximum(pre[0::2], pre[1::2])))
+
+
+def test_seq2seq_is_sutskevers_pair_of_deep_lstms_written_out():
+    """Sutskever et al. Sec. 2–3.3, one sentence at a time, with torch's nn.LSTM holding the model's weights: the
+    encoder reads the source backwards, unpadded; the decoder starts in the encoder's final (h, c) of every layer
+    and reads <s> y₁ …; one linear layer gives each position's logits."""
+    from visionzoo.layers.recurrent import torch_twin_network
+    torch.manual_seed(5)
+    model = create_model("seq2seq_lstm", num_classes=30, embedding=8, hidden_size=6, num_layers=2,
+                         dropout=0.0).double().eval()
+    src = torch.tensor([[5, 6, 7, 8, EOS], [9, 10, EOS, PAD, PAD]])
+    tgt = torch.tensor([[BOS, 11, 12, 13], [BOS, 14, 15, 16]])
+    encoder, decoder = torch_twin_network(model.encoder), torch_twin_network(model.decoder)
+    with torch.no_grad():
+        logits = model(src, tgt)
+        for b, length in enumerate((5, 3)):
+            _, final = encoder(model.src_embed(src[b:b + 1, :length].flip(1)))
+            outputs, _ = decoder(model.tgt_embed(tgt[b:b + 1]), final)
+            torch.testing.assert_close(logits[b], model.generator(outputs[0]))
+
+
+class _FixedDistribution(torch.nn.Module):
+    """A stand-in translator whose every next-token distribution is softmax(`logits`), whatever it reads; it keeps
+    the target inputs it is given."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits, self.inputs = logits, []
+
+    def forward(self, src, tgt_in):
+        self.inputs.append(tgt_in)
+        return self.logits.expand(*tgt_in.shape, -1)
+
+
+def test_teacher_forced_loss_sums_minus_log_p_over_the_real_target_tokens():
+    """The module docstring's recorded loss: the network reads <s> y₁ … y_{T−1} (teacher forcing) and is scored on
+    y₁ … y_T </s>; padding and <s> are neither scored nor counted."""
+    from visionzoo.tasks.translation import teacher_forced_loss
+    logits = torch.tensor([0.0, 0.0, 0.0, 1.0, 2.0, -1.0, 0.5])
+    model = _FixedDistribution(logits)
+    pairs = [([5, EOS], [BOS, 4, 6, 5, EOS]), ([6, 6, 4, EOS], [BOS, 6, EOS])]
+    nats, count = teacher_forced_loss(model, pairs, torch.device("cpu"), batch_size=2)
+    log_p = logits.log_softmax(-1)
+    scored = [4, 6, 5, EOS, 6, EOS]
+    assert count == 6 and nats == pytest.approx(-sum(log_p[y].item() for y in scored), rel=1e-6)
+    assert [tgt_in.tolist() for tgt_in in model.inputs] == [[[BOS, 4, 6, 5], [BOS, 6, EOS, PAD]]]
+
+
+def test_length_sorted_batches_are_consecutive_runs_of_the_length_sorted_pairs():
+    """Fewer pairs than a pool: the pairs sorted by (target, source) length are cut into full batches (the last
+    partial one dropped), so the batches, put back in order, are consecutive runs of the sorted lengths."""
+    from visionzoo.tasks.translation import length_sorted_batches
+    drawn = torch.randint(1, 40, (30, 2), generator=torch.Generator().manual_seed(0)).tolist()
+    lengths = [(t, s) for t, s in drawn]
+    batches = length_sorted_batches(lengths, 4, torch.Generator().manual_seed(1))
+    assert len(batches) == 7 and all(len(batch) == 4 for batch in batches)
+    assert len({i for batch in batches for i in batch}) == 28
+    runs = sorted(sorted(lengths[i] for i in batch) for batch in batches)
+    flat = [pair for run in runs for pair in run]
+    assert flat == sorted(flat)
+
+
+class _CopyingModel(torch.nn.Module):
+    """A stand-in translator that writes out its source token by token (the source's </s> ends the output): it
+    puts probability `copy` on the source's next token and `eos` on </s>, the rest spread over the others."""
+
+    def __init__(self, copy: float, eos: float = 0.0):
+        super().__init__()
+        self.copy, self.eos = copy, eos
+
+    def encode(self, src):
+        return {"src": src}
+
+    def decode_step(self, memory, tokens, cache):
+        src = memory["src"]
+        step = torch.zeros(len(src), dtype=torch.long) if cache is None else cache["step"]
+        vocab = 40
+        probabilities = torch.full((len(src), vocab), (1 - self.copy - self.eos) / (vocab - 2))
+        probabilities[:, EOS] = self.eos
+        probabilities[torch.arange(len(src)), src.gather(1, step.clamp(max=src.shape[1] - 1)[:, None])[:, 0]] += \
+            self.copy
+        return probabilities.log(), {"step": step + 1}
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return SubwordVocabulary.train([side for pair in corpus(300) for side in pair], 40)
+
+
+SOURCES = ["the light and the day was good", "god", "the water and the earth and the night", "night was good"]
+
+
+def test_translate_returns_each_sources_translation_in_the_input_order(vocab):
+    """`translate` decodes the sentences sorted by length but hands back translation i for source i."""
+    from visionzoo.tasks.translation import translate
+    for beam in (0, 2):
+        assert translate(_CopyingModel(0.9), vocab, SOURCES, beam=beam, alpha=1.0, device=torch.device("cpu"),
+                         batch_size=2) == SOURCES
+
+
+def test_translate_by_an_ensemble_averages_its_members_distributions(vocab):
+    """The first member alone would end every sentence at once (</s> 0.6, the copy 0.4), the second copies (0.9);
+    their mean puts 0.65 on the copy: the ensemble copies."""
+    from visionzoo.tasks.translation import translate
+    members = [_CopyingModel(0.4, eos=0.6), _CopyingModel(0.9)]
+    cpu = torch.device("cpu")
+    assert translate(members[:1], vocab, SOURCES, beam=0, alpha=1.0, device=cpu) == [""] * 4
+    assert translate(members, vocab, SOURCES, beam=0, alpha=1.0, device=cpu) == SOURCES
+
+
+def test_bleu_by_length_bins_the_sources_by_their_words():
+    """LENGTH_BINS: [0, 10), [10, 20), … and [60, ∞), keyed "0-9", "10-19", …, "60+", in order, empty bins left out;
+    each bin's BLEU is sacrebleu's corpus BLEU of its own sentences."""
+    import sacrebleu
+
+    from visionzoo.tasks.translation import bleu_by_length
+    words = [9, 10, 19, 20, 60, 65]
+    sources = [" ".join(["w"] * n) for n in words]
+    references = [" ".join(WORDS[(i + k) % len(WORDS)] for k in range(6)) for i in range(6)]
+    hypotheses = [reference if i % 2 else " ".join(reference.split()[::-1]) for i, reference in enumerate(references)]
+    bins = bleu_by_length(sources, hypotheses, references)
+    assert list(bins) == ["0-9", "10-19", "20-29", "60+"]
+    assert [bins[key]["n"] for key in bins] == [1, 2, 1, 2]
+    for key, members in zip(bins, ([0], [1, 2], [3], [4, 5])):
+        expected = sacrebleu.corpus_bleu([hypotheses[i] for i in members], [[references[i] for i in members]]).score
+        assert bins[key]["bleu"] == pytest.approx(expected, abs=1e-9), key
