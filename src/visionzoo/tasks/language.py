@@ -16,11 +16,12 @@ BPC = (Σ −log₂ P) / characters, for either level; perplexity per word 2^((�
 notes' 2^(c·BPC) with c characters per word at the character level (data/text.py counts both), so
 that the character- and word-level rows of Table 1 compare. The sum is over the split's every token:
 the first token of each stream has no prediction, so it counts at the mean −log₂ P of the others.
-Validation and test read the split as EVAL_STREAMS parallel streams, state carried through them. `--dynamic-eval LR` tests Graves'
-dynamic evaluation (§3.1, models/language.dynamic_evaluate): the test text read as one stream, each
-window scored, then one SGD step of rate LR on it, so that the network adapts to the recent text.
-`--weight-noise σ` is handed to the network's builder. The test also writes SAMPLE_LENGTH tokens
-sampled after the test text's first SAMPLE_PROMPT tokens (seeded) to sample.txt. Label smoothing is not used: the loss is the log-likelihood of the paper.
+Validation and test read the split as EVAL_STREAMS parallel streams, state carried through them.
+`--dynamic-eval LR` tests Graves' dynamic evaluation (§3.1, models/language.dynamic_evaluate): the
+test text read as one stream, each window scored, then one SGD step of rate LR on it, so that the
+network adapts to the recent text. `--weight-noise σ` is handed to the network's builder. The test
+also writes SAMPLE_LENGTH tokens sampled after the test text's first SAMPLE_PROMPT tokens (seeded)
+to sample.txt. Label smoothing is not used: the loss is the log-likelihood of the paper.
 """
 from __future__ import annotations
 
